@@ -1,0 +1,22 @@
+"""Logging set-up: one format, rank 0 only, so multi-process runs do not print everything N times."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def rank() -> int:
+    """The global rank of this process under torchrun or accelerate launch (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log to stderr on rank 0; other ranks log warnings and errors only."""
+    logging.basicConfig(
+        level=level if rank() == 0 else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
