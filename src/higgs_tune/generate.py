@@ -1,0 +1,158 @@
+"""Cloning: build the prompt with the training prompt builder, generate audio codes, revert the delay.
+
+Generation is transformers' own `HiggsAudioV2ForConditionalGeneration.generate` (its delay-pattern logits
+processor forces the BOS and EOS fillers). We add what a toolkit needs around it: batching with left
+padding, a per-sample frame limit so a sample that never stops is cut and flagged instead of running to a
+global maximum, and an honest record of whether each sample ended by its stream EOS.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from higgs_tune.prompt import PromptSettings, PromptTokens, build_prompt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How codes are drawn. `greedy` wins over the sampling knobs; repetition-aware sampling (RAS,
+    supported by the model's generation) resamples a code that repeats `ras_max_repeat` times in the
+    last `ras_window` frames; it is off under greedy decoding so greedy stays deterministic."""
+
+    greedy: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 50
+    ras_window: int | None = 7
+    ras_max_repeat: int = 2
+    seed: int | None = 0
+
+
+@dataclass(frozen=True)
+class CloneOutput:
+    """Generated codes [K, T] of one sample and how generation ended."""
+
+    codes: np.ndarray
+    stopped_by_eos: bool
+    frame_limit: int
+
+
+class FrameLimit(StoppingCriteria):
+    """Stops each sample at its own number of generated audio positions and remembers which were cut."""
+
+    def __init__(self, prompt_length: int, limits: torch.Tensor, eos_token_id: int) -> None:
+        self.prompt_length = prompt_length
+        self.limits = limits
+        self.eos_token_id = eos_token_id
+        self.cut = torch.zeros_like(limits, dtype=torch.bool)
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        generated = input_ids.shape[1] - self.prompt_length
+        ended = (input_ids[:, self.prompt_length :] == self.eos_token_id).any(-1)
+        over = (generated >= self.limits.to(input_ids.device)) & ~ended
+        self.cut |= over.cpu()
+        return over
+
+
+def frame_limit_for(text: str, chars_per_second: float, min_seconds: float, max_seconds: float, rate: int) -> int:
+    """Frame budget of one sample from its text length: generous (text at `chars_per_second`), clamped."""
+    seconds = min(max(len(text) / chars_per_second, min_seconds), max_seconds)
+    return int(seconds * rate)
+
+
+def _left_pad(prompts: list[PromptTokens], pad_token_id: int, audio_pad_id: int) -> dict[str, torch.Tensor]:
+    """Batch prompts for generation: text left-padded (new tokens append on the right), audio frames
+    right-padded and masked out, which keeps each sample's frames in placeholder order."""
+    length = max(p.input_ids.shape[0] for p in prompts)
+    frames = max(p.audio_input_ids.shape[0] for p in prompts)
+    k = prompts[0].audio_input_ids.shape[1]
+    b = len(prompts)
+    input_ids = torch.full((b, length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((b, length), dtype=torch.long)
+    audio_input_ids = torch.full((b, frames, k), audio_pad_id, dtype=torch.long)
+    audio_mask = torch.zeros((b, frames), dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        n, f = p.input_ids.shape[0], p.audio_input_ids.shape[0]
+        input_ids[i, length - n :] = p.input_ids
+        attention_mask[i, length - n :] = 1
+        audio_input_ids[i, :f] = p.audio_input_ids
+        audio_mask[i, :f] = True
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "audio_input_ids": audio_input_ids,
+        "audio_input_ids_mask": audio_mask,
+    }
+
+
+def _generated_codes(processor, frames: torch.Tensor) -> np.ndarray:
+    """Delayed generated frames [N, K] (starting with the stream-BOS frame) -> codes [K, T]."""
+    eos = processor.audio_stream_eos_id
+    all_eos = (frames == eos).all(-1).nonzero()
+    end = int(all_eos[0]) if len(all_eos) else frames.shape[0]
+    body = frames[1:end]
+    k = frames.shape[1]
+    if body.shape[0] < k:
+        return np.zeros((k, 0), dtype=np.int64)
+    codes = processor.revert_delay_pattern(body).clip(0, processor.audio_stream_bos_id - 1)
+    return codes.transpose(0, 1).cpu().numpy().astype(np.int64)
+
+
+@torch.inference_mode()
+def clone_batch(
+    model,
+    processor,
+    items: list[dict],
+    settings: PromptSettings,
+    sampling: SamplingConfig,
+    frame_limits: list[int],
+) -> list[CloneOutput]:
+    """Clone a batch. Each item has `ref_text`, `ref_codes` ([K, T]), `text` and optional `scene`.
+
+    `frame_limits` caps each sample's generated audio frames; a sample cut there is flagged.
+    """
+    prompts = [
+        build_prompt(processor, it["ref_text"], it["ref_codes"], it["text"], settings, scene=it.get("scene"))
+        for it in items
+    ]
+    batch = _left_pad(prompts, processor.tokenizer.pad_token_id, processor.audio_stream_eos_id)
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    k = prompts[0].audio_input_ids.shape[1]
+    # Generated positions per sample: stream BOS + T frames + stream EOS + K-1 delay positions.
+    limits = torch.tensor([lim + 1 + k for lim in frame_limits])
+    eos_token_id = model.generation_config.eos_token_id
+    stopper = FrameLimit(batch["input_ids"].shape[1], limits, eos_token_id)
+    if sampling.seed is not None:
+        torch.manual_seed(sampling.seed)
+    kwargs: dict = {"do_sample": not sampling.greedy}
+    if sampling.greedy:
+        kwargs.update(temperature=None, top_p=None, top_k=None, ras_win_len=None)
+    else:
+        kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        kwargs.update(ras_win_len=sampling.ras_window, ras_win_max_num_repeat=sampling.ras_max_repeat)
+    out = model.generate(
+        **batch,
+        max_new_tokens=int(limits.max()) + 1,
+        stopping_criteria=StoppingCriteriaList([stopper]),
+        return_dict_in_generate=True,
+        **kwargs,
+    )
+    new_tokens = out.sequences.shape[1] - batch["input_ids"].shape[1]
+    generated = out.audio_sequences[:, -new_tokens:]
+    ended = (out.sequences[:, batch["input_ids"].shape[1] :] == eos_token_id).any(-1).cpu()
+    results = []
+    for i in range(len(items)):
+        stopped = bool(ended[i]) and not bool(stopper.cut[i])
+        codes = _generated_codes(processor, generated[i])
+        if not stopped:
+            log.warning("sample %d did not emit its stream EOS within %d frames: cut", i, frame_limits[i])
+        results.append(CloneOutput(codes=codes, stopped_by_eos=stopped, frame_limit=frame_limits[i]))
+    return results

@@ -1,0 +1,125 @@
+"""The one prompt builder, used by training and by inference alike.
+
+A prompt that differs between training and cloning is one of the quiet ways a fine-tune breaks, so there
+is exactly one function that turns a sample's texts and codes into model inputs: `build_prompt`. Training
+calls it with the target's codes (the target assistant turn is rendered in full); cloning calls it without
+(the prompt ends with the generation prompt, `<|audio_out_bos|>`). The inference prompt is therefore a
+token-exact prefix of the training prompt, which a test checks.
+
+The text comes from the checkpoint's own chat template through `HiggsAudioV2Processor.apply_chat_template`,
+and audio placeholders are expanded with the processor's own `get_audio_tokens`, so the prompt is the one the
+processor would build from raw audio; only the codec call is skipped because codes are prepared once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+DEFAULT_SYSTEM_PROMPT = "Generate speech in the provided voice."
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """Prompt settings a model is trained with; saved in every checkpoint and reused by `clone`."""
+
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    scene: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """A tokenized prompt: text ids with one placeholder per audio frame, and those frames' codes.
+
+    `audio_segments` holds (start, length) of each audio clip in `audio_input_ids` frame order: the
+    reference first, then the target when one was given.
+    """
+
+    input_ids: torch.Tensor  # [L] text ids; audio frames are <|AUDIO_OUT|> / delay placeholders
+    audio_input_ids: torch.Tensor  # [F, K] delayed codes of every clip, concatenated in order
+    audio_segments: tuple[tuple[int, int], ...]
+
+
+def build_conversation(
+    ref_text: str, text: str, settings: PromptSettings, scene: str | None = None, with_target: bool = True
+) -> list[dict]:
+    """The cloning conversation: system, [scene], user (reference transcript), assistant (reference audio),
+    user (target text), and with `with_target` the assistant turn holding the target audio.
+
+    A sample's own scene description wins over the settings' default scene.
+    """
+    messages: list[dict] = [{"role": "system", "content": [{"type": "text", "text": settings.system_prompt}]}]
+    scene_text = scene if scene else settings.scene
+    if scene_text:
+        messages.append({"role": "scene", "content": [{"type": "text", "text": scene_text}]})
+    messages += [
+        {"role": "user", "content": [{"type": "text", "text": ref_text}]},
+        {"role": "assistant", "content": [{"type": "audio"}]},
+        {"role": "user", "content": [{"type": "text", "text": text}]},
+    ]
+    if with_target:
+        messages.append({"role": "assistant", "content": [{"type": "audio"}]})
+    return messages
+
+
+def delayed_codes(processor, codes: torch.Tensor) -> torch.Tensor:
+    """Codes [K, T] of one clip -> stream BOS + codes + stream EOS, delay-patterned: [T + 2 + K - 1, K].
+
+    This is the one place where the delay pattern is applied; inputs and labels are both cut from its
+    output, so their shapes agree by construction.
+    """
+    codes = torch.as_tensor(codes, dtype=torch.long)
+    k = codes.shape[0]
+    bos = codes.new_full((k, 1), processor.audio_stream_bos_id)
+    eos = codes.new_full((k, 1), processor.audio_stream_eos_id)
+    framed = torch.cat([bos, codes, eos], dim=1)
+    return processor.build_delay_pattern(framed[None])[0].transpose(0, 1)
+
+
+def build_prompt(
+    processor,
+    ref_text: str,
+    ref_codes: torch.Tensor,
+    text: str,
+    settings: PromptSettings,
+    target_codes: torch.Tensor | None = None,
+    scene: str | None = None,
+) -> PromptTokens:
+    """Build the model inputs of one cloning prompt from texts and codec codes ([K, T] each).
+
+    With `target_codes` the target turn is included (training); without, the prompt ends where generation
+    starts (cloning). Everything else is identical.
+    """
+    with_target = target_codes is not None
+    conversation = build_conversation(ref_text, text, settings, scene=scene, with_target=with_target)
+    rendered = processor.apply_chat_template(
+        conversation, tokenize=False, add_generation_prompt=not with_target
+    )
+    clips = [ref_codes] + ([target_codes] if with_target else [])
+    delayed = [delayed_codes(processor, c) for c in clips]
+    pieces = rendered.split(processor.audio_token)
+    if len(pieces) != len(delayed) + 1:
+        raise ValueError(
+            f"chat template rendered {len(pieces) - 1} audio placeholders for {len(delayed)} clips; "
+            "the model's chat template does not match the Higgs Audio v2 cloning format"
+        )
+    text_with_audio = pieces[0]
+    for frames, piece in zip(delayed, pieces[1:], strict=True):
+        text_with_audio += processor.get_audio_tokens(frames.shape[0]) + piece
+    input_ids = processor.tokenizer(text_with_audio, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+
+    segments, start = [], 0
+    for frames in delayed:
+        segments.append((start, frames.shape[0]))
+        start += frames.shape[0]
+    audio_input_ids = torch.cat(delayed, dim=0)
+    n_placeholders = int(
+        ((input_ids == processor.audio_token_id) | (input_ids == processor.audio_delay_token_id)).sum()
+    )
+    if n_placeholders != audio_input_ids.shape[0]:
+        raise ValueError(
+            f"prompt has {n_placeholders} audio placeholders but {audio_input_ids.shape[0]} audio frames; "
+            "a text contains an audio special token"
+        )
+    return PromptTokens(input_ids=input_ids, audio_input_ids=audio_input_ids, audio_segments=tuple(segments))

@@ -1,0 +1,402 @@
+"""Training: LoRA (peft) or full fine-tuning on a prepared dataset, on 1 to N processes via accelerate.
+
+One optimizer step takes `gradient_accumulation_steps` micro-batches. The label counts of all of them
+(on all ranks) are known before the first backward, because the collator computes them on CPU, so the
+loss is normalised by the number of labelled positions of the whole step: micro-batch 4 x 1 and 1 x 4
+give the same update, and so do 1 process and N with the same global batch.
+
+Host-device synchronisation: one per optimizer step (the finite-loss check, which must happen before
+the weights are touched) and one per logging step; none per micro-batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from higgs_tune import checkpoint
+from higgs_tune.batching import FixedBatches
+from higgs_tune.collate import LOSS_INPUTS, Collator
+from higgs_tune.config import TrainConfig, config_to_dict, require, resolve_codebook_weights, save_config
+from higgs_tune.examples import ExampleDataset
+from higgs_tune.loss import CloningLossModel, combine
+from higgs_tune.models import load_model, load_processor
+from higgs_tune.prepare import PreparedData
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step, the batch and the last good save."""
+
+
+def split_indices(data: PreparedData, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Deterministic train / held-out split by a hash of each sample id (stable if the data is reordered)."""
+    if fraction <= 0:
+        return list(range(len(data))), []
+    keyed = sorted(
+        range(len(data)),
+        key=lambda i: hashlib.sha1(f"{seed}:{data.records[i]['id']}".encode()).hexdigest(),
+    )
+    n_eval = max(1, round(len(data) * fraction))
+    if n_eval >= len(data):
+        raise ValueError(f"eval_fraction={fraction} leaves no training data out of {len(data)} samples")
+    held_out = sorted(keyed[:n_eval])
+    return sorted(keyed[n_eval:]), held_out
+
+
+def lr_lambda(cfg: TrainConfig, total_steps: int):
+    """Linear warm-up to the peak, then cosine / linear decay to `min_lr_ratio` of it (or constant)."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        if cfg.lr_scheduler_type == "constant":
+            return 1.0
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        if cfg.lr_scheduler_type == "linear":
+            shape = 1.0 - progress
+        else:
+            shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * shape
+
+    return factor
+
+
+def build_model(cfg: TrainConfig, use_bf16: bool) -> CloningLossModel:
+    """The base model, wrapped with LoRA adapters unless `full`, inside the loss wrapper."""
+    dtype = torch.bfloat16 if use_bf16 and not cfg.full else torch.float32
+    model = load_model(
+        cfg.model, use_text_head=cfg.text_loss_weight > 0, dtype=dtype, attn_implementation=cfg.attn_implementation
+    )
+    model.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if not cfg.full:
+        import peft
+
+        lora = peft.LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=list(cfg.lora.target_modules),
+            modules_to_save=["audio_lm_head"] if cfg.lora.train_audio_head else None,
+        )
+        model = peft.get_peft_model(model, lora)
+    return CloningLossModel(model)
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; no weight decay on biases and norms."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    kwargs = {"lr": cfg.learning_rate, "betas": (cfg.adam_beta1, cfg.adam_beta2)}
+    if cfg.optim == "adamw_8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError as e:
+            raise RuntimeError("optim=adamw_8bit needs bitsandbytes: pip install bitsandbytes") from e
+        return bnb.optim.AdamW8bit(groups, **kwargs)
+    return torch.optim.AdamW(groups, **kwargs)
+
+
+class Trainer:
+    """Holds one run's state; `run()` trains to `max_steps`, saving and evaluating on the way."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+        require(cfg, "model", "data", "output_dir")
+        self.cfg = cfg
+        self.run_dir = Path(cfg.output_dir)
+        use_bf16 = cfg.bf16 is True or (cfg.bf16 == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            mixed_precision="bf16" if use_bf16 else "no",
+        )
+        acc = self.accelerator
+        set_seed(cfg.seed)
+        self.processor = load_processor(cfg.model)
+        self.data = PreparedData(Path(cfg.data))
+        train_idx, eval_idx = split_indices(self.data, cfg.eval_fraction, cfg.seed)
+        learn_text = cfg.text_loss_weight > 0
+        self.train_set = ExampleDataset(self.data, self.processor, cfg.prompt, learn_text, train_idx)
+        self.eval_set = ExampleDataset(self.data, self.processor, cfg.prompt, learn_text, eval_idx)
+        self.collator = Collator(self.processor)
+        self.plan = FixedBatches(
+            len(self.train_set), cfg.per_device_train_batch_size, cfg.seed, acc.process_index, acc.num_processes
+        )
+        self.max_steps = cfg.max_steps or math.ceil(
+            cfg.num_train_epochs * len(self.plan.batches(0)) / cfg.gradient_accumulation_steps
+        )
+
+        model = build_model(cfg, use_bf16)
+        self.mode = "full" if cfg.full else "lora"
+        self.codebook_weights = torch.tensor(
+            resolve_codebook_weights(cfg.codebook_weights, model.higgs.config.num_codebooks)
+        )
+        optimizer = build_optimizer(cfg, model)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.max_steps))
+        acc.register_for_checkpointing(self.scheduler)
+        self.step = 0
+        if resume:
+            self._resume()
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "train_config.yaml")
+            n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            n_total = sum(p.numel() for p in model.parameters())
+            log.info(
+                "%s fine-tuning: %d / %d parameters trainable (%.2f%%); %d train, %d held-out samples; "
+                "%d processes; bf16=%s",
+                self.mode,
+                n_trainable,
+                n_total,
+                100 * n_trainable / n_total,
+                len(self.train_set),
+                len(self.eval_set),
+                acc.num_processes,
+                use_bf16,
+            )
+        self.writer = None
+        if acc.is_main_process:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _resume(self) -> None:
+        acc = self.accelerator
+        if acc.is_main_process:
+            checkpoint.remove_stale_temporaries(self.run_dir)
+        acc.wait_for_everyone()
+        last = checkpoint.last_checkpoint(self.run_dir)
+        if last is None:
+            log.warning("--resume: no complete checkpoint in %s, starting from step 0", self.run_dir)
+            return
+        acc.load_state(str(last / "state"))
+        self.step = checkpoint.read_trainer_state(last)["step"]
+        log.info("resumed from %s at step %d", last, self.step)
+
+    def micro_batches(self, start: int) -> Iterator[dict]:
+        """This rank's micro-batches from the `start`-th on, epoch after epoch, in a resumable order."""
+        epoch, skip = 0, start
+        while True:
+            batches = self.plan.batches(epoch)
+            if skip < len(batches):
+                loader = DataLoader(
+                    self.train_set,
+                    batch_sampler=batches[skip:],
+                    collate_fn=self.collator,
+                    num_workers=self.cfg.dataloader_num_workers,
+                )
+                for batch in loader:
+                    batch["epoch"] = epoch
+                    yield batch
+                skip = 0
+            else:
+                skip -= len(batches)
+            epoch += 1
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: batch[k].to(self.accelerator.device, non_blocking=True) for k in LOSS_INPUTS}
+
+    def _global_counts(self, group: list[dict]) -> tuple[float, float]:
+        """Labelled audio frames and text tokens of the whole step, summed over micro-batches and ranks."""
+        local = torch.tensor(
+            [sum(b["num_audio_frames"] for b in group), sum(b["num_text_tokens"] for b in group)],
+            dtype=torch.float64,
+            device=self.accelerator.device,
+        )
+        total = self.accelerator.reduce(local, reduction="sum") if self.accelerator.num_processes > 1 else local
+        frames, text = total.tolist()
+        return frames, text
+
+    def train_step(self, group: list[dict]) -> dict[str, torch.Tensor]:
+        """One optimizer step over a group of micro-batches; returns detached metrics on device."""
+        acc, cfg = self.accelerator, self.cfg
+        frames, text = self._global_counts(group)
+        # Each rank's share of sum/N; DDP averages gradients over ranks and accelerate divides by the
+        # accumulation steps, so scale back up to get exactly d(sum over the step / N).
+        scale = acc.num_processes * cfg.gradient_accumulation_steps
+        totals: dict[str, torch.Tensor] = {}
+        for batch in group:
+            with acc.accumulate(self.model), acc.autocast():
+                sums = self.model(**self._to_device(batch))
+                loss, parts = combine(sums, frames, text, self.codebook_weights, cfg.text_loss_weight)
+                acc.backward(loss * scale)
+            parts["loss"] = loss.detach()
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0) + v
+        totals = {k: acc.reduce(v, reduction="sum") if acc.num_processes > 1 else v for k, v in totals.items()}
+        if not bool(torch.isfinite(totals["loss"])):
+            last = checkpoint.last_checkpoint(self.run_dir)
+            ids = [i for b in group for i in b["sample_ids"]]
+            raise NonFiniteLossError(
+                f"non-finite loss {float(totals['loss'])} at step {self.step + 1} on samples {ids}; "
+                f"last good checkpoint: {last or 'none (no checkpoint saved yet)'}. Lower learning_rate, "
+                "check these samples with `higgs-tune validate`, and resume with --resume"
+            )
+        if cfg.max_grad_norm > 0:
+            norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        else:
+            norm = torch.zeros(())
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        totals["grad_norm"] = norm.detach() if isinstance(norm, torch.Tensor) else torch.tensor(float(norm or 0))
+        return totals
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Held-out loss (audio and weighted text, normalised over the whole held-out set)."""
+        if len(self.eval_set) == 0:
+            return None
+        acc, cfg = self.accelerator, self.cfg
+        self.model.eval()
+        bs = cfg.per_device_train_batch_size
+        batches = [list(range(i, min(i + bs, len(self.eval_set)))) for i in range(0, len(self.eval_set), bs)]
+        per_rank = math.ceil(len(batches) / acc.num_processes)
+        mine = batches[acc.process_index :: acc.num_processes]
+        # Every rank runs the same number of forwards (FSDP gathers weights collectively); a rank short of
+        # batches repeats its last one with weight 0.
+        weights = [1.0] * len(mine) + [0.0] * (per_rank - len(mine))
+        mine = mine + [mine[-1] if mine else batches[0]] * (per_rank - len(mine))
+        audio = torch.zeros(self.codebook_weights.shape[0], device=acc.device, dtype=torch.float64)
+        counts = torch.zeros(3, device=acc.device, dtype=torch.float64)
+        for w, idx in zip(weights, mine, strict=True):
+            batch = self.collator([self.eval_set[i] for i in idx])
+            with acc.autocast():
+                sums = self.model(**self._to_device(batch))
+            audio += w * sums.audio_per_codebook.double()
+            counts += torch.tensor(
+                [w * batch["num_audio_frames"], w * batch["num_text_tokens"], 0.0], device=acc.device
+            ).double()
+            counts[2] += w * sums.text.double()
+        if acc.num_processes > 1:
+            audio, counts = acc.reduce(audio, reduction="sum"), acc.reduce(counts, reduction="sum")
+        self.model.train()
+        per_codebook = audio / counts[0].clamp(min=1)
+        loss = (per_codebook * self.codebook_weights.to(per_codebook)).sum()
+        if cfg.text_loss_weight > 0:
+            loss = loss + cfg.text_loss_weight * counts[2] / counts[1].clamp(min=1)
+        return float(loss)
+
+    def save(self, metrics: dict | None = None) -> Path:
+        """Write a complete checkpoint atomically (all ranks take part; rank 0 renames it into place)."""
+        acc = self.accelerator
+        tmp = checkpoint.temporary_dir(self.run_dir, self.step)
+        if acc.is_main_process and tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp / "state"))
+        state_dict = acc.get_state_dict(self.model)
+        final = None
+        if acc.is_main_process:
+            inner = acc.unwrap_model(self.model).model
+            weights = {k.removeprefix("model."): v for k, v in state_dict.items()}
+            if self.mode == "lora":
+                inner.save_pretrained(str(tmp / "adapter"), state_dict=weights)
+            else:
+                inner.save_pretrained(str(tmp / "model"), state_dict=weights)
+            save_config(self.cfg, tmp / "train_config.yaml")
+            trainer_state = {
+                "step": self.step,
+                "mode": self.mode,
+                "model": self.cfg.model,
+                "text_head": self.cfg.text_loss_weight > 0,
+                "prompt": asdict(self.cfg.prompt),
+                "config": config_to_dict(self.cfg),
+                "metrics": metrics or {},
+            }
+            final = checkpoint.finalize(self.run_dir, self.step, trainer_state, self.cfg.save_total_limit)
+        acc.wait_for_everyone()
+        return final or self.run_dir / f"checkpoint-{self.step}"
+
+    def _log(self, metrics: dict) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+        for k, v in metrics.items():
+            if k != "step" and isinstance(v, int | float):
+                self.writer.add_scalar(f"train/{k}" if not k.startswith("eval") else k, v, metrics["step"])
+        self.writer.flush()
+
+    def run(self) -> Path:
+        """Train to `max_steps`; returns the final checkpoint folder."""
+        acc, cfg = self.accelerator, self.cfg
+        self.model.train()
+        batches = self.micro_batches(self.step * cfg.gradient_accumulation_steps)
+        bar = tqdm(
+            total=self.max_steps, initial=self.step, desc="train", unit="step", disable=not acc.is_main_process
+        )
+        window: dict[str, torch.Tensor] = {}
+        tokens, audio_seconds, started, logged_steps = 0, 0.0, time.perf_counter(), 0
+        final = None
+        while self.step < self.max_steps:
+            group = [next(batches) for _ in range(cfg.gradient_accumulation_steps)]
+            totals = self.train_step(group)
+            self.step += 1
+            logged_steps += 1
+            tokens += sum(b["num_tokens"] for b in group) * acc.num_processes
+            audio_seconds += sum(b["num_audio_frames"] for b in group) * acc.num_processes / 25.0
+            for k, v in totals.items():
+                window[k] = window.get(k, 0) + v
+            bar.update(1)
+            if self.step % cfg.logging_steps == 0 or self.step == self.max_steps:
+                elapsed = time.perf_counter() - started
+                metrics = self._metrics(window, logged_steps, tokens / elapsed, audio_seconds / elapsed, group)
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
+                self._log(metrics)
+                window, tokens, audio_seconds, started, logged_steps = {}, 0, 0.0, time.perf_counter(), 0
+            if self.step % cfg.eval_steps == 0 or self.step == self.max_steps:
+                eval_loss = self.evaluate()
+                if eval_loss is not None:
+                    self._log({"step": self.step, "eval_loss": eval_loss})
+                    log.info("step %d: held-out loss %.4f", self.step, eval_loss)
+            if self.step % cfg.save_steps == 0 or self.step == self.max_steps:
+                final = self.save({"step": self.step})
+        bar.close()
+        if self.writer is not None:
+            self.writer.close()
+        return final or checkpoint.last_checkpoint(self.run_dir)
+
+    def _metrics(self, window: dict, steps: int, tok_s: float, audio_s: float, group: list[dict]) -> dict:
+        per_codebook = (window["per_codebook"] / steps).tolist()
+        metrics = {
+            "step": self.step,
+            "epoch": group[-1]["epoch"],
+            "loss": float(window["loss"]) / steps,
+            "audio_loss": float(window["audio_loss"]) / steps,
+            "text_loss": float(window["text_loss"]) / steps,
+            "grad_norm": float(window["grad_norm"]) / steps,
+            "lr": self.scheduler.get_last_lr()[0],
+            "tokens_per_sec": tok_s,
+            "audio_seconds_per_sec": audio_s,
+        }
+        metrics.update({f"loss_codebook_{k}": v for k, v in enumerate(per_codebook)})
+        return metrics
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Run a fine-tune described by `cfg`; returns the final checkpoint folder."""
+    return Trainer(cfg, resume=resume).run()
