@@ -1,0 +1,271 @@
+"""Config loading: defaults, YAML, overrides, and that every problem is reported at once with its fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from higgs_tune.config import (
+    ConfigError,
+    LoraConfig,
+    PromptConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    require,
+    resolve_codebook_weights,
+    save_config,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def problems_of(overrides: list[str], yaml_path: Path | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(TrainConfig, yaml_path, overrides)
+    return info.value.problems
+
+
+def test_defaults_are_valid() -> None:
+    cfg = load_config(TrainConfig, None, [])
+    assert cfg == TrainConfig()
+    assert cfg.lora == LoraConfig()
+    assert cfg.prompt == PromptConfig()
+    assert cfg.bf16 == "auto"
+    assert "audio_lm_head" not in cfg.lora.target_modules
+    assert config_from_dict(TrainConfig, {}) == TrainConfig()
+
+
+def test_yaml_load_with_nested_sections(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "model: some/model\n"
+        "learning_rate: 2e-4\n"  # plain PyYAML would read this as a string
+        "max_steps: 50\n"
+        "warmup_steps: 5\n"
+        "codebook_weights: [2, 1, 1, 1, 1, 1, 1, 0.5]\n"
+        "lora:\n  r: 8\n  target_modules: [q_proj, v_proj]\n"
+        "prompt:\n"  # a section with everything commented out is empty, not an error
+        "  # scene: studio\n"
+    )
+    cfg = load_config(TrainConfig, path, [])
+    assert cfg.model == "some/model"
+    assert cfg.learning_rate == pytest.approx(2e-4)
+    assert cfg.codebook_weights == [2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5]
+    assert all(type(w) is float for w in cfg.codebook_weights)
+    assert cfg.lora == LoraConfig(r=8, target_modules=["q_proj", "v_proj"])
+    assert cfg.prompt == PromptConfig()
+
+
+def test_overrides_win_over_yaml_and_parse_as_yaml_scalars(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("learning_rate: 0.001\nlora:\n  r: 8\n  alpha: 16\n")
+    cfg = load_config(
+        TrainConfig,
+        path,
+        [
+            "learning_rate=1e-4",
+            "lora.r=32",
+            "lora.target_modules=[q_proj,v_proj]",
+            "bf16=true",
+            "gradient_checkpointing=yes",
+            "max_grad_norm=2",  # int accepted for a float field
+            "save_total_limit=null",
+            "codebook_weights=[1, 1, 1, 1, 1, 1, 1, 1]",
+            "prompt.system_prompt=Speak slowly.",
+            "prompt.scene=Note: a quiet room",  # YAML would read a mapping; string fields keep the text
+            "output_dir=2024",  # likewise a number in YAML, but a directory name here
+            "seed=1",
+            "seed=7",  # the last override for a key wins
+        ],
+    )
+    assert cfg.learning_rate == pytest.approx(1e-4)
+    assert cfg.lora.r == 32
+    assert cfg.lora.alpha == 16  # untouched YAML keys in the same section survive
+    assert cfg.lora.target_modules == ["q_proj", "v_proj"]
+    assert cfg.bf16 is True
+    assert cfg.gradient_checkpointing is True
+    assert cfg.max_grad_norm == 2.0 and type(cfg.max_grad_norm) is float
+    assert cfg.save_total_limit is None
+    assert cfg.codebook_weights == [1.0] * 8
+    assert cfg.prompt.system_prompt == "Speak slowly."
+    assert cfg.prompt.scene == "Note: a quiet room"
+    assert cfg.output_dir == "2024"
+    assert cfg.seed == 7
+
+
+def test_section_override_merges_into_the_section() -> None:
+    cfg = load_config(
+        TrainConfig, None, ["lora.r=4", "lora={alpha: 8, dropout: 0}", "lora.train_audio_head=true"]
+    )
+    assert cfg.lora == LoraConfig(r=4, alpha=8, dropout=0.0, train_audio_head=True)
+
+
+def test_train_by_epochs() -> None:
+    cfg = load_config(TrainConfig, None, ["max_steps=null", "num_train_epochs=3"])
+    assert cfg.max_steps is None and cfg.num_train_epochs == 3.0
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("learing_rate=1e-4", "unknown key 'learing_rate' (did you mean 'learning_rate'?)"),
+        ("lora.rr=8", "unknown key 'lora.rr' (did you mean 'lora.r'?)"),
+        ("lorra.r=8", "unknown key 'lorra' (did you mean 'lora'?)"),
+        ("system_prompt=hi", "unknown key 'system_prompt' (did you mean 'prompt.system_prompt'?)"),
+    ],
+)
+def test_unknown_key_suggests_the_fix(override: str, expected: str) -> None:
+    assert problems_of([override]) == [expected]
+
+
+def test_unknown_key_without_a_near_match_lists_the_valid_keys() -> None:
+    (problem,) = problems_of(["prompt.zzz=1"])
+    assert problem == "unknown key 'prompt.zzz' (valid keys here: system_prompt, scene)"
+
+
+def test_all_problems_are_reported_in_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("learing_rate: 1e-4\nper_device_train_batch_size: 0\nlora:\n  r: abc\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            TrainConfig,
+            path,
+            [
+                "lr_scheduler_type=cosin",
+                "warmup_steps=500",
+                "codebook_weights=[1, -1]",
+                "eval_fraction=1",
+                "oops",
+            ],
+        )
+    message = str(info.value)
+    expected = [
+        "unknown key 'learing_rate' (did you mean 'learning_rate'?)",
+        "per_device_train_batch_size must be >= 1, got 0",
+        "lora.r must be an integer, got 'abc'",
+        "lr_scheduler_type must be one of 'cosine', 'constant', 'linear', got 'cosin'"
+        " (did you mean 'cosine'?)",
+        "warmup_steps (500) must be <= max_steps (200)",
+        "codebook_weights must all be >= 0, got -1.0 at index 1",
+        "eval_fraction must be >= 0 and < 1, got 1.0",
+        "override 'oops' is not key=value",
+    ]
+    for text in expected:
+        assert text in message
+    assert len(info.value.problems) == len(expected)
+    assert message.startswith(f"{path} + 5 overrides: 8 problems:")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("max_steps=ten", "max_steps must be an integer, or null, got 'ten'"),
+        ("max_steps=1.5", "max_steps must be an integer, or null, got 1.5"),
+        ("learning_rate=true", "learning_rate must be a number, got true"),  # bools are not numbers
+        ("full=1", "full must be true or false, got 1"),
+        ("bf16=maybe", "bf16 must be true or false, or 'auto', got 'maybe'"),
+        ("lora.target_modules=q_proj", "lora.target_modules must be a list of strings, got 'q_proj'"),
+        ("codebook_weights=[1, x]", "codebook_weights must be a list of numbers, or null, got [1, 'x']"),
+        ("optim=adam", "optim must be one of 'adamw_torch', 'adamw_8bit', got 'adam'"),
+        ("prompt=5", "section 'prompt' must be a mapping of keys to values, got 5"),
+    ],
+)
+def test_type_errors_name_the_expected_type(override: str, expected: str) -> None:
+    assert problems_of([override]) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["max_steps=null"], "set max_steps or num_train_epochs to say how long to train"),
+        (["num_train_epochs=2"], "set max_steps=null to train by epochs, or drop num_train_epochs"),
+        (["max_tokens_per_batch=1000"], "max_tokens_per_batch (1000) must be >= max_seq_len (4096)"),
+        (["codebook_weights=[]"], "codebook_weights is empty; use null to weigh all codebooks equally"),
+        (["codebook_weights=[0, 0]"], "codebook_weights are all 0, so nothing would be trained"),
+        (["lora.target_modules=[]"], "lora.target_modules must name at least one module"),
+        (["seed=-1"], "seed must be >= 0 and < 4294967296, got -1"),
+        (["save_steps=0"], "save_steps must be >= 1, got 0"),
+        (["adam_beta2=.nan"], "adam_beta2 must be >= 0 and < 1, got nan"),
+    ],
+)
+def test_range_and_cross_field_checks(overrides: list[str], expected: str) -> None:
+    (problem,) = problems_of(overrides)
+    assert expected in problem
+
+
+def test_file_problems(tmp_path: Path) -> None:
+    assert problems_of([], tmp_path / "missing.yaml")[0].startswith("cannot read config file")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("lora: [unclosed\n")
+    assert problems_of([], broken)[0].startswith("not valid YAML")
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    assert problems_of([], listing) == ["the file must hold a mapping of keys to values, got ['a', 'b']"]
+
+
+def test_save_then_load_round_trips(tmp_path: Path) -> None:
+    cfg = load_config(
+        TrainConfig,
+        None,
+        [
+            "model=m",
+            "full=true",
+            "learning_rate=3e-5",
+            "bf16=false",
+            "codebook_weights=[1, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25, 0.25]",
+            "prompt.scene=1e-4",  # a string that looks like a number must stay a string
+            "prompt.system_prompt=Stimme: ruhig, klar",
+            "lora.target_modules=[q_proj]",
+        ],
+    )
+    path = tmp_path / "ckpt" / "config.yaml"
+    save_config(cfg, path)
+    assert load_config(TrainConfig, path, []) == cfg
+    assert config_from_dict(TrainConfig, config_to_dict(cfg)) == cfg
+    assert list(config_to_dict(cfg))[:3] == ["model", "data", "output_dir"]  # saved in field order
+
+
+def test_config_from_dict_validates_like_the_loader() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(TrainConfig, {"lora": {"r": 0, "bad": 1}, "max_steps": "x"})
+    assert info.value.problems == [
+        "max_steps must be an integer, or null, got 'x'",
+        "unknown key 'lora.bad' (valid keys here: r, alpha, dropout, target_modules, train_audio_head)",
+        "lora.r must be >= 1, got 0",
+    ]
+
+
+def test_configs_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().learning_rate = 1.0  # type: ignore[misc]
+
+
+def test_require_names_every_missing_key() -> None:
+    cfg = TrainConfig(model="m")
+    require(cfg, "model", "prompt.system_prompt")
+    with pytest.raises(ConfigError) as info:
+        require(cfg, "model", "data", "output_dir", "prompt.scene")
+    assert info.value.problems == [
+        "data is required: set it in the config file or pass data=...",
+        "output_dir is required: set it in the config file or pass output_dir=...",
+        "prompt.scene is required: set it in the config file or pass prompt.scene=...",
+    ]
+
+
+def test_resolve_codebook_weights() -> None:
+    assert resolve_codebook_weights(None, 2) == [1.0, 1.0]
+    assert resolve_codebook_weights([2, 1], 2) == [2.0, 1.0]
+    with pytest.raises(ConfigError, match="codebook_weights has 8 values but the model has 2 codebooks"):
+        resolve_codebook_weights([1.0] * 8, 2)
+
+
+@pytest.mark.parametrize("name", ["lora.yaml", "full.yaml"])
+def test_example_configs_load(name: str) -> None:
+    cfg = load_config(TrainConfig, CONFIGS / name, ["data=some/data"])
+    assert cfg.full is (name == "full.yaml")
+    assert cfg.model and cfg.output_dir
+    require(cfg, "model", "data", "output_dir")
