@@ -17,7 +17,9 @@ class FixedBatches:
     number of samples that leaves out per epoch is at most `batch_size * world_size - 1`.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, num_samples: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
         if num_samples < batch_size * world_size:
             raise ValueError(
                 f"{num_samples} training samples cannot fill one micro-batch of {batch_size} on each of "

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from higgs_tune.prompt import PromptSettings, PromptTokens, build_prompt
+from higgs_tune.config import PromptConfig
+from higgs_tune.prompt import PromptTokens, build_prompt
 
 IGNORE = -100
 
@@ -77,7 +78,7 @@ def build_example(
     ref_codes: torch.Tensor,
     text: str,
     target_codes: torch.Tensor,
-    settings: PromptSettings,
+    settings: PromptConfig,
     learn_text: bool = False,
     scene: str | None = None,
 ) -> Example:
@@ -98,7 +99,7 @@ def build_example(
 class ExampleDataset(torch.utils.data.Dataset):
     """Examples built on the fly from a prepared dataset (codes only, no audio is decoded)."""
 
-    def __init__(self, data, processor, settings: PromptSettings, learn_text: bool, indices=None) -> None:
+    def __init__(self, data, processor, settings: PromptConfig, learn_text: bool, indices=None) -> None:
         self.data = data
         self.processor = processor
         self.settings = settings

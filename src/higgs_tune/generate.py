@@ -9,13 +9,17 @@ global maximum, and an honest record of whether each sample ended by its stream 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from higgs_tune.prompt import PromptSettings, PromptTokens, build_prompt
+from higgs_tune import checkpoint
+from higgs_tune.config import PromptConfig
+from higgs_tune.models import load_model, load_processor
+from higgs_tune.prompt import PromptTokens, build_prompt
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,9 @@ class FrameLimit(StoppingCriteria):
         return over
 
 
-def frame_limit_for(text: str, chars_per_second: float, min_seconds: float, max_seconds: float, rate: int) -> int:
+def frame_limit_for(
+    text: str, chars_per_second: float, min_seconds: float, max_seconds: float, rate: int
+) -> int:
     """Frame budget of one sample from its text length: generous (text at `chars_per_second`), clamped."""
     seconds = min(max(len(text) / chars_per_second, min_seconds), max_seconds)
     return int(seconds * rate)
@@ -110,7 +116,7 @@ def clone_batch(
     model,
     processor,
     items: list[dict],
-    settings: PromptSettings,
+    settings: PromptConfig,
     sampling: SamplingConfig,
     frame_limits: list[int],
 ) -> list[CloneOutput]:
@@ -156,3 +162,33 @@ def clone_batch(
             log.warning("sample %d did not emit its stream EOS within %d frames: cut", i, frame_limits[i])
         results.append(CloneOutput(codes=codes, stopped_by_eos=stopped, frame_limit=frame_limits[i]))
     return results
+
+
+def load_for_cloning(
+    model_id: str, adapter: Path | None, system_prompt: str | None = None, scene: str | None = None
+) -> tuple[torch.nn.Module, object, PromptConfig]:
+    """The model to clone with, its processor, and the prompt settings it was trained with.
+
+    `adapter` is a run folder (its last checkpoint) or a checkpoint folder, from LoRA (the adapter is
+    merged into the base weights for plain-speed generation) or full fine-tuning. The checkpoint's own
+    prompt settings are used unless `system_prompt` / `scene` override them.
+    """
+    settings = PromptConfig()
+    if adapter is None:
+        model = load_model(model_id)
+    else:
+        ckpt = checkpoint.resolve_checkpoint(adapter)
+        state = checkpoint.read_trainer_state(ckpt)
+        settings = PromptConfig(**state["prompt"])
+        if state["mode"] == "lora":
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(load_model(model_id), str(ckpt / "adapter")).merge_and_unload()
+        else:
+            model = load_model(str(ckpt / "model"))
+    if system_prompt is not None:
+        settings = replace(settings, system_prompt=system_prompt)
+    if scene is not None:
+        settings = replace(settings, scene=scene)
+    model.eval()
+    return model, load_processor(model_id), settings

@@ -70,10 +70,16 @@ class CloningLossModel(nn.Module):
     a label, and applies the heads there only.
     """
 
-    def __init__(self, model: nn.Module, higgs: nn.Module) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model  # what holds the trainable parameters (peft or plain)
-        self.higgs = higgs  # the HiggsAudioV2ForConditionalGeneration inside it (same modules)
+        self.model = model  # a HiggsAudioV2ForConditionalGeneration, or a peft model around one
+
+    @property
+    def higgs(self) -> nn.Module:
+        """The HiggsAudioV2ForConditionalGeneration inside (peft injects adapters into its modules, so
+        calling them directly trains the adapters). Not a second registered submodule, which would
+        duplicate every weight in state dicts."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
     def forward(
         self,

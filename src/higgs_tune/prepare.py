@@ -77,7 +77,9 @@ def prepare_dataset(samples: list[Sample], processor, out: Path, model_id: str) 
     shard = "clips/shard-00000"
     np.save(out / f"{shard}.npy", np.concatenate(codes, axis=1))
     _write_jsonl(out / f"{shard}.jsonl", clip_lines)
-    _write_jsonl(out / "samples.jsonl", [sample_record(s, hashes[s.ref_audio], hashes[s.audio]) for s in samples])
+    _write_jsonl(
+        out / "samples.jsonl", [sample_record(s, hashes[s.ref_audio], hashes[s.audio]) for s in samples]
+    )
     index = {
         "format": FORMAT,
         "version": VERSION,

@@ -17,15 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-DEFAULT_SYSTEM_PROMPT = "Generate speech in the provided voice."
-
-
-@dataclass(frozen=True)
-class PromptSettings:
-    """Prompt settings a model is trained with; saved in every checkpoint and reused by `clone`."""
-
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    scene: str | None = None
+from higgs_tune.config import PromptConfig
 
 
 @dataclass(frozen=True)
@@ -42,7 +34,7 @@ class PromptTokens:
 
 
 def build_conversation(
-    ref_text: str, text: str, settings: PromptSettings, scene: str | None = None, with_target: bool = True
+    ref_text: str, text: str, settings: PromptConfig, scene: str | None = None, with_target: bool = True
 ) -> list[dict]:
     """The cloning conversation: system, [scene], user (reference transcript), assistant (reference audio),
     user (target text), and with `with_target` the assistant turn holding the target audio.
@@ -82,7 +74,7 @@ def build_prompt(
     ref_text: str,
     ref_codes: torch.Tensor,
     text: str,
-    settings: PromptSettings,
+    settings: PromptConfig,
     target_codes: torch.Tensor | None = None,
     scene: str | None = None,
 ) -> PromptTokens:
@@ -107,7 +99,9 @@ def build_prompt(
     text_with_audio = pieces[0]
     for frames, piece in zip(delayed, pieces[1:], strict=True):
         text_with_audio += processor.get_audio_tokens(frames.shape[0]) + piece
-    input_ids = processor.tokenizer(text_with_audio, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    input_ids = processor.tokenizer(text_with_audio, add_special_tokens=False, return_tensors="pt")[
+        "input_ids"
+    ][0]
 
     segments, start = [], 0
     for frames in delayed:

@@ -79,7 +79,10 @@ def build_model(cfg: TrainConfig, use_bf16: bool) -> CloningLossModel:
     """The base model, wrapped with LoRA adapters unless `full`, inside the loss wrapper."""
     dtype = torch.bfloat16 if use_bf16 and not cfg.full else torch.float32
     model = load_model(
-        cfg.model, use_text_head=cfg.text_loss_weight > 0, dtype=dtype, attn_implementation=cfg.attn_implementation
+        cfg.model,
+        use_text_head=cfg.text_loss_weight > 0,
+        dtype=dtype,
+        attn_implementation=cfg.attn_implementation,
     )
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
@@ -125,7 +128,9 @@ class Trainer:
         require(cfg, "model", "data", "output_dir")
         self.cfg = cfg
         self.run_dir = Path(cfg.output_dir)
-        use_bf16 = cfg.bf16 is True or (cfg.bf16 == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        use_bf16 = cfg.bf16 is True or (
+            cfg.bf16 == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        )
         self.accelerator = Accelerator(
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             mixed_precision="bf16" if use_bf16 else "no",
@@ -140,7 +145,11 @@ class Trainer:
         self.eval_set = ExampleDataset(self.data, self.processor, cfg.prompt, learn_text, eval_idx)
         self.collator = Collator(self.processor)
         self.plan = FixedBatches(
-            len(self.train_set), cfg.per_device_train_batch_size, cfg.seed, acc.process_index, acc.num_processes
+            len(self.train_set),
+            cfg.per_device_train_batch_size,
+            cfg.seed,
+            acc.process_index,
+            acc.num_processes,
         )
         self.max_steps = cfg.max_steps or math.ceil(
             cfg.num_train_epochs * len(self.plan.batches(0)) / cfg.gradient_accumulation_steps
@@ -224,7 +233,9 @@ class Trainer:
             dtype=torch.float64,
             device=self.accelerator.device,
         )
-        total = self.accelerator.reduce(local, reduction="sum") if self.accelerator.num_processes > 1 else local
+        total = (
+            self.accelerator.reduce(local, reduction="sum") if self.accelerator.num_processes > 1 else local
+        )
         frames, text = total.tolist()
         return frames, text
 
@@ -244,7 +255,9 @@ class Trainer:
             parts["loss"] = loss.detach()
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0) + v
-        totals = {k: acc.reduce(v, reduction="sum") if acc.num_processes > 1 else v for k, v in totals.items()}
+        totals = {
+            k: acc.reduce(v, reduction="sum") if acc.num_processes > 1 else v for k, v in totals.items()
+        }
         if not bool(torch.isfinite(totals["loss"])):
             last = checkpoint.last_checkpoint(self.run_dir)
             ids = [i for b in group for i in b["sample_ids"]]
@@ -260,7 +273,9 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        totals["grad_norm"] = norm.detach() if isinstance(norm, torch.Tensor) else torch.tensor(float(norm or 0))
+        totals["grad_norm"] = (
+            norm.detach() if isinstance(norm, torch.Tensor) else torch.tensor(float(norm or 0))
+        )
         return totals
 
     @torch.no_grad()
@@ -347,7 +362,11 @@ class Trainer:
         self.model.train()
         batches = self.micro_batches(self.step * cfg.gradient_accumulation_steps)
         bar = tqdm(
-            total=self.max_steps, initial=self.step, desc="train", unit="step", disable=not acc.is_main_process
+            total=self.max_steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=not acc.is_main_process,
         )
         window: dict[str, torch.Tensor] = {}
         tokens, audio_seconds, started, logged_steps = 0, 0.0, time.perf_counter(), 0
@@ -364,7 +383,9 @@ class Trainer:
             bar.update(1)
             if self.step % cfg.logging_steps == 0 or self.step == self.max_steps:
                 elapsed = time.perf_counter() - started
-                metrics = self._metrics(window, logged_steps, tokens / elapsed, audio_seconds / elapsed, group)
+                metrics = self._metrics(
+                    window, logged_steps, tokens / elapsed, audio_seconds / elapsed, group
+                )
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
                 self._log(metrics)
                 window, tokens, audio_seconds, started, logged_steps = {}, 0, 0.0, time.perf_counter(), 0

@@ -1,0 +1,167 @@
+"""Training: the loss falls, LoRA touches only adapters, accumulation and resume are exact, saves are atomic."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from higgs_tune import checkpoint
+from higgs_tune.config import TrainConfig, load_config
+from higgs_tune.generate import load_for_cloning
+from higgs_tune.train import NonFiniteLossError, Trainer
+
+
+def _cfg(tiny_model_dir, prepared_dir, out, *overrides):
+    base = [
+        f"model={tiny_model_dir}",
+        f"data={prepared_dir}",
+        f"output_dir={out}",
+        "max_steps=4",
+        "warmup_steps=0",
+        "logging_steps=1",
+        "save_steps=100",
+        "eval_steps=100",
+        "per_device_train_batch_size=2",
+        "learning_rate=1e-3",
+        "lora.dropout=0",
+    ]
+    return load_config(TrainConfig, None, [*base, *overrides])
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_audio_loss_is_nonzero_and_falls(tiny_model_dir, prepared_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, prepared_dir, tmp_path / "run", "max_steps=30", "learning_rate=3e-3")
+    Trainer(cfg).run()
+    rows = [r for r in _metrics(tmp_path / "run") if "loss" in r]
+    assert rows[0]["audio_loss"] > 0
+    assert rows[-1]["audio_loss"] < 0.8 * rows[0]["audio_loss"], (rows[0], rows[-1])
+    assert {"step", "loss", "audio_loss", "lr", "grad_norm", "tokens_per_sec", "loss_codebook_7"} <= rows[0].keys()
+
+
+def test_lora_changes_adapters_and_leaves_base_bit_identical(tiny_model_dir, prepared_dir, tmp_path):
+    trainer = Trainer(_cfg(tiny_model_dir, prepared_dir, tmp_path / "run"))
+    named = dict(trainer.model.named_parameters())
+    base = {n: p.detach().clone() for n, p in named.items() if "lora_" not in n}
+    adapters = {n: p.detach().clone() for n, p in named.items() if "lora_" in n}
+    assert adapters and all(not named[n].requires_grad for n in base)
+    trainer.run()
+    for n, before in base.items():
+        assert torch.equal(named[n].detach(), before), f"base weight {n} changed"
+    changed = [n for n, before in adapters.items() if not torch.equal(named[n].detach(), before)]
+    assert len(changed) == len(adapters), "every adapter weight should be trained"
+    assert any("audio_mlp" in n for n in changed) and any(".mlp." in n for n in changed)
+
+
+def test_accumulation_matches_larger_micro_batch(tiny_model_dir, prepared_dir, tmp_path):
+    """Micro-batch 4 x 1 and micro-batch 1 x 4 over the same samples give the same update."""
+    results = []
+    for bs, accum in ((4, 1), (1, 4)):
+        cfg = _cfg(
+            tiny_model_dir,
+            prepared_dir,
+            tmp_path / f"run{bs}",
+            "max_steps=1",
+            f"per_device_train_batch_size={bs}",
+            f"gradient_accumulation_steps={accum}",
+            "full=true",
+            "max_grad_norm=0",
+            "eval_fraction=0",
+        )
+        trainer = Trainer(cfg)
+        trainer.run()
+        params = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+        results.append((params, _metrics(tmp_path / f"run{bs}")[0]["loss"]))
+    (p4, loss4), (p1, loss1) = results
+    assert loss4 == pytest.approx(loss1, rel=1e-5)
+    torch.testing.assert_close(p4, p1, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_gives_the_same_losses(tiny_model_dir, prepared_dir, tmp_path):
+    full_run = tmp_path / "full"
+    Trainer(_cfg(tiny_model_dir, prepared_dir, full_run, "max_steps=6", "save_steps=3", "save_total_limit=null")).run()
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(full_run / "checkpoint-3", resumed / "checkpoint-3")
+    cfg = _cfg(tiny_model_dir, prepared_dir, resumed, "max_steps=6", "save_steps=3", "save_total_limit=null")
+    Trainer(cfg, resume=True).run()
+    expected = {r["step"]: r["loss"] for r in _metrics(full_run) if "loss" in r}
+    got = {r["step"]: r["loss"] for r in _metrics(resumed) if "loss" in r}
+    assert sorted(got) == [4, 5, 6]
+    for step, loss in got.items():
+        assert loss == pytest.approx(expected[step], rel=1e-5), step
+
+
+KILL_IN_SAVE = """
+import os, signal, sys
+from higgs_tune import checkpoint
+from higgs_tune.config import TrainConfig, load_config
+from higgs_tune.train import Trainer
+
+def die(run_dir, step, *args, **kwargs):
+    if step == 4:  # everything of checkpoint-4 is written but it is not yet in place
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(run_dir, step, *args, **kwargs)
+
+real = checkpoint.finalize
+checkpoint.finalize = die
+Trainer(load_config(TrainConfig, None, sys.argv[1:])).run()
+"""
+
+
+def test_kill_during_save_leaves_no_half_checkpoint(tiny_model_dir, prepared_dir, tmp_path):
+    run = tmp_path / "run"
+    overrides = [f"model={tiny_model_dir}", f"data={prepared_dir}", f"output_dir={run}"]
+    overrides += ["max_steps=4", "save_steps=2", "warmup_steps=0", "save_total_limit=null"]
+    proc = subprocess.run([sys.executable, "-c", KILL_IN_SAVE, *overrides], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert checkpoint.temporary_dir(run, 4).exists()
+    assert checkpoint.last_checkpoint(run) == run / "checkpoint-2"
+    trainer = Trainer(load_config(TrainConfig, None, overrides), resume=True)
+    assert trainer.step == 2 and not checkpoint.temporary_dir(run, 4).exists()
+    trainer.run()
+    assert checkpoint.last_checkpoint(run) == run / "checkpoint-4"
+
+
+def test_checkpoint_records_prompt_settings_and_clone_uses_them(tiny_model_dir, prepared_dir, tmp_path):
+    cfg = _cfg(
+        tiny_model_dir, prepared_dir, tmp_path / "run", "max_steps=1", "prompt.system_prompt=Talk like them."
+    )
+    final = Trainer(cfg).run()
+    assert checkpoint.read_trainer_state(final)["prompt"] == {"system_prompt": "Talk like them.", "scene": None}
+    _, _, settings = load_for_cloning(str(tiny_model_dir), tmp_path / "run")
+    assert settings.system_prompt == "Talk like them."
+    _, _, overridden = load_for_cloning(str(tiny_model_dir), final, system_prompt="Other.", scene="Hall.")
+    assert (overridden.system_prompt, overridden.scene) == ("Other.", "Hall.")
+
+
+def test_non_finite_loss_names_step_samples_and_checkpoint(tiny_model_dir, prepared_dir, tmp_path):
+    cfg = _cfg(
+        tiny_model_dir,
+        prepared_dir,
+        tmp_path / "run",
+        "max_steps=20",
+        "save_steps=1",
+        "learning_rate=1e30",
+        "lr_scheduler_type=constant",
+        "max_grad_norm=0",
+        "full=true",
+    )
+    with pytest.raises(NonFiniteLossError) as err:
+        Trainer(cfg).run()
+    message = str(err.value)
+    assert "at step" in message and "on samples [" in message and "checkpoint-" in message
+
+
+def test_text_head_training_logs_text_loss(tiny_model_dir, prepared_dir, tmp_path):
+    Trainer(_cfg(tiny_model_dir, prepared_dir, tmp_path / "run", "text_loss_weight=0.5")).run()
+    rows = [r for r in _metrics(tmp_path / "run") if "loss" in r]
+    assert rows[0]["text_loss"] > 0
+    assert rows[0]["loss"] == pytest.approx(rows[0]["audio_loss"] + 0.5 * rows[0]["text_loss"], rel=1e-4)
