@@ -80,13 +80,18 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except (sf.SoundFileError, OSError) as e:
-        raise AudioError(path, "audio_unreadable", f"cannot be decoded as audio ({e})") from e
+        raise AudioError(path, "audio_unreadable", f"cannot be decoded as audio ({_reason(e)})") from e
     _check_wav_complete(path)
     if info.frames <= 0:
         raise AudioError(path, "audio_empty", "contains no audio samples")
     return AudioInfo(
         path, int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype
     )
+
+
+def _reason(e: Exception) -> str:
+    """libsndfile's reason without its copy of the path, which the error names already."""
+    return getattr(e, "error_string", None) or str(e)
 
 
 def _check_wav_complete(path: Path) -> None:
@@ -132,7 +137,7 @@ def load_audio(path: str | os.PathLike[str], target_sr: int = TARGET_SR) -> np.n
     try:
         data, sr = sf.read(str(info.path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, OSError) as e:
-        raise AudioError(info.path, "audio_unreadable", f"cannot be decoded as audio ({e})") from e
+        raise AudioError(info.path, "audio_unreadable", f"cannot be decoded as audio ({_reason(e)})") from e
     if data.shape[0] == 0:
         raise AudioError(info.path, "audio_empty", "contains no audio samples")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
@@ -171,7 +176,7 @@ def scan_audio(path: str | os.PathLike[str]) -> AudioStats:
             sum_sq += float(np.dot(mono, mono))
             frames += block.shape[0]
     except (sf.SoundFileError, OSError) as e:
-        raise AudioError(info.path, "audio_unreadable", f"cannot be decoded to the end ({e})") from e
+        raise AudioError(info.path, "audio_unreadable", f"cannot be decoded to the end ({_reason(e)})") from e
     if frames == 0:
         raise AudioError(info.path, "audio_empty", "contains no audio samples")
     rms = float(np.sqrt(sum_sq / frames))
