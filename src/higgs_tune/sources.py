@@ -58,10 +58,6 @@ class ManifestScan:
     problems: list[Problem] = field(default_factory=list)
     locations: dict[str, str] = field(default_factory=dict)  # sample id -> "manifest.jsonl line 7"
 
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.is_error]
-
 
 class _Entry:
     """Reads typed fields of one entry, recording every problem rather than stopping at the first."""
@@ -422,7 +418,7 @@ def _relative(path: Path, base: Path) -> str:
         return str(absolute)
 
 
-def flat_record(sample: Sample, base: Path) -> dict[str, Any]:
+def _flat_record(sample: Sample, base: Path) -> dict[str, Any]:
     """The JSON Lines record of a sample, with paths relative to `base` where possible."""
     record: dict[str, Any] = {
         "id": sample.id,
@@ -439,7 +435,7 @@ def flat_record(sample: Sample, base: Path) -> dict[str, Any]:
     return record
 
 
-def chatml_record(sample: Sample, base: Path) -> dict[str, Any]:
+def _chatml_record(sample: Sample, base: Path) -> dict[str, Any]:
     """The ChatML entry of a sample, in the single-user-turn layout our first users have."""
     user = [
         {"type": "text", "text": sample.ref_text},
@@ -469,7 +465,7 @@ def write_manifest_jsonl(samples: Iterable[Sample], path: str | os.PathLike[str]
     manifest behind."""
     path = Path(path)
     base = path.parent.absolute()
-    lines = [json.dumps(flat_record(s, base), ensure_ascii=False) for s in samples]
+    lines = [json.dumps(_flat_record(s, base), ensure_ascii=False) for s in samples]
     return _write_atomic(path, "".join(line + "\n" for line in lines))
 
 
@@ -477,7 +473,7 @@ def write_manifest_chatml(samples: Iterable[Sample], path: str | os.PathLike[str
     """Write samples as a ChatML JSON list (the format `read_manifest` also accepts), atomically."""
     path = Path(path)
     base = path.parent.absolute()
-    records = [chatml_record(s, base) for s in samples]
+    records = [_chatml_record(s, base) for s in samples]
     return _write_atomic(path, json.dumps(records, ensure_ascii=False, indent=1) + "\n")
 
 
