@@ -281,3 +281,15 @@ def test_chatml_writer_round_trips(tmp_path):
     path = write_manifest_chatml(samples, tmp_path / "m.json")
     assert read_manifest(path) == samples
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_unknown_keys_are_one_warning_per_key_and_do_not_stop_reading(tmp_path, caplog):
+    path = write_jsonl(tmp_path / "m.jsonl", [flat(duration=1.0), flat(duration=2.0, speaker_id="s")])
+    scan = scan_manifest(path)
+    assert [(p.code, p.where.rsplit(" ", 1)[-1]) for p in scan.problems] == [
+        ("unknown_field", "1"),
+        ("unknown_field", "2"),
+    ]
+    assert "key 'duration' is not used in flat entries (2 entries have it)" in scan.problems[0].message
+    assert len(read_manifest(path)) == 2
+    assert "speaker_id" in caplog.text

@@ -59,6 +59,14 @@ class ManifestScan:
     locations: dict[str, str] = field(default_factory=dict)  # sample id -> "manifest.jsonl line 7"
 
 
+@dataclass
+class _Unknown:
+    """An unused key: reported once per manifest with where it first appears and how often."""
+
+    first: str
+    count: int = 0
+
+
 class _Entry:
     """Reads typed fields of one entry, recording every problem rather than stopping at the first."""
 
@@ -130,27 +138,9 @@ def scan_manifest(path: str | os.PathLike[str], *, require_target: bool = True) 
         return scan
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
-    start = raw.lstrip()[:1]
+    entries = _entries(raw, path, scan)
     base = path.parent.absolute()
-    if not start:
-        scan.problems.append(Problem("manifest_empty", str(path), "the file is empty"))
-        return scan
-    if start == b"[":
-        scan.container = "json"
-        entries = _json_list_entries(raw, path, scan)
-    elif start == b"{":
-        entries = _jsonl_entries(raw, path, scan)
-    else:
-        scan.problems.append(
-            Problem(
-                "manifest_unreadable",
-                str(path),
-                f"does not look like JSON (starts with {start.decode(errors='replace')!r}); expected a JSON "
-                "list of entries or JSON Lines (one object per line)",
-            )
-        )
-        return scan
-    unknown: dict[tuple[str, str], list[str]] = {}
+    unknown: dict[tuple[str, str], _Unknown] = {}
     first_location: dict[str, str] = {}
     for index, (where, obj, broken) in enumerate(entries):
         scan.entries += 1
@@ -175,13 +165,13 @@ def scan_manifest(path: str | os.PathLike[str], *, require_target: bool = True) 
         if sample is not None and not any(p.is_error for p in entry.problems):
             scan.samples.append(sample)
             scan.locations[sample.id] = where
-    for (kind, key), wheres in unknown.items():
+    for (kind, key), seen in unknown.items():
         known = CHATML_KEYS if kind == "ChatML" else FLAT_KEYS
-        has = "1 entry has it" if len(wheres) == 1 else f"{len(wheres)} entries have it"
+        has = "1 entry has it" if seen.count == 1 else f"{seen.count} entries have it"
         scan.problems.append(
             Problem(
                 "unknown_field",
-                wheres[0],
+                seen.first,
                 f"key {key!r} is not used in {kind} entries ({has}); known keys: {', '.join(known)}",
             )
         )
@@ -198,6 +188,28 @@ def read_manifest(path: str | os.PathLike[str], *, require_target: bool = True) 
     for problem in scan.problems:
         log.warning("%s", problem.describe())
     return scan.samples
+
+
+def _entries(raw: bytes, path: Path, scan: ManifestScan) -> Iterable[tuple[str, Any, str | None]]:
+    """Pick the container from the first non-blank character: `[` a JSON list, `{` JSON Lines."""
+    start = raw.lstrip()[:1]
+    if start == b"[":
+        scan.container = "json"
+        return _json_list_entries(raw, path, scan)
+    if start == b"{":
+        return _jsonl_entries(raw, path, scan)
+    if not start:
+        scan.problems.append(Problem("manifest_empty", str(path), "the file is empty"))
+    else:
+        scan.problems.append(
+            Problem(
+                "manifest_unreadable",
+                str(path),
+                f"does not look like JSON (starts with {start.decode(errors='replace')!r}); expected a JSON "
+                "list of entries or JSON Lines (one object per line)",
+            )
+        )
+    return []
 
 
 def _json_list_entries(raw: bytes, path: Path, scan: ManifestScan) -> list[tuple[str, Any, str | None]]:
@@ -262,7 +274,7 @@ def _entry_id(obj: Any, path: Path, index: int) -> str:
 
 
 def _parse_entry(
-    obj: Any, entry: _Entry, require_target: bool, unknown: dict[tuple[str, str], list[str]]
+    obj: Any, entry: _Entry, require_target: bool, unknown: dict[tuple[str, str], _Unknown]
 ) -> Sample | None:
     if not isinstance(obj, dict):
         entry.add("wrong_type", f"entry must be a JSON object, got {_json_type(obj)}")
@@ -275,7 +287,8 @@ def _parse_entry(
     kind, known = ("ChatML", CHATML_KEYS) if "messages" in obj else ("flat", FLAT_KEYS)
     for key in obj:
         if key not in known:
-            unknown.setdefault((kind, key), []).append(entry.where)
+            seen = unknown.setdefault((kind, key), _Unknown(entry.where))
+            seen.count += 1
     if "messages" in obj:
         return _chatml_sample(obj, entry, require_target)
     return _flat_sample(obj, entry, require_target)
