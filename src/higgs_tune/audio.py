@@ -166,13 +166,14 @@ def scan_audio(path: str | os.PathLike[str]) -> AudioStats:
     frames = 0
     try:
         for block in sf.blocks(str(info.path), blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
-            mono = block.mean(axis=1, dtype=np.float64)
-            bad = np.flatnonzero(~np.isfinite(mono))
-            if bad.size:
-                raise _nonfinite(info.path, frames + int(bad[0]), info.sample_rate)
-            magnitude = np.abs(block)
-            peak = max(peak, float(magnitude.max()))
-            clipped += int(np.count_nonzero(magnitude >= CLIP_LEVEL))
+            mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
+            if not np.isfinite(mono).all():
+                bad = int(np.flatnonzero(~np.isfinite(mono))[0])
+                raise _nonfinite(info.path, frames + bad, info.sample_rate)
+            peak = max(peak, float(block.max()), -float(block.min()))
+            clipped += int(np.count_nonzero(block >= CLIP_LEVEL)) + int(
+                np.count_nonzero(block <= -CLIP_LEVEL)
+            )
             sum_sq += float(np.dot(mono, mono))
             frames += block.shape[0]
     except (sf.SoundFileError, OSError) as e:

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,16 +244,17 @@ def validate_manifest(
     report = ValidationReport(Path(path), settings, max_examples, scan.entries, scan.samples)
     for problem in scan.problems:
         report.add(problem)
-    clips = _scan_clips(scan.samples, workers)
+    keys = {p: _key(p) for s in scan.samples for p in _clip_paths(s)}
+    clips = _scan_clips(keys.values(), workers)
     report.clip_count = sum(isinstance(r, AudioStats) for r in clips.values())
     report.clip_seconds = sum(r.info.duration for r in clips.values() if isinstance(r, AudioStats))
-    seen: dict[tuple[Path, Path | str], str] = {}
+    context = _Context(settings, keys, clips)
     rates: list[_Rate] = []
     for sample in tqdm(scan.samples, desc="checking samples", unit="sample", disable=None):
         where = scan.locations[sample.id]
-        for problem in _sample_problems(sample, where, clips, settings, seen):
+        for problem in _sample_problems(sample, where, context):
             report.add(problem, reject=problem.is_error)
-        sample_rates = _record(sample, where, clips, report)
+        sample_rates = _record(sample, where, context, report)
         if sample.id not in report.rejected:  # a rejected sample's odd rate is a symptom, not news
             rates += sample_rates
     for problem in _rate_outliers(rates):
@@ -271,9 +272,9 @@ def _clip_paths(sample: Sample) -> list[Path]:
     return [sample.ref_audio] if sample.audio is None else [sample.ref_audio, sample.audio]
 
 
-def _scan_clips(samples: list[Sample], workers: int) -> dict[Path, _ClipResult]:
+def _scan_clips(keys: Iterable[Path], workers: int) -> dict[Path, _ClipResult]:
     """Decode each distinct clip exactly once."""
-    keys = list(dict.fromkeys(_key(p) for s in samples for p in _clip_paths(s)))
+    unique = list(dict.fromkeys(keys))
 
     def one(key: Path) -> _ClipResult:
         try:
@@ -283,20 +284,27 @@ def _scan_clips(samples: list[Sample], workers: int) -> dict[Path, _ClipResult]:
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = list(
-            tqdm(pool.map(one, keys), total=len(keys), desc="checking clips", unit="clip", disable=None)
+            tqdm(pool.map(one, unique), total=len(unique), desc="checking clips", unit="clip", disable=None)
         )
-    return dict(zip(keys, results, strict=True))
+    return dict(zip(unique, results, strict=True))
 
 
-def _sample_problems(
-    sample: Sample,
-    where: str,
-    clips: dict[Path, _ClipResult],
-    settings: dict[str, Any],
-    seen: dict[tuple[Path, Path | str], str],
-) -> Iterator[Problem]:
-    ref_key = _key(sample.ref_audio)
-    target_key = None if sample.audio is None else _key(sample.audio)
+@dataclass
+class _Context:
+    """What the per-sample checks share: settings, resolved paths, clip results, pairs seen so far."""
+
+    settings: dict[str, Any]
+    keys: dict[Path, Path]  # path as in the sample -> resolved path
+    clips: dict[Path, _ClipResult]  # resolved path -> result
+    seen_pairs: dict[tuple[Path, Path | str], str] = field(default_factory=dict)
+
+    def clip(self, path: Path) -> _ClipResult:
+        return self.clips[self.keys[path]]
+
+
+def _sample_problems(sample: Sample, where: str, context: _Context) -> Iterator[Problem]:
+    ref_key = context.keys[sample.ref_audio]
+    target_key = None if sample.audio is None else context.keys[sample.audio]
     same = target_key is not None and _same_file(ref_key, target_key)
     if same:
         yield Problem(
@@ -306,24 +314,24 @@ def _sample_problems(
             sample.id,
             sample.audio,
         )
-    roles = [("reference", sample.ref_audio, ref_key)]
-    if sample.audio is not None and target_key is not None and not same:
-        roles.append(("target", sample.audio, target_key))
-    for role, path, key in roles:
-        for code, message in _clip_findings(clips[key], settings):
+    roles = [("reference", sample.ref_audio)]
+    if sample.audio is not None and not same:
+        roles.append(("target", sample.audio))
+    for role, path in roles:
+        for code, message in _clip_findings(context.clip(path), context.settings):
             yield Problem(code, where, f"{role} clip {message}", sample.id, path)
-    pair = (ref_key, target_key if target_key is not None else sample.text)
-    if pair in seen:
+    pair = (ref_key, sample.text if target_key is None else target_key)
+    if pair in context.seen_pairs:
         yield Problem(
             "duplicate_pair",
             where,
-            f"same reference and target as sample {seen[pair]!r}; it will be trained on twice",
+            f"same reference and target as sample {context.seen_pairs[pair]!r}; it will be trained on twice",
             sample.id,
             sample.audio,
         )
     else:
-        seen[pair] = sample.id
-    language = settings["language"]
+        context.seen_pairs[pair] = sample.id
+    language = context.settings["language"]
     if language is not None:
         name, script = LANGUAGES[language]
         if not script.search(sample.text):
@@ -369,7 +377,7 @@ def _clip_findings(result: _ClipResult, settings: dict[str, Any]) -> Iterator[tu
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Rate:
     sample_id: str
     where: str
@@ -389,28 +397,20 @@ def _letters(text: str) -> int:
     return sum(ch.isalnum() for ch in text)
 
 
-def _record(
-    sample: Sample, where: str, clips: dict[Path, _ClipResult], report: ValidationReport
-) -> list[_Rate]:
+def _record(sample: Sample, where: str, context: _Context, report: ValidationReport) -> list[_Rate]:
     """Note durations for the report's distributions and return the speaking rates to check."""
     rates = []
-    ref = clips[_key(sample.ref_audio)]
+    ref = context.clip(sample.ref_audio)
     if isinstance(ref, AudioStats):
         report.reference_seconds[sample.id] = ref.info.duration
-        rates.append(
-            _Rate(
-                sample.id, where, "reference", sample.ref_audio, _letters(sample.ref_text), ref.info.duration
-            )
-        )
-    if sample.audio is not None:
-        target = clips[_key(sample.audio)]
-        if isinstance(target, AudioStats):
-            report.target_seconds[sample.id] = target.info.duration
-            rate = _Rate(
-                sample.id, where, "target", sample.audio, _letters(sample.text), target.info.duration
-            )
-            report.chars_per_second[sample.id] = rate.value
-            rates.append(rate)
+        letters = _letters(sample.ref_text)
+        rates.append(_Rate(sample.id, where, "reference", sample.ref_audio, letters, ref.info.duration))
+    target = None if sample.audio is None else context.clip(sample.audio)
+    if sample.audio is not None and isinstance(target, AudioStats):
+        report.target_seconds[sample.id] = target.info.duration
+        rate = _Rate(sample.id, where, "target", sample.audio, _letters(sample.text), target.info.duration)
+        report.chars_per_second[sample.id] = rate.value
+        rates.append(rate)
     return rates
 
 
