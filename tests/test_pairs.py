@@ -190,3 +190,11 @@ def test_folder_without_metadata(tmp_path):
     (tmp_path / "metadata.json").write_text("{broken", encoding="utf-8")
     with pytest.raises(SampleError, match="cannot be read as JSON"):
         read_utterances(tmp_path)
+
+
+def test_summary_counts_read_naturally():
+    result = build_pairs(utterances({"a": 2, "solo": 1}))
+    assert result.summary() == (
+        "2 pairs from 3 utterances of 2 speakers (1 paired); skipped 1 speaker with a single clip "
+        "(1 utterance): solo"
+    )

@@ -67,14 +67,18 @@ class PairingResult:
                 ", ..." if len(self.skipped_speakers) > 10 else ""
             )
             text += (
-                f"; skipped {len(self.skipped_speakers)} speakers with a single clip "
-                f"({self.skipped_utterances} utterances): {names}"
+                f"; skipped {_count(len(self.skipped_speakers), 'speaker')} with a single clip "
+                f"({_count(self.skipped_utterances, 'utterance')}): {names}"
             )
         if self.short_targets:
             text += (
-                f"; {self.short_targets} targets got fewer references than asked (speaker has too few clips)"
+                f"; {_count(self.short_targets, 'target')} got fewer references than asked (too few clips)"
             )
         return text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def read_utterances(path: str | os.PathLike[str]) -> list[Utterance]:
