@@ -1,0 +1,271 @@
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from conftest import write_jsonl
+
+import higgs_tune.validate as validate_module
+from higgs_tune.samples import SampleError
+from higgs_tune.sources import read_manifest
+from higgs_tune.validate import validate_manifest, write_clean_manifest
+
+AR = "مرحبا بكم في البيت"  # 15 letters: about 15 letters/s over the 1 s test clips
+
+
+def found(report) -> dict[str | None, set[str]]:
+    """sample id -> problem codes, from the report's examples (tests use a high max_examples)."""
+    by_id: dict[str | None, set[str]] = defaultdict(set)
+    for problems in report.examples.values():
+        for p in problems:
+            by_id[p.sample_id].add(p.code)
+    return dict(by_id)
+
+
+def entry(id, ref="clips/ref.wav", audio="clips/tgt.wav", **fields):
+    record = {"id": id, "ref_audio": ref, "ref_text": "نص المرجع", "text": AR, "audio": audio}
+    record.update(fields)
+    return {k: v for k, v in record.items() if v is not None}
+
+
+@pytest.fixture
+def corpus(tmp_path, make_wav):
+    """A manifest with one sample per kind of problem (and a few good ones), plus the expected findings."""
+    make_wav("clips/ref.wav", seed=1)
+    make_wav("clips/tgt.wav", seed=2)
+    for i in range(3):
+        make_wav(f"clips/t{i}.wav", seed=3 + i)
+    full = make_wav("clips/full.wav", seconds=1.0, seed=6).read_bytes()
+    (tmp_path / "clips/cut.wav").write_bytes(full[: len(full) // 2])
+    make_wav("clips/empty.wav", data=np.zeros(0, dtype=np.float32))
+    nan = np.zeros(24_000, dtype=np.float32)
+    nan[100] = np.nan
+    make_wav("clips/nan.wav", data=nan, subtype="FLOAT")
+    make_wav("clips/long.wav", seconds=45.0, sr=8_000)  # absurd duration (and not 24 kHz)
+    make_wav("clips/short.wav", seconds=0.2)
+    (tmp_path / "clips/garbage.wav").write_text("RIFF? no.\n")
+    make_wav("clips/silent.wav", data=np.zeros(24_000, dtype=np.float32))
+    square = np.where(np.arange(24_000) % 60 < 30, 1.0, -1.0).astype(np.float32)
+    make_wav("clips/clipped.wav", data=square, subtype="FLOAT")
+    make_wav("clips/stereo.wav", channels=2, seed=7)
+    os.symlink(tmp_path / "clips/ref.wav", tmp_path / "clips/link_to_ref.wav")
+    lines = [
+        json.dumps(entry("ok")),
+        '{"id": "broken", "ref_audio": ',  # broken JSON: named by its default id m:1
+        json.dumps(entry("no_ref_text", ref_text=None)),
+        json.dumps(entry("int_text", text=42)),
+        json.dumps(entry("missing_file", audio="clips/absent.wav")),
+        json.dumps(entry("truncated", audio="clips/cut.wav")),
+        json.dumps(entry("zero_len", audio="clips/empty.wav")),
+        json.dumps(entry("nan", audio="clips/nan.wav")),
+        json.dumps(entry("empty_text", text=" \t ")),
+        json.dumps(entry("absurd", audio="clips/long.wav")),
+        json.dumps(entry("tiny", audio="clips/short.wav")),
+        json.dumps(entry("self", ref="clips/tgt.wav")),
+        json.dumps(entry("via_link", audio="clips/link_to_ref.wav")),
+        json.dumps(entry("garbage", audio="clips/garbage.wav")),
+        json.dumps(entry("remote", audio="https://example.org/a.wav")),
+        json.dumps(entry("ok", audio="clips/t0.wav")),  # duplicate id
+        json.dumps(["not", "an", "object"]),  # m:16
+        json.dumps(entry("folder", audio="clips")),
+        json.dumps(entry("silent", audio="clips/silent.wav")),
+        json.dumps(entry("clipped", audio="clips/clipped.wav")),
+        json.dumps(entry("stereo", audio="clips/stereo.wav")),
+        json.dumps(
+            entry(
+                "too_fast",
+                audio="clips/t1.wav",
+                text="هذه جملة طويلة جدا لا يمكن أن تقال في ثانية واحدة أبدا",
+            )
+        ),
+        json.dumps(entry("same_pair")),  # same ref and target as "ok"
+        json.dumps(entry("english", audio="clips/t2.wav", text="This text is not Arabic.")),
+        json.dumps(entry("bad_speaker", speaker={"name": "x"})),
+    ]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = {
+        "m:1": {"invalid_json"},
+        "no_ref_text": {"missing_field"},
+        "int_text": {"wrong_type"},
+        "missing_file": {"audio_missing"},
+        "truncated": {"audio_truncated"},
+        "zero_len": {"audio_empty"},
+        "nan": {"audio_nonfinite"},
+        "empty_text": {"empty_text"},
+        "absurd": {"too_long", "sample_rate"},
+        "tiny": {"too_short"},
+        "self": {"same_ref_and_target"},
+        "via_link": {"same_ref_and_target"},
+        "garbage": {"audio_unreadable"},
+        "remote": {"bad_path"},
+        "ok": {"duplicate_id"},  # reported on the later entry; the first "ok" is kept
+        "m:16": {"wrong_type"},
+        "folder": {"audio_missing"},
+        "silent": {"near_silent"},
+        "clipped": {"clipping"},
+        "stereo": {"multi_channel"},
+        "too_fast": {"chars_per_second"},
+        "same_pair": {"duplicate_pair"},
+        "english": {"no_arabic_script"},
+        "bad_speaker": {"wrong_type"},
+    }
+    return path, expected
+
+
+def test_each_malformed_input_gets_the_right_code_for_the_right_sample(corpus):
+    path, expected = corpus
+    report = validate_manifest(path, language="ar", max_examples=100)
+    assert found(report) == expected
+    assert len(expected) >= 15
+    assert not report.ok
+
+
+def test_duplicate_id_names_the_first_use(corpus):
+    path, _ = corpus
+    report = validate_manifest(path, max_examples=100)
+    [dup] = report.examples["duplicate_id"]
+    assert (
+        dup.where == f"{path} line 16"
+        and "already used at" in dup.message
+        and dup.message.endswith("skipped")
+    )
+
+
+def test_errors_reject_samples_and_warnings_do_not(corpus):
+    path, _ = corpus
+    report = validate_manifest(path, language="ar")
+    kept = [s.id for s in report.clean_samples()]
+    assert kept == ["ok", "silent", "clipped", "stereo", "too_fast", "same_pair", "english"]
+    assert report.rejected == {
+        "missing_file",
+        "truncated",
+        "zero_len",
+        "nan",
+        "absurd",
+        "tiny",
+        "self",
+        "via_link",
+        "garbage",
+        "folder",
+    }
+    assert report.entries == 25 and len(report.samples) == 17
+
+
+def test_clean_manifest_leaves_input_untouched(corpus, tmp_path):
+    path, _ = corpus
+    before = path.read_bytes()
+    report = validate_manifest(path)
+    out = write_clean_manifest(report, tmp_path / "clean" / "m.clean.jsonl")
+    assert path.read_bytes() == before
+    clean = read_manifest(out)
+    assert [s.id for s in clean] == [s.id for s in report.clean_samples()]
+    assert clean[0].audio == tmp_path / "clips/tgt.wav"
+    assert validate_manifest(out).ok
+    with pytest.raises(ValueError, match="manifest being validated"):
+        write_clean_manifest(report, path)
+
+
+def test_messages_say_what_and_where(corpus):
+    path, _ = corpus
+    report = validate_manifest(path, max_examples=100)
+    get = {(p.sample_id, p.code): p for problems in report.examples.values() for p in problems}
+    truncated = get["truncated", "audio_truncated"]
+    assert truncated.describe().startswith(
+        f"[truncated] {path} line 6: {truncated.path}: target clip truncated"
+    )
+    assert "the WAV header promises 48000 bytes of audio but only" in truncated.message
+    assert get["absurd", "too_long"].message == "target clip is 45.00 s, longer than --max-seconds 30.0"
+    assert get["absurd", "sample_rate"].message == "target clip is 8000 Hz; it will be resampled to 24000 Hz"
+    assert get["tiny", "too_short"].path.name == "short.wav"
+    assert "digital silence" in get["silent", "near_silent"].message
+
+
+def test_report_json_and_table(corpus):
+    path, _ = corpus
+    report = validate_manifest(path, max_examples=2)
+    data = json.loads(report.to_json())
+    assert data["ok"] is False
+    assert data["errors"] == report.n_errors and data["warnings"] == report.n_warnings
+    assert data["problems"]["audio_missing"]["count"] == 2
+    assert data["problems"]["audio_missing"]["files"] == 2
+    assert len(data["problems"]["audio_missing"]["examples"]) == 2
+    seconds = data["distributions"]["target_seconds"]  # over usable samples: the 45 s clip is rejected
+    assert seconds == {"count": 7, "min": 1.0, "p50": 1.0, "p95": 1.0, "max": 1.0}
+    assert data["samples_usable"] == 7 and data["usable_target_hours"] == round(7 / 3600, 4)
+    table = report.table()
+    for code in data["problems"]:
+        assert code in table
+    assert "target letters/second" in table and "First 2 examples per problem" in table
+    assert "Usable target audio: 7.0 s" in table
+    assert report.examples["audio_missing"][0].describe() in table
+
+
+def test_sample_rates_other_than_24k_are_warnings_not_errors(tmp_path, make_wav):
+    records = []
+    for i, sr in enumerate([22_050, 44_100, 48_000]):
+        make_wav(f"c/ref{i}.wav", seconds=1.2, sr=sr, seed=i)
+        make_wav(f"c/tgt{i}.wav", seconds=1.0, sr=sr, seed=10 + i)
+        records.append(entry(f"s{i}", ref=f"c/ref{i}.wav", audio=f"c/tgt{i}.wav"))
+    report = validate_manifest(write_jsonl(tmp_path / "m.jsonl", records), max_examples=100)
+    assert report.ok and report.n_errors == 0
+    assert report.counts == {"sample_rate": 6}
+    assert {p.message for p in report.examples["sample_rate"]} >= {
+        "target clip is 22050 Hz; it will be resampled to 24000 Hz",
+        "reference clip is 48000 Hz; it will be resampled to 24000 Hz",
+    }
+
+
+def test_each_clip_is_decoded_once(tmp_path, make_wav, monkeypatch):
+    make_wav("shared_ref.wav")
+    records = []
+    for i in range(8):
+        make_wav(f"t{i}.wav", seed=i)
+        records.append(
+            entry(f"s{i}", ref="shared_ref.wav" if i % 2 else "./shared_ref.wav", audio=f"t{i}.wav")
+        )
+    calls = []
+    real = validate_module.scan_audio
+    monkeypatch.setattr(validate_module, "scan_audio", lambda p: calls.append(p) or real(p))
+    report = validate_manifest(write_jsonl(tmp_path / "m.jsonl", records))
+    assert report.ok
+    assert len(calls) == len(set(calls)) == 9
+    assert report.clip_count == 9
+
+
+def test_speaking_rate_outlier_by_robust_z(tmp_path, make_wav):
+    make_wav("clips/ref.wav")
+    records = []
+    for i in range(24):
+        make_wav(f"t{i}.wav", seed=i)
+        letters = 12 + i % 3 if i != 5 else 26  # 26 letters/s: inside the fixed bounds, odd for this corpus
+        records.append(entry(f"s{i}", audio=f"t{i}.wav", text="ب" * letters))
+    report = validate_manifest(write_jsonl(tmp_path / "m.jsonl", records), max_examples=100)
+    [outlier] = report.examples["chars_per_second"]
+    assert outlier.sample_id == "s5"
+    assert "robust z" in outlier.message and "corpus median of 13.0" in outlier.message
+
+
+def test_inference_manifest_without_targets(tmp_path, make_wav):
+    make_wav("r.wav")
+    path = write_jsonl(tmp_path / "m.jsonl", [entry("a", ref="r.wav", audio=None)])
+    assert validate_manifest(path, require_target=False).ok
+    assert found(validate_manifest(path)) == {"a": {"missing_field"}}
+
+
+def test_unreadable_manifest_report(tmp_path):
+    report = validate_manifest(tmp_path / "absent.jsonl")
+    assert report.counts == {"manifest_unreadable": 1} and not report.ok
+    assert "manifest_unreadable" in report.table()
+    with pytest.raises(SampleError, match="no usable samples"):
+        write_clean_manifest(report, tmp_path / "clean.jsonl")
+
+
+def test_settings_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="not supported"):
+        validate_manifest(tmp_path / "m.jsonl", language="xx")
+    with pytest.raises(ValueError, match="min_seconds < max_seconds"):
+        validate_manifest(tmp_path / "m.jsonl", min_seconds=5, max_seconds=1)
