@@ -1,4 +1,8 @@
-"""Shared helpers: small real-looking clips written on the fly (nothing binary is checked in)."""
+"""Shared fixtures: one tiny model folder and one prepared dataset per session, and small clips on the fly.
+
+Nothing binary is checked in: the tiny model, its codec and the synthetic voices are built offline in a
+few seconds and loaded through the same `from_pretrained` path as the real checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,49 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
+from higgs_tune.models import load_model, load_processor
+from higgs_tune.tiny_model import build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Higgs Audio v2 folder (seed 0) that loads like the real checkpoint; treat it as read-only."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "higgs-tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def processor(tiny_model_dir: Path):
+    return load_processor(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir: Path):
+    return load_model(tiny_model_dir).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_with_text_head(tiny_model_dir: Path):
+    return load_model(tiny_model_dir, use_text_head=True).eval()
+
+
+@pytest.fixture(scope="session")
+def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The synthetic cloning dataset the demo uses (4 voices x 6 utterances), in every manifest format."""
+    from higgs_tune.sample_data import write_sample_data
+
+    return write_sample_data(tmp_path_factory.mktemp("sample-data") / "data")
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(tmp_path_factory: pytest.TempPathFactory, sample_data_dir, processor, tiny_model_dir) -> Path:
+    """The sample data prepared (encoded once) with the tiny codec."""
+    from higgs_tune.prepare import prepare_dataset
+    from higgs_tune.sources import read_manifest
+
+    out = tmp_path_factory.mktemp("prepared") / "data"
+    prepare_dataset(read_manifest(sample_data_dir["manifest_jsonl"]), processor, out, model_id=str(tiny_model_dir))
+    return out
 
 
 def tone(seconds: float, sr: int = 24_000, channels: int = 1, seed: int = 0) -> np.ndarray:
