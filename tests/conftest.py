@@ -48,13 +48,17 @@ def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 
 
 @pytest.fixture(scope="session")
-def prepared_dir(tmp_path_factory: pytest.TempPathFactory, sample_data_dir, processor, tiny_model_dir) -> Path:
+def prepared_dir(
+    tmp_path_factory: pytest.TempPathFactory, sample_data_dir, processor, tiny_model_dir
+) -> Path:
     """The sample data prepared (encoded once) with the tiny codec."""
     from higgs_tune.prepare import prepare_dataset
     from higgs_tune.sources import read_manifest
 
     out = tmp_path_factory.mktemp("prepared") / "data"
-    prepare_dataset(read_manifest(sample_data_dir["manifest_jsonl"]), processor, out, model_id=str(tiny_model_dir))
+    prepare_dataset(
+        read_manifest(sample_data_dir["manifest_jsonl"]), processor, out, model_id=str(tiny_model_dir)
+    )
     return out
 
 

@@ -18,7 +18,9 @@ def test_labels_match_inputs_and_mask_all_but_target(processor, ref_frames, targ
     )
     assert ex.labels.shape == ex.input_ids.shape
     assert ex.audio_labels.shape == ex.audio_input_ids.shape
-    placeholders = (ex.input_ids == processor.audio_token_id) | (ex.input_ids == processor.audio_delay_token_id)
+    placeholders = (ex.input_ids == processor.audio_token_id) | (
+        ex.input_ids == processor.audio_delay_token_id
+    )
     assert int(placeholders.sum()) == ex.audio_input_ids.shape[0]
 
     ref_len = ref_frames + 2 + 7

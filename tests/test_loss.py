@@ -75,7 +75,10 @@ def test_text_loss_is_shifted_once(tiny_model_with_text_head, processor):
     hidden = tiny_model_with_text_head.model(**{k: batch[k] for k in MODEL_INPUTS}).last_hidden_state
     text_logits = tiny_model_with_text_head.text_lm_head(hidden)
     expected = F.cross_entropy(
-        text_logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE, reduction="sum"
+        text_logits[:, :-1].flatten(0, 1),
+        batch["labels"][:, 1:].flatten(),
+        ignore_index=IGNORE,
+        reduction="sum",
     )
     torch.testing.assert_close(sums.text, expected, rtol=1e-4, atol=1e-4)
     assert batch["num_text_tokens"] == 6  # <|audio_eos|><|eot_id|> of each of the three targets

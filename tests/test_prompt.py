@@ -33,7 +33,9 @@ def test_prompt_matches_processor(processor, clips, scene, with_target):
     tgt_codes = torch.from_numpy(encode_waveform(processor, tgt)) if with_target else None
     ours = build_prompt(processor, "the reference words", ref_codes, "say this now", settings, tgt_codes)
 
-    conversation = build_conversation("the reference words", "say this now", settings, with_target=with_target)
+    conversation = build_conversation(
+        "the reference words", "say this now", settings, with_target=with_target
+    )
     audios = [ref, tgt] if with_target else [ref]
     theirs = processor.apply_chat_template(
         _with_audio(conversation, audios),

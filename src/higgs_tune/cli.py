@@ -81,7 +81,9 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Run folder (checkpoints, logs).")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config file.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")
+    ] = False,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value config overrides.")] = None,
 ) -> None:
     """Fine-tune on a prepared dataset (LoRA by default)."""
@@ -111,7 +113,9 @@ def clone(
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
     top_k: Annotated[int, typer.Option(help="Top-k sampling.")] = 50,
     max_seconds: Annotated[float, typer.Option(help="Cut generation after this much audio.")] = 30.0,
-    system_prompt: Annotated[str | None, typer.Option(help="Override the checkpoint's system prompt.")] = None,
+    system_prompt: Annotated[
+        str | None, typer.Option(help="Override the checkpoint's system prompt.")
+    ] = None,
     scene: Annotated[str | None, typer.Option(help="Override the checkpoint's scene description.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
 ) -> None:
@@ -137,7 +141,9 @@ def clone(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("higgs_tune_demo"),
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path(
+        "higgs_tune_demo"
+    ),
     steps: Annotated[int, typer.Option(help="Training steps.")] = 60,
 ) -> None:
     """Run the whole loop on the built-in default: tiny model, synthetic voices, prepare, train, clone."""

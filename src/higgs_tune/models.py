@@ -55,6 +55,7 @@ def load_model(
     use_text_head: bool = False,
     dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
+    attn_implementation: str | None = None,
 ) -> HiggsAudioV2ForConditionalGeneration:
     """The LM, with the text head only if asked for.
 
@@ -68,6 +69,8 @@ def load_model(
         kwargs["dtype"] = dtype
     if device is not None:
         kwargs["device_map"] = device
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     return HiggsAudioV2ForConditionalGeneration.from_pretrained(
         model_id_or_path, use_text_head=use_text_head, **kwargs
     )
