@@ -1,4 +1,4 @@
-"""Training: the loss falls, LoRA touches only adapters, accumulation and resume are exact, saves are atomic."""
+"""Training: loss falls, LoRA touches only adapters, accumulation and resume are exact, saves atomic."""
 
 import json
 import shutil

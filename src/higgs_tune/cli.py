@@ -32,7 +32,7 @@ def tiny_model(
     out: Annotated[Path, typer.Argument(help="Folder to write the tiny model into.")],
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
 ) -> None:
-    """Write a tiny random Higgs Audio v2 model folder (model, codec, tokenizer, processor) for tests and demos."""
+    """Write a tiny random Higgs Audio v2 model folder (model, codec, tokenizer, processor) for tests."""
     from higgs_tune.tiny_model import build_tiny_model
 
     build_tiny_model(out, seed=seed)
