@@ -64,14 +64,35 @@ def prepare(
     manifest: Annotated[Path, typer.Argument(help="Manifest (ChatML JSON or JSON Lines).")],
     model: ModelOpt,
     out: Annotated[Path, typer.Option(help="Folder of the prepared dataset.")],
+    workers: Annotated[
+        int | None, typer.Option(help="Decoding processes (default min(4, CPUs); 0 decodes in-process).")
+    ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip bad samples (listed in OUT/skipped.jsonl), don't stop.")
+    ] = False,
+    shard_size: Annotated[int, typer.Option(help="Clips per shard file.")] = 2000,
+    device: Annotated[
+        str | None, typer.Option(help="Where the codec runs: cuda or cpu (default: cuda if any).")
+    ] = None,
 ) -> None:
-    """Encode every distinct clip of a manifest once into a prepared dataset for training."""
-    from higgs_tune.models import load_processor
-    from higgs_tune.prepare import prepare_dataset
-    from higgs_tune.sources import read_manifest
+    """Encode every distinct clip of a manifest once into a prepared dataset for training.
 
-    samples = read_manifest(manifest)
-    prepare_dataset(samples, load_processor(model), out, model_id=model)
+    Resumes an interrupted run. Under torchrun or accelerate launch the processes split the clips.
+    """
+    from higgs_tune.models import load_processor
+    from higgs_tune.prepare import codec_device, prepare_dataset, read_samples
+
+    samples, skipped = read_samples(manifest, skip_bad=skip_bad)
+    prepare_dataset(
+        samples,
+        load_processor(model, device=codec_device(device)),
+        out,
+        model_id=model,
+        workers=workers,
+        skip_bad=skip_bad,
+        shard_size=shard_size,
+        skipped=skipped,
+    )
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
@@ -172,3 +193,7 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
+
+
+if __name__ == "__main__":
+    main()
