@@ -150,6 +150,10 @@ def prepare_dataset(
     `SampleError` naming the first sample that uses it, unless `skip_bad`, which leaves out every sample
     using it and lists them, with `skipped` (entries already dropped from the manifest), in skipped.jsonl.
     Returns the index (also written to `out/index.json`), in every process.
+
+    Several processes must see `out` on one file system: they coordinate through files in it alone. Decoding
+    workers (`workers` > 0, default up to 4) are spawned, so a calling script needs the usual
+    `if __name__ == "__main__":` guard, as for any multiprocessing code.
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
@@ -507,13 +511,15 @@ class _Job:
 
     def _report(self, index: dict, skipped: list[Skipped]) -> None:
         log.info(
-            "prepared %d samples into %s: %d distinct clips used %d times (dedupe %.2fx), %.3f h of audio",
+            "prepared %d samples into %s: %d distinct clips used %d times (dedupe %.2fx), %.3f h of audio; "
+            "%d samples skipped",
             index["num_samples"],
             self.out,
             index["num_clips"],
             index["num_clip_uses"],
             index["dedupe_ratio"],
             index["audio_hours"],
+            index["num_skipped"],
         )
         if skipped:
             log.warning(
