@@ -39,6 +39,74 @@ def tiny_model(
     log.info("tiny model written to %s", out)
 
 
+@app.command("sample-data")
+def sample_data(
+    out: Annotated[Path, typer.Argument(help="Folder for the synthetic dataset.")],
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic voices.")] = 0,
+) -> None:
+    """Write a small cloning dataset of synthetic voices with a manifest in each supported format."""
+    from higgs_tune.sample_data import write_sample_data
+
+    for name, path in write_sample_data(out, seed=seed).items():
+        typer.echo(f"{name}: {path}")
+
+
+@app.command()
+def validate(
+    manifest: Annotated[Path, typer.Argument(help="Manifest (ChatML JSON or JSON Lines).")],
+    report: Annotated[Path | None, typer.Option(help="Also write the report as JSON here.")] = None,
+    write_clean: Annotated[
+        Path | None, typer.Option(help="Write a manifest without the error samples.")
+    ] = None,
+    min_seconds: Annotated[float, typer.Option(help="Shortest clip accepted.")] = 0.5,
+    max_seconds: Annotated[float, typer.Option(help="Longest clip accepted.")] = 30.0,
+    language: Annotated[
+        str | None, typer.Option(help="Target language; 'ar' checks for Arabic script.")
+    ] = None,
+    allow_missing_target: Annotated[
+        bool, typer.Option(help="Inference-only manifest: no target audio required.")
+    ] = False,
+) -> None:
+    """Check every sample of a manifest before a GPU hour is spent; exit 1 if any error is found."""
+    from higgs_tune.validate import validate_manifest, write_clean_manifest
+
+    result = validate_manifest(
+        manifest,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        language=language,
+        require_target=not allow_missing_target,
+    )
+    typer.echo(result.table())
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(result.to_json(), encoding="utf-8")
+    if write_clean is not None:
+        write_clean_manifest(result, write_clean)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def pairs(
+    source: Annotated[
+        Path, typer.Argument(help="Utterances: JSON Lines (audio, text, speaker) or a folder.")
+    ],
+    out: Annotated[Path, typer.Option(help="Manifest (JSON Lines) of zero-shot pairs to write.")],
+    refs_per_target: Annotated[int, typer.Option(help="References paired with each target.")] = 1,
+    seed: Annotated[int, typer.Option(help="Pairing seed.")] = 0,
+) -> None:
+    """Build zero-shot cloning pairs (reference: another utterance of the same speaker)."""
+    from higgs_tune.pairs import build_pairs
+    from higgs_tune.sources import write_manifest_jsonl
+
+    if out.resolve() == source.resolve():
+        raise typer.BadParameter("--out must differ from the input; inputs are never overwritten")
+    result = build_pairs(source, refs_per_target=refs_per_target, seed=seed)
+    write_manifest_jsonl(result.pairs, out)
+    typer.echo(result.summary())
+
+
 @app.command()
 def encode(
     audio: Annotated[list[Path], typer.Argument(help="Audio files to encode.")],
@@ -144,7 +212,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path(
         "higgs_tune_demo"
     ),
-    steps: Annotated[int, typer.Option(help="Training steps.")] = 60,
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 150,
 ) -> None:
     """Run the whole loop on the built-in default: tiny model, synthetic voices, prepare, train, clone."""
     from higgs_tune.demo import run_demo
@@ -159,12 +227,11 @@ def main() -> None:
 
     setup_logging()
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the exit code of `typer.Exit` instead of exiting.
+        code = app(standalone_mode=False)
     except (ConfigError, SampleError, FileNotFoundError) as e:
         log.error("%s", e)
         sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
     except Exception as e:  # click's usage errors carry their own exit code and message
         import click
 
@@ -172,3 +239,8 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -157,7 +157,8 @@ def clone_batch(
     results = []
     for i in range(len(items)):
         stopped = bool(ended[i]) and not bool(stopper.cut[i])
-        codes = _generated_codes(processor, generated[i])
+        # A cut sample's delay cascade never completed: keep its first `frame_limit` whole frames.
+        codes = _generated_codes(processor, generated[i])[:, : frame_limits[i]]
         if not stopped:
             log.warning("sample %d did not emit its stream EOS within %d frames: cut", i, frame_limits[i])
         results.append(CloneOutput(codes=codes, stopped_by_eos=stopped, frame_limit=frame_limits[i]))
