@@ -64,3 +64,23 @@ def test_sample_that_never_stops_is_cut_and_flagged(tiny_model, processor):
         if not result.stopped_by_eos:
             assert result.codes.shape[1] == limit
     assert not all(r.stopped_by_eos for r in results)
+
+
+def test_clone_manifest_writes_every_sample_and_flags_cuts(tiny_model, processor, sample_data_dir, tmp_path):
+    from higgs_tune.generate import LengthLimit, clone_manifest
+    from higgs_tune.sources import read_manifest
+
+    samples = read_manifest(sample_data_dir["manifest_jsonl"])[:5]
+    limit = LengthLimit(chars_per_second=40.0, slack_seconds=0.0, min_seconds=0.2, max_seconds=0.5)
+    rows = clone_manifest(
+        tiny_model, processor, samples, tmp_path / "out", PromptConfig(), SamplingConfig(seed=1), limit, 2
+    )
+    written = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in written] == [s.id for s in samples] == [r["id"] for r in rows]
+    for row in written:
+        assert (tmp_path / "out" / row["wav"]).is_file()
+        codes = np.load(tmp_path / "out" / row["codes"])
+        assert codes.shape[0] == 8 and codes.shape[1] <= row["frame_limit"]
+        if not row["stopped_by_eos"]:
+            assert codes.shape[1] == row["frame_limit"]
+    assert any(not r["stopped_by_eos"] for r in written)

@@ -170,33 +170,58 @@ def train(
 @app.command()
 def clone(
     model: ModelOpt,
-    ref_audio: Annotated[Path, typer.Option(help="Reference clip of the voice to clone.")],
-    ref_text: Annotated[str, typer.Option(help="Transcript of the reference clip.")],
-    text: Annotated[str, typer.Option(help="Text to speak.")],
-    out: Annotated[Path, typer.Option(help="Output wav (24 kHz).")],
+    out: Annotated[Path, typer.Option(help="Output wav (24 kHz), or a folder with --manifest.")],
+    ref_audio: Annotated[Path | None, typer.Option(help="Reference clip of the voice to clone.")] = None,
+    ref_text: Annotated[str | None, typer.Option(help="Transcript of the reference clip.")] = None,
+    text: Annotated[str | None, typer.Option(help="Text to speak.")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="Clone every sample of a manifest (batched).")] = None,
     adapter: Annotated[Path | None, typer.Option(help="Run or checkpoint folder (LoRA or full).")] = None,
     codes_out: Annotated[Path | None, typer.Option(help="Also save the generated codes [8, T].")] = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Greedy decoding (deterministic).")] = False,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
     top_k: Annotated[int, typer.Option(help="Top-k sampling.")] = 50,
+    ras_window: Annotated[int, typer.Option(help="Repetition-aware sampling window (0: off).")] = 7,
     max_seconds: Annotated[float, typer.Option(help="Cut generation after this much audio.")] = 30.0,
+    chars_per_second: Annotated[
+        float, typer.Option(help="With --manifest: per-sample limit from the text at this slow rate.")
+    ] = 5.0,
+    batch_size: Annotated[int, typer.Option(help="With --manifest: samples per generation batch.")] = 8,
     system_prompt: Annotated[
         str | None, typer.Option(help="Override the checkpoint's system prompt.")
     ] = None,
     scene: Annotated[str | None, typer.Option(help="Override the checkpoint's scene description.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
 ) -> None:
-    """Clone a voice: speak TEXT in the voice of REF_AUDIO."""
+    """Clone a voice: speak TEXT in the voice of REF_AUDIO, or every sample of a --manifest."""
     import numpy as np
 
     from higgs_tune.audio import write_wav
     from higgs_tune.codes import decode_codes, encode_file
-    from higgs_tune.generate import SamplingConfig, clone_batch, load_for_cloning
+    from higgs_tune.generate import LengthLimit, SamplingConfig, clone_batch, clone_manifest, load_for_cloning
 
+    single = (ref_audio, ref_text, text)
+    if (manifest is None) == all(v is not None for v in single) or (manifest is not None and any(single)):
+        raise typer.BadParameter("give either --manifest, or all of --ref-audio, --ref-text and --text")
+    if ref_audio is not None and not ref_audio.is_file():
+        raise FileNotFoundError(f"{ref_audio}: reference audio not found")
     lm, processor, settings = load_for_cloning(model, adapter, system_prompt=system_prompt, scene=scene)
+    sampling = SamplingConfig(
+        greedy=greedy,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        ras_window=ras_window or None,
+        seed=seed,
+    )
+    if manifest is not None:
+        from higgs_tune.sources import read_manifest
+
+        samples = read_manifest(manifest, require_target=False)
+        limit = LengthLimit(chars_per_second=chars_per_second, max_seconds=max_seconds)
+        clone_manifest(lm, processor, samples, out, settings, sampling, limit, batch_size=batch_size)
+        return
     rate = processor.audio_tokenizer.config.frame_rate
-    sampling = SamplingConfig(greedy=greedy, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
     item = {"ref_text": ref_text, "ref_codes": encode_file(processor, ref_audio), "text": text}
     result = clone_batch(lm, processor, [item], settings, sampling, [int(max_seconds * rate)])[0]
     if codes_out is not None:
@@ -205,6 +230,18 @@ def clone(
     write_wav(out, decode_codes(processor, result.codes), processor.feature_extractor.sampling_rate)
     how = "stream EOS" if result.stopped_by_eos else f"the {max_seconds:g} s limit (no EOS: cut)"
     log.info("wrote %s: %.2f s of audio, ended by %s", out, result.codes.shape[1] / rate, how)
+
+
+@app.command()
+def merge(
+    model: ModelOpt,
+    adapter: Annotated[Path, typer.Option(help="Run or checkpoint folder of a LoRA (or full) fine-tune.")],
+    out: Annotated[Path, typer.Option(help="Folder for the merged model (standard HF layout).")],
+) -> None:
+    """Merge a LoRA adapter into the base weights and save a model folder plain transformers loads."""
+    from higgs_tune.merge import merge_adapter
+
+    merge_adapter(model, adapter, out)
 
 
 @app.command()
