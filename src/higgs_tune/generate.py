@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from higgs_tune.config import PromptConfig
 from higgs_tune.models import load_finetuned, load_model, load_processor
 from higgs_tune.prompt import PromptTokens, build_prompt
+from higgs_tune.speech_checks import check_speech
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +230,9 @@ def clone_manifest(
         ):
             name = _safe_name(s.id)
             np.save(out / f"{name}.npy", result.codes)
-            wav = write_wav(out / f"{name}.wav", decode_codes(processor, result.codes), sr)
+            audio = decode_codes(processor, result.codes)
+            wav = write_wav(out / f"{name}.wav", audio, sr)
+            checks = check_speech(audio, s.text, result.stopped_by_eos, sr=sr) if audio.size else None
             rows.append(
                 {
                     "id": s.id,
@@ -239,13 +243,20 @@ def clone_manifest(
                     "seconds": result.codes.shape[1] / rate,
                     "stopped_by_eos": result.stopped_by_eos,
                     "frame_limit": result.frame_limit,
+                    "checks": asdict(checks) if checks else None,
+                    "flags": checks.flags if checks else ["cut" if not result.stopped_by_eos else "silent"],
                 }
             )
     with open(out / "results.jsonl", "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    cut = sum(not r["stopped_by_eos"] for r in rows)
-    log.info("cloned %d samples into %s; %d cut at their length limit", len(rows), out, cut)
+    flags = Counter(f for r in rows for f in r["flags"])
+    log.info(
+        "cloned %d samples into %s; flags: %s",
+        len(rows),
+        out,
+        ", ".join(f"{k} {v}" for k, v in sorted(flags.items())) or "none",
+    )
     return rows
 
 
