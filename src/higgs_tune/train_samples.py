@@ -39,7 +39,9 @@ class TrainingSamples:
         limits = [self.limit.frames(it["text"], rate) for it in self.items]
         was_training = model.training
         model.eval()
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(
+            devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []
+        ):
             results = clone_batch(
                 model, self.processor, self.items, self.settings, SamplingConfig(seed=0), limits
             )
