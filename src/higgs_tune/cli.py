@@ -232,6 +232,43 @@ def clone(
     log.info("wrote %s: %.2f s of audio, ended by %s", out, result.codes.shape[1] / rate, how)
 
 
+@app.command("eval")
+def evaluate_command(
+    manifest: Annotated[Path, typer.Option(help="Held-out manifest (target audio optional).")],
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option(help="Folder for clones, report.json, report.md and plots.")],
+    adapter: Annotated[Path | None, typer.Option(help="Run or checkpoint folder to evaluate.")] = None,
+    baseline: Annotated[bool, typer.Option("--baseline", help="Also clone with the base model.")] = False,
+    asr_model: Annotated[str, typer.Option(help="Whisper model id or folder for WER/CER.")] = "",
+    speaker_model: Annotated[str, typer.Option(help="WavLM x-vector model id or folder.")] = "",
+    language: Annotated[str | None, typer.Option(help="Language of the texts (e.g. ar).")] = None,
+    device: Annotated[str, typer.Option(help="Device for generation and measuring models.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Samples per generation / ASR batch.")] = 8,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Greedy decoding.")] = False,
+    seed: Annotated[int, typer.Option(help="Sampling seed (same for every system).")] = 0,
+) -> None:
+    """Clone a held-out set and report WER/CER, speaker similarity and speech checks."""
+    from higgs_tune.evaluate import DEFAULT_ASR_MODEL, DEFAULT_SPEAKER_MODEL, EvalSettings, evaluate
+    from higgs_tune.generate import SamplingConfig
+
+    settings = EvalSettings(
+        asr_model=asr_model or DEFAULT_ASR_MODEL,
+        speaker_model=speaker_model or DEFAULT_SPEAKER_MODEL,
+        language=language,
+        device=device,
+        batch_size=batch_size,
+        sampling=SamplingConfig(greedy=greedy, seed=seed),
+    )
+    report = evaluate(manifest, model, adapter, out, baseline, settings)
+    for name, summary in report["summary"].items():
+        typer.echo(
+            f"{name}: WER {summary['wer']:.3f}, CER {summary['cer']:.3f}, similarity "
+            f"{summary['similarity'] if summary['similarity'] is None else round(summary['similarity'], 3)}, "
+            f"ended by EOS {summary['stopped_by_eos']:.0%}"
+        )
+    typer.echo(f"report: {out / 'report.md'}")
+
+
 @app.command()
 def merge(
     model: ModelOpt,
