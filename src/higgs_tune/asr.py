@@ -64,7 +64,7 @@ class Transcriber:
         return int(self.processor.feature_extractor.sampling_rate)
 
     def transcribe(self, audios: Sequence[np.ndarray], sr: int = TARGET_SR) -> list[str]:
-        """Transcripts of mono waveforms at `sr` (24 kHz by default), in input order, stripped of spaces."""
+        """Transcripts of mono waveforms at `sr` (24 kHz by default), in input order, trimmed."""
         waves = [resample(audio, sr, self.sampling_rate) for audio in audios]
         window = self.processor.feature_extractor.n_samples
         short = [i for i, wave in enumerate(waves) if wave.size <= window]
@@ -77,9 +77,8 @@ class Transcriber:
         for group, long_form in ((short, False), (long, True)):
             for start in range(0, len(group), self.batch_size):
                 batch = group[start : start + self.batch_size]
-                for i, text in zip(
-                    batch, self._transcribe_batch([waves[i] for i in batch], long_form), strict=True
-                ):
+                found = self._transcribe_batch([waves[i] for i in batch], long_form)
+                for i, text in zip(batch, found, strict=True):
                     texts[i] = text
         return texts
 
