@@ -32,11 +32,14 @@ def tiny_model(
     out: Annotated[Path, typer.Argument(help="Folder to write the tiny model into.")],
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
 ) -> None:
-    """Write a tiny random Higgs Audio v2 model folder (model, codec, tokenizer, processor) for tests."""
+    """Write a tiny random Higgs Audio v2 model folder (model, codec, tokenizer, processor) for tests,
+    with a tiny Whisper ASR and a tiny WavLM speaker model in eval-models/ for evaluation."""
+    from higgs_tune.tiny_eval_models import build_tiny_eval_models
     from higgs_tune.tiny_model import build_tiny_model
 
     build_tiny_model(out, seed=seed)
-    log.info("tiny model written to %s", out)
+    asr, speaker = build_tiny_eval_models(out, seed=seed)
+    log.info("tiny model written to %s (evaluation models: %s, %s)", out, asr, speaker)
 
 
 @app.command("sample-data")
@@ -248,8 +251,10 @@ def evaluate_command(
     seed: Annotated[int, typer.Option(help="Sampling seed (same for every system).")] = 0,
 ) -> None:
     """Clone a held-out set and report WER/CER, speaker similarity and speech checks."""
-    from higgs_tune.evaluate import DEFAULT_ASR_MODEL, DEFAULT_SPEAKER_MODEL, EvalSettings, evaluate
+    from higgs_tune.asr import DEFAULT_ASR_MODEL
+    from higgs_tune.evaluate import EvalSettings, evaluate
     from higgs_tune.generate import SamplingConfig
+    from higgs_tune.speaker import DEFAULT_SPEAKER_MODEL
 
     settings = EvalSettings(
         asr_model=asr_model or DEFAULT_ASR_MODEL,

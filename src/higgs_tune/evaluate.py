@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from higgs_tune.asr import DEFAULT_ASR_MODEL
 from higgs_tune.audio import TARGET_SR, load_audio
 from higgs_tune.generate import LengthLimit, SamplingConfig, clone_manifest, load_for_cloning
 from higgs_tune.sources import read_manifest
+from higgs_tune.speaker import DEFAULT_SPEAKER_MODEL
 from higgs_tune.text_metrics import char_errors, word_errors
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ASR_MODEL = "openai/whisper-large-v3"
-DEFAULT_SPEAKER_MODEL = "microsoft/wavlm-base-plus-sv"
 # Differences smaller than these are noise, not a sample getting better or worse.
 WER_MARGIN = 0.05
 SIMILARITY_MARGIN = 0.02
@@ -166,12 +166,11 @@ def _verdict(summary: dict) -> str:
         f"speaker similarity {_fmt(b['similarity'])} -> {_fmt(t['similarity'])}",
         f"ended by EOS {_fmt(b['stopped_by_eos'], True)} -> {_fmt(t['stopped_by_eos'], True)}",
     ]
-    gains = (t["wer"] < b["wer"]) + (
-        t["similarity"] is not None and b["similarity"] is not None and t["similarity"] > b["similarity"]
-    )
-    losses = (t["wer"] > b["wer"]) + (
-        t["similarity"] is not None and b["similarity"] is not None and t["similarity"] < b["similarity"]
-    )
+    pairs = [(-b["wer"], -t["wer"]), (b["stopped_by_eos"], t["stopped_by_eos"])]
+    if t["similarity"] is not None and b["similarity"] is not None:
+        pairs.append((b["similarity"], t["similarity"]))
+    gains = sum(after > before for before, after in pairs)
+    losses = sum(after < before for before, after in pairs)
     word = "helped" if gains > losses else "hurt" if losses > gains else "made no clear difference"
     return f"**Fine-tuning {word}**: " + "; ".join(parts) + "."
 

@@ -169,3 +169,16 @@ def build_tiny_speaker(out: Path, seed: int = 0) -> Path:
     extractor.save_pretrained(out)
     log.info("wrote a tiny random WavLM x-vector model to %s", out)
     return out
+
+
+# Where `higgs-tune tiny-model` puts the tiny evaluation models, inside the tiny model's folder.
+TINY_ASR_SUBDIR = "eval-models/asr"
+TINY_SPEAKER_SUBDIR = "eval-models/speaker"
+
+
+def build_tiny_eval_models(model_dir: Path, seed: int = 0) -> tuple[Path, Path]:
+    """The tiny ASR and speaker models beside a tiny Higgs model; returns their folders."""
+    return (
+        build_tiny_asr(Path(model_dir) / TINY_ASR_SUBDIR, seed=seed),
+        build_tiny_speaker(Path(model_dir) / TINY_SPEAKER_SUBDIR, seed=seed),
+    )
