@@ -20,6 +20,7 @@ log = logging.getLogger("higgs_tune")
 
 app = typer.Typer(
     add_completion=False,
+    pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="Fine-tune Higgs Audio v2 for zero-shot voice cloning, then use and measure the result.",
 )
@@ -203,8 +204,9 @@ def clone(
     from higgs_tune.codes import decode_codes, encode_file
     from higgs_tune.generate import LengthLimit, SamplingConfig, clone_batch, clone_manifest, load_for_cloning
 
-    single = (ref_audio, ref_text, text)
-    if (manifest is None) == all(v is not None for v in single) or (manifest is not None and any(single)):
+    given = [v is not None for v in (ref_audio, ref_text, text)]
+    one_sample, batch = manifest is None and all(given), manifest is not None and not any(given)
+    if not (one_sample or batch):
         raise typer.BadParameter("give either --manifest, or all of --ref-audio, --ref-text and --text")
     if ref_audio is not None and not ref_audio.is_file():
         raise FileNotFoundError(f"{ref_audio}: reference audio not found")
