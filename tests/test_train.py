@@ -179,3 +179,15 @@ def test_text_head_training_logs_text_loss(tiny_model_dir, prepared_dir, tmp_pat
     rows = [r for r in _metrics(tmp_path / "run") if "loss" in r]
     assert rows[0]["text_loss"] > 0
     assert rows[0]["loss"] == pytest.approx(rows[0]["audio_loss"] + 0.5 * rows[0]["text_loss"], rel=1e-4)
+
+
+def test_training_samples_are_cloned_checked_and_logged(tiny_model_dir, prepared_dir, tmp_path):
+    run = tmp_path / "run"
+    Trainer(_cfg(tiny_model_dir, prepared_dir, run, "sample_steps=2", "eval_fraction=0.1")).run()
+    sampled = [r for r in _metrics(run) if "samples" in r]
+    assert [r["step"] for r in sampled] == [2, 4]
+    assert all(len(r["samples"]) == 2 and all("flags" in s for s in r["samples"]) for r in sampled)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"audio": 0}).Reload()
+    assert any(tag.startswith("samples/") for tag in events.Tags()["audio"])

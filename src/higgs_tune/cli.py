@@ -20,6 +20,7 @@ log = logging.getLogger("higgs_tune")
 
 app = typer.Typer(
     add_completion=False,
+    pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="Fine-tune Higgs Audio v2 for zero-shot voice cloning, then use and measure the result.",
 )
@@ -32,11 +33,82 @@ def tiny_model(
     out: Annotated[Path, typer.Argument(help="Folder to write the tiny model into.")],
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
 ) -> None:
-    """Write a tiny random Higgs Audio v2 model folder (model, codec, tokenizer, processor) for tests."""
+    """Write a tiny random Higgs Audio v2 model folder (model, codec, tokenizer, processor) for tests,
+    with a tiny Whisper ASR and a tiny WavLM speaker model in eval-models/ for evaluation."""
+    from higgs_tune.tiny_eval_models import build_tiny_eval_models
     from higgs_tune.tiny_model import build_tiny_model
 
     build_tiny_model(out, seed=seed)
-    log.info("tiny model written to %s", out)
+    asr, speaker = build_tiny_eval_models(out, seed=seed)
+    log.info("tiny model written to %s (evaluation models: %s, %s)", out, asr, speaker)
+
+
+@app.command("sample-data")
+def sample_data(
+    out: Annotated[Path, typer.Argument(help="Folder for the synthetic dataset.")],
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic voices.")] = 0,
+) -> None:
+    """Write a small cloning dataset of synthetic voices with a manifest in each supported format."""
+    from higgs_tune.sample_data import write_sample_data
+
+    for name, path in write_sample_data(out, seed=seed).items():
+        typer.echo(f"{name}: {path}")
+
+
+@app.command()
+def validate(
+    manifest: Annotated[Path, typer.Argument(help="Manifest (ChatML JSON or JSON Lines).")],
+    report: Annotated[Path | None, typer.Option(help="Also write the report as JSON here.")] = None,
+    write_clean: Annotated[
+        Path | None, typer.Option(help="Write a manifest without the error samples.")
+    ] = None,
+    min_seconds: Annotated[float, typer.Option(help="Shortest clip accepted.")] = 0.5,
+    max_seconds: Annotated[float, typer.Option(help="Longest clip accepted.")] = 30.0,
+    language: Annotated[
+        str | None, typer.Option(help="Target language; 'ar' checks for Arabic script.")
+    ] = None,
+    allow_missing_target: Annotated[
+        bool, typer.Option(help="Inference-only manifest: no target audio required.")
+    ] = False,
+) -> None:
+    """Check every sample of a manifest before a GPU hour is spent; exit 1 if any error is found."""
+    from higgs_tune.validate import validate_manifest, write_clean_manifest
+
+    result = validate_manifest(
+        manifest,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        language=language,
+        require_target=not allow_missing_target,
+    )
+    typer.echo(result.table())
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(result.to_json(), encoding="utf-8")
+    if write_clean is not None:
+        write_clean_manifest(result, write_clean)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def pairs(
+    source: Annotated[
+        Path, typer.Argument(help="Utterances: JSON Lines (audio, text, speaker) or a folder.")
+    ],
+    out: Annotated[Path, typer.Option(help="Manifest (JSON Lines) of zero-shot pairs to write.")],
+    refs_per_target: Annotated[int, typer.Option(help="References paired with each target.")] = 1,
+    seed: Annotated[int, typer.Option(help="Pairing seed.")] = 0,
+) -> None:
+    """Build zero-shot cloning pairs (reference: another utterance of the same speaker)."""
+    from higgs_tune.pairs import build_pairs
+    from higgs_tune.sources import write_manifest_jsonl
+
+    if out.resolve() == source.resolve():
+        raise typer.BadParameter("--out must differ from the input; inputs are never overwritten")
+    result = build_pairs(source, refs_per_target=refs_per_target, seed=seed)
+    write_manifest_jsonl(result.pairs, out)
+    typer.echo(result.summary())
 
 
 @app.command()
@@ -123,33 +195,59 @@ def train(
 @app.command()
 def clone(
     model: ModelOpt,
-    ref_audio: Annotated[Path, typer.Option(help="Reference clip of the voice to clone.")],
-    ref_text: Annotated[str, typer.Option(help="Transcript of the reference clip.")],
-    text: Annotated[str, typer.Option(help="Text to speak.")],
-    out: Annotated[Path, typer.Option(help="Output wav (24 kHz).")],
+    out: Annotated[Path, typer.Option(help="Output wav (24 kHz), or a folder with --manifest.")],
+    ref_audio: Annotated[Path | None, typer.Option(help="Reference clip of the voice to clone.")] = None,
+    ref_text: Annotated[str | None, typer.Option(help="Transcript of the reference clip.")] = None,
+    text: Annotated[str | None, typer.Option(help="Text to speak.")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="Clone every sample of a manifest (batched).")] = None,
     adapter: Annotated[Path | None, typer.Option(help="Run or checkpoint folder (LoRA or full).")] = None,
     codes_out: Annotated[Path | None, typer.Option(help="Also save the generated codes [8, T].")] = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Greedy decoding (deterministic).")] = False,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
     top_k: Annotated[int, typer.Option(help="Top-k sampling.")] = 50,
+    ras_window: Annotated[int, typer.Option(help="Repetition-aware sampling window (0: off).")] = 7,
     max_seconds: Annotated[float, typer.Option(help="Cut generation after this much audio.")] = 30.0,
+    chars_per_second: Annotated[
+        float, typer.Option(help="With --manifest: per-sample limit from the text at this slow rate.")
+    ] = 5.0,
+    batch_size: Annotated[int, typer.Option(help="With --manifest: samples per generation batch.")] = 8,
     system_prompt: Annotated[
         str | None, typer.Option(help="Override the checkpoint's system prompt.")
     ] = None,
     scene: Annotated[str | None, typer.Option(help="Override the checkpoint's scene description.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
 ) -> None:
-    """Clone a voice: speak TEXT in the voice of REF_AUDIO."""
+    """Clone a voice: speak TEXT in the voice of REF_AUDIO, or every sample of a --manifest."""
     import numpy as np
 
     from higgs_tune.audio import write_wav
     from higgs_tune.codes import decode_codes, encode_file
-    from higgs_tune.generate import SamplingConfig, clone_batch, load_for_cloning
+    from higgs_tune.generate import LengthLimit, SamplingConfig, clone_batch, clone_manifest, load_for_cloning
 
+    given = [v is not None for v in (ref_audio, ref_text, text)]
+    one_sample, batch = manifest is None and all(given), manifest is not None and not any(given)
+    if not (one_sample or batch):
+        raise typer.BadParameter("give either --manifest, or all of --ref-audio, --ref-text and --text")
+    if ref_audio is not None and not ref_audio.is_file():
+        raise FileNotFoundError(f"{ref_audio}: reference audio not found")
     lm, processor, settings = load_for_cloning(model, adapter, system_prompt=system_prompt, scene=scene)
+    sampling = SamplingConfig(
+        greedy=greedy,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        ras_window=ras_window or None,
+        seed=seed,
+    )
+    if manifest is not None:
+        from higgs_tune.sources import read_manifest
+
+        samples = read_manifest(manifest, require_target=False)
+        limit = LengthLimit(chars_per_second=chars_per_second, max_seconds=max_seconds)
+        clone_manifest(lm, processor, samples, out, settings, sampling, limit, batch_size=batch_size)
+        return
     rate = processor.audio_tokenizer.config.frame_rate
-    sampling = SamplingConfig(greedy=greedy, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
     item = {"ref_text": ref_text, "ref_codes": encode_file(processor, ref_audio), "text": text}
     result = clone_batch(lm, processor, [item], settings, sampling, [int(max_seconds * rate)])[0]
     if codes_out is not None:
@@ -160,12 +258,63 @@ def clone(
     log.info("wrote %s: %.2f s of audio, ended by %s", out, result.codes.shape[1] / rate, how)
 
 
+@app.command("eval")
+def evaluate_command(
+    manifest: Annotated[Path, typer.Option(help="Held-out manifest (target audio optional).")],
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option(help="Folder for clones, report.json, report.md and plots.")],
+    adapter: Annotated[Path | None, typer.Option(help="Run or checkpoint folder to evaluate.")] = None,
+    baseline: Annotated[bool, typer.Option("--baseline", help="Also clone with the base model.")] = False,
+    asr_model: Annotated[str, typer.Option(help="Whisper model id or folder for WER/CER.")] = "",
+    speaker_model: Annotated[str, typer.Option(help="WavLM x-vector model id or folder.")] = "",
+    language: Annotated[str | None, typer.Option(help="Language of the texts (e.g. ar).")] = None,
+    device: Annotated[str, typer.Option(help="Device for generation and measuring models.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Samples per generation / ASR batch.")] = 8,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Greedy decoding.")] = False,
+    seed: Annotated[int, typer.Option(help="Sampling seed (same for every system).")] = 0,
+) -> None:
+    """Clone a held-out set and report WER/CER, speaker similarity and speech checks."""
+    from higgs_tune.asr import DEFAULT_ASR_MODEL
+    from higgs_tune.evaluate import EvalSettings, evaluate
+    from higgs_tune.generate import SamplingConfig
+    from higgs_tune.speaker import DEFAULT_SPEAKER_MODEL
+
+    settings = EvalSettings(
+        asr_model=asr_model or DEFAULT_ASR_MODEL,
+        speaker_model=speaker_model or DEFAULT_SPEAKER_MODEL,
+        language=language,
+        device=device,
+        batch_size=batch_size,
+        sampling=SamplingConfig(greedy=greedy, seed=seed),
+    )
+    report = evaluate(manifest, model, adapter, out, baseline, settings)
+    for name, summary in report["summary"].items():
+        typer.echo(
+            f"{name}: WER {summary['wer']:.3f}, CER {summary['cer']:.3f}, similarity "
+            f"{summary['similarity'] if summary['similarity'] is None else round(summary['similarity'], 3)}, "
+            f"ended by EOS {summary['stopped_by_eos']:.0%}"
+        )
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+@app.command()
+def merge(
+    model: ModelOpt,
+    adapter: Annotated[Path, typer.Option(help="Run or checkpoint folder of a LoRA (or full) fine-tune.")],
+    out: Annotated[Path, typer.Option(help="Folder for the merged model (standard HF layout).")],
+) -> None:
+    """Merge a LoRA adapter into the base weights and save a model folder plain transformers loads."""
+    from higgs_tune.merge import merge_adapter
+
+    merge_adapter(model, adapter, out)
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path(
         "higgs_tune_demo"
     ),
-    steps: Annotated[int, typer.Option(help="Training steps.")] = 60,
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 150,
 ) -> None:
     """Run the whole loop on the built-in default: tiny model, synthetic voices, prepare, train, clone."""
     from higgs_tune.demo import run_demo
@@ -180,12 +329,11 @@ def main() -> None:
 
     setup_logging()
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the exit code of `typer.Exit` instead of exiting.
+        code = app(standalone_mode=False)
     except (ConfigError, SampleError, FileNotFoundError) as e:
         log.error("%s", e)
         sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
     except Exception as e:  # click's usage errors carry their own exit code and message
         import click
 
@@ -193,6 +341,7 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

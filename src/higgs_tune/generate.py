@@ -8,18 +8,20 @@ global maximum, and an honest record of whether each sample ended by its stream 
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from higgs_tune import checkpoint
 from higgs_tune.config import PromptConfig
-from higgs_tune.models import load_model, load_processor
+from higgs_tune.models import load_finetuned, load_model, load_processor
 from higgs_tune.prompt import PromptTokens, build_prompt
+from higgs_tune.speech_checks import check_speech
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +65,6 @@ class FrameLimit(StoppingCriteria):
         over = (generated >= self.limits.to(input_ids.device)) & ~ended
         self.cut |= over.cpu()
         return over
-
-
-def frame_limit_for(
-    text: str, chars_per_second: float, min_seconds: float, max_seconds: float, rate: int
-) -> int:
-    """Frame budget of one sample from its text length: generous (text at `chars_per_second`), clamped."""
-    seconds = min(max(len(text) / chars_per_second, min_seconds), max_seconds)
-    return int(seconds * rate)
 
 
 def _left_pad(prompts: list[PromptTokens], pad_token_id: int, audio_pad_id: int) -> dict[str, torch.Tensor]:
@@ -157,7 +151,8 @@ def clone_batch(
     results = []
     for i in range(len(items)):
         stopped = bool(ended[i]) and not bool(stopper.cut[i])
-        codes = _generated_codes(processor, generated[i])
+        # A cut sample's delay cascade never completed: keep its first `frame_limit` whole frames.
+        codes = _generated_codes(processor, generated[i])[:, : frame_limits[i]]
         if not stopped:
             log.warning("sample %d did not emit its stream EOS within %d frames: cut", i, frame_limits[i])
         results.append(CloneOutput(codes=codes, stopped_by_eos=stopped, frame_limit=frame_limits[i]))
@@ -167,28 +162,104 @@ def clone_batch(
 def load_for_cloning(
     model_id: str, adapter: Path | None, system_prompt: str | None = None, scene: str | None = None
 ) -> tuple[torch.nn.Module, object, PromptConfig]:
-    """The model to clone with, its processor, and the prompt settings it was trained with.
-
-    `adapter` is a run folder (its last checkpoint) or a checkpoint folder, from LoRA (the adapter is
-    merged into the base weights for plain-speed generation) or full fine-tuning. The checkpoint's own
-    prompt settings are used unless `system_prompt` / `scene` override them.
-    """
-    settings = PromptConfig()
+    """The model to clone with, its processor, and the prompt settings: the checkpoint's own (see
+    `models.load_finetuned`) unless `system_prompt` / `scene` override them."""
     if adapter is None:
-        model = load_model(model_id)
+        model, settings = load_model(model_id), PromptConfig()
     else:
-        ckpt = checkpoint.resolve_checkpoint(adapter)
-        state = checkpoint.read_trainer_state(ckpt)
-        settings = PromptConfig(**state["prompt"])
-        if state["mode"] == "lora":
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(load_model(model_id), str(ckpt / "adapter")).merge_and_unload()
-        else:
-            model = load_model(str(ckpt / "model"))
+        model, settings = load_finetuned(model_id, adapter)
     if system_prompt is not None:
         settings = replace(settings, system_prompt=system_prompt)
     if scene is not None:
         settings = replace(settings, scene=scene)
     model.eval()
     return model, load_processor(model_id), settings
+
+
+@dataclass(frozen=True)
+class LengthLimit:
+    """Per-sample frame budget from the text: at `chars_per_second` (slower than any real speech, so a
+    sample that stops on its own is never cut) plus `slack_seconds`, within [min, max] seconds."""
+
+    chars_per_second: float = 5.0
+    slack_seconds: float = 1.0
+    min_seconds: float = 2.0
+    max_seconds: float = 30.0
+
+    def frames(self, text: str, rate: int) -> int:
+        seconds = len(text) / self.chars_per_second + self.slack_seconds
+        return int(min(max(seconds, self.min_seconds), self.max_seconds) * rate)
+
+
+def clone_manifest(
+    model,
+    processor,
+    samples: list,
+    out: Path,
+    settings: PromptConfig,
+    sampling: SamplingConfig,
+    limit: LengthLimit,
+    batch_size: int = 8,
+) -> list[dict]:
+    """Clone every sample of a manifest in batches: `out/<id>.wav`, `out/<id>.npy` and `out/results.jsonl`.
+
+    Reference clips are encoded once each, however many samples share them. Returns the result rows.
+    """
+    from tqdm import tqdm
+
+    from higgs_tune.audio import write_wav
+    from higgs_tune.codes import decode_codes, encode_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    rate = processor.audio_tokenizer.config.frame_rate
+    sr = processor.feature_extractor.sampling_rate
+    ref_codes: dict[Path, np.ndarray] = {}
+    rows = []
+    for start in tqdm(range(0, len(samples), batch_size), desc="clone", unit="batch"):
+        batch = samples[start : start + batch_size]
+        for s in batch:
+            if s.ref_audio not in ref_codes:
+                ref_codes[s.ref_audio] = encode_file(processor, s.ref_audio)
+        items = [
+            {"ref_text": s.ref_text, "ref_codes": ref_codes[s.ref_audio], "text": s.text, "scene": s.scene}
+            for s in batch
+        ]
+        limits = [limit.frames(s.text, rate) for s in batch]
+        for s, result in zip(
+            batch, clone_batch(model, processor, items, settings, sampling, limits), strict=True
+        ):
+            name = _safe_name(s.id)
+            np.save(out / f"{name}.npy", result.codes)
+            audio = decode_codes(processor, result.codes)
+            wav = write_wav(out / f"{name}.wav", audio, sr)
+            checks = check_speech(audio, s.text, result.stopped_by_eos, sr=sr) if audio.size else None
+            rows.append(
+                {
+                    "id": s.id,
+                    "wav": wav.name,
+                    "codes": f"{name}.npy",
+                    "text": s.text,
+                    "ref_audio": str(s.ref_audio),
+                    "seconds": result.codes.shape[1] / rate,
+                    "stopped_by_eos": result.stopped_by_eos,
+                    "frame_limit": result.frame_limit,
+                    "checks": asdict(checks) if checks else None,
+                    "flags": checks.flags if checks else ["cut" if not result.stopped_by_eos else "silent"],
+                }
+            )
+    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    flags = Counter(f for r in rows for f in r["flags"])
+    log.info(
+        "cloned %d samples into %s; flags: %s",
+        len(rows),
+        out,
+        ", ".join(f"{k} {v}" for k, v in sorted(flags.items())) or "none",
+    )
+    return rows
+
+
+def _safe_name(sample_id: str) -> str:
+    """A file name for a sample id (ids may contain ':' or '/')."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)

@@ -26,6 +26,8 @@ from transformers import (
 )
 from transformers.utils import CHAT_TEMPLATE_FILE, PROCESSOR_NAME
 
+from higgs_tune.config import PromptConfig
+
 logger = logging.getLogger(__name__)
 
 # Where a self-contained model folder keeps its codec.
@@ -125,3 +127,27 @@ def _processor_with_codec(folder: Path, codec_dir: Path) -> HiggsAudioV2Processo
         processor_dict["chat_template"] = template_file.read_text(encoding="utf-8")
     parts = [DacFeatureExtractor.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)]
     return HiggsAudioV2Processor.from_args_and_dict(parts, processor_dict)
+
+
+def load_finetuned(
+    model_id_or_path: str | os.PathLike, adapter: str | os.PathLike, *, use_text_head: bool = False
+) -> tuple[HiggsAudioV2ForConditionalGeneration, PromptConfig]:
+    """A fine-tuned model and the prompt settings it was trained with.
+
+    `adapter` is a run folder (its newest checkpoint is used) or a checkpoint folder, from LoRA (the adapter
+    is merged into the base weights, so generation runs at plain speed) or from full fine-tuning.
+    """
+    from higgs_tune import checkpoint
+
+    ckpt = checkpoint.resolve_checkpoint(Path(adapter))
+    state = checkpoint.read_trainer_state(ckpt)
+    settings = PromptConfig(**state["prompt"])
+    if state["mode"] == "lora":
+        from peft import PeftModel
+
+        base = load_model(model_id_or_path, use_text_head=use_text_head)
+        model = PeftModel.from_pretrained(base, str(ckpt / "adapter")).merge_and_unload()
+    else:
+        model = load_model(ckpt / "model", use_text_head=use_text_head)
+    logger.info("loaded %s fine-tune from %s (step %d)", state["mode"], ckpt, state["step"])
+    return model, settings

@@ -20,6 +20,7 @@ import numpy as np
 from higgs_tune.audio import TARGET_SR, write_wav
 from higgs_tune.pairs import Utterance, build_pairs
 from higgs_tune.sources import write_manifest_chatml, write_manifest_jsonl
+from higgs_tune.synth import synth_speech
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,6 @@ _ARABIC = (
     "نلتقي غدا في السوق.",
 )
 _SCENE = "Audio is recorded from a quiet room."
-# (F1, F2, F3) in Hz of five vowels for an adult male vocal tract; voices scale them.
-_VOWELS = np.array(
-    [[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240], [530, 1840, 2480], [570, 840, 2410]]
-)
-_BANDWIDTHS = np.array([90.0, 110.0, 170.0])
 _MIN_SECONDS, _MAX_SECONDS = 1.0, 2.5
 
 
@@ -62,7 +58,6 @@ class _Voice:
     formant_scale: float  # shorter vocal tract -> higher formants -> brighter timbre
     syllables_per_second: float
     breathiness: float
-    tilt: float  # spectral slope of the glottal source; higher is darker
 
     @property
     def letters_per_second(self) -> float:
@@ -88,7 +83,7 @@ def write_sample_data(
             letters = sum(ch.isalnum() for ch in text)
             seconds = float(np.clip(letters / voice.letters_per_second, _MIN_SECONDS, _MAX_SECONDS))
             name = f"spk{s:02d}_{u:02d}"
-            write_wav(clips / f"{name}.wav", _voice_clip(seconds, voice, rng), TARGET_SR)
+            write_wav(clips / f"{name}.wav", _voice_clip(seconds, voice, int(rng.integers(2**31))), TARGET_SR)
             (clips / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
             scene = _SCENE if s % 2 == 0 else None
             utterances.append(Utterance(name, clips / f"{name}.wav", text, f"spk{s:02d}", scene))
@@ -123,49 +118,22 @@ def _voices(n: int, rng: np.random.Generator) -> list[_Voice]:
                 formant_scale=float(0.88 + 0.3 * x + rng.uniform(-0.03, 0.03)),
                 syllables_per_second=float(rng.uniform(3.8, 5.8)),
                 breathiness=float(rng.uniform(0.02, 0.12)),
-                tilt=float(rng.uniform(0.9, 1.4)),
             )
         )
     return voices
 
 
-def _voice_clip(seconds: float, voice: _Voice, rng: np.random.Generator, sr: int = TARGET_SR) -> np.ndarray:
-    """A speech-like clip: a glottal harmonic series with falling, wobbling pitch, shaped by moving vowel
-    formants into syllables with noisy onsets. Not intelligible, but with the pitch, timbre and rhythm cues
-    a speaker encoder and a codec care about. (Stand-in until `higgs_tune.synth.synth_speech` is merged.)"""
-    n = int(round(seconds * sr))
-    frame_rate = 200
-    tf = np.arange(int(np.ceil(seconds * frame_rate)) + 1) / frame_rate
-    n_syl = max(1, int(round(seconds * voice.syllables_per_second)))
-    lead = 0.06
-    widths = rng.uniform(0.7, 1.3, n_syl)
-    edges = lead + (seconds - 2 * lead) * np.concatenate([[0.0], np.cumsum(widths) / widths.sum()])
-    centers = (edges[:-1] + edges[1:]) / 2
-    formants = _VOWELS[rng.integers(len(_VOWELS), size=n_syl)] * voice.formant_scale  # (n_syl, 3)
-    tracks = np.stack([np.interp(tf, centers, formants[:, j]) for j in range(3)])  # (3, frames)
-    envelope = np.zeros_like(tf)
-    onsets = np.zeros_like(tf)
-    for start, end in zip(edges[:-1], edges[1:], strict=True):
-        inside = (tf >= start) & (tf < end)
-        envelope[inside] = np.sin(np.pi * (tf[inside] - start) / (end - start)) ** 0.6
-        onsets[inside & (tf < start + 0.025)] = 1.0
-    accents = np.interp(tf, centers, rng.uniform(-0.06, 0.08, n_syl))
-    f0 = voice.pitch_hz * (1.08 - 0.16 * tf / seconds + accents) * (1 + 0.01 * np.sin(2 * np.pi * 5.2 * tf))
-    t = np.arange(n) / sr
-    phase = 2 * np.pi * np.cumsum(np.interp(t, tf, f0)) / sr
-    voiced = np.zeros(n)
-    for k in range(1, int(5000 / f0.min()) + 1):
-        freq = k * f0
-        gain = (1.0 / (1.0 + ((freq[None, :] - tracks) / _BANDWIDTHS[:, None]) ** 2)).sum(axis=0)
-        gain *= k**-voice.tilt * (freq < 5000)
-        voiced += np.interp(t, tf, gain) * np.sin(k * phase)
-    noise = np.diff(rng.standard_normal(n + 1))  # high-passed: fricative-like
-    noise *= np.interp(t, tf, voice.breathiness * envelope + 0.25 * onsets)
-    clip = voiced * np.interp(t, tf, envelope) + noise * np.abs(voiced).max() * 0.3
-    fade = min(n // 2, int(0.01 * sr))
-    clip[:fade] *= np.linspace(0.0, 1.0, fade)
-    clip[n - fade :] *= np.linspace(1.0, 0.0, fade)
-    return (0.5 * clip / np.abs(clip).max()).astype(np.float32)
+def _voice_clip(seconds: float, voice: _Voice, seed: int) -> np.ndarray:
+    """One utterance of a synthetic voice (see `higgs_tune.synth`)."""
+    return synth_speech(
+        seconds,
+        sr=TARGET_SR,
+        seed=seed,
+        pitch_hz=voice.pitch_hz,
+        formant_scale=voice.formant_scale,
+        syllables_per_second=voice.syllables_per_second,
+        breathiness=voice.breathiness,
+    )
 
 
 def _metadata(utterances: list[Utterance]) -> dict[str, object]:

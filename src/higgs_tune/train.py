@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -34,6 +34,7 @@ from higgs_tune.examples import ExampleDataset
 from higgs_tune.loss import CloningLossModel, combine
 from higgs_tune.models import load_model, load_processor
 from higgs_tune.prepare import PreparedData
+from higgs_tune.train_samples import TrainingSamples
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +185,23 @@ class Trainer:
                 acc.num_processes,
                 use_bf16,
             )
+        self.samples = self._training_samples(eval_idx or train_idx)
         self.writer = None
         if acc.is_main_process:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _training_samples(self, indices: list[int]) -> TrainingSamples | None:
+        """Held-out prompts to clone every `sample_steps` (main process, unsharded weights only)."""
+        cfg, acc = self.cfg, self.accelerator
+        if cfg.sample_steps == 0 or not acc.is_main_process:
+            return None
+        if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            log.warning("sample_steps: samples are not generated under FSDP / DeepSpeed (sharded weights)")
+            return None
+        prompts = [self.data[i] for i in indices[: cfg.num_sample_prompts]]
+        return TrainingSamples(self.processor, prompts, cfg.prompt)
 
     def _resume(self) -> None:
         acc = self.accelerator
@@ -394,6 +407,9 @@ class Trainer:
                 if eval_loss is not None:
                     self._log({"step": self.step, "eval_loss": eval_loss})
                     log.info("step %d: held-out loss %.4f", self.step, eval_loss)
+            if self.samples is not None and self.step % cfg.sample_steps == 0:
+                higgs = acc.unwrap_model(self.model).higgs
+                self._log(self.samples.run(higgs, self.step, self.writer))
             if self.step % cfg.save_steps == 0 or self.step == self.max_steps:
                 final = self.save({"step": self.step})
         bar.close()
