@@ -1,14 +1,17 @@
 """Batch plans: exact lengths, token budgets kept, disjoint equal shards, seeded, over-length skipped."""
 
+import json
+import logging
 import random
 
 import pytest
 
 from higgs_tune.batching import FixedBatches, TokenBudgetBatches, padded_size, padding_fraction
 from higgs_tune.collate import Collator
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptConfig, TrainConfig, load_config
 from higgs_tune.examples import ExampleDataset, example_lengths
 from higgs_tune.prepare import PreparedData
+from higgs_tune.train import Trainer
 
 
 def _realistic_lengths(n: int, seed: int = 0) -> list[int]:
@@ -110,3 +113,32 @@ def test_collated_batches_stay_within_the_budget(processor, prepared_dir):
             collated = collate([dataset[i] for i in batch])
             assert collated["num_padded_tokens"] == padded_size(batch, lengths) <= budget
             assert collated["num_tokens"] == sum(lengths[i] for i in batch)
+
+
+def test_trainer_skips_and_reports_over_length_examples(tiny_model_dir, prepared_dir, tmp_path, caplog):
+    cfg = load_config(
+        TrainConfig,
+        None,
+        [
+            f"model={tiny_model_dir}",
+            f"data={prepared_dir}",
+            f"output_dir={tmp_path / 'run'}",
+            "max_seq_len=160",
+            "max_tokens_per_batch=400",
+            "eval_fraction=0",
+        ],
+    )
+    with caplog.at_level(logging.INFO, logger="higgs_tune"):
+        trainer = Trainer(cfg)
+    over = [i for i, n in enumerate(trainer.lengths) if n > 160]
+    assert 0 < len(over) < len(trainer.lengths)
+    assert isinstance(trainer.plan, TokenBudgetBatches)
+    assert not set(over) & set(trainer.train_set.indices)
+    assert len(trainer.train_set) == len(trainer.lengths) - len(over)
+    warnings = [r.getMessage() for r in caplog.records if "longer than max_seq_len" in r.getMessage()]
+    assert len(warnings) == 1 and f"skipping {len(over)} of {len(trainer.lengths)}" in warnings[0]
+    plan = json.loads((tmp_path / "run" / "data_plan.json").read_text())
+    assert plan["skipped_over_max_seq_len"] == len(over)
+    assert plan["padding_fraction_epoch0"] < 0.05
+    # The lengths are cached in the run folder for a resumed run.
+    assert json.loads((tmp_path / "run" / "example_lengths.json").read_text())["lengths"] == trainer.lengths

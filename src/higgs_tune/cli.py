@@ -172,3 +172,7 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
+
+
+if __name__ == "__main__":  # `python -m higgs_tune.cli`, as `torchrun` and `accelerate launch -m` run it
+    main()
