@@ -26,9 +26,10 @@ step, the operations that synchronise on a GPU (boolean-mask index / index_put, 
 device, with a dispatch mode; with CUDA it also counts the synchronisations torch reports
 (`torch.cuda.set_sync_debug_mode`).
 
-`--full-size` (CUDA): HiggsAudioV2Config defaults (28 layers, hidden 3072, 8 codebooks of 1026), random
-weights, bf16 compute, one synthetic example of `--seq-len` (2048) tokens per micro-batch, LoRA and full
-fine-tuning, each with and without gradient checkpointing. It prints tokens/s, MFU and peak GPU memory.
+`--full-size` (CUDA): HiggsAudioV2Config defaults (28 layers, hidden 3072, 8 codebooks of 1026; 5.4B
+parameters with the DualFFN's second MLP), random bf16 weights, one synthetic example of `--seq-len`
+(2048) tokens per micro-batch, LoRA and full fine-tuning (bf16 weights and AdamW state, to fit one GPU),
+each with and without gradient checkpointing. It prints tokens/s, MFU and peak GPU memory.
 MFU = model FLOPs per second / the GPU's dense bf16 peak (table by device name, `--peak-tflops`
 overrides), with model FLOPs per token
 
@@ -646,9 +647,11 @@ def full_size_setting(args, config, device, mode: str, checkpointing: bool, exam
 
     with torch.device(device):
         model = build_model_from_config(config)
-    # As the trainer does: LoRA keeps a bf16 frozen base (float32 adapters), full fine-tuning float32
-    # master weights; both compute under bf16 autocast.
-    model.to(torch.bfloat16 if mode == "lora" and device.type == "cuda" else torch.float32)
+    # bf16 weights under bf16 autocast; LoRA adapters are float32 (peft). Full fine-tuning here keeps
+    # weights and AdamW state in bf16 (8 bytes a parameter, 43 GB for 5.4B), because the trainer's float32
+    # master weights and state (16 bytes a parameter, 86 GB) only fit once sharded (FSDP / ZeRO) or with
+    # adamw_8bit. The FLOPs per step are the same either way.
+    model.to(torch.bfloat16 if device.type == "cuda" else torch.float32)
     if checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     n_lora = 0

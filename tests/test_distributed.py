@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from accelerate.commands.config.config_args import load_config_from_file
 
 import higgs_tune
 from higgs_tune.config import TrainConfig, load_config
@@ -96,3 +97,27 @@ def test_two_process_token_budget_run_resumes_exactly(tiny_model_dir, prepared_d
     for step, row in got.items():
         assert row["loss"] == pytest.approx(expected[step]["loss"], rel=1e-5), step
         assert row["grad_norm"] == pytest.approx(expected[step]["grad_norm"], rel=1e-4), step
+
+
+def test_shipped_accelerate_configs_load_and_say_what_the_docs_say():
+    configs = Path(__file__).parents[1] / "configs"
+    loaded = {
+        n: load_config_from_file(str(configs / f"accelerate_{n}.yaml"))
+        for n in ("ddp", "fsdp", "zero2", "zero3")
+    }
+    assert {n: c.distributed_type.value for n, c in loaded.items()} == {
+        "ddp": "MULTI_GPU",
+        "fsdp": "FSDP",
+        "zero2": "DEEPSPEED",
+        "zero3": "DEEPSPEED",
+    }
+    fsdp = loaded["fsdp"].fsdp_config
+    assert fsdp["fsdp_sharding_strategy"] == "FULL_SHARD" and fsdp["fsdp_use_orig_params"] is True
+    assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == "HiggsAudioV2DecoderLayer"
+    assert loaded["zero2"].deepspeed_config["zero_stage"] == 2
+    zero3 = loaded["zero3"].deepspeed_config
+    assert zero3["zero_stage"] == 3 and zero3["zero3_save_16bit_model"] is True
+    for c in loaded.values():  # the trainer fills these from the run config
+        assert "gradient_accumulation_steps" not in c.deepspeed_config
+        assert "gradient_clipping" not in c.deepspeed_config
