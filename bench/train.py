@@ -279,7 +279,7 @@ def run_naive(spec: dict, args: argparse.Namespace, device: torch.device) -> dic
     torch.manual_seed(0)
     processor = load_processor(spec["model"])
     lora = LoraConfig()
-    model = load_model(spec["model"]).to(device)
+    model = load_model(spec["model"], dtype=torch.bfloat16 if device.type == "cuda" else None).to(device)
     model = peft.get_peft_model(
         model,
         peft.LoraConfig(

@@ -424,6 +424,8 @@ class Trainer:
                     batch_sampler=batches[skip:],
                     collate_fn=self.collator,
                     num_workers=self.cfg.dataloader_num_workers,
+                    # Pinned batches make the non-blocking copies in `_to_device` truly asynchronous.
+                    pin_memory=self.accelerator.device.type == "cuda",
                 )
                 for batch in loader:
                     batch["epoch"] = epoch
