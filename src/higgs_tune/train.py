@@ -16,7 +16,8 @@ Host-device synchronisation: two per optimizer step (the step-wide label counts,
 before the first forward; the finite-loss check, before the last backward so that no engine, DeepSpeed
 included, applies a non-finite update) and one per logging step; none per micro-batch in our code. The
 model's DualFFN routes text and audio positions with boolean-mask indexing
-(`hidden_states[audio_token_mask]`), which syncs once per use on GPU; `bench/train.py` measures it.
+(`hidden_states[audio_token_mask]`), which syncs once per use on GPU: 18 times per decoder layer per
+forward and backward, as `bench/train.py` counts; large (token-budget) micro-batches amortise them.
 """
 
 from __future__ import annotations
