@@ -197,7 +197,7 @@ class Trainer:
             mixed_precision="bf16" if use_bf16 else "no",
             # Without an accelerator, accelerate only runs distributed (gloo) when told it is on CPU;
             # otherwise `torchrun` on a CPU machine would start N independent single-process runs.
-            cpu=not torch.cuda.is_available() or None,
+            cpu=not torch.accelerator.is_available(),
         )
         acc = self.accelerator
         for engine, wanted in (("FSDP", DistributedType.FSDP), ("DEEPSPEED", DistributedType.DEEPSPEED)):
