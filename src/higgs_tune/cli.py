@@ -344,5 +344,5 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m higgs_tune.cli`, as `torchrun` and `accelerate launch -m` run it
     main()

@@ -110,7 +110,9 @@ class CloningLossModel(nn.Module):
             reduction="none",
         ).view(-1, num_codebooks)
         text = hidden.new_zeros((), dtype=torch.float32)
-        if self.higgs.text_lm_head is not None and text_index.numel() > 0:
+        if self.higgs.text_lm_head is not None:
+            # Run even on an empty selection (a sum of 0): the head stays in the graph of every step,
+            # so DDP never finds it unused.
             text_logits = self.higgs.text_lm_head(hidden.index_select(0, text_index)).float()
             text = F.cross_entropy(text_logits, text_targets, ignore_index=IGNORE, reduction="sum")
         return LossSums(audio_per_codebook=ce.sum(0), text=text)
