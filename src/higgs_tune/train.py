@@ -7,7 +7,7 @@ give the same update, and so do 1 process and N with the same global batch, and 
 varying sizes (token budgets, `max_tokens_per_batch`).
 
 The same code runs on one process and under `accelerate launch` / `torchrun` with DDP (default), FSDP
-or DeepSpeed, as the accelerate config says (`configs/accelerate_*.yaml`, `docs/distributed.md`).
+or DeepSpeed, as the accelerate config says (`configs/accelerate_*.yaml`, README "Training on many GPUs").
 DDP needs no `find_unused_parameters`: every trainable parameter is in the graph of every step (the
 text head runs even on an empty selection, and the one part of the model that can never reach the loss
 without a text head, the last layer's text MLP, is frozen; see `freeze_unreachable`).
