@@ -102,3 +102,19 @@ def write_jsonl(path: Path, records: list[object]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def train_config(tiny_model_dir: Path, prepared_dir: Path, out: Path, *overrides: str):
+    """A short, deterministic training config on the tiny model; `overrides` are `key=value` on top."""
+    from higgs_tune.config import TrainConfig, load_config
+
+    base = [
+        f"model={tiny_model_dir}",
+        f"data={prepared_dir}",
+        f"output_dir={out}",
+        "warmup_steps=0",
+        "logging_steps=1",
+        "per_device_train_batch_size=2",
+        "lora.dropout=0",
+    ]
+    return load_config(TrainConfig, None, [*base, *overrides])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import train_config
 
 from higgs_tune import checkpoint
 from higgs_tune.config import TrainConfig, load_config
@@ -17,20 +18,16 @@ from higgs_tune.train import NonFiniteLossError, Trainer
 
 
 def _cfg(tiny_model_dir, prepared_dir, out, *overrides):
-    base = [
-        f"model={tiny_model_dir}",
-        f"data={prepared_dir}",
-        f"output_dir={out}",
+    return train_config(
+        tiny_model_dir,
+        prepared_dir,
+        out,
         "max_steps=4",
-        "warmup_steps=0",
-        "logging_steps=1",
         "save_steps=100",
         "eval_steps=100",
-        "per_device_train_batch_size=2",
         "learning_rate=1e-3",
-        "lora.dropout=0",
-    ]
-    return load_config(TrainConfig, None, [*base, *overrides])
+        *overrides,
+    )
 
 
 def _metrics(run_dir: Path) -> list[dict]:

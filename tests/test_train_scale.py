@@ -5,24 +5,13 @@ import json
 
 import pytest
 import torch
+from conftest import train_config
 
-from higgs_tune.config import TrainConfig, load_config
 from higgs_tune.train import Trainer, build_model
 
 
 def _cfg(tiny_model_dir, prepared_dir, out, *overrides):
-    base = [
-        f"model={tiny_model_dir}",
-        f"data={prepared_dir}",
-        f"output_dir={out}",
-        "max_steps=2",
-        "warmup_steps=0",
-        "logging_steps=1",
-        "per_device_train_batch_size=2",
-        "lora.dropout=0",
-        "eval_fraction=0",
-    ]
-    return load_config(TrainConfig, None, [*base, *overrides])
+    return train_config(tiny_model_dir, prepared_dir, out, "max_steps=2", "eval_fraction=0", *overrides)
 
 
 def _grads(trainer: Trainer) -> dict[str, torch.Tensor | None]:
