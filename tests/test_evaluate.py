@@ -68,6 +68,7 @@ def _summary(wer, sim, eos):
         (_summary(0.1, 0.8, 1.0), _summary(0.5, 0.6, 0.5), "helped"),
         (_summary(0.6, 0.5, 0.5), _summary(0.2, 0.7, 1.0), "hurt"),
         (_summary(0.2, 0.7, 1.0), _summary(0.2, 0.7, 1.0), "made no clear difference"),
+        (_summary(0.2, None, 1.0), _summary(0.2, 0.7, 1.0), "hurt"),  # too short to embed counts against
     ],
 )
 def test_verdict_line_tells_at_a_glance(tuned, base, word):

@@ -165,10 +165,12 @@ def _verdict(summary: dict) -> str:
         f"WER {_fmt(b['wer'], True)} -> {_fmt(t['wer'], True)}",
         f"speaker similarity {_fmt(b['similarity'])} -> {_fmt(t['similarity'])}",
         f"ended by EOS {_fmt(b['stopped_by_eos'], True)} -> {_fmt(t['stopped_by_eos'], True)}",
+        f"clips with no flag {b['clean']} -> {t['clean']} of {t['samples']}",
     ]
-    pairs = [(-b["wer"], -t["wer"]), (b["stopped_by_eos"], t["stopped_by_eos"])]
-    if t["similarity"] is not None and b["similarity"] is not None:
-        pairs.append((b["similarity"], t["similarity"]))
+    pairs = [(-b["wer"], -t["wer"]), (b["stopped_by_eos"], t["stopped_by_eos"]), (b["clean"], t["clean"])]
+    # A side whose clips are too short (or silent) to embed has no similarity: that counts against it.
+    sims = [-1.0 if x["similarity"] is None else x["similarity"] for x in (b, t)]
+    pairs.append((sims[0], sims[1]))
     gains = sum(after > before for before, after in pairs)
     losses = sum(after < before for before, after in pairs)
     word = "helped" if gains > losses else "hurt" if losses > gains else "made no clear difference"
