@@ -188,3 +188,14 @@ def test_training_samples_are_cloned_checked_and_logged(tiny_model_dir, prepared
 
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"audio": 0}).Reload()
     assert any(tag.startswith("samples/") for tag in events.Tags()["audio"])
+
+
+def test_lora_training_state_holds_trainable_weights_only(tiny_model_dir, prepared_dir, tmp_path):
+    from safetensors import safe_open
+
+    trainer = Trainer(_cfg(tiny_model_dir, prepared_dir, tmp_path / "run", "max_steps=1"))
+    final = trainer.run()
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    with safe_open(str(final / "state" / "model.safetensors"), "pt") as f:
+        saved = set(f.keys())
+    assert saved == trainable

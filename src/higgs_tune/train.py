@@ -256,6 +256,7 @@ class Trainer:
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.max_steps))
         acc.register_for_checkpointing(self.scheduler)
+        acc.register_save_state_pre_hook(self._trainable_weights_only)
         self.frame_rate = float(self.processor.audio_tokenizer.config.frame_rate)
         self.step = 0
         if resume:
@@ -411,6 +412,19 @@ class Trainer:
         if ds.get("gradient_clipping", "auto") == "auto":
             ds["gradient_clipping"] = self.cfg.max_grad_norm
 
+    def _trainable_weights_only(self, models: list, weights: list[dict], output_dir: str) -> None:
+        """accelerate's save-state hook: keep only trainable weights in the training state. A LoRA
+        checkpoint of the 5.4B model would otherwise carry an 11 GB copy of the frozen base each time.
+        (FSDP and DeepSpeed save through their own paths and pass no weights here.)"""
+        model = self.accelerator.unwrap_model(self.model)  # state-dict keys carry no DDP "module." prefix
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+        weights[:] = [{k: v for k, v in w.items() if k in trainable} for w in weights]
+        if weights and len(weights[0]) != len(trainable):
+            raise RuntimeError(
+                f"training state would hold {len(weights[0])} of {len(trainable)} trainable weights; "
+                "the state-dict keys do not match the parameter names"
+            )
+
     def _resume(self) -> None:
         acc = self.accelerator
         if acc.is_main_process:
@@ -420,7 +434,9 @@ class Trainer:
         if last is None:
             log.warning("--resume: no complete checkpoint in %s, starting from step 0", self.run_dir)
             return
-        acc.load_state(str(last / "state"))
+        # The training state holds the trainable weights only (see `_trainable_weights_only`); the frozen
+        # base weights were just loaded from the model itself.
+        acc.load_state(str(last / "state"), strict=False)
         self.step = checkpoint.read_trainer_state(last)["step"]
         log.info("resumed from %s at step %d", last, self.step)
 
