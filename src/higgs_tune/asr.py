@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from higgs_tune.audio import TARGET_SR
-from higgs_tune.resample import resample
+from higgs_tune.audio import TARGET_SR, resample
 
 log = logging.getLogger(__name__)
 
