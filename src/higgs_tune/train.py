@@ -630,40 +630,44 @@ class Trainer:
         window: dict[str, torch.Tensor] = {}
         tokens, audio_seconds, started, logged_steps = 0, 0.0, time.perf_counter(), 0
         final = None
-        while self.step < self.max_steps:
-            group = [next(batches) for _ in range(cfg.gradient_accumulation_steps)]
-            totals = self.train_step(group)
-            self.step += 1
-            logged_steps += 1
-            tokens += sum(b["num_tokens"] for b in group)
-            audio_seconds += sum(b["num_audio_frames"] for b in group) / self.frame_rate
-            for k, v in totals.items():
-                window[k] = window.get(k, 0) + v
-            bar.update(1)
-            if self.step % cfg.logging_steps == 0 or self.step == self.max_steps:
-                elapsed = time.perf_counter() - started
-                if acc.num_processes > 1:  # every rank's own counts (token budgets differ per rank)
-                    counted = torch.tensor([tokens, audio_seconds], dtype=torch.float64, device=acc.device)
-                    tokens, audio_seconds = acc.reduce(counted, reduction="sum").tolist()
-                metrics = self._metrics(
-                    window, logged_steps, tokens / elapsed, audio_seconds / elapsed, group
-                )
-                bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
-                self._log(metrics)
-                window, tokens, audio_seconds, started, logged_steps = {}, 0, 0.0, time.perf_counter(), 0
-            if self.step % cfg.eval_steps == 0 or self.step == self.max_steps:
-                eval_loss = self.evaluate()
-                if eval_loss is not None:
-                    self._log({"step": self.step, "eval_loss": eval_loss})
-                    log.info("step %d: held-out loss %.4f", self.step, eval_loss)
-            if self.samples is not None and self.step % cfg.sample_steps == 0:
-                higgs = acc.unwrap_model(self.model).higgs
-                self._log(self.samples.run(higgs, self.step, self.writer))
-            if self.step % cfg.save_steps == 0 or self.step == self.max_steps:
-                final = self.save({"step": self.step})
-        bar.close()
-        if self.writer is not None:
-            self.writer.close()
+        try:
+            while self.step < self.max_steps:
+                group = [next(batches) for _ in range(cfg.gradient_accumulation_steps)]
+                totals = self.train_step(group)
+                self.step += 1
+                logged_steps += 1
+                tokens += sum(b["num_tokens"] for b in group)
+                audio_seconds += sum(b["num_audio_frames"] for b in group) / self.frame_rate
+                for k, v in totals.items():
+                    window[k] = window.get(k, 0) + v
+                bar.update(1)
+                if self.step % cfg.logging_steps == 0 or self.step == self.max_steps:
+                    elapsed = time.perf_counter() - started
+                    if acc.num_processes > 1:  # every rank's own counts (token budgets differ per rank)
+                        counted = torch.tensor(
+                            [tokens, audio_seconds], dtype=torch.float64, device=acc.device
+                        )
+                        tokens, audio_seconds = acc.reduce(counted, reduction="sum").tolist()
+                    metrics = self._metrics(
+                        window, logged_steps, tokens / elapsed, audio_seconds / elapsed, group
+                    )
+                    bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
+                    self._log(metrics)
+                    window, tokens, audio_seconds, started, logged_steps = {}, 0, 0.0, time.perf_counter(), 0
+                if self.step % cfg.eval_steps == 0 or self.step == self.max_steps:
+                    eval_loss = self.evaluate()
+                    if eval_loss is not None:
+                        self._log({"step": self.step, "eval_loss": eval_loss})
+                        log.info("step %d: held-out loss %.4f", self.step, eval_loss)
+                if self.samples is not None and self.step % cfg.sample_steps == 0:
+                    higgs = acc.unwrap_model(self.model).higgs
+                    self._log(self.samples.run(higgs, self.step, self.writer))
+                if self.step % cfg.save_steps == 0 or self.step == self.max_steps:
+                    final = self.save({"step": self.step})
+        finally:  # also when a non-finite loss or an interrupt stops the run
+            bar.close()
+            if self.writer is not None:
+                self.writer.close()
         return final or checkpoint.last_checkpoint(self.run_dir)
 
     def _metrics(self, window: dict, steps: int, tok_s: float, audio_s: float, group: list[dict]) -> dict:
