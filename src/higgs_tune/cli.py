@@ -33,8 +33,11 @@ def tiny_model(
     out: Annotated[Path, typer.Argument(help="Folder to write the tiny model into.")],
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
 ) -> None:
-    """Write a tiny random Higgs Audio v2 model folder (model, codec, tokenizer, processor) for tests,
-    with a tiny Whisper ASR and a tiny WavLM speaker model in eval-models/ for evaluation."""
+    """Write a tiny random Higgs Audio v2 model folder, with tiny ASR and speaker models, for tests.
+
+    The folder holds the model, codec, tokenizer and processor in the standard layout, plus a tiny
+    Whisper and a tiny WavLM x-vector model in eval-models/ so evaluation runs for real.
+    """
     from higgs_tune.tiny_eval_models import build_tiny_eval_models
     from higgs_tune.tiny_model import build_tiny_model
 
@@ -316,7 +319,7 @@ def demo(
     ),
     steps: Annotated[int, typer.Option(help="Training steps.")] = 150,
 ) -> None:
-    """Run the whole loop on the built-in default: tiny model, synthetic voices, prepare, train, clone."""
+    """Run the whole loop on the built-in default: tiny model, synthetic voices, train, clone, evaluate."""
     from higgs_tune.demo import run_demo
 
     run_demo(out, steps=steps)
