@@ -99,6 +99,17 @@ def test_fixed_batches_shards_are_disjoint_and_equal(world):
     assert len({len(s) for s in shards}) == 1
     seen = [i for s in shards for b in s for i in b]
     assert len(seen) == len(set(seen)) and len(seen) + plans[0].left_out(0) == 23
+    assert plans[0].left_out(0) < world, "only a remainder smaller than one sample per rank sits out"
+    assert all(len(b) <= 2 for s in shards for b in s)
+
+
+def test_fixed_batches_keep_the_remainder_as_a_smaller_last_batch():
+    batches = FixedBatches(22, 4, seed=0).batches(0)
+    assert [len(b) for b in batches] == [4, 4, 4, 4, 4, 2]
+    assert sorted(i for b in batches for i in b) == list(range(22))
+    two = [FixedBatches(9, 4, seed=0, rank=r, world_size=2).batches(0) for r in range(2)]
+    assert [len(b) for b in two[0]] == [4] and [len(b) for b in two[1]] == [4]
+    assert FixedBatches(9, 4, seed=0, world_size=2).left_out(0) == 1
 
 
 def test_collated_batches_stay_within_the_budget(processor, prepared_dir):

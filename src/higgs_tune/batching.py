@@ -28,8 +28,11 @@ def _rng(seed: int, epoch: int) -> random.Random:
 class FixedBatches:
     """Micro-batches of a fixed number of samples, shuffled per epoch, dealt round-robin to ranks.
 
-    The last incomplete global round is dropped so all ranks take the same number of steps; the
-    number of samples that leaves out per epoch is at most `batch_size * world_size - 1`.
+    The samples that do not fill a last whole round (one micro-batch per rank) are not dropped: they
+    are split into one smaller micro-batch per rank (sizes differing by at most one), so every rank
+    still takes the same number of micro-batches. Only when fewer than `world_size` remain do they
+    sit the epoch out (`left_out`, at most `world_size - 1`, and never with one process). The loss is
+    normalised by the labelled frames of the whole step, so a smaller micro-batch is weighted right.
     """
 
     def __init__(
@@ -50,16 +53,21 @@ class FixedBatches:
         """This rank's micro-batches for `epoch`."""
         order = list(range(self.num_samples))
         _rng(self.seed, epoch).shuffle(order)
-        rounds = len(order) // (self.batch_size * self.world_size)
         step = self.batch_size * self.world_size
-        return [
+        rounds = len(order) // step
+        mine = [
             order[r * step + self.rank * self.batch_size : r * step + (self.rank + 1) * self.batch_size]
             for r in range(rounds)
         ]
+        rest = order[rounds * step :]
+        if len(rest) >= self.world_size:
+            mine.append(rest[self.rank :: self.world_size])
+        return mine
 
     def left_out(self, epoch: int) -> int:
-        """Samples of `epoch` that no rank trains on (the incomplete last round)."""
-        return self.num_samples % (self.batch_size * self.world_size)
+        """Samples of `epoch` that no rank trains on: a remainder too small to give every rank one."""
+        rest = self.num_samples % (self.batch_size * self.world_size)
+        return rest if rest < self.world_size else 0
 
 
 def pack(order: Sequence[int], lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
