@@ -256,6 +256,9 @@ def clone(
     if codes_out is not None:
         codes_out.parent.mkdir(parents=True, exist_ok=True)
         np.save(codes_out, result.codes)
+    if result.codes.shape[1] == 0:
+        log.error("the model emitted its stream EOS at once: no audio frames, so %s was not written", out)
+        raise typer.Exit(1)
     write_wav(out, decode_codes(processor, result.codes), processor.feature_extractor.sampling_rate)
     how = "stream EOS" if result.stopped_by_eos else f"the {max_seconds:g} s limit (no EOS: cut)"
     log.info("wrote %s: %.2f s of audio, ended by %s", out, result.codes.shape[1] / rate, how)
@@ -318,11 +321,13 @@ def demo(
         "higgs_tune_demo"
     ),
     steps: Annotated[int, typer.Option(help="Training steps.")] = 150,
+    speakers: Annotated[int, typer.Option(help="Synthetic voices in the dataset.")] = 8,
+    utterances: Annotated[int, typer.Option(help="Utterances per voice.")] = 20,
 ) -> None:
     """Run the whole loop on the built-in default: tiny model, synthetic voices, train, clone, evaluate."""
     from higgs_tune.demo import run_demo
 
-    run_demo(out, steps=steps)
+    run_demo(out, steps=steps, speakers=speakers, utterances=utterances)
 
 
 def main() -> None:

@@ -34,8 +34,11 @@ def encode_file(processor, path: Path) -> np.ndarray:
 
 @torch.inference_mode()
 def decode_codes(processor, codes: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Waveform (float32, codec rate) of codes [K, T]."""
+    """Waveform (float32, codec rate) of codes [K, T]. No frames (a clone that stopped at once) give
+    an empty waveform: the codec's convolutions cannot run on an empty input."""
     codec = processor.audio_tokenizer
     codes = torch.as_tensor(np.asarray(codes), dtype=torch.long, device=codec.device)
+    if codes.shape[-1] == 0:
+        return np.zeros(0, dtype=np.float32)
     audio = codec.decode(codes[None]).audio_values
     return audio.reshape(-1).float().cpu().numpy()

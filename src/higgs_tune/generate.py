@@ -231,12 +231,14 @@ def clone_manifest(
             name = _safe_name(s.id)
             np.save(out / f"{name}.npy", result.codes)
             audio = decode_codes(processor, result.codes)
-            wav = write_wav(out / f"{name}.wav", audio, sr)
+            # A clone that stopped at once has no audio to write or check: it is recorded without a
+            # wav and flagged, never dropped.
+            wav = write_wav(out / f"{name}.wav", audio, sr).name if audio.size else None
             checks = check_speech(audio, s.text, result.stopped_by_eos, sr=sr) if audio.size else None
             rows.append(
                 {
                     "id": s.id,
-                    "wav": wav.name,
+                    "wav": wav,
                     "codes": f"{name}.npy",
                     "text": s.text,
                     "ref_audio": str(s.ref_audio),
@@ -244,7 +246,9 @@ def clone_manifest(
                     "stopped_by_eos": result.stopped_by_eos,
                     "frame_limit": result.frame_limit,
                     "checks": asdict(checks) if checks else None,
-                    "flags": checks.flags if checks else ["cut" if not result.stopped_by_eos else "silent"],
+                    "flags": checks.flags
+                    if checks
+                    else ["silent"] + ([] if result.stopped_by_eos else ["cut"]),
                 }
             )
     with open(out / "results.jsonl", "w", encoding="utf-8") as f:
