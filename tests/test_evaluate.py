@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from higgs_tune.config import TrainConfig, load_config
-from higgs_tune.evaluate import render_markdown
+from higgs_tune.evaluate import _compare, render_markdown
 from higgs_tune.train import Trainer
 
 
@@ -57,6 +57,7 @@ def _summary(wer, sim, eos):
         "cer": wer,
         "similarity": sim,
         "stopped_by_eos": eos,
+        "right_length": eos,
         "flags": {},
         "clean": 1,
     }
@@ -69,11 +70,14 @@ def _summary(wer, sim, eos):
         (_summary(0.6, 0.5, 0.5), _summary(0.2, 0.7, 1.0), "hurt"),
         (_summary(0.2, 0.7, 1.0), _summary(0.2, 0.7, 1.0), "made no clear difference"),
         (_summary(0.2, None, 1.0), _summary(0.2, 0.7, 1.0), "hurt"),  # too short to embed counts against
+        # Clones that stop at once: a lower WER (nothing said beats babble) and every clip "ended by EOS",
+        # but none has the right length, so it is no gain.
+        ({**_summary(0.1, None, 1.0), "right_length": 0.0}, _summary(0.5, 0.6, 0.5), "hurt"),
+        # Moves within the noise margins are no gain.
+        (_summary(0.48, 0.61, 0.5), _summary(0.5, 0.6, 0.5), "made no clear difference"),
     ],
 )
 def test_verdict_line_tells_at_a_glance(tuned, base, word):
-    for summary in (tuned, base):
-        summary.update(flags={}, clean=1)
     row = {"id": "a", "wer": 0.1, "similarity": 0.5, "seconds": 1.0, "flags": []}
     report = {
         "model": "m",
@@ -86,3 +90,33 @@ def test_verdict_line_tells_at_a_glance(tuned, base, word):
         "comparison": {"better": [], "worse": []},
     }
     assert f"**Fine-tuning {word}**" in render_markdown(report)
+
+
+def test_a_clone_with_no_speech_is_worse_whatever_its_wer():
+    def row(i, wer, flags, sim=None):
+        return {"id": i, "wer": wer, "similarity": sim, "flags": flags}
+
+    tuned = [row("a", 1.0, ["silent"]), row("b", 0.2, []), row("c", 0.1, ["too_short"]), row("d", 0.2, [])]
+    base = [
+        row("a", 1.5, ["cut"]),
+        row("b", 0.5, []),
+        row("c", 0.1, ["too_short"]),
+        row("d", 0.2, ["silent"]),
+    ]
+    assert _compare(tuned, base) == {"better": ["b", "d"], "worse": ["a"]}
+
+
+def test_verdict_follows_the_samples_when_the_means_do_not_move():
+    report = {
+        "model": "m",
+        "adapter": "r",
+        "asr_model": "asr",
+        "speaker_model": "spk",
+        "language": None,
+        "summary": {"finetuned": _summary(0.5, 0.6, 0.5), "base": _summary(0.5, 0.6, 0.5)},
+        "samples": {"finetuned": [], "base": []},
+        "comparison": {"better": [], "worse": ["a", "b"]},
+    }
+    assert "**Fine-tuning hurt**" in render_markdown(report)
+    report["comparison"] = {"better": ["a", "b"], "worse": ["c"]}
+    assert "**Fine-tuning helped**" in render_markdown(report)

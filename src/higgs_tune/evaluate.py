@@ -20,6 +20,7 @@ from higgs_tune.audio import TARGET_SR, load_audio
 from higgs_tune.generate import LengthLimit, SamplingConfig, clone_manifest, load_for_cloning
 from higgs_tune.sources import read_manifest
 from higgs_tune.speaker import DEFAULT_SPEAKER_MODEL
+from higgs_tune.speech_checks import CUT, SILENT, TOO_LONG, TOO_SHORT
 from higgs_tune.text_metrics import char_errors, word_errors
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 # Differences smaller than these are noise, not a sample getting better or worse.
 WER_MARGIN = 0.05
 SIMILARITY_MARGIN = 0.02
+# A clip flagged with one of these did not say the text and stop: it stopped at once or too early (no
+# speech to score, so its WER "gain" over a babbling base is no gain), ran on past the text, or never
+# stopped. Ending by EOS only counts for a clip that has none of them.
+LENGTH_FAILURES = frozenset({SILENT, TOO_SHORT, TOO_LONG, CUT})
+NO_SPEECH = frozenset({SILENT, TOO_SHORT})
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,11 @@ def _score(systems: dict[str, list[dict]], samples: list, out: Path, s: EvalSett
     refs = {x.ref_audio: load_audio(x.ref_audio) for x in samples}
     ref_embeddings = dict(zip(refs, speaker.embed(list(refs.values())), strict=True))
     for name, rows in systems.items():
-        audios = [load_audio(out / name / r["wav"]) for r in rows]
-        hypotheses = transcriber.transcribe(audios)
+        # A clone without audio (it stopped at once) says nothing: an empty transcript, all words missed.
+        audios = [load_audio(out / name / r["wav"]) if r["wav"] else np.zeros(0, np.float32) for r in rows]
+        spoken = [i for i, a in enumerate(audios) if a.size]
+        transcripts = dict(zip(spoken, transcriber.transcribe([audios[i] for i in spoken]), strict=True))
+        hypotheses = [transcripts.get(i, "") for i in range(len(rows))]
         for row, audio, hyp in zip(rows, audios, hypotheses, strict=True):
             sample = by_id[row["id"]]
             row["transcript"] = hyp
@@ -95,6 +104,7 @@ def _aggregate(rows: list[dict]) -> dict:
         "cer": sum(r["char_errors"] for r in rows) / max(1, sum(r["ref_chars"] for r in rows)),
         "similarity": float(np.mean(sims)) if sims else None,
         "stopped_by_eos": sum(r["stopped_by_eos"] for r in rows) / max(1, len(rows)),
+        "right_length": sum(not LENGTH_FAILURES & set(r["flags"]) for r in rows) / max(1, len(rows)),
         "flags": flags,
         "clean": sum(not r["flags"] for r in rows),
     }
@@ -104,6 +114,10 @@ def _compare(tuned: list[dict], base: list[dict]) -> dict[str, list[str]]:
     """Samples that got better or worse with fine-tuning, by WER and by speaker similarity."""
     better, worse = [], []
     for t, b in zip(tuned, base, strict=True):
+        spoke_t, spoke_b = not NO_SPEECH & set(t["flags"]), not NO_SPEECH & set(b["flags"])
+        if spoke_t != spoke_b:  # saying (almost) nothing is worse than anything said
+            (better if spoke_t else worse).append(t["id"])
+            continue
         score = 0
         if t["wer"] < b["wer"] - WER_MARGIN:
             score += 1
@@ -158,21 +172,33 @@ def _fmt(value: float | None, percent: bool = False) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
 
 
-def _verdict(summary: dict) -> str:
-    """One line a newcomer reads first: did fine-tuning help, on words, voice and stopping."""
+def _verdict(summary: dict, comparison: dict | None) -> str:
+    """One line a newcomer reads first: did fine-tuning help, on words, voice and stopping.
+
+    Each measure votes only when it moved by more than its noise margin; the per-sample comparison votes
+    too, so the line never says "helped" over a table of samples that mostly got worse.
+    """
     t, b = summary["finetuned"], summary["base"]
     parts = [
         f"WER {_fmt(b['wer'], True)} -> {_fmt(t['wer'], True)}",
         f"speaker similarity {_fmt(b['similarity'])} -> {_fmt(t['similarity'])}",
-        f"ended by EOS {_fmt(b['stopped_by_eos'], True)} -> {_fmt(t['stopped_by_eos'], True)}",
+        f"right length and ended by EOS {_fmt(b['right_length'], True)} -> {_fmt(t['right_length'], True)}",
         f"clips with no flag {b['clean']} -> {t['clean']} of {t['samples']}",
     ]
-    pairs = [(-b["wer"], -t["wer"]), (b["stopped_by_eos"], t["stopped_by_eos"]), (b["clean"], t["clean"])]
-    # A side whose clips are too short (or silent) to embed has no similarity: that counts against it.
+    # (before, after, margin), higher is better. A side whose clips are too short (or silent) to embed
+    # has no similarity: that counts against it.
     sims = [-1.0 if x["similarity"] is None else x["similarity"] for x in (b, t)]
-    pairs.append((sims[0], sims[1]))
-    gains = sum(after > before for before, after in pairs)
-    losses = sum(after < before for before, after in pairs)
+    votes = [
+        (-b["wer"], -t["wer"], WER_MARGIN),
+        (sims[0], sims[1], SIMILARITY_MARGIN),
+        (b["right_length"], t["right_length"], 0.0),
+        (b["clean"], t["clean"], 0),
+    ]
+    if comparison is not None:
+        parts.append(f"samples better {len(comparison['better'])}, worse {len(comparison['worse'])}")
+        votes.append((len(comparison["worse"]), len(comparison["better"]), 0))
+    gains = sum(after > before + margin for before, after, margin in votes)
+    losses = sum(after < before - margin for before, after, margin in votes)
     word = "helped" if gains > losses else "hurt" if losses > gains else "made no clear difference"
     return f"**Fine-tuning {word}**: " + "; ".join(parts) + "."
 
@@ -183,7 +209,7 @@ def render_markdown(report: dict) -> str:
     names = [n for n in ("base", "finetuned") if n in summary]
     lines = ["# Evaluation report", ""]
     if len(names) == 2:
-        lines += [_verdict(summary), ""]
+        lines += [_verdict(summary, report.get("comparison")), ""]
     lines += [
         f"Model `{report['model']}`" + (f", adapter `{report['adapter']}`" if report["adapter"] else ""),
         f"ASR `{report['asr_model']}`, speaker model `{report['speaker_model']}`, "
@@ -197,6 +223,7 @@ def render_markdown(report: dict) -> str:
         ("cer", "CER (lower is better)", True),
         ("similarity", "speaker similarity (higher is better)", False),
         ("stopped_by_eos", "ended by EOS", True),
+        ("right_length", "right length and ended by EOS", True),
     ):
         lines.append(f"| {label} | " + " | ".join(_fmt(summary[n][key], pct) for n in names) + " |")
     lines.append("| clips with no flag | " + " | ".join(str(summary[n]["clean"]) for n in names) + " |")
