@@ -134,6 +134,7 @@ def time_on_the_fly(samples: list[Sample], processor) -> float:
 def main() -> None:
     import torch
 
+    from higgs_tune.logs import quiet_transformers
     from higgs_tune.models import load_processor
     from higgs_tune.prepare import PreparedData
     from higgs_tune.tiny_model import build_tiny_model
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--on-the-fly-samples", type=int, default=40, help="subset timed for the baseline")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    quiet_transformers()
     torch.set_num_threads(1)
 
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:

@@ -731,7 +731,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from higgs_tune.logs import quiet_transformers
+
     args = parse_args(argv)
+    quiet_transformers()  # weight-loading bars and deprecation notices would bury the table
     if args.worker:
         spec = json.loads(Path(args.spec).read_text())
         device = torch.device(args.device)

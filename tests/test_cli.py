@@ -111,7 +111,7 @@ def test_bad_config_reports_every_problem_at_once(tiny_model_dir, tmp_path):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    proc = run("demo", "--out", tmp_path / "demo", "--steps", "20")
+    proc = run("demo", "--out", tmp_path / "demo", "--steps", "20", "--speakers", "4", "--utterances", "6")
     summary = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
     assert summary["last_loss"] < summary["first_loss"]
     assert Path(summary["paths"]["clone"]).is_file()
