@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from higgs_tune.logs import setup_logging
+
+if TYPE_CHECKING:
+    from higgs_tune.generate import SamplingConfig
 
 log = logging.getLogger("higgs_tune")
 
@@ -26,6 +29,29 @@ app = typer.Typer(
 )
 
 ModelOpt = Annotated[str, typer.Option("--model", help="Model folder or hub id (e.g. bosonai/...).")]
+# Sampling options, the same for `clone` and `eval`.
+GreedyOpt = Annotated[bool, typer.Option("--greedy", help="Greedy decoding (deterministic).")]
+TemperatureOpt = Annotated[float, typer.Option(help="Sampling temperature.")]
+TopPOpt = Annotated[float, typer.Option(help="Nucleus sampling mass.")]
+TopKOpt = Annotated[int, typer.Option(help="Top-k sampling (0: off).")]
+RasWindowOpt = Annotated[int, typer.Option(help="Repetition-aware sampling window (0: off).")]
+SeedOpt = Annotated[int, typer.Option(help="Sampling seed (the same for every system and sample batch).")]
+
+
+def _sampling(
+    greedy: bool, temperature: float, top_p: float, top_k: int, ras_window: int, seed: int
+) -> SamplingConfig:
+    """The sampling settings of the command line (torch is imported only by the commands that clone)."""
+    from higgs_tune.generate import SamplingConfig
+
+    return SamplingConfig(
+        greedy=greedy,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        ras_window=ras_window or None,
+        seed=seed,
+    )
 
 
 @app.command("tiny-model")
@@ -205,11 +231,11 @@ def clone(
     manifest: Annotated[Path | None, typer.Option(help="Clone every sample of a manifest (batched).")] = None,
     adapter: Annotated[Path | None, typer.Option(help="Run or checkpoint folder (LoRA or full).")] = None,
     codes_out: Annotated[Path | None, typer.Option(help="Also save the generated codes [8, T].")] = None,
-    greedy: Annotated[bool, typer.Option("--greedy", help="Greedy decoding (deterministic).")] = False,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
-    top_k: Annotated[int, typer.Option(help="Top-k sampling.")] = 50,
-    ras_window: Annotated[int, typer.Option(help="Repetition-aware sampling window (0: off).")] = 7,
+    greedy: GreedyOpt = False,
+    temperature: TemperatureOpt = 0.7,
+    top_p: TopPOpt = 0.95,
+    top_k: TopKOpt = 50,
+    ras_window: RasWindowOpt = 7,
     max_seconds: Annotated[float, typer.Option(help="Cut generation after this much audio.")] = 30.0,
     chars_per_second: Annotated[
         float, typer.Option(help="With --manifest: per-sample limit from the text at this slow rate.")
@@ -219,14 +245,14 @@ def clone(
         str | None, typer.Option(help="Override the checkpoint's system prompt.")
     ] = None,
     scene: Annotated[str | None, typer.Option(help="Override the checkpoint's scene description.")] = None,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Clone a voice: speak TEXT in the voice of REF_AUDIO, or every sample of a --manifest."""
     import numpy as np
 
     from higgs_tune.audio import write_wav
     from higgs_tune.codes import decode_codes, encode_file
-    from higgs_tune.generate import LengthLimit, SamplingConfig, clone_batch, clone_manifest, load_for_cloning
+    from higgs_tune.generate import LengthLimit, clone_batch, clone_manifest, load_for_cloning
 
     given = [v is not None for v in (ref_audio, ref_text, text)]
     one_sample, batch = manifest is None and all(given), manifest is not None and not any(given)
@@ -235,14 +261,7 @@ def clone(
     if ref_audio is not None and not ref_audio.is_file():
         raise FileNotFoundError(f"{ref_audio}: reference audio not found")
     lm, processor, settings = load_for_cloning(model, adapter, system_prompt=system_prompt, scene=scene)
-    sampling = SamplingConfig(
-        greedy=greedy,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        ras_window=ras_window or None,
-        seed=seed,
-    )
+    sampling = _sampling(greedy, temperature, top_p, top_k, ras_window, seed)
     if manifest is not None:
         from higgs_tune.sources import read_manifest
 
@@ -276,13 +295,16 @@ def evaluate_command(
     language: Annotated[str | None, typer.Option(help="Language of the texts (e.g. ar).")] = None,
     device: Annotated[str, typer.Option(help="Device for generation and measuring models.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Samples per generation / ASR batch.")] = 8,
-    greedy: Annotated[bool, typer.Option("--greedy", help="Greedy decoding.")] = False,
-    seed: Annotated[int, typer.Option(help="Sampling seed (same for every system).")] = 0,
+    greedy: GreedyOpt = False,
+    temperature: TemperatureOpt = 0.7,
+    top_p: TopPOpt = 0.95,
+    top_k: TopKOpt = 50,
+    ras_window: RasWindowOpt = 7,
+    seed: SeedOpt = 0,
 ) -> None:
     """Clone a held-out set and report WER/CER, speaker similarity and speech checks."""
     from higgs_tune.asr import DEFAULT_ASR_MODEL
     from higgs_tune.evaluate import EvalSettings, evaluate
-    from higgs_tune.generate import SamplingConfig
     from higgs_tune.speaker import DEFAULT_SPEAKER_MODEL
 
     settings = EvalSettings(
@@ -291,14 +313,14 @@ def evaluate_command(
         language=language,
         device=device,
         batch_size=batch_size,
-        sampling=SamplingConfig(greedy=greedy, seed=seed),
+        sampling=_sampling(greedy, temperature, top_p, top_k, ras_window, seed),
     )
     report = evaluate(manifest, model, adapter, out, baseline, settings)
     for name, summary in report["summary"].items():
         typer.echo(
             f"{name}: WER {summary['wer']:.3f}, CER {summary['cer']:.3f}, similarity "
             f"{summary['similarity'] if summary['similarity'] is None else round(summary['similarity'], 3)}, "
-            f"ended by EOS {summary['stopped_by_eos']:.0%}"
+            f"ended by EOS {summary['stopped_by_eos']:.0%}, right length {summary['right_length']:.0%}"
         )
     typer.echo(f"report: {out / 'report.md'}")
 
