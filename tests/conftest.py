@@ -7,6 +7,7 @@ few seconds and loaded through the same `from_pretrained` path as the real check
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -118,3 +119,99 @@ def train_config(tiny_model_dir: Path, prepared_dir: Path, out: Path, *overrides
         "lora.dropout=0",
     ]
     return load_config(TrainConfig, None, [*base, *overrides])
+
+
+AR = "مرحبا بكم في البيت"  # 15 letters: about 15 letters/s over the 1 s test clips
+
+
+def entry(id, ref="clips/ref.wav", audio="clips/tgt.wav", **fields):
+    record = {"id": id, "ref_audio": ref, "ref_text": "نص المرجع", "text": AR, "audio": audio}
+    record.update(fields)
+    return {k: v for k, v in record.items() if v is not None}
+
+
+@pytest.fixture
+def malformed_corpus(tmp_path: Path, make_wav: WavFactory) -> tuple[Path, dict[str | None, set[str]]]:
+    """A manifest with one sample per kind of problem (and a few good ones), and what `validate` must
+    find: sample id (or `m:LINE` for an entry without one) -> problem codes. `validate` and `prepare`
+    both run on it."""
+    make_wav("clips/ref.wav", seed=1)
+    make_wav("clips/tgt.wav", seed=2)
+    for i in range(3):
+        make_wav(f"clips/t{i}.wav", seed=3 + i)
+    full = make_wav("clips/full.wav", seconds=1.0, seed=6).read_bytes()
+    (tmp_path / "clips/cut.wav").write_bytes(full[: len(full) // 2])
+    make_wav("clips/empty.wav", data=np.zeros(0, dtype=np.float32))
+    nan = np.zeros(24_000, dtype=np.float32)
+    nan[100] = np.nan
+    make_wav("clips/nan.wav", data=nan, subtype="FLOAT")
+    make_wav("clips/long.wav", seconds=45.0, sr=8_000)  # absurd duration (and not 24 kHz)
+    make_wav("clips/short.wav", seconds=0.2)
+    (tmp_path / "clips/garbage.wav").write_text("RIFF? no.\n")
+    make_wav("clips/silent.wav", data=np.zeros(24_000, dtype=np.float32))
+    square = np.where(np.arange(24_000) % 60 < 30, 1.0, -1.0).astype(np.float32)
+    make_wav("clips/clipped.wav", data=square, subtype="FLOAT")
+    make_wav("clips/stereo.wav", channels=2, seed=7)
+    os.symlink(tmp_path / "clips/ref.wav", tmp_path / "clips/link_to_ref.wav")
+    lines = [
+        json.dumps(entry("ok")),
+        '{"id": "broken", "ref_audio": ',  # broken JSON: named by its default id m:1
+        json.dumps(entry("no_ref_text", ref_text=None)),
+        json.dumps(entry("int_text", text=42)),
+        json.dumps(entry("missing_file", audio="clips/absent.wav")),
+        json.dumps(entry("truncated", audio="clips/cut.wav")),
+        json.dumps(entry("zero_len", audio="clips/empty.wav")),
+        json.dumps(entry("nan", audio="clips/nan.wav")),
+        json.dumps(entry("empty_text", text=" \t ")),
+        json.dumps(entry("absurd", audio="clips/long.wav")),
+        json.dumps(entry("tiny", audio="clips/short.wav")),
+        json.dumps(entry("self", ref="clips/tgt.wav")),
+        json.dumps(entry("via_link", audio="clips/link_to_ref.wav")),
+        json.dumps(entry("garbage", audio="clips/garbage.wav")),
+        json.dumps(entry("remote", audio="https://example.org/a.wav")),
+        json.dumps(entry("ok", audio="clips/t0.wav")),  # duplicate id
+        json.dumps(["not", "an", "object"]),  # m:16
+        json.dumps(entry("folder", audio="clips")),
+        json.dumps(entry("silent", audio="clips/silent.wav")),
+        json.dumps(entry("clipped", audio="clips/clipped.wav")),
+        json.dumps(entry("stereo", audio="clips/stereo.wav")),
+        json.dumps(
+            entry(
+                "too_fast",
+                audio="clips/t1.wav",
+                text="هذه جملة طويلة جدا لا يمكن أن تقال في ثانية واحدة أبدا",
+            )
+        ),
+        json.dumps(entry("same_pair")),  # same ref and target as "ok"
+        json.dumps(entry("english", audio="clips/t2.wav", text="This text is not Arabic.")),
+        json.dumps(entry("bad_speaker", speaker={"name": "x"})),
+    ]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = {
+        "m:1": {"invalid_json"},
+        "no_ref_text": {"missing_field"},
+        "int_text": {"wrong_type"},
+        "missing_file": {"audio_missing"},
+        "truncated": {"audio_truncated"},
+        "zero_len": {"audio_empty"},
+        "nan": {"audio_nonfinite"},
+        "empty_text": {"empty_text"},
+        "absurd": {"too_long", "sample_rate"},
+        "tiny": {"too_short"},
+        "self": {"same_ref_and_target"},
+        "via_link": {"same_ref_and_target"},
+        "garbage": {"audio_unreadable"},
+        "remote": {"bad_path"},
+        "ok": {"duplicate_id"},  # reported on the later entry; the first "ok" is kept
+        "m:16": {"wrong_type"},
+        "folder": {"audio_missing"},
+        "silent": {"near_silent"},
+        "clipped": {"clipping"},
+        "stereo": {"multi_channel"},
+        "too_fast": {"chars_per_second"},
+        "same_pair": {"duplicate_pair"},
+        "english": {"no_arabic_script"},
+        "bad_speaker": {"wrong_type"},
+    }
+    return path, expected

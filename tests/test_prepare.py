@@ -92,7 +92,7 @@ def zero_shot(tmp_path_factory) -> Path:
     for s, speaker in enumerate("abc"):
         _clip(root / f"clips/{speaker}_ref.wav", 1.0, seed=10 * s)
         for t in range(3):
-            _clip(root / f"clips/{speaker}_{t}.wav", 0.4 + 0.2 * t, seed=10 * s + t + 1)
+            _clip(root / f"clips/{speaker}_{t}.wav", 0.5 + 0.2 * t, seed=10 * s + t + 1)
             records.append(_sample(f"{speaker}{t}", f"clips/{speaker}_ref.wav", f"clips/{speaker}_{t}.wav"))
     shutil.copy(root / "clips/a_0.wav", root / "clips/a_0_copy.wav")
     records.append(_sample("a_copy", "clips/a_ref.wav", "clips/a_0_copy.wav"))
@@ -357,3 +357,64 @@ def test_skip_bad_skips_and_lists_every_bad_sample(bad_corpus, tiny_model_dir, t
     data = PreparedData(out)
     assert [r["id"] for r in data.records] == ["ok0", "ok1"] and data.index["num_skipped"] == 8
     assert data[1].target_codes.shape[0] == 8
+
+
+@pytest.mark.cli
+def test_prepare_refuses_every_sample_validate_calls_an_error(malformed_corpus, tiny_model_dir, tmp_path):
+    """Each malformed input of validate's corpus: without --skip-bad prepare stops naming a bad sample;
+    with it, prepare skips exactly the samples validate finds an error in, each with one of its codes."""
+    from higgs_tune.problems import CODES, ERROR
+
+    path, expected = malformed_corpus
+    errors = {i: {c for c in codes if CODES[c][0] == ERROR} for i, codes in expected.items()}
+    errors = {i: codes for i, codes in errors.items() if codes}
+    out = tmp_path / "data"
+    args = ["prepare", path, "--model", tiny_model_dir, "--out", out, "--workers", 0]
+    stopped = subprocess.run(_cli(*args), env=_env(), capture_output=True, text=True)
+    assert stopped.returncode == 2 and "m.jsonl line 2 (sample 'm:1')" in stopped.stderr
+    assert not (out / "index.json").exists()
+
+    proc = subprocess.run(_cli(*args, "--skip-bad"), env=_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    skipped = {k["id"]: k for k in map(json.loads, (out / "skipped.jsonl").read_text().splitlines())}
+    assert skipped.keys() == errors.keys()
+    for i, k in skipped.items():
+        assert k["code"] in errors[i], (i, k)
+    kept = [r["id"] for r in PreparedData(out).records]
+    assert sorted(kept) == sorted([*(i for i in expected if i not in errors), "ok"])  # the first "ok"
+
+
+def test_duration_bounds_and_a_copy_of_the_target_as_reference(make_wav, processor, tmp_path):
+    make_wav("clips/ref.wav", seconds=1.0, seed=1)
+    make_wav("clips/t.wav", seconds=1.0, seed=2)
+    make_wav("clips/long.wav", seconds=3.0, seed=3)
+    make_wav("clips/short.wav", seconds=0.3, seed=4)
+    shutil.copy(tmp_path / "clips/t.wav", tmp_path / "clips/t_copy.wav")
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"id": i, "ref_audio": r, "ref_text": "a", "text": "b", "audio": a}
+            for i, r, a in [
+                ("ok", "clips/ref.wav", "clips/t.wav"),
+                ("long", "clips/ref.wav", "clips/long.wav"),
+                ("short_ref", "clips/short.wav", "clips/t.wav"),
+                ("copy", "clips/t_copy.wav", "clips/t.wav"),
+            ]
+        ],
+    )
+    samples = read_samples(manifest)[0]
+    with pytest.raises(SampleError, match="sample 'copy': reference and target are the same clip"):
+        prepare_dataset(samples, processor, tmp_path / "a", "tiny", workers=0)  # known before encoding
+    with pytest.raises(SampleError, match="sample 'long': target audio .* longer than --max-seconds 2"):
+        prepare_dataset(samples[:2], processor, tmp_path / "a", "tiny", workers=0, max_seconds=2.0)
+    index = prepare_dataset(
+        samples, processor, tmp_path / "b", "tiny", workers=0, skip_bad=True, max_seconds=2
+    )
+    skipped = {
+        k["id"]: k["code"] for k in map(json.loads, (tmp_path / "b/skipped.jsonl").read_text().splitlines())
+    }
+    assert skipped == {"long": "too_long", "short_ref": "too_short", "copy": "same_ref_and_target"}
+    assert index["num_samples"] == 1
+    # Other bounds are another dataset: the finished folder is not taken for it.
+    with pytest.raises(SampleError, match="other duration bounds"):
+        prepare_dataset(samples, processor, tmp_path / "b", "tiny", workers=0, skip_bad=True, max_seconds=4)

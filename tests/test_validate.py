@@ -1,19 +1,15 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 
-import numpy as np
 import pytest
-from conftest import write_jsonl
+from conftest import entry, write_jsonl
 
 import higgs_tune.validate as validate_module
 from higgs_tune.samples import SampleError
 from higgs_tune.sources import read_manifest
 from higgs_tune.validate import validate_manifest, write_clean_manifest
-
-AR = "مرحبا بكم في البيت"  # 15 letters: about 15 letters/s over the 1 s test clips
 
 
 def found(report) -> dict[str | None, set[str]]:
@@ -25,107 +21,16 @@ def found(report) -> dict[str | None, set[str]]:
     return dict(by_id)
 
 
-def entry(id, ref="clips/ref.wav", audio="clips/tgt.wav", **fields):
-    record = {"id": id, "ref_audio": ref, "ref_text": "نص المرجع", "text": AR, "audio": audio}
-    record.update(fields)
-    return {k: v for k, v in record.items() if v is not None}
-
-
-@pytest.fixture
-def corpus(tmp_path, make_wav):
-    """A manifest with one sample per kind of problem (and a few good ones), plus the expected findings."""
-    make_wav("clips/ref.wav", seed=1)
-    make_wav("clips/tgt.wav", seed=2)
-    for i in range(3):
-        make_wav(f"clips/t{i}.wav", seed=3 + i)
-    full = make_wav("clips/full.wav", seconds=1.0, seed=6).read_bytes()
-    (tmp_path / "clips/cut.wav").write_bytes(full[: len(full) // 2])
-    make_wav("clips/empty.wav", data=np.zeros(0, dtype=np.float32))
-    nan = np.zeros(24_000, dtype=np.float32)
-    nan[100] = np.nan
-    make_wav("clips/nan.wav", data=nan, subtype="FLOAT")
-    make_wav("clips/long.wav", seconds=45.0, sr=8_000)  # absurd duration (and not 24 kHz)
-    make_wav("clips/short.wav", seconds=0.2)
-    (tmp_path / "clips/garbage.wav").write_text("RIFF? no.\n")
-    make_wav("clips/silent.wav", data=np.zeros(24_000, dtype=np.float32))
-    square = np.where(np.arange(24_000) % 60 < 30, 1.0, -1.0).astype(np.float32)
-    make_wav("clips/clipped.wav", data=square, subtype="FLOAT")
-    make_wav("clips/stereo.wav", channels=2, seed=7)
-    os.symlink(tmp_path / "clips/ref.wav", tmp_path / "clips/link_to_ref.wav")
-    lines = [
-        json.dumps(entry("ok")),
-        '{"id": "broken", "ref_audio": ',  # broken JSON: named by its default id m:1
-        json.dumps(entry("no_ref_text", ref_text=None)),
-        json.dumps(entry("int_text", text=42)),
-        json.dumps(entry("missing_file", audio="clips/absent.wav")),
-        json.dumps(entry("truncated", audio="clips/cut.wav")),
-        json.dumps(entry("zero_len", audio="clips/empty.wav")),
-        json.dumps(entry("nan", audio="clips/nan.wav")),
-        json.dumps(entry("empty_text", text=" \t ")),
-        json.dumps(entry("absurd", audio="clips/long.wav")),
-        json.dumps(entry("tiny", audio="clips/short.wav")),
-        json.dumps(entry("self", ref="clips/tgt.wav")),
-        json.dumps(entry("via_link", audio="clips/link_to_ref.wav")),
-        json.dumps(entry("garbage", audio="clips/garbage.wav")),
-        json.dumps(entry("remote", audio="https://example.org/a.wav")),
-        json.dumps(entry("ok", audio="clips/t0.wav")),  # duplicate id
-        json.dumps(["not", "an", "object"]),  # m:16
-        json.dumps(entry("folder", audio="clips")),
-        json.dumps(entry("silent", audio="clips/silent.wav")),
-        json.dumps(entry("clipped", audio="clips/clipped.wav")),
-        json.dumps(entry("stereo", audio="clips/stereo.wav")),
-        json.dumps(
-            entry(
-                "too_fast",
-                audio="clips/t1.wav",
-                text="هذه جملة طويلة جدا لا يمكن أن تقال في ثانية واحدة أبدا",
-            )
-        ),
-        json.dumps(entry("same_pair")),  # same ref and target as "ok"
-        json.dumps(entry("english", audio="clips/t2.wav", text="This text is not Arabic.")),
-        json.dumps(entry("bad_speaker", speaker={"name": "x"})),
-    ]
-    path = tmp_path / "m.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    expected = {
-        "m:1": {"invalid_json"},
-        "no_ref_text": {"missing_field"},
-        "int_text": {"wrong_type"},
-        "missing_file": {"audio_missing"},
-        "truncated": {"audio_truncated"},
-        "zero_len": {"audio_empty"},
-        "nan": {"audio_nonfinite"},
-        "empty_text": {"empty_text"},
-        "absurd": {"too_long", "sample_rate"},
-        "tiny": {"too_short"},
-        "self": {"same_ref_and_target"},
-        "via_link": {"same_ref_and_target"},
-        "garbage": {"audio_unreadable"},
-        "remote": {"bad_path"},
-        "ok": {"duplicate_id"},  # reported on the later entry; the first "ok" is kept
-        "m:16": {"wrong_type"},
-        "folder": {"audio_missing"},
-        "silent": {"near_silent"},
-        "clipped": {"clipping"},
-        "stereo": {"multi_channel"},
-        "too_fast": {"chars_per_second"},
-        "same_pair": {"duplicate_pair"},
-        "english": {"no_arabic_script"},
-        "bad_speaker": {"wrong_type"},
-    }
-    return path, expected
-
-
-def test_each_malformed_input_gets_the_right_code_for_the_right_sample(corpus):
-    path, expected = corpus
+def test_each_malformed_input_gets_the_right_code_for_the_right_sample(malformed_corpus):
+    path, expected = malformed_corpus
     report = validate_manifest(path, language="ar", max_examples=100)
     assert found(report) == expected
     assert len(expected) >= 15
     assert not report.ok
 
 
-def test_duplicate_id_names_the_first_use(corpus):
-    path, _ = corpus
+def test_duplicate_id_names_the_first_use(malformed_corpus):
+    path, _ = malformed_corpus
     report = validate_manifest(path, max_examples=100)
     [dup] = report.examples["duplicate_id"]
     assert (
@@ -135,8 +40,8 @@ def test_duplicate_id_names_the_first_use(corpus):
     )
 
 
-def test_errors_reject_samples_and_warnings_do_not(corpus):
-    path, _ = corpus
+def test_errors_reject_samples_and_warnings_do_not(malformed_corpus):
+    path, _ = malformed_corpus
     report = validate_manifest(path, language="ar")
     kept = [s.id for s in report.clean_samples()]
     assert kept == ["ok", "silent", "clipped", "stereo", "too_fast", "same_pair", "english"]
@@ -155,8 +60,8 @@ def test_errors_reject_samples_and_warnings_do_not(corpus):
     assert report.entries == 25 and len(report.samples) == 17
 
 
-def test_clean_manifest_leaves_input_untouched(corpus, tmp_path):
-    path, _ = corpus
+def test_clean_manifest_leaves_input_untouched(malformed_corpus, tmp_path):
+    path, _ = malformed_corpus
     before = path.read_bytes()
     report = validate_manifest(path)
     out = write_clean_manifest(report, tmp_path / "clean" / "m.clean.jsonl")
@@ -169,8 +74,8 @@ def test_clean_manifest_leaves_input_untouched(corpus, tmp_path):
         write_clean_manifest(report, path)
 
 
-def test_messages_say_what_and_where(corpus):
-    path, _ = corpus
+def test_messages_say_what_and_where(malformed_corpus):
+    path, _ = malformed_corpus
     report = validate_manifest(path, max_examples=100)
     get = {(p.sample_id, p.code): p for problems in report.examples.values() for p in problems}
     truncated = get["truncated", "audio_truncated"]
@@ -184,8 +89,8 @@ def test_messages_say_what_and_where(corpus):
     assert "digital silence" in get["silent", "near_silent"].message
 
 
-def test_report_json_and_table(corpus):
-    path, _ = corpus
+def test_report_json_and_table(malformed_corpus):
+    path, _ = malformed_corpus
     report = validate_manifest(path, max_examples=2)
     data = json.loads(report.to_json())
     assert data["ok"] is False

@@ -172,6 +172,8 @@ def prepare(
         bool, typer.Option("--skip-bad", help="Skip bad samples (listed in OUT/skipped.jsonl), don't stop.")
     ] = False,
     shard_size: Annotated[int, typer.Option(help="Clips per shard file.")] = 2000,
+    min_seconds: Annotated[float, typer.Option(help="Shortest clip accepted (as in validate).")] = 0.5,
+    max_seconds: Annotated[float, typer.Option(help="Longest clip accepted (as in validate).")] = 30.0,
     device: Annotated[
         str | None, typer.Option(help="Where the codec runs: cuda or cpu (default: cuda if any).")
     ] = None,
@@ -193,6 +195,8 @@ def prepare(
         skip_bad=skip_bad,
         shard_size=shard_size,
         skipped=skipped,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
     )
 
 

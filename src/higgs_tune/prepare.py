@@ -142,6 +142,8 @@ def prepare_dataset(
     skip_bad: bool = False,
     shard_size: int = DEFAULT_SHARD_SIZE,
     skipped: Sequence[Skipped] = (),
+    min_seconds: float = 0.5,
+    max_seconds: float = 30.0,
 ) -> dict:
     """Encode every distinct clip of `samples` once and write a prepared dataset to `out`.
 
@@ -149,6 +151,8 @@ def prepare_dataset(
     process encodes its share of the clips (RANK, WORLD_SIZE from the environment). A bad clip raises a
     `SampleError` naming the first sample that uses it, unless `skip_bad`, which leaves out every sample
     using it and lists them, with `skipped` (entries already dropped from the manifest), in skipped.jsonl.
+    Bad means what `higgs-tune validate` calls an error: unreadable, a clip outside [`min_seconds`,
+    `max_seconds`] (the same defaults), or a reference that is the target itself (the same bytes).
     Returns the index (also written to `out/index.json`), in every process.
 
     Several processes must see `out` on one file system: they coordinate through files in it alone. Decoding
@@ -157,9 +161,12 @@ def prepare_dataset(
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    if not 0 <= min_seconds < max_seconds:
+        raise ValueError(f"need 0 <= min_seconds < max_seconds, got {min_seconds} and {max_seconds}")
     out = Path(out)
     rank, world = process_rank()
-    source = _source_digest(samples, skipped, model_id)
+    bounds = (min_seconds, max_seconds)
+    source = _source_digest(samples, skipped, model_id, bounds)
     index = finished_index(out, source)
     if index is not None:
         log.info(
@@ -187,6 +194,7 @@ def prepare_dataset(
         rank=rank,
         world=world,
         shard_size=shard_size,
+        bounds=bounds,
         digest=_run_digest(source, plan, skip_bad, world, shard_size),
     )
     try:
@@ -217,16 +225,19 @@ def finished_index(out: Path, source: str) -> dict | None:
     if index.get("source") != source:
         raise SampleError(
             str(out),
-            f"already holds a prepared dataset of other samples or another model ({index.get('model')}); "
-            "use another --out or delete that folder",
+            f"already holds a prepared dataset of other samples, another model ({index.get('model')}) or "
+            "other duration bounds; use another --out or delete that folder",
         )
     return index if (out / "samples.jsonl").exists() else None
 
 
-def _source_digest(samples: Sequence[Sample], skipped: Sequence[Skipped], model_id: str) -> str:
-    """What a finished dataset was made from: every sample's fields and the model, not the file bytes
-    (hashing every file again just to learn that there is nothing to do would defeat the point)."""
-    digest = hashlib.sha1(model_id.encode())
+def _source_digest(
+    samples: Sequence[Sample], skipped: Sequence[Skipped], model_id: str, bounds: tuple[float, float]
+) -> str:
+    """What a finished dataset was made from: every sample's fields, the model and the duration bounds,
+    not the file bytes (hashing every file again just to learn that there is nothing to do would defeat
+    the point)."""
+    digest = hashlib.sha1(json.dumps([model_id, *bounds]).encode())
     for s in samples:
         fields = [s.id, str(s.ref_audio), s.ref_text, s.text, str(s.audio), s.speaker, s.scene]
         digest.update(json.dumps(fields, ensure_ascii=False).encode())
@@ -251,13 +262,17 @@ def _marker(out: Path, kind: str, rank: int) -> Path:
 
 
 def _model_record(out: Path, rank: int, world: int) -> Path:
-    """Which model the shards of this rank were encoded with, so a resumed run never keeps codes of
-    another model (the shard files themselves only know clips)."""
+    """Which model (and duration bounds) the shards of this rank were encoded with, so a resumed run never
+    keeps codes of another model or clips refused under other bounds (the shard files only know clips)."""
     return out / "clips" / ("model.json" if world == 1 else f"model-r{rank:02d}.json")
 
 
 def _clip_problems(s: Sample, plan: Plan, failed: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
     """(code, message) for each clip of a sample that cannot be used, naming the sample's own file."""
+    ref, target = plan.clip_of.get(s.ref_audio), plan.clip_of.get(s.audio)
+    if ref is not None and ref == target:
+        message = f"reference and target are the same clip ({s.audio}); a clone of itself teaches nothing"
+        return [("same_ref_and_target", message)]
     problems = []
     for role, path in (("reference audio", s.ref_audio), ("target audio", s.audio)):
         if path in plan.unreadable:
@@ -329,6 +344,7 @@ class _Job:
     rank: int
     world: int
     shard_size: int
+    bounds: tuple[float, float]  # (min_seconds, max_seconds) of an accepted clip
     digest: str
 
     @property
@@ -379,10 +395,12 @@ class _Job:
             torch.set_num_threads(before)
 
     def _same_model_as_before(self) -> bool:
-        """Whether shards this rank left earlier were encoded by this model; records it for next time."""
+        """Whether shards this rank left earlier were encoded by this model under these duration bounds;
+        records both for next time."""
         record = _model_record(self.out, self.rank, self.world)
-        same = record.exists() and json.loads(record.read_text(encoding="utf-8"))["model"] == self.model_id
-        write_json(record, {"model": self.model_id})
+        now = {"model": self.model_id, "min_seconds": self.bounds[0], "max_seconds": self.bounds[1]}
+        same = record.exists() and json.loads(record.read_text(encoding="utf-8")) == now
+        write_json(record, now)
         return same
 
     def _kept(self, name: str, clips: list[str]) -> bool:
@@ -397,11 +415,24 @@ class _Job:
     def _encode(self, decoded: Decoded, progress: _Progress) -> ShardClip:
         """Codes of one decoded clip, or its problem (raised at once without --skip-bad)."""
         rate, hop = self.codec.sample_rate, self.codec.hop_length
-        if decoded.audio is not None and decoded.audio.size < hop:
-            problem = f"{1000 * decoded.audio.size / rate:.0f} ms is shorter than one codec frame"
-            decoded = Decoded(
-                decoded.clip, decoded.path, None, "too_short", f"{problem} ({1000 * hop / rate:.0f} ms)"
-            )
+        if decoded.audio is not None:
+            seconds = decoded.audio.size / rate
+            if decoded.audio.size < hop:
+                code, problem = (
+                    "too_short",
+                    (f"{1000 * seconds:.0f} ms is shorter than one codec frame ({1000 * hop / rate:.0f} ms)"),
+                )
+            elif seconds < self.bounds[0]:
+                code, problem = (
+                    "too_short",
+                    f"is {seconds:.2f} s, shorter than --min-seconds {self.bounds[0]}",
+                )
+            elif seconds > self.bounds[1]:
+                code, problem = "too_long", f"is {seconds:.2f} s, longer than --max-seconds {self.bounds[1]}"
+            else:
+                code = None
+            if code is not None:
+                decoded = Decoded(decoded.clip, decoded.path, None, code, problem)
         if decoded.audio is None:
             if not self.skip_bad:
                 _raise_for_bad(self.samples, self.plan, {decoded.clip: (decoded.code, decoded.problem)})
