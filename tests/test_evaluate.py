@@ -120,3 +120,23 @@ def test_verdict_follows_the_samples_when_the_means_do_not_move():
     assert "**Fine-tuning hurt**" in render_markdown(report)
     report["comparison"] = {"better": ["a", "b"], "worse": ["c"]}
     assert "**Fine-tuning helped**" in render_markdown(report)
+
+
+def test_clones_without_audio_score_as_all_words_missed(tiny_model_dir, sample_data_dir, tmp_path):
+    from higgs_tune.evaluate import EvalSettings, evaluate
+    from higgs_tune.generate import LengthLimit
+    from higgs_tune.tiny_eval_models import build_tiny_eval_models
+
+    asr, speaker = build_tiny_eval_models(tmp_path / "eval-models")
+    heldout = sample_data_dir["manifest_jsonl"].parent / "heldout_two.jsonl"
+    heldout.write_text(
+        "".join(line + "\n" for line in sample_data_dir["manifest_jsonl"].read_text().splitlines()[:2])
+    )
+    nothing = LengthLimit(slack_seconds=0.0, min_seconds=0.0, max_seconds=0.0)
+    settings = EvalSettings(asr_model=str(asr), speaker_model=str(speaker), limit=nothing)
+    report = evaluate(heldout, str(tiny_model_dir), None, tmp_path / "eval", False, settings)
+    rows = report["samples"]["base"]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["transcript"] == "" and row["wer"] == 1.0 and row["similarity"] is None
+    assert report["summary"]["base"]["right_length"] == 0.0

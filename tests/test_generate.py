@@ -84,3 +84,23 @@ def test_clone_manifest_writes_every_sample_and_flags_cuts(tiny_model, processor
         if not row["stopped_by_eos"]:
             assert codes.shape[1] == row["frame_limit"]
     assert any(not r["stopped_by_eos"] for r in written)
+
+
+def test_a_clone_without_frames_is_recorded_and_flagged_not_written(
+    tiny_model, processor, sample_data_dir, tmp_path
+):
+    """A frame limit of 0 gives clones with no audio at all (as a model that stops at once does): each is
+    still a row of results.jsonl, with its codes but no wav, flagged silent and cut."""
+    from higgs_tune.generate import LengthLimit, clone_manifest
+    from higgs_tune.sources import read_manifest
+
+    samples = read_manifest(sample_data_dir["manifest_jsonl"])[:2]
+    nothing = LengthLimit(slack_seconds=0.0, min_seconds=0.0, max_seconds=0.0)
+    rows = clone_manifest(
+        tiny_model, processor, samples, tmp_path / "out", PromptConfig(), SamplingConfig(), nothing, 2
+    )
+    assert [r["id"] for r in rows] == [s.id for s in samples]
+    for row in rows:
+        assert row["wav"] is None and row["seconds"] == 0 and row["flags"] == ["silent", "cut"]
+        assert np.load(tmp_path / "out" / row["codes"]).shape == (8, 0)
+    assert not list((tmp_path / "out").glob("*.wav"))

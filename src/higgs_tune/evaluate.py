@@ -265,14 +265,19 @@ def _plots(systems: dict[str, list[dict]], out: Path) -> None:
 
     for key, title in (("wer", "WER per sample"), ("similarity", "Speaker similarity per sample")):
         fig, ax = plt.subplots(figsize=(6, 3.5))
+        plotted = False
         for name, rows in systems.items():
             values = [r[key] for r in rows if r[key] is not None]
             if values:
                 ax.hist(values, bins=20, alpha=0.6, label=name)
+                plotted = True
         ax.set_title(title)
         ax.set_xlabel(key)
         ax.set_ylabel("samples")
-        ax.legend()
+        if plotted:
+            ax.legend()
+        else:  # e.g. no clip long enough to embed: say so rather than leave an empty frame
+            ax.text(0.5, 0.5, "no sample has a value", ha="center", va="center", transform=ax.transAxes)
         fig.tight_layout()
         fig.savefig(out / f"{key}.png", dpi=100)
         plt.close(fig)
