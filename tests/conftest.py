@@ -153,6 +153,7 @@ def malformed_corpus(tmp_path: Path, make_wav: WavFactory) -> tuple[Path, dict[s
     make_wav("clips/clipped.wav", data=square, subtype="FLOAT")
     make_wav("clips/stereo.wav", channels=2, seed=7)
     os.symlink(tmp_path / "clips/ref.wav", tmp_path / "clips/link_to_ref.wav")
+    (tmp_path / "clips/tgt_copy.wav").write_bytes((tmp_path / "clips/tgt.wav").read_bytes())
     lines = [
         json.dumps(entry("ok")),
         '{"id": "broken", "ref_audio": ',  # broken JSON: named by its default id m:1
@@ -185,6 +186,7 @@ def malformed_corpus(tmp_path: Path, make_wav: WavFactory) -> tuple[Path, dict[s
         json.dumps(entry("same_pair")),  # same ref and target as "ok"
         json.dumps(entry("english", audio="clips/t2.wav", text="This text is not Arabic.")),
         json.dumps(entry("bad_speaker", speaker={"name": "x"})),
+        json.dumps(entry("copy", ref="clips/tgt_copy.wav")),  # the target's bytes under another name
     ]
     path = tmp_path / "m.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -201,6 +203,7 @@ def malformed_corpus(tmp_path: Path, make_wav: WavFactory) -> tuple[Path, dict[s
         "tiny": {"too_short"},
         "self": {"same_ref_and_target"},
         "via_link": {"same_ref_and_target"},
+        "copy": {"same_ref_and_target"},
         "garbage": {"audio_unreadable"},
         "remote": {"bad_path"},
         "ok": {"duplicate_id"},  # reported on the later entry; the first "ok" is kept

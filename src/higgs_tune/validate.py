@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from higgs_tune.audio import TARGET_SR, AudioError, AudioStats, scan_audio
+from higgs_tune.plan import content_hash
 from higgs_tune.problems import CODES, ERROR, WARNING, Problem
 from higgs_tune.samples import Sample, SampleError
 from higgs_tune.sources import scan_manifest, write_manifest_jsonl
@@ -245,10 +246,10 @@ def validate_manifest(
     for problem in scan.problems:
         report.add(problem)
     keys = {p: _key(p) for s in scan.samples for p in _clip_paths(s)}
-    clips = _scan_clips(keys.values(), workers)
+    clips, hashes = _scan_clips(keys.values(), workers)
     report.clip_count = sum(isinstance(r, AudioStats) for r in clips.values())
     report.clip_seconds = sum(r.info.duration for r in clips.values() if isinstance(r, AudioStats))
-    context = _Context(settings, keys, clips)
+    context = _Context(settings, keys, clips, hashes)
     rates: list[_Rate] = []
     for sample in tqdm(scan.samples, desc="checking samples", unit="sample", disable=None):
         where = scan.locations[sample.id]
@@ -272,21 +273,24 @@ def _clip_paths(sample: Sample) -> list[Path]:
     return [sample.ref_audio] if sample.audio is None else [sample.ref_audio, sample.audio]
 
 
-def _scan_clips(keys: Iterable[Path], workers: int) -> dict[Path, _ClipResult]:
-    """Decode each distinct clip exactly once."""
+def _scan_clips(keys: Iterable[Path], workers: int) -> tuple[dict[Path, _ClipResult], dict[Path, str]]:
+    """Decode each distinct clip exactly once; also hash the bytes of each readable one, which `prepare`
+    uses as a clip's identity (the file was just read, so the second pass comes from the page cache)."""
     unique = list(dict.fromkeys(keys))
 
-    def one(key: Path) -> _ClipResult:
+    def one(key: Path) -> tuple[_ClipResult, str | None]:
         try:
-            return scan_audio(key)
+            return scan_audio(key), content_hash(key)
         except AudioError as e:
-            return e
+            return e, None
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = list(
             tqdm(pool.map(one, unique), total=len(unique), desc="checking clips", unit="clip", disable=None)
         )
-    return dict(zip(unique, results, strict=True))
+    clips = {key: result for key, (result, _) in zip(unique, results, strict=True)}
+    hashes = {key: digest for key, (_, digest) in zip(unique, results, strict=True) if digest is not None}
+    return clips, hashes
 
 
 @dataclass
@@ -296,6 +300,7 @@ class _Context:
     settings: dict[str, Any]
     keys: dict[Path, Path]  # path as in the sample -> resolved path
     clips: dict[Path, _ClipResult]  # resolved path -> result
+    hashes: dict[Path, str]  # resolved path of a readable clip -> content hash
     seen_pairs: dict[tuple[Path, Path | str], str] = field(default_factory=dict)
 
     def clip(self, path: Path) -> _ClipResult:
@@ -305,12 +310,15 @@ class _Context:
 def _sample_problems(sample: Sample, where: str, context: _Context) -> Iterator[Problem]:
     ref_key = context.keys[sample.ref_audio]
     target_key = None if sample.audio is None else context.keys[sample.audio]
-    same = target_key is not None and _same_file(ref_key, target_key)
+    same_file = target_key is not None and _same_file(ref_key, target_key)
+    same_bytes = target_key is not None and context.hashes.get(ref_key, "") == context.hashes.get(target_key)
+    same = same_file or same_bytes
     if same:
+        what = "the same file" if same_file else "files with the same bytes"
         yield Problem(
             "same_ref_and_target",
             where,
-            "reference and target are the same file; a clone of itself teaches nothing",
+            f"reference and target are {what}; a clone of itself teaches nothing",
             sample.id,
             sample.audio,
         )
