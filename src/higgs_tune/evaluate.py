@@ -111,7 +111,8 @@ def _aggregate(rows: list[dict]) -> dict:
 
 
 def _compare(tuned: list[dict], base: list[dict]) -> dict[str, list[str]]:
-    """Samples that got better or worse with fine-tuning, by WER and by speaker similarity."""
+    """Samples that got better or worse with fine-tuning: a clip with speech beats one without (silent or
+    too short); otherwise by WER and by speaker similarity, each beyond its noise margin."""
     better, worse = [], []
     for t, b in zip(tuned, base, strict=True):
         spoke_t, spoke_b = not NO_SPEECH & set(t["flags"]), not NO_SPEECH & set(b["flags"])
@@ -175,8 +176,9 @@ def _fmt(value: float | None, percent: bool = False) -> str:
 def _verdict(summary: dict, comparison: dict | None) -> str:
     """One line a newcomer reads first: did fine-tuning help, on words, voice and stopping.
 
-    Each measure votes only when it moved by more than its noise margin; the per-sample comparison votes
-    too, so the line never says "helped" over a table of samples that mostly got worse.
+    Each measure votes only when it moved by more than its noise margin, and the per-sample comparison
+    votes too, so a run whose samples mostly got worse needs a clear win on the other measures to read
+    "helped".
     """
     t, b = summary["finetuned"], summary["base"]
     parts = [

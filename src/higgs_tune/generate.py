@@ -235,6 +235,7 @@ def clone_manifest(
             # wav and flagged, never dropped.
             wav = write_wav(out / f"{name}.wav", audio, sr).name if audio.size else None
             checks = check_speech(audio, s.text, result.stopped_by_eos, sr=sr) if audio.size else None
+            flags = checks.flags if checks else ["silent"] + ([] if result.stopped_by_eos else ["cut"])
             rows.append(
                 {
                     "id": s.id,
@@ -246,9 +247,7 @@ def clone_manifest(
                     "stopped_by_eos": result.stopped_by_eos,
                     "frame_limit": result.frame_limit,
                     "checks": asdict(checks) if checks else None,
-                    "flags": checks.flags
-                    if checks
-                    else ["silent"] + ([] if result.stopped_by_eos else ["cut"]),
+                    "flags": flags,
                 }
             )
     with open(out / "results.jsonl", "w", encoding="utf-8") as f:

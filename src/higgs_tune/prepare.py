@@ -412,27 +412,25 @@ class _Job:
             _raise_for_bad(self.samples, self.plan, _failures(lines))
         return True
 
+    def _duration_problem(self, num_samples: int) -> tuple[str, str] | None:
+        """(code, message) for a clip too short to encode or outside the duration bounds, else None."""
+        rate, hop = self.codec.sample_rate, self.codec.hop_length
+        seconds = num_samples / rate
+        if num_samples < hop:
+            frame_ms = 1000 * hop / rate
+            return "too_short", f"{1000 * seconds:.0f} ms is shorter than one codec frame ({frame_ms:.0f} ms)"
+        if seconds < self.bounds[0]:
+            return "too_short", f"is {seconds:.2f} s, shorter than --min-seconds {self.bounds[0]}"
+        if seconds > self.bounds[1]:
+            return "too_long", f"is {seconds:.2f} s, longer than --max-seconds {self.bounds[1]}"
+        return None
+
     def _encode(self, decoded: Decoded, progress: _Progress) -> ShardClip:
         """Codes of one decoded clip, or its problem (raised at once without --skip-bad)."""
-        rate, hop = self.codec.sample_rate, self.codec.hop_length
-        if decoded.audio is not None:
-            seconds = decoded.audio.size / rate
-            if decoded.audio.size < hop:
-                code, problem = (
-                    "too_short",
-                    (f"{1000 * seconds:.0f} ms is shorter than one codec frame ({1000 * hop / rate:.0f} ms)"),
-                )
-            elif seconds < self.bounds[0]:
-                code, problem = (
-                    "too_short",
-                    f"is {seconds:.2f} s, shorter than --min-seconds {self.bounds[0]}",
-                )
-            elif seconds > self.bounds[1]:
-                code, problem = "too_long", f"is {seconds:.2f} s, longer than --max-seconds {self.bounds[1]}"
-            else:
-                code = None
-            if code is not None:
-                decoded = Decoded(decoded.clip, decoded.path, None, code, problem)
+        rate = self.codec.sample_rate
+        problem = None if decoded.audio is None else self._duration_problem(decoded.audio.size)
+        if problem is not None:
+            decoded = Decoded(decoded.clip, decoded.path, None, *problem)
         if decoded.audio is None:
             if not self.skip_bad:
                 _raise_for_bad(self.samples, self.plan, {decoded.clip: (decoded.code, decoded.problem)})
