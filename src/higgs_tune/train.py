@@ -390,11 +390,11 @@ class Trainer:
         }
         log.info(
             "batch plan: %d micro-batches per process per epoch, %.1f examples each on average, "
-            "%.1f%% padding; %d samples per epoch left out to keep processes in step",
+            "%.1f%% padding%s",
             report["micro_batches_per_rank_epoch0"],
             report["mean_examples_per_micro_batch"],
             100 * report["padding_fraction_epoch0"],
-            left_out,
+            f"; {left_out} samples of epoch 0 left out to keep processes in step" if left_out else "",
         )
         (self.run_dir / "data_plan.json").write_text(json.dumps(report, indent=2))
 
