@@ -104,3 +104,28 @@ def test_a_clone_without_frames_is_recorded_and_flagged_not_written(
         assert row["wav"] is None and row["seconds"] == 0 and row["flags"] == ["silent", "cut"]
         assert np.load(tmp_path / "out" / row["codes"]).shape == (8, 0)
     assert not list((tmp_path / "out").glob("*.wav"))
+
+
+def test_missing_references_are_named_before_any_cloning(tiny_model, processor, sample_data_dir, tmp_path):
+    from dataclasses import replace
+
+    import pytest
+
+    from higgs_tune.generate import LengthLimit, clone_manifest
+    from higgs_tune.samples import SampleError
+    from higgs_tune.sources import read_manifest
+
+    samples = read_manifest(sample_data_dir["manifest_jsonl"])[:3]
+    samples[2] = replace(samples[2], ref_audio=tmp_path / "gone.wav")
+    with pytest.raises(SampleError, match=f"sample '{samples[2].id}': reference audio .*gone.wav not found"):
+        clone_manifest(
+            tiny_model,
+            processor,
+            samples,
+            tmp_path / "out",
+            PromptConfig(),
+            SamplingConfig(),
+            LengthLimit(),
+            1,
+        )
+    assert not (tmp_path / "out").exists()

@@ -21,6 +21,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from higgs_tune.config import PromptConfig
 from higgs_tune.models import load_finetuned, load_model, load_processor
 from higgs_tune.prompt import PromptTokens, build_prompt
+from higgs_tune.samples import SampleError
 from higgs_tune.speech_checks import check_speech
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,12 @@ def clone_manifest(
     from higgs_tune.audio import write_wav
     from higgs_tune.codes import decode_codes, encode_file
 
+    missing = [s for s in samples if not s.ref_audio.is_file()]
+    if missing:  # before any work, not batches later
+        more = f" (and {len(missing) - 1} more samples)" if len(missing) > 1 else ""
+        raise SampleError(
+            f"sample {missing[0].id!r}", f"reference audio {missing[0].ref_audio} not found{more}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     rate = processor.audio_tokenizer.config.frame_rate
     sr = processor.feature_extractor.sampling_rate
