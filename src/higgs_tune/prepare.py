@@ -47,7 +47,7 @@ from tqdm import tqdm
 from higgs_tune.codes import encode_waveform
 from higgs_tune.decoding import Decoded, decode_clips
 from higgs_tune.plan import Plan, make_plan
-from higgs_tune.problems import Problem, raise_for_errors
+from higgs_tune.problems import Problem, duration_problem, raise_for_errors
 from higgs_tune.samples import Sample, SampleError
 from higgs_tune.shards import ShardClip, read_jsonl, read_shard_lines, write_json, write_jsonl, write_shard
 from higgs_tune.sources import read_manifest, scan_manifest
@@ -419,11 +419,7 @@ class _Job:
         if num_samples < hop:
             frame_ms = 1000 * hop / rate
             return "too_short", f"{1000 * seconds:.0f} ms is shorter than one codec frame ({frame_ms:.0f} ms)"
-        if seconds < self.bounds[0]:
-            return "too_short", f"is {seconds:.2f} s, shorter than --min-seconds {self.bounds[0]}"
-        if seconds > self.bounds[1]:
-            return "too_long", f"is {seconds:.2f} s, longer than --max-seconds {self.bounds[1]}"
-        return None
+        return duration_problem(seconds, *self.bounds)
 
     def _encode(self, decoded: Decoded, progress: _Progress) -> ShardClip:
         """Codes of one decoded clip, or its problem (raised at once without --skip-bad)."""

@@ -91,3 +91,13 @@ def raise_for_errors(problems: Iterable[Problem]) -> None:
         more = f" (and {len(errors) - 1} more errors; run `higgs-tune validate` to list them all)"
         raise SampleError(first.where, first.problem + more)
     raise first
+
+
+def duration_problem(seconds: float, min_seconds: float, max_seconds: float) -> tuple[str, str] | None:
+    """(code, message) for a clip outside the accepted durations, else None: one rule for `validate` and
+    `prepare`, so what one calls an error the other refuses."""
+    if seconds < min_seconds:
+        return "too_short", f"is {seconds:.2f} s, shorter than --min-seconds {min_seconds}"
+    if seconds > max_seconds:
+        return "too_long", f"is {seconds:.2f} s, longer than --max-seconds {max_seconds}"
+    return None

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from higgs_tune.audio import TARGET_SR, AudioError, AudioStats, scan_audio
 from higgs_tune.plan import content_hash
-from higgs_tune.problems import CODES, ERROR, WARNING, Problem
+from higgs_tune.problems import CODES, ERROR, WARNING, Problem, duration_problem
 from higgs_tune.samples import Sample, SampleError
 from higgs_tune.sources import scan_manifest, write_manifest_jsonl
 
@@ -366,10 +366,9 @@ def _clip_findings(result: _ClipResult, settings: dict[str, Any]) -> Iterator[tu
         yield result.code, result.problem
         return
     info = result.info
-    if info.duration < settings["min_seconds"]:
-        yield "too_short", f"is {info.duration:.2f} s, shorter than --min-seconds {settings['min_seconds']}"
-    elif info.duration > settings["max_seconds"]:
-        yield "too_long", f"is {info.duration:.2f} s, longer than --max-seconds {settings['max_seconds']}"
+    duration = duration_problem(info.duration, settings["min_seconds"], settings["max_seconds"])
+    if duration is not None:
+        yield duration
     if info.channels > 1:
         yield "multi_channel", f"has {info.channels} channels; it will be downmixed to mono"
     if info.sample_rate != TARGET_SR:
