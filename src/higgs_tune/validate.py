@@ -311,7 +311,8 @@ def _sample_problems(sample: Sample, where: str, context: _Context) -> Iterator[
     ref_key = context.keys[sample.ref_audio]
     target_key = None if sample.audio is None else context.keys[sample.audio]
     same_file = target_key is not None and _same_file(ref_key, target_key)
-    same_bytes = target_key is not None and context.hashes.get(ref_key, "") == context.hashes.get(target_key)
+    ref_hash = context.hashes.get(ref_key)  # None when the clip could not be read
+    same_bytes = ref_hash is not None and ref_hash == context.hashes.get(target_key)
     same = same_file or same_bytes
     if same:
         what = "the same file" if same_file else "files with the same bytes"
