@@ -265,3 +265,20 @@ def test_copied_folder_uses_its_own_codec(tiny_model_dir: Path, tmp_path: Path) 
     copy = Path(shutil.copytree(tiny_model_dir, tmp_path / "copy"))
     processor = load_processor(copy)
     assert codec_dir(processor) == (copy / AUDIO_TOKENIZER_SUBDIR).resolve()
+
+
+def test_bf16_model_runs_when_autocast_sums_audio_embeddings_in_float32(tiny_model_dir: Path) -> None:
+    """CUDA autocast runs the codebook-embedding `sum` in float32; with a bf16 base (LoRA) the model's
+    `masked_scatter` then fails unless the loader casts the audio embeddings back (seen on an H200).
+    CPU autocast keeps the sum in bf16, so a hook placed before the loader's stands in for the GPU."""
+    model = load_model(tiny_model_dir, dtype=torch.bfloat16)
+    embeddings = model.model.embed_audio_tokens
+    embeddings.register_forward_hook(lambda m, args, out: out.float(), prepend=True)
+    codes = torch.randint(0, 1024, (1, 3, NUM_CODEBOOKS))
+    input_ids = torch.full((1, 5), model.config.audio_token_id)
+    input_ids[0, :2] = 1
+    with torch.no_grad():
+        hidden = model.model(
+            input_ids=input_ids, audio_input_ids=codes, audio_input_ids_mask=torch.ones(1, 3, dtype=torch.bool)
+        ).last_hidden_state
+    assert hidden.dtype == torch.bfloat16 and torch.isfinite(hidden).all()

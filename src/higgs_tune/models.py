@@ -73,9 +73,10 @@ def load_model(
         kwargs["device_map"] = device
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    return HiggsAudioV2ForConditionalGeneration.from_pretrained(
+    model = HiggsAudioV2ForConditionalGeneration.from_pretrained(
         model_id_or_path, use_text_head=use_text_head, **kwargs
     )
+    return keep_audio_embeddings_in_weight_dtype(model)
 
 
 def build_model_from_config(
@@ -84,7 +85,29 @@ def build_model_from_config(
     """A freshly initialised model for `config`; same seed, same weights. The global RNG is left untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return HiggsAudioV2ForConditionalGeneration(config, use_text_head=use_text_head)
+        model = HiggsAudioV2ForConditionalGeneration(config, use_text_head=use_text_head)
+    return keep_audio_embeddings_in_weight_dtype(model)
+
+
+def keep_audio_embeddings_in_weight_dtype(
+    model: HiggsAudioV2ForConditionalGeneration,
+) -> HiggsAudioV2ForConditionalGeneration:
+    """Make the audio embeddings come out in their weights' dtype, also under CUDA autocast.
+
+    The model sums the 8 codebook embeddings of a frame (`HiggsAudioV2Embeddings`), and CUDA autocast runs
+    `sum` in float32, so with bf16 weights (LoRA on a bf16 base) the audio embeddings come out float32 while
+    the text embeddings stay bf16, and the model's `masked_scatter` of one into the other fails
+    ("expected self and source to have same dtypes"). CPU autocast keeps `sum` in bf16, so only a GPU shows
+    it. A forward hook casts the sum back; it changes nothing when the dtypes already agree. Hooks are not
+    saved, so checkpoints stay transformers' own.
+    """
+    embeddings = model.model.embed_audio_tokens
+
+    def cast(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        return output.to(module.embed_audio_tokens.weight.dtype)
+
+    embeddings.register_forward_hook(cast)
+    return model
 
 
 def _bundled_codec_dir(model_id_or_path: str | os.PathLike) -> Path | None:
