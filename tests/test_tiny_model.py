@@ -279,6 +279,8 @@ def test_bf16_model_runs_when_autocast_sums_audio_embeddings_in_float32(tiny_mod
     input_ids[0, :2] = 1
     with torch.no_grad():
         hidden = model.model(
-            input_ids=input_ids, audio_input_ids=codes, audio_input_ids_mask=torch.ones(1, 3, dtype=torch.bool)
+            input_ids=input_ids,
+            audio_input_ids=codes,
+            audio_input_ids_mask=torch.ones(1, 3, dtype=torch.bool),
         ).last_hidden_state
     assert hidden.dtype == torch.bfloat16 and torch.isfinite(hidden).all()
