@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile as sf
 
-from higgs_tune.samples import Sample
-from higgs_tune.synth import synth_speech
+from higgs_tune.data.samples import Sample
+from higgs_tune.tiny.synth import synth_speech
 
 if TYPE_CHECKING:
-    from higgs_tune.prepare import PreparedData
+    from higgs_tune.prepared.prepare import PreparedData
 
 # torch and transformers are imported inside the functions that need them: the decoding workers are spawned,
 # and spawned processes re-import the main script, which should cost them as little as the light
@@ -74,7 +74,7 @@ def write_corpus(root: Path, clips: int, speakers: int, refs_per_target: int, se
 def time_prepare(
     samples: list[Sample], processor, out: Path, model_id: str, workers: int
 ) -> tuple[float, dict]:
-    from higgs_tune.prepare import prepare_dataset
+    from higgs_tune.prepared.prepare import prepare_dataset
 
     start = time.perf_counter()
     index = prepare_dataset(samples, processor, out, model_id, workers=workers)
@@ -84,7 +84,7 @@ def time_prepare(
 def time_decode(samples: list[Sample], workers: int, passes: int = DECODE_PASSES) -> float:
     """Seconds to decode and resample every distinct clip `passes` times without the codec: the rate at
     which the workers could feed a codec faster than the tiny one on a CPU (the real codec on a GPU)."""
-    from higgs_tune.decoding import decode_clips
+    from higgs_tune.prepared.decoding import decode_clips
 
     paths = sorted({p for s in samples for p in (s.ref_audio, s.audio)}) * passes
     start = time.perf_counter()
@@ -104,7 +104,7 @@ def time_codes_prepared(data: PreparedData) -> float:
 def time_epoch_prepared(data: PreparedData, processor) -> float:
     """Seconds to build every example of the epoch from prepared codes."""
     from higgs_tune.config import PromptConfig
-    from higgs_tune.examples import ExampleDataset
+    from higgs_tune.training.examples import ExampleDataset
 
     dataset = ExampleDataset(data, processor, PromptConfig(), learn_text=False)
     start = time.perf_counter()
@@ -118,9 +118,9 @@ def time_on_the_fly(samples: list[Sample], processor) -> float:
     prepared data must do every epoch."""
     import torch
 
-    from higgs_tune.codes import encode_file
     from higgs_tune.config import PromptConfig
-    from higgs_tune.examples import build_example
+    from higgs_tune.model.codes import encode_file
+    from higgs_tune.training.examples import build_example
 
     settings = PromptConfig()
     start = time.perf_counter()
@@ -135,9 +135,9 @@ def main() -> None:
     import torch
 
     from higgs_tune.logs import quiet_transformers
-    from higgs_tune.models import load_processor
-    from higgs_tune.prepare import PreparedData
-    from higgs_tune.tiny_model import build_tiny_model
+    from higgs_tune.model.loading import load_processor
+    from higgs_tune.prepared.prepare import PreparedData
+    from higgs_tune.tiny.model import build_tiny_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=200)

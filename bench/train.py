@@ -3,8 +3,8 @@
     PYTHONPATH=src python bench/train.py                # tiny model, CPU (or --device cuda), ~2 minutes
     PYTHONPATH=src python bench/train.py --full-size    # full-size architecture, random bf16, CUDA only
 
-Default mode. One run builds the tiny model (`higgs_tune.tiny_model`), a pool of synthetic clips of 1 to
-20 s (`higgs_tune.synth.synth_speech`) and cloning pairs drawn from it, then trains the same LoRA on the
+Default mode. One run builds the tiny model (`higgs_tune.tiny.model`), a pool of synthetic clips of 1 to
+20 s (`higgs_tune.tiny.synth.synth_speech`) and cloning pairs drawn from it, then trains the same LoRA on the
 same samples two ways, each in its own process (so peak memory is its own):
 
 * naive: what a newcomer writes. The processor on raw audio inside the dataset's `__getitem__`
@@ -166,10 +166,10 @@ def _sync(device: torch.device) -> None:
 def make_data(work: Path, n_clips: int, n_samples: int, min_s: float, max_s: float, seed: int) -> dict:
     """Tiny model, a pool of synthetic clips with durations spread over [min_s, max_s], and cloning
     pairs (reference, target) drawn from the pool; returns the spec the workers read."""
-    from higgs_tune.audio import write_wav
-    from higgs_tune.synth import synth_speech
-    from higgs_tune.tiny_corpus import ENGLISH
-    from higgs_tune.tiny_model import build_tiny_model
+    from higgs_tune.data.audio import write_wav
+    from higgs_tune.tiny.corpus import ENGLISH
+    from higgs_tune.tiny.model import build_tiny_model
+    from higgs_tune.tiny.synth import synth_speech
 
     rng = random.Random(seed)
     model_dir = build_tiny_model(work / "model", seed=0)
@@ -193,9 +193,9 @@ def make_data(work: Path, n_clips: int, n_samples: int, min_s: float, max_s: flo
 
 def prepare(spec: dict, out: Path) -> float:
     """Encode every clip once (our path's one-time cost); returns seconds taken."""
-    from higgs_tune.models import load_processor
-    from higgs_tune.prepare import prepare_dataset
-    from higgs_tune.samples import Sample
+    from higgs_tune.data.samples import Sample
+    from higgs_tune.model.loading import load_processor
+    from higgs_tune.prepared.prepare import prepare_dataset
 
     clips = spec["clips"]
     samples = [
@@ -229,7 +229,7 @@ class NaiveDataset(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict:
-        from higgs_tune.audio import load_audio
+        from higgs_tune.data.audio import load_audio
 
         s = self.spec["samples"][self.indices[i]]
         ref, target = self.spec["clips"][s["ref"]], self.spec["clips"][s["target"]]
@@ -274,7 +274,7 @@ def run_naive(spec: dict, args: argparse.Namespace, device: torch.device) -> dic
     import peft
 
     from higgs_tune.config import LoraConfig
-    from higgs_tune.models import load_model, load_processor
+    from higgs_tune.model.loading import load_model, load_processor
 
     torch.manual_seed(0)
     processor = load_processor(spec["model"])
@@ -330,8 +330,8 @@ def _naive_counts(batch: dict) -> tuple[int, int, float, int]:
 
 def run_ours(spec: dict, args: argparse.Namespace, device: torch.device) -> dict:
     from higgs_tune.config import TrainConfig, load_config
-    from higgs_tune.loss import combine
-    from higgs_tune.train import Trainer
+    from higgs_tune.training.loss import combine
+    from higgs_tune.training.trainer import Trainer
 
     torch.manual_seed(0)
     cfg = load_config(
@@ -434,7 +434,7 @@ def _timed_loop(batches, step, forward_backward, device, counts) -> dict:
 
 def naive_epoch_padding(spec: dict, lengths: list[int], batch_size: int) -> float:
     """Padding of the naive fixed-size, pad-to-longest batches over the whole epoch (same lengths)."""
-    from higgs_tune.batching import FixedBatches, padding_fraction
+    from higgs_tune.training.batching import FixedBatches, padding_fraction
 
     return padding_fraction(FixedBatches(len(lengths), batch_size, spec["seed"]).batches(0), lengths)
 
@@ -463,9 +463,9 @@ def compare(args: argparse.Namespace) -> None:
                 results[path] = run
 
     from higgs_tune.config import PromptConfig
-    from higgs_tune.examples import example_lengths
-    from higgs_tune.models import load_processor
-    from higgs_tune.prepare import PreparedData
+    from higgs_tune.model.loading import load_processor
+    from higgs_tune.prepared.prepare import PreparedData
+    from higgs_tune.training.examples import example_lengths
 
     lengths = example_lengths(load_processor(spec["model"]), PreparedData(Path(spec["data"])), PromptConfig())
     audio_total = sum(c["seconds"] for c in spec["clips"])
@@ -550,7 +550,7 @@ def full_size_config(**overrides):
 def synthetic_example(config, seq_len: int, seed: int = 0) -> dict:
     """One cloning-shaped example of exactly `seq_len` positions with the model's token ids: text, a
     reference clip, text, a target clip whose codes and stream EOS are labelled, closing text."""
-    from higgs_tune.loss import next_token_targets
+    from higgs_tune.training.loss import next_token_targets
 
     g = torch.Generator().manual_seed(seed)
     k = config.num_codebooks
@@ -643,9 +643,9 @@ def run_full_size(args: argparse.Namespace, config=None, device: torch.device | 
 def full_size_setting(args, config, device, mode: str, checkpointing: bool, example: dict) -> dict:
     """Time `args.steps` steps (after `args.warmup_steps`) of one setting on a freshly built model."""
     from higgs_tune.config import LoraConfig
-    from higgs_tune.loss import CloningLossModel, combine
-    from higgs_tune.models import build_model_from_config
-    from higgs_tune.train import freeze_unreachable
+    from higgs_tune.model.loading import build_model_from_config
+    from higgs_tune.training.loss import CloningLossModel, combine
+    from higgs_tune.training.trainer import freeze_unreachable
 
     with torch.device(device):
         model = build_model_from_config(config)

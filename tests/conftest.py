@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from higgs_tune.models import load_model, load_processor
-from higgs_tune.tiny_model import build_tiny_model
+from higgs_tune.model.loading import load_model, load_processor
+from higgs_tune.tiny.model import build_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ def tiny_model_with_text_head(tiny_model_dir: Path):
 @pytest.fixture(scope="session")
 def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The synthetic cloning dataset the demo uses (4 voices x 6 utterances), in every manifest format."""
-    from higgs_tune.sample_data import write_sample_data
+    from higgs_tune.tiny.dataset import write_sample_data
 
     return write_sample_data(tmp_path_factory.mktemp("sample-data") / "data")
 
@@ -53,8 +53,8 @@ def prepared_dir(
     tmp_path_factory: pytest.TempPathFactory, sample_data_dir, processor, tiny_model_dir
 ) -> Path:
     """The sample data prepared (encoded once) with the tiny codec."""
-    from higgs_tune.prepare import prepare_dataset
-    from higgs_tune.sources import read_manifest
+    from higgs_tune.data.manifests import read_manifest
+    from higgs_tune.prepared.prepare import prepare_dataset
 
     out = tmp_path_factory.mktemp("prepared") / "data"
     prepare_dataset(

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from higgs_tune.models import load_processor
-from higgs_tune.tiny_model import build_tiny_tokenizer, tiny_lm_config
+from higgs_tune.model.loading import load_processor
+from higgs_tune.tiny.model import build_tiny_tokenizer, tiny_lm_config
 
 BENCH = Path(__file__).parents[1] / "bench" / "train.py"
 

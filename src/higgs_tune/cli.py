@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS
 from higgs_tune.logs import setup_logging
 
 if TYPE_CHECKING:
-    from higgs_tune.generate import SamplingConfig
+    from higgs_tune.inference.generate import SamplingConfig
 
 log = logging.getLogger("higgs_tune")
 
@@ -42,7 +43,7 @@ def _sampling(
     greedy: bool, temperature: float, top_p: float, top_k: int, ras_window: int, seed: int
 ) -> SamplingConfig:
     """The sampling settings of the command line (torch is imported only by the commands that clone)."""
-    from higgs_tune.generate import SamplingConfig
+    from higgs_tune.inference.generate import SamplingConfig
 
     return SamplingConfig(
         greedy=greedy,
@@ -64,8 +65,8 @@ def tiny_model(
     The folder holds the model, codec, tokenizer and processor in the standard layout, plus a tiny
     Whisper and a tiny WavLM x-vector model in eval-models/ so evaluation runs for real.
     """
-    from higgs_tune.tiny_eval_models import build_tiny_eval_models
-    from higgs_tune.tiny_model import build_tiny_model
+    from higgs_tune.tiny.eval_models import build_tiny_eval_models
+    from higgs_tune.tiny.model import build_tiny_model
 
     build_tiny_model(out, seed=seed)
     asr, speaker = build_tiny_eval_models(out, seed=seed)
@@ -78,7 +79,7 @@ def sample_data(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic voices.")] = 0,
 ) -> None:
     """Write a small cloning dataset of synthetic voices with a manifest in each supported format."""
-    from higgs_tune.sample_data import write_sample_data
+    from higgs_tune.tiny.dataset import write_sample_data
 
     for name, path in write_sample_data(out, seed=seed).items():
         typer.echo(f"{name}: {path}")
@@ -91,8 +92,8 @@ def validate(
     write_clean: Annotated[
         Path | None, typer.Option(help="Write a manifest without the error samples.")
     ] = None,
-    min_seconds: Annotated[float, typer.Option(help="Shortest clip accepted.")] = 0.5,
-    max_seconds: Annotated[float, typer.Option(help="Longest clip accepted.")] = 30.0,
+    min_seconds: Annotated[float, typer.Option(help="Shortest clip accepted.")] = MIN_SECONDS,
+    max_seconds: Annotated[float, typer.Option(help="Longest clip accepted.")] = MAX_SECONDS,
     language: Annotated[
         str | None, typer.Option(help="Target language; 'ar' checks for Arabic script.")
     ] = None,
@@ -101,7 +102,7 @@ def validate(
     ] = False,
 ) -> None:
     """Check every sample of a manifest before a GPU hour is spent; exit 1 if any error is found."""
-    from higgs_tune.validate import validate_manifest, write_clean_manifest
+    from higgs_tune.data.validate import validate_manifest, write_clean_manifest
 
     result = validate_manifest(
         manifest,
@@ -130,8 +131,8 @@ def pairs(
     seed: Annotated[int, typer.Option(help="Pairing seed.")] = 0,
 ) -> None:
     """Build zero-shot cloning pairs (reference: another utterance of the same speaker)."""
-    from higgs_tune.pairs import build_pairs
-    from higgs_tune.sources import write_manifest_jsonl
+    from higgs_tune.data.manifests import write_manifest_jsonl
+    from higgs_tune.data.pairs import build_pairs
 
     if out.resolve() == source.resolve():
         raise typer.BadParameter("--out must differ from the input; inputs are never overwritten")
@@ -149,8 +150,8 @@ def encode(
     """Encode audio files into codec codes."""
     import numpy as np
 
-    from higgs_tune.codes import encode_file
-    from higgs_tune.models import load_processor
+    from higgs_tune.model.codes import encode_file
+    from higgs_tune.model.loading import load_processor
 
     processor = load_processor(model)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,8 +173,10 @@ def prepare(
         bool, typer.Option("--skip-bad", help="Skip bad samples (listed in OUT/skipped.jsonl), don't stop.")
     ] = False,
     shard_size: Annotated[int, typer.Option(help="Clips per shard file.")] = 2000,
-    min_seconds: Annotated[float, typer.Option(help="Shortest clip accepted (as in validate).")] = 0.5,
-    max_seconds: Annotated[float, typer.Option(help="Longest clip accepted (as in validate).")] = 30.0,
+    min_seconds: Annotated[
+        float, typer.Option(help="Shortest clip accepted (as in validate).")
+    ] = MIN_SECONDS,
+    max_seconds: Annotated[float, typer.Option(help="Longest clip accepted (as in validate).")] = MAX_SECONDS,
     device: Annotated[
         str | None, typer.Option(help="Where the codec runs: cuda or cpu (default: cuda if any).")
     ] = None,
@@ -182,8 +185,8 @@ def prepare(
 
     Resumes an interrupted run. Under torchrun or accelerate launch the processes split the clips.
     """
-    from higgs_tune.models import load_processor
-    from higgs_tune.prepare import codec_device, prepare_dataset, read_samples
+    from higgs_tune.model.loading import load_processor
+    from higgs_tune.prepared.prepare import codec_device, prepare_dataset, read_samples
 
     samples, skipped = read_samples(manifest, skip_bad=skip_bad)
     prepare_dataset(
@@ -214,7 +217,7 @@ def train(
 ) -> None:
     """Fine-tune on a prepared dataset (LoRA by default)."""
     from higgs_tune.config import TrainConfig, load_config
-    from higgs_tune.train import train as run_training
+    from higgs_tune.training.trainer import train as run_training
 
     items = list(overrides or [])
     items += [f"{k}={v}" for k, v in (("model", model), ("data", data), ("output_dir", out)) if v is not None]
@@ -254,9 +257,9 @@ def clone(
     """Clone a voice: speak TEXT in the voice of REF_AUDIO, or every sample of a --manifest."""
     import numpy as np
 
-    from higgs_tune.audio import write_wav
-    from higgs_tune.codes import decode_codes, encode_file
-    from higgs_tune.generate import LengthLimit, clone_batch, clone_manifest, load_for_cloning
+    from higgs_tune.data.audio import write_wav
+    from higgs_tune.inference.generate import LengthLimit, clone_batch, clone_manifest, load_for_cloning
+    from higgs_tune.model.codes import decode_codes, encode_file
 
     given = [v is not None for v in (ref_audio, ref_text, text)]
     one_sample, batch = manifest is None and all(given), manifest is not None and not any(given)
@@ -267,7 +270,7 @@ def clone(
     lm, processor, settings = load_for_cloning(model, adapter, system_prompt=system_prompt, scene=scene)
     sampling = _sampling(greedy, temperature, top_p, top_k, ras_window, seed)
     if manifest is not None:
-        from higgs_tune.sources import read_manifest
+        from higgs_tune.data.manifests import read_manifest
 
         samples = read_manifest(manifest, require_target=False)
         limit = LengthLimit(chars_per_second=chars_per_second, max_seconds=max_seconds)
@@ -307,9 +310,9 @@ def evaluate_command(
     seed: SeedOpt = 0,
 ) -> None:
     """Clone a held-out set and report WER/CER, speaker similarity and speech checks."""
-    from higgs_tune.asr import DEFAULT_ASR_MODEL
-    from higgs_tune.evaluate import EvalSettings, evaluate
-    from higgs_tune.speaker import DEFAULT_SPEAKER_MODEL
+    from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
+    from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
+    from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
 
     settings = EvalSettings(
         asr_model=asr_model or DEFAULT_ASR_MODEL,
@@ -336,7 +339,7 @@ def merge(
     out: Annotated[Path, typer.Option(help="Folder for the merged model (standard HF layout).")],
 ) -> None:
     """Merge a LoRA adapter into the base weights and save a model folder plain transformers loads."""
-    from higgs_tune.merge import merge_adapter
+    from higgs_tune.inference.merge import merge_adapter
 
     merge_adapter(model, adapter, out)
 
@@ -351,7 +354,7 @@ def demo(
     utterances: Annotated[int, typer.Option(help="Utterances per voice.")] = 20,
 ) -> None:
     """Run the whole loop on the built-in default: tiny model, synthetic voices, train, clone, evaluate."""
-    from higgs_tune.demo import run_demo
+    from higgs_tune.tiny.demo import run_demo
 
     run_demo(out, steps=steps, speakers=speakers, utterances=utterances)
 
@@ -359,7 +362,7 @@ def demo(
 def main() -> None:
     """Entry point: logging set-up, then the command; user-input errors become one clear line."""
     from higgs_tune.config import ConfigError
-    from higgs_tune.samples import SampleError
+    from higgs_tune.data.samples import SampleError
 
     setup_logging()
     try:

@@ -1,0 +1,1 @@
+"""Manifest -> samples: reading users' manifests, pairing utterances, validating clips and transcripts."""

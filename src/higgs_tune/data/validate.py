@@ -1,0 +1,485 @@
+"""Check a whole manifest before spending GPU hours on it, and say exactly what is wrong where.
+
+Every entry and every clip is checked; nothing stops at the first problem. Errors (see
+`higgs_tune.data.problems.CODES`) make a sample unusable and are left out by `write_clean_manifest`;
+warnings are things we fix on the fly or that deserve a listen. Each distinct clip is decoded once,
+however many samples use it, and the report keeps counts plus the first few examples per problem so that
+it stays small for millions of samples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from higgs_tune.data.audio import TARGET_SR, AudioError, AudioStats, scan_audio
+from higgs_tune.data.manifests import scan_manifest, write_manifest_jsonl
+from higgs_tune.data.problems import (
+    CODES,
+    ERROR,
+    MAX_SECONDS,
+    MIN_SECONDS,
+    WARNING,
+    Problem,
+    duration_problem,
+)
+from higgs_tune.data.samples import Sample, SampleError
+from higgs_tune.prepared.plan import content_hash
+
+log = logging.getLogger(__name__)
+
+SILENCE_DBFS = -50.0  # RMS of the mono mix below this: nearly silent
+CLIPPED_FRACTION = 0.001  # more than 0.1% of samples at full scale: clipped
+# Letters and digits per second of speech. Normal speech is roughly 8-20 in English and Arabic; outside the
+# fixed bounds the transcript almost certainly does not belong to the clip. Within them, a robust z-score
+# against the corpus median catches what is odd *for this corpus* once there are enough samples.
+CPS_BOUNDS = (2.0, 35.0)
+CPS_MAX_Z = 4.0
+CPS_MIN_SAMPLES = 20
+_ARABIC = re.compile("[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff]")
+LANGUAGES: dict[str, tuple[str, re.Pattern[str]]] = {"ar": ("Arabic", _ARABIC)}
+
+_ClipResult = AudioStats | AudioError
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """min / median / 95th percentile / max of some measurement, for the report."""
+
+    count: int
+    min: float
+    p50: float
+    p95: float
+    max: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Distribution | None:
+        if not values:
+            return None
+        a = np.asarray(values, dtype=np.float64)
+        p50, p95 = np.percentile(a, [50, 95])
+        return cls(len(a), float(a.min()), float(p50), float(p95), float(a.max()))
+
+
+@dataclass
+class ValidationReport:
+    """Counts per problem, the first examples of each, which samples are rejected, and corpus statistics."""
+
+    manifest: Path
+    settings: dict[str, Any]
+    max_examples: int = 5
+    entries: int = 0
+    samples: list[Sample] = field(default_factory=list)
+    rejected: set[str] = field(default_factory=set)
+    counts: Counter[str] = field(default_factory=Counter)
+    files: dict[str, set[Path]] = field(default_factory=dict)
+    examples: dict[str, list[Problem]] = field(default_factory=dict)
+    # sample id -> measurement, for every sample whose clip could be read
+    target_seconds: dict[str, float] = field(default_factory=dict)
+    reference_seconds: dict[str, float] = field(default_factory=dict)
+    chars_per_second: dict[str, float] = field(default_factory=dict)  # target letters per second
+    clip_count: int = 0
+    clip_seconds: float = 0.0
+
+    def add(self, problem: Problem, *, reject: bool = False) -> None:
+        """Count a problem; `reject` marks its sample as unusable (only for samples that were read)."""
+        self.counts[problem.code] += 1
+        if problem.path is not None:
+            self.files.setdefault(problem.code, set()).add(problem.path)
+        examples = self.examples.setdefault(problem.code, [])
+        if len(examples) < self.max_examples:
+            examples.append(problem)
+        if reject and problem.sample_id is not None:
+            self.rejected.add(problem.sample_id)
+
+    def _total(self, severity: str) -> int:
+        return sum(n for code, n in self.counts.items() if CODES[code][0] == severity)
+
+    @property
+    def n_errors(self) -> int:
+        return self._total(ERROR)
+
+    @property
+    def n_warnings(self) -> int:
+        return self._total(WARNING)
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error at all (warnings allowed): what `higgs-tune validate` exits 0 on."""
+        return self.n_errors == 0
+
+    def clean_samples(self) -> list[Sample]:
+        return [s for s in self.samples if s.id not in self.rejected]
+
+    @property
+    def usable_hours(self) -> float:
+        """Hours of target audio in samples without errors: what training will actually see per epoch."""
+        return sum(self._usable(self.target_seconds)) / 3600.0
+
+    def _usable(self, values: dict[str, float]) -> list[float]:
+        return [v for sample_id, v in values.items() if sample_id not in self.rejected]
+
+    def distributions(self) -> dict[str, Distribution | None]:
+        """Over usable samples: what training will see (rejected ones are listed as errors instead)."""
+        return {
+            "target_seconds": Distribution.of(self._usable(self.target_seconds)),
+            "reference_seconds": Distribution.of(self._usable(self.reference_seconds)),
+            "target_chars_per_second": Distribution.of(self._usable(self.chars_per_second)),
+        }
+
+    def _codes(self) -> list[str]:
+        return [code for code in CODES if self.counts[code]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "manifest": str(self.manifest),
+            "ok": self.ok,
+            "settings": self.settings,
+            "entries": self.entries,
+            "samples_read": len(self.samples),
+            "samples_rejected": len(self.rejected),
+            "samples_usable": len(self.samples) - len(self.rejected),
+            "errors": self.n_errors,
+            "warnings": self.n_warnings,
+            "usable_target_hours": round(self.usable_hours, 4),
+            "distinct_clips": self.clip_count,
+            "distinct_clip_hours": round(self.clip_seconds / 3600.0, 4),
+            "distributions": {k: None if d is None else vars(d) for k, d in self.distributions().items()},
+            "problems": {
+                code: {
+                    "severity": CODES[code][0],
+                    "meaning": CODES[code][1],
+                    "count": self.counts[code],
+                    "files": len(self.files.get(code, ())),
+                    "examples": [
+                        {
+                            "sample_id": p.sample_id,
+                            "where": p.where,
+                            "path": None if p.path is None else str(p.path),
+                            "message": p.message,
+                        }
+                        for p in self.examples[code]
+                    ],
+                }
+                for code in self._codes()
+            },
+        }
+
+    def to_json(self, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
+
+    def table(self) -> str:
+        """The human-readable report (returned, not printed, so the CLI decides where it goes)."""
+        usable = len(self.samples) - len(self.rejected)
+        lines = [
+            f"Manifest {self.manifest}: {self.entries} entries, {len(self.samples)} samples read, "
+            f"{len(self.rejected)} rejected, {usable} usable",
+            f"{self.n_errors} errors, {self.n_warnings} warnings",
+            f"Usable target audio: {_span(self.usable_hours * 3600)}; {self.clip_count} distinct readable "
+            f"clips: {_span(self.clip_seconds)}",
+            "",
+            f"{'usable samples':22}{'n':>7}{'min':>9}{'p50':>9}{'p95':>9}{'max':>9}",
+        ]
+        labels = {
+            "target_seconds": "target seconds",
+            "reference_seconds": "reference seconds",
+            "target_chars_per_second": "target letters/second",
+        }
+        for key, d in self.distributions().items():
+            if d is not None:
+                row = f"{d.count:>7}{d.min:>9.2f}{d.p50:>9.2f}{d.p95:>9.2f}{d.max:>9.2f}"
+                lines.append(f"{labels[key]:22}{row}")
+        codes = self._codes()
+        if not codes:
+            lines += ["", "No problems found."]
+            return "\n".join(lines)
+        lines += ["", f"{'severity':9}{'problem':22}{'count':>8}{'files':>7}  meaning"]
+        for code in codes:
+            severity, meaning = CODES[code]
+            files = len(self.files[code]) if code in self.files else "-"
+            lines.append(f"{severity:9}{code:22}{self.counts[code]:>8}{files:>7}  {meaning}")
+        lines += ["", f"First {self.max_examples} examples per problem:"]
+        for code in codes:
+            lines.append(f"{code}:")
+            lines += [f"  {p.describe()}" for p in self.examples[code]]
+        return "\n".join(lines)
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def validate_manifest(
+    path: str | os.PathLike[str],
+    *,
+    min_seconds: float = MIN_SECONDS,
+    max_seconds: float = MAX_SECONDS,
+    language: str | None = None,
+    require_target: bool = True,
+    max_examples: int = 5,
+    workers: int = 4,
+) -> ValidationReport:
+    """Check every entry and clip of a manifest; see the module docstring and `data.problems.CODES`.
+
+    `language="ar"` also warns about target texts without Arabic letters. `workers` threads decode clips in
+    parallel (decoding releases the GIL), which matters on network file systems.
+    """
+    if not 0 <= min_seconds < max_seconds:
+        raise ValueError(f"need 0 <= min_seconds < max_seconds, got {min_seconds} and {max_seconds}")
+    if language is not None and language not in LANGUAGES:
+        raise ValueError(f"language {language!r} is not supported; choose from {', '.join(LANGUAGES)}")
+    settings = {
+        "min_seconds": min_seconds,
+        "max_seconds": max_seconds,
+        "language": language,
+        "require_target": require_target,
+    }
+    scan = scan_manifest(path, require_target=require_target)
+    report = ValidationReport(Path(path), settings, max_examples, scan.entries, scan.samples)
+    for problem in scan.problems:
+        report.add(problem)
+    keys = {p: _key(p) for s in scan.samples for p in _clip_paths(s)}
+    clips, hashes = _scan_clips(keys.values(), workers)
+    report.clip_count = sum(isinstance(r, AudioStats) for r in clips.values())
+    report.clip_seconds = sum(r.info.duration for r in clips.values() if isinstance(r, AudioStats))
+    context = _Context(settings, keys, clips, hashes)
+    rates: list[_Rate] = []
+    for sample in tqdm(scan.samples, desc="checking samples", unit="sample", disable=None):
+        where = scan.locations[sample.id]
+        for problem in _sample_problems(sample, where, context):
+            report.add(problem, reject=problem.is_error)
+        sample_rates = _record(sample, where, context, report)
+        if sample.id not in report.rejected:  # a rejected sample's odd rate is a symptom, not news
+            rates += sample_rates
+    for problem in _rate_outliers(rates):
+        report.add(problem)
+    log.info("validated %s: %d errors, %d warnings", path, report.n_errors, report.n_warnings)
+    return report
+
+
+def _key(path: Path) -> Path:
+    """One cache key per file on disk, however the manifest spelled its path."""
+    return Path(os.path.realpath(path))
+
+
+def _clip_paths(sample: Sample) -> list[Path]:
+    return [sample.ref_audio] if sample.audio is None else [sample.ref_audio, sample.audio]
+
+
+def _scan_clips(keys: Iterable[Path], workers: int) -> tuple[dict[Path, _ClipResult], dict[Path, str]]:
+    """Decode each distinct clip exactly once; also hash the bytes of each readable one, which `prepare`
+    uses as a clip's identity (the file was just read, so the second pass comes from the page cache)."""
+    unique = list(dict.fromkeys(keys))
+
+    def one(key: Path) -> tuple[_ClipResult, str | None]:
+        try:
+            return scan_audio(key), content_hash(key)
+        except AudioError as e:
+            return e, None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = list(
+            tqdm(pool.map(one, unique), total=len(unique), desc="checking clips", unit="clip", disable=None)
+        )
+    clips = {key: result for key, (result, _) in zip(unique, results, strict=True)}
+    hashes = {key: digest for key, (_, digest) in zip(unique, results, strict=True) if digest is not None}
+    return clips, hashes
+
+
+@dataclass
+class _Context:
+    """What the per-sample checks share: settings, resolved paths, clip results, pairs seen so far."""
+
+    settings: dict[str, Any]
+    keys: dict[Path, Path]  # path as in the sample -> resolved path
+    clips: dict[Path, _ClipResult]  # resolved path -> result
+    hashes: dict[Path, str]  # resolved path of a readable clip -> content hash
+    seen_pairs: dict[tuple[Path, Path | str], str] = field(default_factory=dict)
+
+    def clip(self, path: Path) -> _ClipResult:
+        return self.clips[self.keys[path]]
+
+
+def _sample_problems(sample: Sample, where: str, context: _Context) -> Iterator[Problem]:
+    ref_key = context.keys[sample.ref_audio]
+    target_key = None if sample.audio is None else context.keys[sample.audio]
+    same_file = target_key is not None and _same_file(ref_key, target_key)
+    ref_hash = context.hashes.get(ref_key)  # None when the clip could not be read
+    same_bytes = ref_hash is not None and ref_hash == context.hashes.get(target_key)
+    same = same_file or same_bytes
+    if same:
+        what = "the same file" if same_file else "files with the same bytes"
+        yield Problem(
+            "same_ref_and_target",
+            where,
+            f"reference and target are {what}; a clone of itself teaches nothing",
+            sample.id,
+            sample.audio,
+        )
+    roles = [("reference", sample.ref_audio)]
+    if sample.audio is not None and not same:
+        roles.append(("target", sample.audio))
+    for role, path in roles:
+        for code, message in _clip_findings(context.clip(path), context.settings):
+            yield Problem(code, where, f"{role} clip {message}", sample.id, path)
+    pair = (ref_key, sample.text if target_key is None else target_key)
+    if pair in context.seen_pairs:
+        yield Problem(
+            "duplicate_pair",
+            where,
+            f"same reference and target as sample {context.seen_pairs[pair]!r}; it will be trained on twice",
+            sample.id,
+            sample.audio,
+        )
+    else:
+        context.seen_pairs[pair] = sample.id
+    language = context.settings["language"]
+    if language is not None:
+        name, script = LANGUAGES[language]
+        if not script.search(sample.text):
+            yield Problem(
+                "no_arabic_script",
+                where,
+                f"target text has no {name} letters: {sample.text[:60]!r}",
+                sample.id,
+            )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Same path after resolving links, or two names of one file (hard links)."""
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _clip_findings(result: _ClipResult, settings: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    if isinstance(result, AudioError):
+        yield result.code, result.problem
+        return
+    info = result.info
+    duration = duration_problem(info.duration, settings["min_seconds"], settings["max_seconds"])
+    if duration is not None:
+        yield duration
+    if info.channels > 1:
+        yield "multi_channel", f"has {info.channels} channels; it will be downmixed to mono"
+    if info.sample_rate != TARGET_SR:
+        yield "sample_rate", f"is {info.sample_rate} Hz; it will be resampled to {TARGET_SR} Hz"
+    if result.rms_dbfs < SILENCE_DBFS:
+        level = "digital silence" if result.rms == 0 else f"RMS {result.rms_dbfs:.1f} dBFS"
+        yield "near_silent", f"is nearly silent ({level}; threshold {SILENCE_DBFS:.0f} dBFS)"
+    if result.clipped_fraction > CLIPPED_FRACTION:
+        yield (
+            "clipping",
+            f"has {100 * result.clipped_fraction:.2f}% of samples at full scale "
+            f"(threshold {100 * CLIPPED_FRACTION:.1f}%): the recording clipped",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Rate:
+    sample_id: str
+    where: str
+    role: str
+    path: Path
+    letters: int
+    seconds: float
+
+    @property
+    def value(self) -> float:
+        return self.letters / self.seconds
+
+
+def _letters(text: str) -> int:
+    """Letters and digits only: punctuation, spaces and Arabic diacritics take no speaking time of their
+    own."""
+    return sum(ch.isalnum() for ch in text)
+
+
+def _record(sample: Sample, where: str, context: _Context, report: ValidationReport) -> list[_Rate]:
+    """Note durations for the report's distributions and return the speaking rates to check."""
+    rates = []
+    ref = context.clip(sample.ref_audio)
+    if isinstance(ref, AudioStats):
+        report.reference_seconds[sample.id] = ref.info.duration
+        letters = _letters(sample.ref_text)
+        rates.append(_Rate(sample.id, where, "reference", sample.ref_audio, letters, ref.info.duration))
+    target = None if sample.audio is None else context.clip(sample.audio)
+    if sample.audio is not None and isinstance(target, AudioStats):
+        report.target_seconds[sample.id] = target.info.duration
+        rate = _Rate(sample.id, where, "target", sample.audio, _letters(sample.text), target.info.duration)
+        report.chars_per_second[sample.id] = rate.value
+        rates.append(rate)
+    return rates
+
+
+def _rate_outliers(rates: list[_Rate]) -> Iterator[Problem]:
+    """Flag texts whose length does not fit their clip, by fixed bounds and by a robust z-score (median and
+    MAD of the target rates, or of the reference rates for inference-only manifests)."""
+    pool = [r.value for r in rates if r.role == "target"] or [r.value for r in rates]
+    median = mad = 0.0
+    if len(pool) >= CPS_MIN_SAMPLES:
+        values = np.asarray(pool)
+        median = float(np.median(values))
+        mad = float(np.median(np.abs(values - median)))
+    low, high = CPS_BOUNDS
+    for rate in rates:
+        cps = rate.value
+        if cps < low:
+            reason = f"only {cps:.1f} letters/s (fixed lower bound {low:.0f})"
+        elif cps > high:
+            reason = f"{cps:.1f} letters/s (fixed upper bound {high:.0f})"
+        elif mad > 0 and abs(z := 0.6745 * (cps - median) / mad) > CPS_MAX_Z:
+            reason = (
+                f"{cps:.1f} letters/s against a corpus median of {median:.1f} "
+                f"(robust z {z:+.1f}, limit {CPS_MAX_Z:.0f})"
+            )
+        else:
+            continue
+        yield Problem(
+            "chars_per_second",
+            rate.where,
+            f"{rate.role} text: {reason}; {rate.letters} letters in {rate.seconds:.2f} s, "
+            "so the transcript may not match the clip",
+            rate.sample_id,
+            rate.path,
+        )
+
+
+def write_clean_manifest(report: ValidationReport, out_path: str | os.PathLike[str]) -> Path:
+    """Write the samples without errors as JSON Lines (warnings kept); the input manifest is never
+    modified."""
+    out = Path(out_path)
+    if _key(out) == _key(report.manifest):
+        raise ValueError(f"{out} is the manifest being validated; write the clean manifest to a new file")
+    samples = report.clean_samples()
+    if not samples:
+        raise SampleError(
+            str(report.manifest), "no usable samples; nothing to write (see the validation report)"
+        )
+    write_manifest_jsonl(samples, out)
+    log.info(
+        "clean manifest %s: kept %d samples; left out %d samples with errors and %d unreadable entries",
+        out,
+        len(samples),
+        len(report.rejected),
+        report.entries - len(report.samples),
+    )
+    return out

@@ -1,0 +1,1 @@
+"""Speech -> metrics: ASR (WER/CER), speaker similarity, signal checks, and the eval report."""

@@ -1,0 +1,285 @@
+"""`higgs-tune eval`: clone a held-out set and measure it: words (WER/CER from an ASR model), voice (speaker
+similarity of output and reference), and whether each clip stops cleanly (speech checks).
+
+With `--baseline` the base model clones the same set with the same sampling, side by side, and the report
+says per sample what got better or worse, so one glance at `report.md` tells whether fine-tuning helped.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from higgs_tune.data.audio import TARGET_SR, load_audio
+from higgs_tune.data.manifests import read_manifest
+from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
+from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
+from higgs_tune.evaluation.speech_checks import CUT, SILENT, TOO_LONG, TOO_SHORT
+from higgs_tune.evaluation.text_metrics import char_errors, word_errors
+from higgs_tune.inference.generate import LengthLimit, SamplingConfig, clone_manifest, load_for_cloning
+
+log = logging.getLogger(__name__)
+
+# Differences smaller than these are noise, not a sample getting better or worse.
+WER_MARGIN = 0.05
+SIMILARITY_MARGIN = 0.02
+# A clip flagged with one of these did not say the text and stop: it stopped at once or too early (no
+# speech to score, so its WER "gain" over a babbling base is no gain), ran on past the text, or never
+# stopped. Ending by EOS only counts for a clip that has none of them.
+LENGTH_FAILURES = frozenset({SILENT, TOO_SHORT, TOO_LONG, CUT})
+NO_SPEECH = frozenset({SILENT, TOO_SHORT})
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What measures the clones: the ASR and speaker models, the language for text normalisation."""
+
+    asr_model: str = DEFAULT_ASR_MODEL
+    speaker_model: str = DEFAULT_SPEAKER_MODEL
+    language: str | None = None
+    device: str = "cpu"
+    batch_size: int = 8
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    limit: LengthLimit = field(default_factory=LengthLimit)
+
+
+def _system_rows(
+    model_id: str, adapter: Path | None, samples: list, out: Path, s: EvalSettings
+) -> list[dict]:
+    """Clone the set with one system (base or fine-tuned); frees the model afterwards."""
+    model, processor, settings = load_for_cloning(model_id, adapter)
+    model.to(s.device)
+    rows = clone_manifest(model, processor, samples, out, settings, s.sampling, s.limit, s.batch_size)
+    del model
+    gc.collect()
+    return rows
+
+
+def _score(systems: dict[str, list[dict]], samples: list, out: Path, s: EvalSettings) -> None:
+    """Add WER, CER and speaker similarity to every row, loading each measuring model once."""
+    from higgs_tune.evaluation.asr import Transcriber
+    from higgs_tune.evaluation.speaker import SpeakerEncoder, cosine_similarity
+
+    by_id = {x.id: x for x in samples}
+    transcriber = Transcriber(s.asr_model, language=s.language, device=s.device, batch_size=s.batch_size)
+    speaker = SpeakerEncoder(s.speaker_model, device=s.device)
+    refs = {x.ref_audio: load_audio(x.ref_audio) for x in samples}
+    ref_embeddings = dict(zip(refs, speaker.embed(list(refs.values())), strict=True))
+    for name, rows in systems.items():
+        # A clone without audio (it stopped at once) says nothing: an empty transcript, all words missed.
+        audios = [load_audio(out / name / r["wav"]) if r["wav"] else np.zeros(0, np.float32) for r in rows]
+        spoken = [i for i, a in enumerate(audios) if a.size]
+        transcripts = dict(zip(spoken, transcriber.transcribe([audios[i] for i in spoken]), strict=True))
+        hypotheses = [transcripts.get(i, "") for i in range(len(rows))]
+        for row, audio, hyp in zip(rows, audios, hypotheses, strict=True):
+            sample = by_id[row["id"]]
+            row["transcript"] = hyp
+            words = word_errors(sample.text, hyp, s.language)
+            chars = char_errors(sample.text, hyp, s.language)
+            row["wer"], row["cer"] = words.rate, chars.rate
+            row["word_errors"], row["ref_words"] = words.errors, words.reference_length
+            row["char_errors"], row["ref_chars"] = chars.errors, chars.reference_length
+            if audio.size / TARGET_SR >= speaker.min_seconds:
+                emb = speaker.embed([audio])[0]
+                row["similarity"] = float(cosine_similarity(emb, ref_embeddings[sample.ref_audio]))
+            else:
+                row["similarity"] = None
+
+
+def _aggregate(rows: list[dict]) -> dict:
+    """Corpus-level figures of one system."""
+    sims = [r["similarity"] for r in rows if r["similarity"] is not None]
+    flags: dict[str, int] = {}
+    for r in rows:
+        for f in r["flags"]:
+            flags[f] = flags.get(f, 0) + 1
+    return {
+        "samples": len(rows),
+        "wer": sum(r["word_errors"] for r in rows) / max(1, sum(r["ref_words"] for r in rows)),
+        "cer": sum(r["char_errors"] for r in rows) / max(1, sum(r["ref_chars"] for r in rows)),
+        "similarity": float(np.mean(sims)) if sims else None,
+        "stopped_by_eos": sum(r["stopped_by_eos"] for r in rows) / max(1, len(rows)),
+        "right_length": sum(not LENGTH_FAILURES & set(r["flags"]) for r in rows) / max(1, len(rows)),
+        "flags": flags,
+        "clean": sum(not r["flags"] for r in rows),
+    }
+
+
+def _compare(tuned: list[dict], base: list[dict]) -> dict[str, list[str]]:
+    """Samples that got better or worse with fine-tuning: a clip with speech beats one without (silent or
+    too short); otherwise by WER and by speaker similarity, each beyond its noise margin."""
+    better, worse = [], []
+    for t, b in zip(tuned, base, strict=True):
+        spoke_t, spoke_b = not NO_SPEECH & set(t["flags"]), not NO_SPEECH & set(b["flags"])
+        if spoke_t != spoke_b:  # saying (almost) nothing is worse than anything said
+            (better if spoke_t else worse).append(t["id"])
+            continue
+        score = 0
+        if t["wer"] < b["wer"] - WER_MARGIN:
+            score += 1
+        elif t["wer"] > b["wer"] + WER_MARGIN:
+            score -= 1
+        if t["similarity"] is not None and b["similarity"] is not None:
+            if t["similarity"] > b["similarity"] + SIMILARITY_MARGIN:
+                score += 1
+            elif t["similarity"] < b["similarity"] - SIMILARITY_MARGIN:
+                score -= 1
+        if score > 0:
+            better.append(t["id"])
+        elif score < 0:
+            worse.append(t["id"])
+    return {"better": better, "worse": worse}
+
+
+def evaluate(
+    manifest: Path, model_id: str, adapter: Path | None, out: Path, baseline: bool, settings: EvalSettings
+) -> dict:
+    """Clone and measure; writes `report.json`, `report.md` and PNG plots into `out`. Returns the report."""
+    samples = read_manifest(manifest, require_target=False)
+    out = Path(out)
+    systems: dict[str, list[dict]] = {}
+    if adapter is not None:
+        systems["finetuned"] = _system_rows(model_id, adapter, samples, out / "finetuned", settings)
+    if adapter is None or baseline:
+        systems["base"] = _system_rows(model_id, None, samples, out / "base", settings)
+    _score(systems, samples, out, settings)
+    report = {
+        "manifest": str(manifest),
+        "model": model_id,
+        "adapter": str(adapter) if adapter else None,
+        "asr_model": settings.asr_model,
+        "speaker_model": settings.speaker_model,
+        "language": settings.language,
+        "summary": {name: _aggregate(rows) for name, rows in systems.items()},
+        "samples": systems,
+    }
+    if "finetuned" in systems and "base" in systems:
+        report["comparison"] = _compare(systems["finetuned"], systems["base"])
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    _plots(systems, out)
+    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    log.info("evaluation report: %s", out / "report.md")
+    return report
+
+
+def _fmt(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
+
+
+def _verdict(summary: dict, comparison: dict | None) -> str:
+    """One line a newcomer reads first: did fine-tuning help, on words, voice and stopping.
+
+    Each measure votes only when it moved by more than its noise margin, and the per-sample comparison
+    votes too, so a run whose samples mostly got worse needs a clear win on the other measures to read
+    "helped".
+    """
+    t, b = summary["finetuned"], summary["base"]
+    parts = [
+        f"WER {_fmt(b['wer'], True)} -> {_fmt(t['wer'], True)}",
+        f"speaker similarity {_fmt(b['similarity'])} -> {_fmt(t['similarity'])}",
+        f"right length and ended by EOS {_fmt(b['right_length'], True)} -> {_fmt(t['right_length'], True)}",
+        f"clips with no flag {b['clean']} -> {t['clean']} of {t['samples']}",
+    ]
+    # (before, after, margin), higher is better. A side whose clips are too short (or silent) to embed
+    # has no similarity: that counts against it.
+    sims = [-1.0 if x["similarity"] is None else x["similarity"] for x in (b, t)]
+    votes = [
+        (-b["wer"], -t["wer"], WER_MARGIN),
+        (sims[0], sims[1], SIMILARITY_MARGIN),
+        (b["right_length"], t["right_length"], 0.0),
+        (b["clean"], t["clean"], 0),
+    ]
+    if comparison is not None:
+        parts.append(f"samples better {len(comparison['better'])}, worse {len(comparison['worse'])}")
+        votes.append((len(comparison["worse"]), len(comparison["better"]), 0))
+    gains = sum(after > before + margin for before, after, margin in votes)
+    losses = sum(after < before - margin for before, after, margin in votes)
+    word = "helped" if gains > losses else "hurt" if losses > gains else "made no clear difference"
+    return f"**Fine-tuning {word}**: " + "; ".join(parts) + "."
+
+
+def render_markdown(report: dict) -> str:
+    """The human report: verdict, summary table, per-sample table (side by side with the base model)."""
+    summary, systems = report["summary"], report["samples"]
+    names = [n for n in ("base", "finetuned") if n in summary]
+    lines = ["# Evaluation report", ""]
+    if len(names) == 2:
+        lines += [_verdict(summary, report.get("comparison")), ""]
+    lines += [
+        f"Model `{report['model']}`" + (f", adapter `{report['adapter']}`" if report["adapter"] else ""),
+        f"ASR `{report['asr_model']}`, speaker model `{report['speaker_model']}`, "
+        f"language {report['language'] or 'any'}; {summary[names[0]]['samples']} samples.",
+        "",
+        "| metric | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for key, label, pct in (
+        ("wer", "WER (lower is better)", True),
+        ("cer", "CER (lower is better)", True),
+        ("similarity", "speaker similarity (higher is better)", False),
+        ("stopped_by_eos", "ended by EOS", True),
+        ("right_length", "right length and ended by EOS", True),
+    ):
+        lines.append(f"| {label} | " + " | ".join(_fmt(summary[n][key], pct) for n in names) + " |")
+    lines.append("| clips with no flag | " + " | ".join(str(summary[n]["clean"]) for n in names) + " |")
+    all_flags = sorted({f for n in names for f in summary[n]["flags"]})
+    for flag in all_flags:
+        lines.append(
+            f"| flag: {flag} | " + " | ".join(str(summary[n]["flags"].get(flag, 0)) for n in names) + " |"
+        )
+    if "comparison" in report:
+        c = report["comparison"]
+        lines += [
+            "",
+            f"Better with fine-tuning ({len(c['better'])}): {', '.join(c['better']) or 'none'}.",
+            f"Worse with fine-tuning ({len(c['worse'])}): {', '.join(c['worse']) or 'none'}.",
+        ]
+    lines += ["", "![WER](wer.png) ![similarity](similarity.png)", "", "## Per sample", ""]
+    header = "| id |" + "".join(f" {n} WER | {n} sim | {n} s | {n} flags |" for n in names)
+    lines += [header, "|---|" + "---|---|---|---|" * len(names)]
+    for i, row in enumerate(systems[names[0]]):
+        cells = [row["id"]]
+        for n in names:
+            r = systems[n][i]
+            cells += [
+                _fmt(r["wer"], True),
+                _fmt(r["similarity"]),
+                f"{r['seconds']:.2f}",
+                " ".join(r["flags"]) or "-",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(systems: dict[str, list[dict]], out: Path) -> None:
+    """Histograms of per-sample WER and speaker similarity, one colour per system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for key, title in (("wer", "WER per sample"), ("similarity", "Speaker similarity per sample")):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        plotted = False
+        for name, rows in systems.items():
+            values = [r[key] for r in rows if r[key] is not None]
+            if values:
+                ax.hist(values, bins=20, alpha=0.6, label=name)
+                plotted = True
+        ax.set_title(title)
+        ax.set_xlabel(key)
+        ax.set_ylabel("samples")
+        if plotted:
+            ax.legend()
+        else:  # e.g. no clip long enough to embed: say so rather than leave an empty frame
+            ax.text(0.5, 0.5, "no sample has a value", ha="center", va="center", transform=ax.transAxes)
+        fig.tight_layout()
+        fig.savefig(out / f"{key}.png", dpi=100)
+        plt.close(fig)

@@ -1,0 +1,275 @@
+"""Cloning: build the prompt with the training prompt builder, generate audio codes, revert the delay.
+
+Generation is transformers' own `HiggsAudioV2ForConditionalGeneration.generate` (its delay-pattern logits
+processor forces the BOS and EOS fillers). We add what a toolkit needs around it: batching with left
+padding, a per-sample frame limit so a sample that never stops is cut and flagged instead of running to a
+global maximum, and an honest record of whether each sample ended by its stream EOS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from higgs_tune.config import PromptConfig
+from higgs_tune.data.samples import SampleError
+from higgs_tune.evaluation.speech_checks import check_speech
+from higgs_tune.model.loading import load_finetuned, load_model, load_processor
+from higgs_tune.model.prompt import PromptTokens, build_prompt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How codes are drawn. `greedy` wins over the sampling knobs; repetition-aware sampling (RAS,
+    supported by the model's generation) resamples a code that repeats `ras_max_repeat` times in the
+    last `ras_window` frames; it is off under greedy decoding so greedy stays deterministic."""
+
+    greedy: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 50
+    ras_window: int | None = 7
+    ras_max_repeat: int = 2
+    seed: int | None = 0
+
+
+@dataclass(frozen=True)
+class CloneOutput:
+    """Generated codes [K, T] of one sample and how generation ended."""
+
+    codes: np.ndarray
+    stopped_by_eos: bool
+    frame_limit: int
+
+
+class FrameLimit(StoppingCriteria):
+    """Stops each sample at its own number of generated audio positions and remembers which were cut."""
+
+    def __init__(self, prompt_length: int, limits: torch.Tensor, eos_token_id: int) -> None:
+        self.prompt_length = prompt_length
+        self.limits = limits
+        self.eos_token_id = eos_token_id
+        self.cut = torch.zeros_like(limits, dtype=torch.bool)
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        generated = input_ids.shape[1] - self.prompt_length
+        ended = (input_ids[:, self.prompt_length :] == self.eos_token_id).any(-1)
+        over = (generated >= self.limits.to(input_ids.device)) & ~ended
+        self.cut |= over.cpu()
+        return over
+
+
+def _left_pad(prompts: list[PromptTokens], pad_token_id: int, audio_pad_id: int) -> dict[str, torch.Tensor]:
+    """Batch prompts for generation: text left-padded (new tokens append on the right), audio frames
+    right-padded and masked out, which keeps each sample's frames in placeholder order."""
+    length = max(p.input_ids.shape[0] for p in prompts)
+    frames = max(p.audio_input_ids.shape[0] for p in prompts)
+    k = prompts[0].audio_input_ids.shape[1]
+    b = len(prompts)
+    input_ids = torch.full((b, length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((b, length), dtype=torch.long)
+    audio_input_ids = torch.full((b, frames, k), audio_pad_id, dtype=torch.long)
+    audio_mask = torch.zeros((b, frames), dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        n, f = p.input_ids.shape[0], p.audio_input_ids.shape[0]
+        input_ids[i, length - n :] = p.input_ids
+        attention_mask[i, length - n :] = 1
+        audio_input_ids[i, :f] = p.audio_input_ids
+        audio_mask[i, :f] = True
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "audio_input_ids": audio_input_ids,
+        "audio_input_ids_mask": audio_mask,
+    }
+
+
+def _generated_codes(processor, frames: torch.Tensor) -> np.ndarray:
+    """Delayed generated frames [N, K] (starting with the stream-BOS frame) -> codes [K, T]."""
+    eos = processor.audio_stream_eos_id
+    all_eos = (frames == eos).all(-1).nonzero()
+    end = int(all_eos[0]) if len(all_eos) else frames.shape[0]
+    body = frames[1:end]
+    k = frames.shape[1]
+    if body.shape[0] < k:
+        return np.zeros((k, 0), dtype=np.int64)
+    codes = processor.revert_delay_pattern(body).clip(0, processor.audio_stream_bos_id - 1)
+    return codes.transpose(0, 1).cpu().numpy().astype(np.int64)
+
+
+@torch.inference_mode()
+def clone_batch(
+    model,
+    processor,
+    items: list[dict],
+    settings: PromptConfig,
+    sampling: SamplingConfig,
+    frame_limits: list[int],
+) -> list[CloneOutput]:
+    """Clone a batch. Each item has `ref_text`, `ref_codes` ([K, T]), `text` and optional `scene`.
+
+    `frame_limits` caps each sample's generated audio frames; a sample cut there is flagged.
+    """
+    prompts = [
+        build_prompt(processor, it["ref_text"], it["ref_codes"], it["text"], settings, scene=it.get("scene"))
+        for it in items
+    ]
+    batch = _left_pad(prompts, processor.tokenizer.pad_token_id, processor.audio_stream_eos_id)
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    k = prompts[0].audio_input_ids.shape[1]
+    # Generated positions per sample: stream BOS + T frames + stream EOS + K-1 delay positions.
+    limits = torch.tensor([lim + 1 + k for lim in frame_limits])
+    eos_token_id = model.generation_config.eos_token_id
+    stopper = FrameLimit(batch["input_ids"].shape[1], limits, eos_token_id)
+    if sampling.seed is not None:
+        torch.manual_seed(sampling.seed)
+    kwargs: dict = {"do_sample": not sampling.greedy}
+    if sampling.greedy:
+        kwargs.update(temperature=None, top_p=None, top_k=None, ras_win_len=None)
+    else:
+        kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        kwargs.update(ras_win_len=sampling.ras_window, ras_win_max_num_repeat=sampling.ras_max_repeat)
+    out = model.generate(
+        **batch,
+        max_new_tokens=int(limits.max()) + 1,
+        stopping_criteria=StoppingCriteriaList([stopper]),
+        return_dict_in_generate=True,
+        **kwargs,
+    )
+    new_tokens = out.sequences.shape[1] - batch["input_ids"].shape[1]
+    generated = out.audio_sequences[:, -new_tokens:]
+    ended = (out.sequences[:, batch["input_ids"].shape[1] :] == eos_token_id).any(-1).cpu()
+    results = []
+    for i in range(len(items)):
+        stopped = bool(ended[i]) and not bool(stopper.cut[i])
+        # A cut sample's delay cascade never completed: keep its first `frame_limit` whole frames.
+        codes = _generated_codes(processor, generated[i])[:, : frame_limits[i]]
+        if not stopped:
+            log.warning("sample %d did not emit its stream EOS within %d frames: cut", i, frame_limits[i])
+        results.append(CloneOutput(codes=codes, stopped_by_eos=stopped, frame_limit=frame_limits[i]))
+    return results
+
+
+def load_for_cloning(
+    model_id: str, adapter: Path | None, system_prompt: str | None = None, scene: str | None = None
+) -> tuple[torch.nn.Module, object, PromptConfig]:
+    """The model to clone with, its processor, and the prompt settings: the checkpoint's own (see
+    `models.load_finetuned`) unless `system_prompt` / `scene` override them."""
+    if adapter is None:
+        model, settings = load_model(model_id), PromptConfig()
+    else:
+        model, settings = load_finetuned(model_id, adapter)
+    if system_prompt is not None:
+        settings = replace(settings, system_prompt=system_prompt)
+    if scene is not None:
+        settings = replace(settings, scene=scene)
+    model.eval()
+    return model, load_processor(model_id), settings
+
+
+@dataclass(frozen=True)
+class LengthLimit:
+    """Per-sample frame budget from the text: at `chars_per_second` (slower than any real speech, so a
+    sample that stops on its own is never cut) plus `slack_seconds`, within [min, max] seconds."""
+
+    chars_per_second: float = 5.0
+    slack_seconds: float = 1.0
+    min_seconds: float = 2.0
+    max_seconds: float = 30.0
+
+    def frames(self, text: str, rate: int) -> int:
+        seconds = len(text) / self.chars_per_second + self.slack_seconds
+        return int(min(max(seconds, self.min_seconds), self.max_seconds) * rate)
+
+
+def clone_manifest(
+    model,
+    processor,
+    samples: list,
+    out: Path,
+    settings: PromptConfig,
+    sampling: SamplingConfig,
+    limit: LengthLimit,
+    batch_size: int = 8,
+) -> list[dict]:
+    """Clone every sample of a manifest in batches: `out/<id>.wav`, `out/<id>.npy` and `out/results.jsonl`.
+
+    Reference clips are encoded once each, however many samples share them. Returns the result rows.
+    """
+    from tqdm import tqdm
+
+    from higgs_tune.data.audio import write_wav
+    from higgs_tune.model.codes import decode_codes, encode_file
+
+    missing = [s for s in samples if not s.ref_audio.is_file()]
+    if missing:  # before any work, not batches later
+        more = f" (and {len(missing) - 1} more samples)" if len(missing) > 1 else ""
+        raise SampleError(
+            f"sample {missing[0].id!r}", f"reference audio {missing[0].ref_audio} not found{more}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    rate = processor.audio_tokenizer.config.frame_rate
+    sr = processor.feature_extractor.sampling_rate
+    ref_codes: dict[Path, np.ndarray] = {}
+    rows = []
+    for start in tqdm(range(0, len(samples), batch_size), desc="clone", unit="batch"):
+        batch = samples[start : start + batch_size]
+        for s in batch:
+            if s.ref_audio not in ref_codes:
+                ref_codes[s.ref_audio] = encode_file(processor, s.ref_audio)
+        items = [
+            {"ref_text": s.ref_text, "ref_codes": ref_codes[s.ref_audio], "text": s.text, "scene": s.scene}
+            for s in batch
+        ]
+        limits = [limit.frames(s.text, rate) for s in batch]
+        for s, result in zip(
+            batch, clone_batch(model, processor, items, settings, sampling, limits), strict=True
+        ):
+            name = _safe_name(s.id)
+            np.save(out / f"{name}.npy", result.codes)
+            audio = decode_codes(processor, result.codes)
+            # A clone that stopped at once has no audio to write or check: it is recorded without a
+            # wav and flagged, never dropped.
+            wav = write_wav(out / f"{name}.wav", audio, sr).name if audio.size else None
+            checks = check_speech(audio, s.text, result.stopped_by_eos, sr=sr) if audio.size else None
+            flags = checks.flags if checks else ["silent"] + ([] if result.stopped_by_eos else ["cut"])
+            rows.append(
+                {
+                    "id": s.id,
+                    "wav": wav,
+                    "codes": f"{name}.npy",
+                    "text": s.text,
+                    "ref_audio": str(s.ref_audio),
+                    "seconds": result.codes.shape[1] / rate,
+                    "stopped_by_eos": result.stopped_by_eos,
+                    "frame_limit": result.frame_limit,
+                    "checks": asdict(checks) if checks else None,
+                    "flags": flags,
+                }
+            )
+    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    flags = Counter(f for r in rows for f in r["flags"])
+    log.info(
+        "cloned %d samples into %s; flags: %s",
+        len(rows),
+        out,
+        ", ".join(f"{k} {v}" for k, v in sorted(flags.items())) or "none",
+    )
+    return rows
+
+
+def _safe_name(sample_id: str) -> str:
+    """A file name for a sample id (ids may contain ':' or '/')."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)

@@ -1,0 +1,40 @@
+"""`higgs-tune merge`: a fine-tune as a self-contained model folder that plain transformers loads.
+
+The LoRA adapter is merged into the base weights; the processor is saved beside the model with its own
+copy of the codec in `audio_tokenizer/` (and pointing there), so `HiggsAudioV2ForConditionalGeneration`
+and `HiggsAudioV2Processor.from_pretrained(OUT)` load it with no higgs-tune code. The prompt settings
+the model was trained with are written to `OUT/higgs_tune_prompt.json`, since the chat template itself
+carries no system prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from higgs_tune import checkpoint
+from higgs_tune.model.loading import AUDIO_TOKENIZER_SUBDIR, load_finetuned, load_processor
+
+log = logging.getLogger(__name__)
+
+PROMPT_FILE = "higgs_tune_prompt.json"
+
+
+def merge_adapter(model_id: str, adapter: Path, out: Path) -> Path:
+    """Merge `adapter` (a run or checkpoint folder) into `model_id` and save everything to `out`."""
+    from transformers import HiggsAudioV2TokenizerModel
+
+    state = checkpoint.read_trainer_state(checkpoint.resolve_checkpoint(adapter))
+    model, settings = load_finetuned(model_id, adapter, use_text_head=state.get("text_head", False))
+    out = Path(out)
+    model.save_pretrained(out)
+    processor = load_processor(model_id)
+    codec_dir = out / AUDIO_TOKENIZER_SUBDIR
+    processor.audio_tokenizer.save_pretrained(codec_dir)
+    processor.audio_tokenizer = HiggsAudioV2TokenizerModel.from_pretrained(codec_dir)
+    processor.save_pretrained(out)
+    (out / PROMPT_FILE).write_text(json.dumps(asdict(settings), indent=2, ensure_ascii=False))
+    log.info("merged %s into %s -> %s", adapter, model_id, out)
+    return out

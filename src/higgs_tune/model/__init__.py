@@ -1,0 +1,2 @@
+"""The model's inputs and outputs: loading (one path for hub ids and folders), the chat template,
+the one prompt builder, and codec codes."""

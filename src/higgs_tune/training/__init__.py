@@ -1,0 +1,1 @@
+"""Codes -> examples -> batches -> model: label masking, collation, batch plans, the one loss, the trainer."""

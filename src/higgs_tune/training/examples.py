@@ -1,0 +1,157 @@
+"""Training examples: a prompt from `prompt.build_prompt` plus the labels that say what is learned.
+
+Labels are in the model's own layout, unshifted: `labels[t]` is the text label of position t and
+`audio_labels[f]` the codes label of audio frame f, exactly what `HiggsAudioV2ForConditionalGeneration`
+takes as `labels` / `audio_labels`. The next-token shift happens later, once, in `loss.next_token_targets`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from higgs_tune.config import PromptConfig
+from higgs_tune.model.prompt import PromptTokens, build_conversation, build_prompt
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Example:
+    """One tokenized training example; every tensor is unbatched and unshifted."""
+
+    sample_id: str
+    input_ids: torch.Tensor  # [L]
+    labels: torch.Tensor  # [L], IGNORE except the target turn's closing text tokens (with a text head)
+    audio_input_ids: torch.Tensor  # [F, K]
+    audio_labels: torch.Tensor  # [F, K], IGNORE except the target's codes and its stream-EOS frame
+
+    @property
+    def num_tokens(self) -> int:
+        """Sequence length: text tokens and audio placeholders alike (one position per audio frame)."""
+        return int(self.input_ids.shape[0])
+
+
+def mask_labels(processor, prompt: PromptTokens, learn_text: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one place that decides what is learned. Returns (labels [L], audio_labels [F, K]).
+
+    Layout of the target clip of T frames after the delay pattern (K = 8 codebooks, here T = 3, K = 4 for
+    space), one column per audio position, `B` stream BOS, `E` stream EOS, `c` a code:
+
+        position p   0  1  2  3  4  5  6  7
+        codebook 0   B  c  c  c  E  E  E  E      learned: p = k+1 .. k+T+1
+        codebook 1   B  B  c  c  c  E  E  E      (the codes and the stream EOS
+        codebook 2   B  B  B  c  c  c  E  E       of every codebook)
+        codebook 3   B  B  B  B  c  c  c  E
+                     ^  ^^^^^^^ delay filler B    -100: the stream BOS (p = k), the BOS delay filler
+                     stream BOS                   (p < k) and the EOS delay filler (p > k+T+1)
+
+    The stream EOS is learned so the model learns to stop; the fillers are forced by the delay-pattern
+    logits processor at generation time, so learning them would only dilute the loss. Reference audio,
+    system and user text, and padding are never learned. With `learn_text` the target turn's closing
+    text tokens (`<|audio_eos|><|eot_id|>`) carry text labels for the text head.
+    """
+    input_ids = prompt.input_ids
+    audio_labels = torch.full_like(prompt.audio_input_ids, IGNORE)
+    target_start, target_len = prompt.audio_segments[-1]
+    num_codebooks = prompt.audio_input_ids.shape[1]
+    num_frames = target_len - 2 - (num_codebooks - 1)  # T
+    position = torch.arange(target_len)[:, None]
+    codebook = torch.arange(num_codebooks)[None, :]
+    learned = (position > codebook) & (position <= codebook + num_frames + 1)
+    target = prompt.audio_input_ids[target_start : target_start + target_len]
+    audio_labels[target_start : target_start + target_len] = torch.where(learned, target, IGNORE)
+
+    labels = torch.full_like(input_ids, IGNORE)
+    if learn_text:
+        is_audio = (input_ids == processor.audio_token_id) | (input_ids == processor.audio_delay_token_id)
+        last_audio = int(is_audio.nonzero()[-1])
+        labels[last_audio + 1 :] = input_ids[last_audio + 1 :]
+    return labels, audio_labels
+
+
+def build_example(
+    processor,
+    sample_id: str,
+    ref_text: str,
+    ref_codes: torch.Tensor,
+    text: str,
+    target_codes: torch.Tensor,
+    settings: PromptConfig,
+    learn_text: bool = False,
+    scene: str | None = None,
+) -> Example:
+    """A training example for one sample, built with the same prompt function as cloning uses."""
+    prompt = build_prompt(
+        processor, ref_text, ref_codes, text, settings, target_codes=target_codes, scene=scene
+    )
+    labels, audio_labels = mask_labels(processor, prompt, learn_text)
+    return Example(
+        sample_id=sample_id,
+        input_ids=prompt.input_ids,
+        labels=labels,
+        audio_input_ids=prompt.audio_input_ids,
+        audio_labels=audio_labels,
+    )
+
+
+def example_lengths(processor, data, settings: PromptConfig, indices=None, chunk: int = 1024) -> list[int]:
+    """Sequence length (text tokens plus audio positions) of each sample's example, without building it.
+
+    Exactly `build_example(...).num_tokens`, at a fraction of the cost: no codes are read (clip lengths
+    come from the prepared index) and no delay pattern is built. The conversation is rendered with the
+    same chat template and tokenized in chunks by the fast tokenizer; each clip's single `<|AUDIO_OUT|>`
+    placeholder becomes the clip's T + 2 + (K - 1) audio positions (stream BOS, T frames, stream EOS, and
+    the K - 1 frames the delay pattern adds). Audio special tokens are atomic for the tokenizer, so the
+    text around them tokenizes the same either way; a test checks equality against built examples.
+    """
+    indices = range(len(data)) if indices is None else indices
+    extra_per_clip = 2 + (processor.audio_tokenizer.config.num_quantizers - 1) - 1  # minus the placeholder
+    lengths: list[int] = []
+    records = [data.records[i] for i in indices]
+    for start in range(0, len(records), chunk):
+        part = records[start : start + chunk]
+        rendered = [
+            processor.apply_chat_template(
+                build_conversation(r["ref_text"], r["text"], settings, scene=r.get("scene")), tokenize=False
+            )
+            for r in part
+        ]
+        ids = processor.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        for r, tokens in zip(part, ids, strict=True):
+            frames = data.clip_frames(r["ref_clip"]) + data.clip_frames(r["target_clip"])
+            lengths.append(len(tokens) + frames + 2 * extra_per_clip)
+    return lengths
+
+
+class ExampleDataset(torch.utils.data.Dataset):
+    """Examples built on the fly from a prepared dataset (codes only, no audio is decoded)."""
+
+    def __init__(self, data, processor, settings: PromptConfig, learn_text: bool, indices=None) -> None:
+        self.data = data
+        self.processor = processor
+        self.settings = settings
+        self.learn_text = learn_text
+        self.indices = list(range(len(data))) if indices is None else list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def lengths(self) -> list[int]:
+        """Sequence length of every example, in dataset order, without building any (`example_lengths`)."""
+        return example_lengths(self.processor, self.data, self.settings, self.indices)
+
+    def __getitem__(self, i: int) -> Example:
+        s = self.data[self.indices[i]]
+        return build_example(
+            self.processor,
+            s.id,
+            s.ref_text,
+            torch.from_numpy(s.ref_codes),
+            s.text,
+            torch.from_numpy(s.target_codes),
+            self.settings,
+            learn_text=self.learn_text,
+            scene=s.scene,
+        )

@@ -1,0 +1,142 @@
+"""`eval --baseline` on the tiny models: a report whose rows cover every sample, for both systems."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from higgs_tune.config import TrainConfig, load_config
+from higgs_tune.evaluation.evaluate import _compare, render_markdown
+from higgs_tune.training.trainer import Trainer
+
+
+@pytest.mark.cli
+def test_eval_baseline_report_covers_every_sample(tiny_model_dir, prepared_dir, sample_data_dir, tmp_path):
+    from higgs_tune.tiny.eval_models import build_tiny_eval_models
+
+    asr, speaker = build_tiny_eval_models(tmp_path / "eval-models")
+    run = tmp_path / "run"
+    overrides = [f"model={tiny_model_dir}", f"data={prepared_dir}", f"output_dir={run}", "max_steps=2"]
+    Trainer(load_config(TrainConfig, None, [*overrides, "warmup_steps=0"])).run()
+    lines = sample_data_dir["manifest_jsonl"].read_text().splitlines()[:3]
+    # Paths in the copied lines are relative to the original manifest's folder.
+    heldout = sample_data_dir["manifest_jsonl"].parent / "heldout_test.jsonl"
+    heldout.write_text("".join(line + "\n" for line in lines))
+    out = tmp_path / "eval"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "higgs_tune", "eval", "--manifest", str(heldout),
+            "--model", str(tiny_model_dir), "--adapter", str(run), "--baseline", "--out", str(out),
+            "--asr-model", str(asr), "--speaker-model", str(speaker), "--language", "ar",
+        ],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    ids = [json.loads(line)["id"] for line in lines]
+    for system in ("base", "finetuned"):
+        rows = report["samples"][system]
+        assert [r["id"] for r in rows] == ids
+        assert all(
+            {"wer", "cer", "similarity", "flags", "stopped_by_eos", "transcript"} <= r.keys() for r in rows
+        )
+        assert report["summary"][system]["samples"] == len(ids)
+    assert set(report["comparison"]) == {"better", "worse"}
+    markdown = (out / "report.md").read_text()
+    assert "Fine-tuning" in markdown.splitlines()[2]
+    assert all(i in markdown for i in ids)
+    assert (out / "wer.png").stat().st_size > 0 and (out / "similarity.png").stat().st_size > 0
+
+
+def _summary(wer, sim, eos):
+    return {
+        "samples": 1,
+        "wer": wer,
+        "cer": wer,
+        "similarity": sim,
+        "stopped_by_eos": eos,
+        "right_length": eos,
+        "flags": {},
+        "clean": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    "tuned,base,word",
+    [
+        (_summary(0.1, 0.8, 1.0), _summary(0.5, 0.6, 0.5), "helped"),
+        (_summary(0.6, 0.5, 0.5), _summary(0.2, 0.7, 1.0), "hurt"),
+        (_summary(0.2, 0.7, 1.0), _summary(0.2, 0.7, 1.0), "made no clear difference"),
+        (_summary(0.2, None, 1.0), _summary(0.2, 0.7, 1.0), "hurt"),  # too short to embed counts against
+        # Clones that stop at once: a lower WER (nothing said beats babble) and every clip "ended by EOS",
+        # but none has the right length, so it is no gain.
+        ({**_summary(0.1, None, 1.0), "right_length": 0.0}, _summary(0.5, 0.6, 0.5), "hurt"),
+        # Moves within the noise margins are no gain.
+        (_summary(0.48, 0.61, 0.5), _summary(0.5, 0.6, 0.5), "made no clear difference"),
+    ],
+)
+def test_verdict_line_tells_at_a_glance(tuned, base, word):
+    row = {"id": "a", "wer": 0.1, "similarity": 0.5, "seconds": 1.0, "flags": []}
+    report = {
+        "model": "m",
+        "adapter": "r",
+        "asr_model": "asr",
+        "speaker_model": "spk",
+        "language": "ar",
+        "summary": {"finetuned": tuned, "base": base},
+        "samples": {"finetuned": [row], "base": [row]},
+        "comparison": {"better": [], "worse": []},
+    }
+    assert f"**Fine-tuning {word}**" in render_markdown(report)
+
+
+def test_a_clone_with_no_speech_is_worse_whatever_its_wer():
+    def row(i, wer, flags, sim=None):
+        return {"id": i, "wer": wer, "similarity": sim, "flags": flags}
+
+    tuned = [row("a", 1.0, ["silent"]), row("b", 0.2, []), row("c", 0.1, ["too_short"]), row("d", 0.2, [])]
+    base = [
+        row("a", 1.5, ["cut"]),
+        row("b", 0.5, []),
+        row("c", 0.1, ["too_short"]),
+        row("d", 0.2, ["silent"]),
+    ]
+    assert _compare(tuned, base) == {"better": ["b", "d"], "worse": ["a"]}
+
+
+def test_verdict_follows_the_samples_when_the_means_do_not_move():
+    report = {
+        "model": "m",
+        "adapter": "r",
+        "asr_model": "asr",
+        "speaker_model": "spk",
+        "language": None,
+        "summary": {"finetuned": _summary(0.5, 0.6, 0.5), "base": _summary(0.5, 0.6, 0.5)},
+        "samples": {"finetuned": [], "base": []},
+        "comparison": {"better": [], "worse": ["a", "b"]},
+    }
+    assert "**Fine-tuning hurt**" in render_markdown(report)
+    report["comparison"] = {"better": ["a", "b"], "worse": ["c"]}
+    assert "**Fine-tuning helped**" in render_markdown(report)
+
+
+def test_clones_without_audio_score_as_all_words_missed(tiny_model_dir, sample_data_dir, tmp_path):
+    from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
+    from higgs_tune.inference.generate import LengthLimit
+    from higgs_tune.tiny.eval_models import build_tiny_eval_models
+
+    asr, speaker = build_tiny_eval_models(tmp_path / "eval-models")
+    heldout = sample_data_dir["manifest_jsonl"].parent / "heldout_two.jsonl"
+    heldout.write_text(
+        "".join(line + "\n" for line in sample_data_dir["manifest_jsonl"].read_text().splitlines()[:2])
+    )
+    nothing = LengthLimit(slack_seconds=0.0, min_seconds=0.0, max_seconds=0.0)
+    settings = EvalSettings(asr_model=str(asr), speaker_model=str(speaker), limit=nothing)
+    report = evaluate(heldout, str(tiny_model_dir), None, tmp_path / "eval", False, settings)
+    rows = report["samples"]["base"]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["transcript"] == "" and row["wer"] == 1.0 and row["similarity"] is None
+    assert report["summary"]["base"]["right_length"] == 0.0

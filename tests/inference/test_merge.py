@@ -1,0 +1,49 @@
+"""Merging: the merged model computes what the adapter model computes, and plain transformers loads it."""
+
+import json
+
+import torch
+from transformers import HiggsAudioV2ForConditionalGeneration, HiggsAudioV2Processor
+
+from higgs_tune.config import PromptConfig, TrainConfig, load_config
+from higgs_tune.inference.merge import PROMPT_FILE, merge_adapter
+from higgs_tune.model.loading import load_model
+from higgs_tune.training.collate import MODEL_INPUTS, Collator
+from higgs_tune.training.examples import build_example
+from higgs_tune.training.trainer import Trainer
+
+
+def test_merged_logits_equal_adapter_logits(tiny_model_dir, prepared_dir, processor, tmp_path):
+    run = tmp_path / "run"
+    cfg = load_config(
+        TrainConfig,
+        None,
+        [
+            f"model={tiny_model_dir}", f"data={prepared_dir}", f"output_dir={run}", "max_steps=3",
+            "warmup_steps=0", "learning_rate=1e-2", "lora.train_audio_head=true", "prompt.scene=Quiet room.",
+        ],
+    )  # fmt: skip
+    trainer = Trainer(cfg)
+    trainer.run()
+    peft_model = trainer.model.model.eval()
+
+    g = torch.Generator().manual_seed(0)
+    example = build_example(
+        processor, "x", "ref", torch.randint(0, 1024, (8, 9), generator=g), "text",
+        torch.randint(0, 1024, (8, 5), generator=g), PromptConfig(),
+    )  # fmt: skip
+    batch = {k: v for k, v in Collator(processor)([example]).items() if k in MODEL_INPUTS}
+    with torch.no_grad():
+        adapter_logits = peft_model(**batch).logits
+        base_logits = load_model(tiny_model_dir).eval()(**batch).logits
+
+    out = merge_adapter(str(tiny_model_dir), run, tmp_path / "merged")
+    merged = HiggsAudioV2ForConditionalGeneration.from_pretrained(out).eval()
+    HiggsAudioV2Processor.from_pretrained(out)  # loads with no higgs-tune code
+    with torch.no_grad():
+        merged_logits = merged(**batch).logits
+    torch.testing.assert_close(merged_logits, adapter_logits, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(merged_logits, base_logits, atol=1e-3), (
+        "the adapter must have changed something"
+    )
+    assert json.loads((out / PROMPT_FILE).read_text())["scene"] == "Quiet room."

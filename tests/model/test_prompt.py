@@ -1,0 +1,85 @@
+"""The one prompt builder: token-identical to the processor's own, and inference is a prefix of training."""
+
+import numpy as np
+import pytest
+import torch
+
+from higgs_tune.config import PromptConfig
+from higgs_tune.model.codes import encode_waveform
+from higgs_tune.model.prompt import build_conversation, build_prompt, delayed_codes
+from higgs_tune.tiny.synth import synth_speech
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return synth_speech(1.3, seed=11, pitch_hz=110.0), synth_speech(0.9, seed=12, pitch_hz=210.0)
+
+
+def _with_audio(conversation, audios):
+    """The same conversation with raw audio arrays in its audio turns, as the processor takes it."""
+    audios = iter(audios)
+    for message in conversation:
+        if message["content"][0]["type"] == "audio":
+            message["content"] = [{"type": "audio", "audio": next(audios)}]
+    return conversation
+
+
+@pytest.mark.parametrize("scene", [None, "A quiet studio."])
+@pytest.mark.parametrize("with_target", [True, False])
+def test_prompt_matches_processor(processor, clips, scene, with_target):
+    ref, tgt = clips
+    settings = PromptConfig(system_prompt="Speak like the reference.", scene=scene)
+    ref_codes = torch.from_numpy(encode_waveform(processor, ref))
+    tgt_codes = torch.from_numpy(encode_waveform(processor, tgt)) if with_target else None
+    ours = build_prompt(processor, "the reference words", ref_codes, "say this now", settings, tgt_codes)
+
+    conversation = build_conversation(
+        "the reference words", "say this now", settings, with_target=with_target
+    )
+    audios = [ref, tgt] if with_target else [ref]
+    theirs = processor.apply_chat_template(
+        _with_audio(conversation, audios),
+        tokenize=True,
+        return_dict=True,
+        add_generation_prompt=not with_target,
+        sampling_rate=24000,
+        return_tensors="pt",
+    )
+    assert torch.equal(theirs["input_ids"][0], ours.input_ids)
+    assert torch.equal(theirs["audio_input_ids"][0], ours.audio_input_ids)
+
+
+def test_inference_prompt_is_prefix_of_training_prompt(processor):
+    settings = PromptConfig()
+    g = torch.Generator().manual_seed(0)
+    ref, tgt = torch.randint(0, 1024, (8, 17), generator=g), torch.randint(0, 1024, (8, 9), generator=g)
+    train = build_prompt(processor, "ref words", ref, "target words", settings, target_codes=tgt)
+    infer = build_prompt(processor, "ref words", ref, "target words", settings)
+    n = infer.input_ids.shape[0]
+    assert torch.equal(train.input_ids[:n], infer.input_ids)
+    assert torch.equal(train.audio_input_ids[: infer.audio_input_ids.shape[0]], infer.audio_input_ids)
+    assert processor.tokenizer.decode(infer.input_ids[-1:]) == "<|audio_out_bos|>"
+
+
+def test_sample_scene_overrides_default(processor):
+    settings = PromptConfig(scene="default scene")
+    rendered = processor.apply_chat_template(
+        build_conversation("a", "b", settings, scene="sample scene"), tokenize=False
+    )
+    assert "sample scene" in rendered and "default scene" not in rendered
+
+
+@pytest.mark.parametrize("frames", [1, 5, 40])
+def test_delay_pattern_round_trips(processor, frames):
+    codes = torch.from_numpy(np.random.default_rng(frames).integers(0, 1024, (8, frames)))
+    delayed = delayed_codes(processor, codes)
+    assert delayed.shape == (frames + 2 + 7, 8)
+    # Strip the stream BOS frame and the trailing EOS frame, as generation output is read.
+    reverted = processor.revert_delay_pattern(delayed[1:-1])
+    assert torch.equal(reverted.transpose(0, 1), codes)
+
+
+def test_audio_special_token_in_text_is_refused(processor):
+    ref = torch.zeros((8, 3), dtype=torch.long)
+    with pytest.raises(ValueError, match="placeholders"):
+        build_prompt(processor, "ref <|AUDIO_OUT|>", ref, "text", PromptConfig())
