@@ -1,0 +1,103 @@
+"""Stop health: is the model learning to end a clip where its target ends, and not before?
+
+A fine-tune that never stops runs to the frame limit and pads its speech with silence or noise; one that
+stops too early cuts speech short. Both show in teacher-forced outputs long before anyone listens, so the
+held-out evaluation measures, from the audio logits at the labelled positions (no generation):
+
+* `accuracy_codebook_k`: top-1 accuracy of the codes of codebook k (the stream EOS excluded);
+* `eos_prob_codebook_k`, `eos_prob`: the probability codebook k gives the stream EOS at the position where
+  its EOS is labelled, and the mean over codebooks (chance is 1 / 1026);
+* `early_stop_risk`: the probability that some codebook emits the stream EOS before its labelled position
+  in a clip, mean over clips. At generation a single codebook's EOS starts the end of the clip (in
+  transformers' delay-pattern processor and in the original implementation alike), so this is the chance
+  that teacher-forced generation would cut the clip short: 1 - prod over (frame, codebook) of the code
+  positions of (1 - p(EOS)).
+
+Everything is kept as sums (`StopHealthSums`) so micro-batches, held-out batches and ranks add up exactly
+before the figures are taken once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+@dataclass
+class StopHealthSums:
+    """Sums over labelled positions and clips; add them up, then call `stop_health_metrics` once."""
+
+    correct: torch.Tensor  # [K] top-1 hits on code targets
+    codes: torch.Tensor  # [K] code targets
+    eos_prob: torch.Tensor  # [K] summed p(EOS) at the labelled EOS position
+    eos: torch.Tensor  # [K] labelled EOS positions
+    early_stop_risk: torch.Tensor  # [] summed over clips
+    clips: torch.Tensor  # [] clips with at least one code target
+
+    def __add__(self, other: StopHealthSums) -> StopHealthSums:
+        return StopHealthSums(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def to_vector(self) -> torch.Tensor:
+        """One float64 vector (for a single all-reduce over ranks)."""
+        return torch.cat([getattr(self, f.name).double().reshape(-1) for f in fields(self)])
+
+    @classmethod
+    def from_vector(cls, vector: torch.Tensor, num_codebooks: int) -> StopHealthSums:
+        k = num_codebooks
+        return cls(
+            vector[:k],
+            vector[k : 2 * k],
+            vector[2 * k : 3 * k],
+            vector[3 * k : 4 * k],
+            vector[-2],
+            vector[-1],
+        )
+
+
+@torch.no_grad()
+def stop_health_sums(
+    audio_logits: torch.Tensor, audio_targets: torch.Tensor, clip_of_row: torch.Tensor, eos_id: int
+) -> StopHealthSums:
+    """Sums for one batch.
+
+    `audio_logits` [N, K, C] and `audio_targets` [N, K] are the rows the loss scores (already shifted:
+    row n is the output that predicts a labelled next position; targets are codes, the stream EOS or
+    -100); `clip_of_row` [N] says which clip (batch row) each row belongs to.
+    """
+    logits = audio_logits.float()
+    targets = audio_targets
+    is_eos = targets == eos_id
+    is_code = (targets >= 0) & ~is_eos
+    p_eos = torch.softmax(logits, dim=-1)[..., eos_id]  # [N, K]
+    hits = (logits.argmax(-1) == targets) & is_code
+    # log P(no codebook stops here) over code positions only; clamp keeps log finite when p(EOS) -> 1.
+    log_survive = torch.where(is_code, torch.log1p(-p_eos.clamp(max=1 - 1e-7)), torch.zeros_like(p_eos))
+    num_clips = int(clip_of_row.max()) + 1 if clip_of_row.numel() else 0
+    per_clip = torch.zeros(num_clips, dtype=torch.float64, device=logits.device)
+    per_clip.index_add_(0, clip_of_row, log_survive.sum(-1).double())
+    has_codes = torch.zeros(num_clips, dtype=torch.bool, device=logits.device)
+    has_codes[clip_of_row[is_code.any(-1)]] = True
+    risk = (1 - per_clip.exp()) * has_codes
+    return StopHealthSums(
+        correct=hits.sum(0).double(),
+        codes=is_code.sum(0).double(),
+        eos_prob=(p_eos * is_eos).sum(0).double(),
+        eos=is_eos.sum(0).double(),
+        early_stop_risk=risk.sum(),
+        clips=has_codes.sum().double(),
+    )
+
+
+def stop_health_metrics(sums: StopHealthSums) -> dict[str, float]:
+    """The figures (see the module docstring) from summed counts."""
+    accuracy = (sums.correct / sums.codes.clamp(min=1)).tolist()
+    eos_prob = (sums.eos_prob / sums.eos.clamp(min=1)).tolist()
+    metrics = {
+        "accuracy": float(sums.correct.sum() / sums.codes.sum().clamp(min=1)),
+        "eos_prob": sum(eos_prob) / len(eos_prob),
+        "early_stop_risk": float(sums.early_stop_risk / sums.clips.clamp(min=1)),
+    }
+    metrics.update({f"accuracy_codebook_{k}": v for k, v in enumerate(accuracy)})
+    metrics.update({f"eos_prob_codebook_{k}": v for k, v in enumerate(eos_prob)})
+    return metrics
