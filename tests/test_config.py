@@ -245,7 +245,7 @@ def test_configs_are_frozen() -> None:
 
 
 def test_require_names_every_missing_key() -> None:
-    cfg = TrainConfig(model="m")
+    cfg = TrainConfig(model="m", prompt=PromptConfig(scene=None))
     require(cfg, "model", "prompt.system_prompt")
     with pytest.raises(ConfigError) as info:
         require(cfg, "model", "data", "output_dir", "prompt.scene")

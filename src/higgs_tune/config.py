@@ -68,10 +68,12 @@ def _bounded(
 class PromptConfig:
     """How training examples are prompted; saved with every checkpoint so inference prompts the same way."""
 
-    system_prompt: str = "Generate speech in the provided voice."
-    """System message of every example; the model learns to clone voices under exactly this prompt."""
-    scene: str | None = None
-    """Scene description for samples that carry none of their own; None means no scene description."""
+    system_prompt: str = "Generate audio following instruction."
+    """System message of every example. The default is the base model's own (the original implementation's
+    voice-cloning prompt), so a fine-tune starts from the prompt the model was trained on."""
+    scene: str | None = "Audio is recorded from a quiet room."
+    """Scene description for samples that carry none of their own (the base model's default scene);
+    None means no scene block."""
 
 
 @dataclass(frozen=True)
