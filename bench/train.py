@@ -329,9 +329,10 @@ def _naive_counts(batch: dict) -> tuple[int, int, float, int]:
 
 
 def run_ours(spec: dict, args: argparse.Namespace, device: torch.device) -> dict:
-    from higgs_tune.config import TrainConfig, load_config
+    from higgs_tune.config import TrainConfig
     from higgs_tune.training.loss import combine
     from higgs_tune.training.trainer import Trainer
+    from higgs_tune.typed_config import load_config
 
     torch.manual_seed(0)
     cfg = load_config(

@@ -7,16 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from higgs_tune.config import (
+from higgs_tune.config import LoraConfig, PromptConfig, TrainConfig, resolve_codebook_weights
+from higgs_tune.typed_config import (
     ConfigError,
-    LoraConfig,
-    PromptConfig,
-    TrainConfig,
     config_from_dict,
     config_to_dict,
     load_config,
     require,
-    resolve_codebook_weights,
     save_config,
 )
 

@@ -216,8 +216,9 @@ def train(
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value config overrides.")] = None,
 ) -> None:
     """Fine-tune on a prepared dataset (LoRA by default)."""
-    from higgs_tune.config import TrainConfig, load_config
+    from higgs_tune.config import TrainConfig
     from higgs_tune.training.trainer import train as run_training
+    from higgs_tune.typed_config import load_config
 
     items = list(overrides or [])
     items += [f"{k}={v}" for k, v in (("model", model), ("data", data), ("output_dir", out)) if v is not None]
@@ -361,8 +362,8 @@ def demo(
 
 def main() -> None:
     """Entry point: logging set-up, then the command; user-input errors become one clear line."""
-    from higgs_tune.config import ConfigError
     from higgs_tune.data.samples import SampleError
+    from higgs_tune.typed_config import ConfigError
 
     setup_logging()
     try:

@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
-from higgs_tune.config import TrainConfig, load_config
+from higgs_tune.config import TrainConfig
 from higgs_tune.evaluation.evaluate import _compare, render_markdown
 from higgs_tune.training.trainer import Trainer
+from higgs_tune.typed_config import load_config
 
 
 @pytest.mark.cli

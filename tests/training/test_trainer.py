@@ -12,9 +12,10 @@ import torch
 from conftest import train_config
 
 from higgs_tune import checkpoint
-from higgs_tune.config import TrainConfig, load_config
+from higgs_tune.config import TrainConfig
 from higgs_tune.inference.generate import load_for_cloning
 from higgs_tune.training.trainer import NonFiniteLossError, Trainer
+from higgs_tune.typed_config import load_config
 
 
 def _cfg(tiny_model_dir, prepared_dir, out, *overrides):
@@ -110,7 +111,8 @@ def test_resume_gives_the_same_losses(tiny_model_dir, prepared_dir, tmp_path):
 KILL_IN_SAVE = """
 import os, signal, sys
 from higgs_tune import checkpoint
-from higgs_tune.config import TrainConfig, load_config
+from higgs_tune.config import TrainConfig
+from higgs_tune.typed_config import load_config
 from higgs_tune.training.trainer import Trainer
 
 def die(run_dir, step, *args, **kwargs):

@@ -11,7 +11,8 @@ import logging
 import time
 from pathlib import Path
 
-from higgs_tune.config import TrainConfig, load_config
+from higgs_tune.config import TrainConfig
+from higgs_tune.typed_config import load_config
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from higgs_tune import checkpoint
-from higgs_tune.config import TrainConfig, config_to_dict, require, resolve_codebook_weights, save_config
+from higgs_tune.config import TrainConfig, resolve_codebook_weights
 from higgs_tune.model.loading import load_model, load_processor
 from higgs_tune.prepared.prepare import PreparedData
 from higgs_tune.training.batching import FixedBatches, TokenBudgetBatches, pack, padding_fraction
@@ -48,6 +48,7 @@ from higgs_tune.training.collate import LOSS_INPUTS, Collator
 from higgs_tune.training.examples import ExampleDataset, example_lengths
 from higgs_tune.training.loss import CloningLossModel, combine
 from higgs_tune.training.train_samples import TrainingSamples
+from higgs_tune.typed_config import config_to_dict, require, save_config
 
 log = logging.getLogger(__name__)
 
