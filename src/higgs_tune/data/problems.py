@@ -107,3 +107,19 @@ def duration_problem(seconds: float, min_seconds: float, max_seconds: float) -> 
     if seconds > max_seconds:
         return "too_long", f"is {seconds:.2f} s, longer than --max-seconds {max_seconds}"
     return None
+
+
+def same_clip_problem(
+    ref_hash: str | None, target_hash: str | None, same_file: bool = False
+) -> tuple[str, str] | None:
+    """(code, message) when a sample's reference is its own target, else None: one rule for `validate` and
+    `prepare`. The same clip is one file under two names (`same_file`, which validate checks on disk) or two
+    files with the same bytes (their content hashes; None for a file that could not be read)."""
+    same_bytes = ref_hash is not None and ref_hash == target_hash
+    if not (same_file or same_bytes):
+        return None
+    how = "the same file" if same_file else "files with the same bytes"
+    return (
+        "same_ref_and_target",
+        f"reference and target are the same clip ({how}); a clone of itself teaches nothing",
+    )
