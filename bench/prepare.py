@@ -2,15 +2,15 @@
 
     PYTHONPATH=src python bench/prepare.py [--clips 200] [--speakers 25] [--refs-per-target 5]
 
-Builds the tiny model and a zero-shot corpus of synthetic speech (16 kHz FLAC, so decoding includes a real
+Builds the tiny model and a zero-shot corpus of synthetic speech (16 kHz FLAC, so loading includes a real
 resample to the codec's 24 kHz) in a temporary folder, then measures in one run:
 
-* clips/s of `prepare_dataset` with 1 and 2 decoding worker processes (hashing and writing included);
+* clips/s of `prepare_dataset` with 1 and 2 loading worker processes (hashing and writing included);
 * the dedupe ratio of the zero-shot manifest (clip uses / distinct clips);
 * a training epoch's data loading: `ExampleDataset` over the prepared data against loading and encoding both
   clips of every sample on the fly (timed on a subset, scaled to the epoch).
 
-torch runs on one thread throughout: on a small shared machine more threads only spin against the decoding
+torch runs on one thread throughout: on a small shared machine more threads only spin against the loading
 workers, and one thread keeps the on-the-fly baseline honest. The tiny codec is far cheaper than the real one,
 so on real data the gap between preparing once and encoding every epoch is wider still.
 """
@@ -31,14 +31,14 @@ from higgs_tune.data.samples import Sample
 from higgs_tune.tiny.synth import synth_speech
 
 if TYPE_CHECKING:
-    from higgs_tune.prepared.prepare import PreparedData
+    from higgs_tune.prepared.dataset import PreparedData
 
-# torch and transformers are imported inside the functions that need them: the decoding workers are spawned,
+# torch and transformers are imported inside the functions that need them: the loading workers are spawned,
 # and spawned processes re-import the main script, which should cost them as little as the light
 # `higgs-tune` entry point does rather than seconds of torch imports.
 
 SOURCE_SR = 16_000
-DECODE_PASSES = 5  # decoding alone is fast: repeat it so that starting the workers does not dominate
+LOAD_PASSES = 5  # loading alone is fast: repeat it so that starting the workers does not dominate
 
 
 def write_corpus(root: Path, clips: int, speakers: int, refs_per_target: int, seed: int = 0) -> list[Sample]:
@@ -81,14 +81,14 @@ def time_prepare(
     return time.perf_counter() - start, index
 
 
-def time_decode(samples: list[Sample], workers: int, passes: int = DECODE_PASSES) -> float:
-    """Seconds to decode and resample every distinct clip `passes` times without the codec: the rate at
+def time_load(samples: list[Sample], workers: int, passes: int = LOAD_PASSES) -> float:
+    """Seconds to load and resample every distinct clip `passes` times without the codec: the rate at
     which the workers could feed a codec faster than the tiny one on a CPU (the real codec on a GPU)."""
-    from higgs_tune.prepared.decoding import decode_clips
+    from higgs_tune.prepared.clip_loading import load_clips
 
     paths = sorted({p for s in samples for p in (s.ref_audio, s.audio)}) * passes
     start = time.perf_counter()
-    for _ in decode_clips(((p.name, p) for p in paths), 24_000, workers):
+    for _ in load_clips(((p.name, p) for p in paths), 24_000, workers):
         pass
     return time.perf_counter() - start
 
@@ -136,7 +136,7 @@ def main() -> None:
 
     from higgs_tune.logs import quiet_transformers
     from higgs_tune.model.loading import load_processor
-    from higgs_tune.prepared.prepare import PreparedData
+    from higgs_tune.prepared.dataset import PreparedData
     from higgs_tune.tiny.model import build_tiny_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -157,7 +157,7 @@ def main() -> None:
         samples = write_corpus(root / "clips", args.clips, args.speakers, args.refs_per_target)
         runs = {w: time_prepare(samples, processor, root / f"data-w{w}", str(model_dir), w) for w in (1, 2)}
         index = runs[1][1]
-        decode_only = {w: time_decode(samples, w) for w in (1, 2)}
+        load_only = {w: time_load(samples, w) for w in (1, 2)}
         data = PreparedData(root / "data-w1")
         epochs = {
             "ExampleDataset over PreparedData": time_epoch_prepared(data, processor),
@@ -166,7 +166,7 @@ def main() -> None:
         subset = samples[:: max(1, len(samples) // args.on_the_fly_samples)][: args.on_the_fly_samples]
         fly_epoch = time_on_the_fly(subset, processor) * len(samples)
 
-    report(index, runs, decode_only, epochs, fly_epoch, len(subset))
+    report(index, runs, load_only, epochs, fly_epoch, len(subset))
 
 
 def table(header: list[str], rows: list[list[str]]) -> None:
@@ -179,19 +179,19 @@ def table(header: list[str], rows: list[list[str]]) -> None:
 def report(
     index: dict,
     runs: dict[int, tuple[float, dict]],
-    decode_only: dict[int, float],
+    load_only: dict[int, float],
     epochs: dict[str, float],
     fly: float,
     fly_samples: int,
 ) -> None:
     clips, samples, hours = index["num_clips"], index["num_samples"], index["audio_hours"]
     print(f"\nprepare on the tiny codec (CPU, 1 torch thread): {clips} clips of 1-4 s synthetic speech,")
-    print(f"{hours * 3600:.0f} s of audio as {SOURCE_SR // 1000} kHz FLAC (decoding resamples to 24 kHz)\n")
+    print(f"{hours * 3600:.0f} s of audio as {SOURCE_SR // 1000} kHz FLAC (loading resamples to 24 kHz)\n")
     rows = [
-        [f"prepare, {w} decoding worker{'s' * (w > 1)}", t, 1, runs[1][0] / t] for w, (t, _) in runs.items()
+        [f"prepare, {w} loading worker{'s' * (w > 1)}", t, 1, runs[1][0] / t] for w, (t, _) in runs.items()
     ] + [
-        [f"decoding alone, {w} worker{'s' * (w > 1)}", t, DECODE_PASSES, decode_only[1] / t]
-        for w, t in decode_only.items()
+        [f"loading alone, {w} worker{'s' * (w > 1)}", t, LOAD_PASSES, load_only[1] / t]
+        for w, t in load_only.items()
     ]
     table(
         ["", "seconds", "clips/s", "audio-h/s", "vs 1 worker"],
@@ -200,7 +200,7 @@ def report(
             for label, t, n, r in rows
         ],
     )
-    print(f"(decoding alone: every clip decoded {DECODE_PASSES} times, worker start-up included)")
+    print(f"(loading alone: every clip loaded {LOAD_PASSES} times, worker start-up included)")
     print(
         f"\nzero-shot manifest: {samples} samples, {index['num_clip_uses']} clip uses, "
         f"{clips} distinct clips: dedupe ratio {index['dedupe_ratio']:.1f}x\n"

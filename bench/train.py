@@ -465,7 +465,7 @@ def compare(args: argparse.Namespace) -> None:
 
     from higgs_tune.config import PromptConfig
     from higgs_tune.model.loading import load_processor
-    from higgs_tune.prepared.prepare import PreparedData
+    from higgs_tune.prepared.dataset import PreparedData
     from higgs_tune.training.examples import example_lengths
 
     lengths = example_lengths(load_processor(spec["model"]), PreparedData(Path(spec["data"])), PromptConfig())

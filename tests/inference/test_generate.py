@@ -9,7 +9,7 @@ import torch
 
 from higgs_tune.config import PromptConfig
 from higgs_tune.inference.generate import SamplingConfig, clone_batch
-from higgs_tune.prepared.prepare import PreparedData
+from higgs_tune.prepared.dataset import PreparedData
 
 
 def higgs_tune(*args: str) -> subprocess.CompletedProcess:

@@ -16,10 +16,11 @@ import soundfile as sf
 import torch
 from conftest import tone, write_jsonl
 
-import higgs_tune.prepared.prepare as prepare_module
+import higgs_tune.prepared.encode as encode_module
 from higgs_tune.data.samples import SampleError
 from higgs_tune.model.codes import encode_file
-from higgs_tune.prepared.prepare import PreparedData, prepare_dataset, read_samples
+from higgs_tune.prepared.dataset import PreparedData
+from higgs_tune.prepared.prepare import prepare_dataset, read_samples
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SHARD_SIZE = 3  # 12 distinct clips: 4 shards
@@ -29,10 +30,10 @@ SHARD_FILES = sorted(f"shard-{i:05d}.{ext}" for i in range(4) for ext in ("npy",
 # `python -c` so that the spawned decoding workers do not re-run it as their main module.
 KILL_AT_CLIP = """
 import os, signal, sys
-import higgs_tune.prepared.prepare as prepare
+import higgs_tune.prepared.encode as encoder
 from higgs_tune.cli import main
 
-encode, calls = prepare.encode_waveform, []
+encode, calls = encoder.encode_waveform, []
 
 def encode_or_die(processor, audio):
     calls.append(1)
@@ -40,7 +41,7 @@ def encode_or_die(processor, audio):
         os.kill(os.getpid(), signal.SIGKILL)
     return encode(processor, audio)
 
-prepare.encode_waveform = encode_or_die
+encoder.encode_waveform = encode_or_die
 sys.argv = ["higgs-tune", *sys.argv[1:]]
 main()
 """
@@ -134,13 +135,13 @@ def assert_same_dataset(a: Path, b: Path) -> None:
 def count_encodes(monkeypatch) -> list[int]:
     """Counts codec calls (one entry per encoded clip)."""
     calls: list[int] = []
-    encode = prepare_module.encode_waveform
+    encode = encode_module.encode_waveform
 
     def counting(processor, audio):
         calls.append(audio.size)
         return encode(processor, audio)
 
-    monkeypatch.setattr(prepare_module, "encode_waveform", counting)
+    monkeypatch.setattr(encode_module, "encode_waveform", counting)
     return calls
 
 
@@ -215,8 +216,8 @@ def test_killed_run_resumes_into_the_same_dataset(
     assert not (out / "index.json").exists()
 
     calls: list[int] = []
-    encode = prepare_module.encode_waveform
-    monkeypatch.setattr(prepare_module, "encode_waveform", lambda p, a: calls.append(1) or encode(p, a))
+    encode = encode_module.encode_waveform
+    monkeypatch.setattr(encode_module, "encode_waveform", lambda p, a: calls.append(1) or encode(p, a))
     samples, _ = read_samples(zero_shot)
     index = prepare_dataset(samples, processor, out, model_id, workers=0, shard_size=SHARD_SIZE)
     assert len(calls) == 12 - SHARD_SIZE  # the completed shard is kept, the partial one redone
@@ -236,14 +237,14 @@ def test_resume_with_another_model_or_shard_size_keeps_nothing_stale(
 ):
     out = tmp_path / "data"
     samples, _ = read_samples(zero_shot)
-    encode, limit = prepare_module.encode_waveform, [11]
+    encode, limit = encode_module.encode_waveform, [11]
 
     def interrupt_at_limit(processor, audio):
         if limit and len(count_encodes) + 1 == limit[0]:
             raise KeyboardInterrupt
         return encode(processor, audio)
 
-    monkeypatch.setattr(prepare_module, "encode_waveform", interrupt_at_limit)
+    monkeypatch.setattr(encode_module, "encode_waveform", interrupt_at_limit)
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(samples, processor, out, "another-model", workers=0, shard_size=2)
     assert (out / "clips/shard-00004.jsonl").exists()

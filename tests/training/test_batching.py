@@ -7,7 +7,7 @@ import random
 import pytest
 
 from higgs_tune.config import PromptConfig, TrainConfig
-from higgs_tune.prepared.prepare import PreparedData
+from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.training.batching import FixedBatches, TokenBudgetBatches, padded_size, padding_fraction
 from higgs_tune.training.collate import Collator
 from higgs_tune.training.examples import ExampleDataset, example_lengths

@@ -27,12 +27,13 @@ def shard_name(number: int, rank: int = 0, world: int = 1) -> str:
 @dataclass(frozen=True)
 class ShardClip:
     """One clip's result: its codes [K, T], or, for a clip that could not be used, the problem's code and
-    message (kept in the shard so that a resumed run knows about it without decoding the clip again)."""
+    message (kept in the shard so that a resumed run knows about it without loading the clip again; on disk
+    they are the line's `code` and `problem`)."""
 
     clip: str
     path: Path
     codes: np.ndarray | None = None
-    code: str | None = None
+    problem_code: str | None = None
     problem: str | None = None
 
 
@@ -41,7 +42,7 @@ def write_shard(root: Path, name: str, clips: list[ShardClip], num_codebooks: in
     lines, arrays, offset = [], [], 0
     for c in clips:
         if c.codes is None:
-            lines.append({"clip": c.clip, "path": str(c.path), "code": c.code, "problem": c.problem})
+            lines.append({"clip": c.clip, "path": str(c.path), "code": c.problem_code, "problem": c.problem})
             continue
         frames = int(c.codes.shape[1])
         lines.append({"clip": c.clip, "offset": offset, "frames": frames, "path": str(c.path)})

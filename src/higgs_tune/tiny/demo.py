@@ -53,7 +53,8 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     from higgs_tune.inference.generate import SamplingConfig, clone_batch, load_for_cloning
     from higgs_tune.model.codes import decode_codes, encode_file
     from higgs_tune.model.loading import load_processor
-    from higgs_tune.prepared.prepare import PreparedData, prepare_dataset
+    from higgs_tune.prepared.dataset import PreparedData
+    from higgs_tune.prepared.prepare import prepare_dataset
     from higgs_tune.tiny.dataset import write_sample_data
     from higgs_tune.tiny.eval_models import build_tiny_eval_models
     from higgs_tune.tiny.model import build_tiny_model

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from higgs_tune import checkpoint
 from higgs_tune.config import TrainConfig, resolve_codebook_weights
 from higgs_tune.model.loading import load_model, load_processor
-from higgs_tune.prepared.prepare import PreparedData
+from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.training.batching import FixedBatches, TokenBudgetBatches, pack, padding_fraction
 from higgs_tune.training.collate import LOSS_INPUTS, Collator
 from higgs_tune.training.examples import ExampleDataset, example_lengths

@@ -1,8 +1,8 @@
-"""Which clips a prepared dataset needs, and which process encodes which into which shard.
+"""Which clips a prepared dataset needs, and which process encodes which clip into which shard.
 
-The plan is a pure function of the samples and the bytes of their files. Every process of a multi-process
-run therefore computes the same plan without talking to the others (no process group needed), and a resumed
-run finds the shards of the interrupted one exactly where its own plan puts them.
+The assignment is a pure function of the samples and the bytes of their files. Every process of a
+multi-process run therefore computes the same assignment without talking to the others (no process group
+needed), and a resumed run finds the shards of the interrupted one exactly where its own assignment puts them.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _hash_or_problem(path: Path) -> str | AudioError:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Assignment:
     """The distinct clips of a set of samples and where each sample's clips are."""
 
     clip_of: dict[Path, str]  # every readable path -> content hash
@@ -57,7 +57,7 @@ class Plan:
     def shards(self, rank: int, world: int, shard_size: int) -> list[tuple[str, list[str]]]:
         """(shard name, clips) of one process: rank r takes every world-th clip from the r-th on (which
         spreads long and short clips evenly), cut into shards of `shard_size` clips. Shard boundaries depend
-        only on the plan, never on how often the run was interrupted."""
+        only on the assignment, never on how often the run was interrupted."""
         mine = self.clips[rank::world]
         starts = range(0, len(mine), shard_size)
         return [
@@ -65,8 +65,9 @@ class Plan:
         ]
 
 
-def make_plan(samples: Sequence[Sample], progress: bool = True) -> Plan:
-    """Hash every distinct path once; the same bytes under two names are one clip."""
+def assign_clips(samples: Sequence[Sample], progress: bool = True) -> Assignment:
+    """Hash every distinct path once; the same bytes under two names are one clip. The shards of each process
+    then follow from `Assignment.shards`."""
     for s in samples:
         if s.audio is None:
             raise SampleError(f"sample {s.id!r}", "has no target audio; a training set needs one per sample")
@@ -85,4 +86,4 @@ def make_plan(samples: Sequence[Sample], progress: bool = True) -> Plan:
     first_path: dict[str, Path] = {}
     for p, h in clip_of.items():
         first_path.setdefault(h, p)
-    return Plan(clip_of, unreadable, first_path, sorted(first_path))
+    return Assignment(clip_of, unreadable, first_path, sorted(first_path))

@@ -1,9 +1,9 @@
-"""Decoding and resampling clips in worker processes while the main process runs the codec.
+"""Loading (reading and resampling) clips in worker processes while the main process runs the codec.
 
 On a GPU the codec encodes a clip in milliseconds, while libsndfile and soxr take about as long on one CPU
-core, so decoding in the encoding process would leave the GPU idle half the time. Workers are started with
-`spawn`: the main process holds torch's threads (and maybe a CUDA context), which a forked child must not
-inherit; this module imports no torch so the workers start in a fraction of a second.
+core, so loading clips in the encoding process would leave the GPU idle half the time. Workers are started
+with `spawn`: the main process holds torch's threads (and maybe a CUDA context), which a forked child must
+not inherit; this module imports no torch so the workers start in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -25,22 +25,22 @@ from higgs_tune.data.audio import AudioError, load_audio
 
 
 @dataclass(frozen=True)
-class Decoded:
-    """A clip decoded to mono float32 at the codec's rate, or why it could not be (an `AudioError`'s code
-    and message; the exception itself does not survive pickling between processes)."""
+class LoadedClip:
+    """A clip loaded as mono float32 at the codec's rate, or why it could not be (an `AudioError`'s problem
+    code and message; the exception itself does not survive pickling between processes)."""
 
     clip: str
     path: Path
     audio: np.ndarray | None
-    code: str | None = None
+    problem_code: str | None = None
     problem: str | None = None
 
 
-def _decode(clip: str, path: Path, sampling_rate: int) -> Decoded:
+def _load(clip: str, path: Path, sampling_rate: int) -> LoadedClip:
     try:
-        return Decoded(clip, path, load_audio(path, sampling_rate))
+        return LoadedClip(clip, path, load_audio(path, sampling_rate))
     except AudioError as e:
-        return Decoded(clip, path, None, e.code, e.problem)
+        return LoadedClip(clip, path, None, e.code, e.problem)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -55,21 +55,21 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _decode_job(job: tuple[str, Path, int]) -> Decoded:
-    return _decode(*job)
+def _load_job(job: tuple[str, Path, int]) -> LoadedClip:
+    return _load(*job)
 
 
-def decode_clips(
+def load_clips(
     jobs: Iterable[tuple[str, Path]], sampling_rate: int, workers: int, prefetch: int | None = None
-) -> Iterator[Decoded]:
-    """Decode (clip, path) jobs in `workers` processes (0: in this process), yielding results in job order.
+) -> Iterator[LoadedClip]:
+    """Load (clip, path) jobs in `workers` processes (0: in this process), yielding results in job order.
 
-    At most `prefetch` clips (default 4 per worker) are decoded ahead of the consumer, so memory stays
-    bounded when the codec is slower than the decoders, as it is on a CPU.
+    At most `prefetch` clips (default 4 per worker) are loaded ahead of the consumer, so memory stays
+    bounded when the codec is slower than the loading workers, as it is on a CPU.
     """
     if workers <= 0:
         for clip, path in jobs:
-            yield _decode(clip, path, sampling_rate)
+            yield _load(clip, path, sampling_rate)
         return
     todo = iter(jobs)
     pool = ProcessPoolExecutor(
@@ -78,10 +78,10 @@ def decode_clips(
         initializer=_exit_with_parent,
         initargs=(os.getpid(),),
     )
-    pending: deque[Future[Decoded]] = deque()
+    pending: deque[Future[LoadedClip]] = deque()
 
     def submit(job: tuple[str, Path]) -> None:
-        pending.append(pool.submit(_decode_job, (*job, sampling_rate)))
+        pending.append(pool.submit(_load_job, (*job, sampling_rate)))
 
     try:
         for job in islice(todo, prefetch or 4 * workers):

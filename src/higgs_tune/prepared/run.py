@@ -1,0 +1,40 @@
+"""What one process knows of a prepare run: its inputs, its settings and its place among the processes.
+
+`prepare_dataset` builds one `PrepareRun`; encoding (`prepared.encode`), the coordination of processes
+(`prepared.ranks`) and writing the finished dataset (`prepared.finish`) each read what they need from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from higgs_tune.data.samples import Sample
+from higgs_tune.prepared.assignment import Assignment
+from higgs_tune.prepared.bad_samples import Skipped
+
+
+@dataclass(frozen=True)
+class PrepareRun:
+    """One process's part of one prepare run."""
+
+    out: Path
+    samples: list[Sample]
+    skipped: list[Skipped]  # entries already dropped from the manifest (--skip-bad)
+    assignment: Assignment
+    processor: Any
+    model_id: str
+    source: str  # what the dataset is made from (`finish.source_digest`)
+    skip_bad: bool
+    workers: int  # clip-loading processes
+    rank: int
+    world: int
+    shard_size: int
+    bounds: tuple[float, float]  # (min_seconds, max_seconds) of an accepted clip
+    digest: str  # identity of this very run (`ranks.run_digest`), checked in the markers of other ranks
+
+    @property
+    def codec(self):
+        """The codec's config: codebooks, frame rate, hop length."""
+        return self.processor.audio_tokenizer.config
