@@ -220,6 +220,7 @@ def test_chatml_problems(tmp_path):
         ("wrong_type", "c:6"),
         ("empty_text", "c:7"),
         ("bad_chatml", "c:8"),
+        ("system_not_used", None),  # the fixture's system text is not the base model's: reported once
     ]
     assert scan.problems[0].where == f"{tmp_path / 'c.json'} entry 1"
     assert [s.id for s in scan.samples] == ["c:0"]
@@ -298,3 +299,19 @@ def test_unknown_keys_are_one_warning_per_key_and_do_not_stop_reading(tmp_path, 
     assert "key 'duration' is not used in flat entries (2 entries have it)" in scan.problems[0].message
     assert len(read_manifest(path)) == 2
     assert "speaker_id" in caplog.text
+
+
+def test_a_chatml_system_message_is_reported_not_dropped_silently(tmp_path, caplog):
+    """The run's prompt.system_prompt prompts every example; a manifest's own system text is not used, and
+    the scan says so once per distinct text, with the count and the way to keep it."""
+    base = chatml(id="base")
+    base["messages"][0]["content"] = [{"type": "text", "text": "Generate audio following instruction."}]
+    entries = [chatml(id="a"), chatml(id="b"), base]
+    scan = scan_manifest(write_json(tmp_path / "m.json", entries))
+    [problem] = [p for p in scan.problems if p.code == "system_not_used"]
+    assert not problem.is_error and len(scan.samples) == 3
+    assert "(2 entries)" in problem.message and "prompt.system_prompt=" in problem.message
+    assert repr(SYSTEM.split("<|scene_desc_start|>")[0].strip()) in problem.message
+    with caplog.at_level("WARNING"):
+        read_manifest(tmp_path / "m.json")
+    assert "system_not_used" in caplog.text or "is not used" in caplog.text

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from higgs_tune.config import PromptConfig
 from higgs_tune.data.problems import Problem
 from higgs_tune.data.samples import Sample
 
@@ -45,6 +46,7 @@ class Entry:
         self.sample_id = sample_id
         self.base = base
         self.problems: list[Problem] = []
+        self.system: str | None = None  # a ChatML system message's text without its scene block
 
     def add(self, code: str, message: str) -> None:
         self.problems.append(Problem(code, self.where, message, self.sample_id))
@@ -167,9 +169,11 @@ def _chatml_sample(obj: dict[str, Any], entry: Entry, require_target: bool) -> S
         if role == "scene":
             scene = scene or entry.optional_name(content, f"messages[{i}] (scene) content")
         elif role == "system":
-            match = _SCENE_RE.search(content) if isinstance(content, str) else None
+            system = _system_text(content)
+            match = _SCENE_RE.search(system)
             if match:
                 scene = scene or match.group(1).strip() or None
+            entry.system = _SCENE_RE.sub("", system).strip() or None
         else:
             items.extend(content)
     if entry.problems:
@@ -200,6 +204,40 @@ def _chatml_sample(obj: dict[str, Any], entry: Entry, require_target: bool) -> S
     if entry.problems:
         return None
     return Sample(entry.sample_id, ref_audio, ref_text, text, audio, speaker, scene)
+
+
+def _system_text(content: Any) -> str:
+    """The text of a system message: a string, or the text items of a content list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def system_message_problems(systems: dict[str, UnusedKey]) -> list[Problem]:
+    """One `system_not_used` warning per distinct ChatML system text that is not the base model's.
+
+    The prompt's system text is a run setting (`prompt.system_prompt`, saved with every checkpoint and used
+    again by `clone`), not a per-sample one: one system text per model is what makes the training prompt
+    and the cloning prompt the same. A manifest's own system message is therefore not used, and is reported
+    rather than dropped silently, with the way to keep it.
+    """
+    base = PromptConfig().system_prompt
+    problems = []
+    for text, seen in systems.items():
+        if text == base:
+            continue
+        problems.append(
+            Problem(
+                "system_not_used",
+                seen.first,
+                f"ChatML system message {text!r} ({seen.count} entries) is not used: every example is "
+                f"prompted with the run's prompt.system_prompt (default {base!r}, the base model's own). "
+                f"To train and clone with this text, pass prompt.system_prompt={text!r} to train",
+            )
+        )
+    return problems
 
 
 def _message_items(message: Any, index: int, entry: Entry) -> tuple[str, Any] | None:

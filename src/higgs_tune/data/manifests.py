@@ -31,6 +31,7 @@ from higgs_tune.data.manifest_entries import (
     UnusedKey,
     entry_id,
     parse_entry,
+    system_message_problems,
     unused_key_problems,
 )
 from higgs_tune.data.problems import Problem, raise_for_errors
@@ -73,6 +74,7 @@ def scan_manifest(path: str | os.PathLike[str], *, require_target: bool = True) 
     entries = _entries(raw, path, scan)
     base = path.parent.absolute()
     unknown: dict[tuple[str, str], UnusedKey] = {}
+    systems: dict[str, UnusedKey] = {}
     first_location: dict[str, str] = {}
     for index, (where, obj, broken) in enumerate(entries):
         scan.entries += 1
@@ -83,6 +85,8 @@ def scan_manifest(path: str | os.PathLike[str], *, require_target: bool = True) 
         entry = Entry(where, sample_id, base)
         sample = parse_entry(obj, entry, require_target, unknown)
         scan.problems.extend(entry.problems)
+        if entry.system is not None:
+            systems.setdefault(entry.system, UnusedKey(where)).count += 1
         if sample_id in first_location:
             scan.problems.append(
                 Problem(
@@ -98,6 +102,7 @@ def scan_manifest(path: str | os.PathLike[str], *, require_target: bool = True) 
             scan.samples.append(sample)
             scan.locations[sample.id] = where
     scan.problems.extend(unused_key_problems(unknown))
+    scan.problems.extend(system_message_problems(systems))
     if scan.entries == 0 and not scan.problems:
         scan.problems.append(Problem("manifest_empty", str(path), "has no entries"))
     return scan

@@ -35,6 +35,7 @@ CODES: dict[str, tuple[str, str]] = {
     "too_short": (ERROR, "clip shorter than --min-seconds"),
     "too_long": (ERROR, "clip longer than --max-seconds"),
     "same_ref_and_target": (ERROR, "reference and target are the same file"),
+    "system_not_used": (WARNING, "a ChatML system message differs from the run's prompt.system_prompt"),
     "unknown_field": (WARNING, "an entry has a key that is not used (typo?)"),
     "multi_channel": (WARNING, "clip has several channels; it will be downmixed to mono"),
     "sample_rate": (WARNING, "clip is not 24 kHz; it will be resampled"),
