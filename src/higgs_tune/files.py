@@ -7,6 +7,7 @@ which POSIX makes atomic. A reader, or a resumed run, sees the old file or the n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -46,3 +47,12 @@ def read_jsonl(path: Path) -> list[dict]:
     """Every non-blank line of a JSON Lines file."""
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def content_hash(path: Path) -> str:
+    """SHA-1 of a file's bytes: the identity of a clip, whatever its name or how many samples use it."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -26,7 +26,7 @@ from higgs_tune.data.manifests import scan_manifest, write_manifest_jsonl
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS, Problem, duration_problem, same_clip_problem
 from higgs_tune.data.samples import Sample, SampleError
 from higgs_tune.data.validation_report import ValidationReport
-from higgs_tune.prepared.assignment import content_hash
+from higgs_tune.files import content_hash
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ needed), and a resumed run finds the shards of the interrupted one exactly where
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,21 +16,13 @@ from tqdm import tqdm
 
 from higgs_tune.data.audio import AudioError
 from higgs_tune.data.samples import Sample, SampleError
+from higgs_tune.files import content_hash
 from higgs_tune.prepared.shards import shard_name
 
 # Hashing is disk-bound and hashlib releases the GIL, so threads overlap the reads.
 HASH_THREADS = 8
 # Files handed to the threads at a time: millions of pending futures would cost more memory than the hashes.
 HASH_BATCH = 1024
-
-
-def content_hash(path: Path) -> str:
-    """SHA-1 of a file's bytes: the identity of a clip, whatever its name or how many samples use it."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _hash_or_problem(path: Path) -> str | AudioError:
