@@ -23,11 +23,13 @@ import re
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from higgs_tune.config import TrainConfig, config_to_dict
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def trainer_state(cfg: TrainConfig, step: int, metrics: dict | None = None) -> d
     }
 
 
-def keep_trainable_weights(accelerator, model: torch.nn.Module) -> None:
+def keep_trainable_weights(accelerator: Accelerator, model: torch.nn.Module) -> None:
     """Make accelerate's training state hold `model`'s trainable weights only.
 
     The frozen base is loaded from the model itself on resume, so a LoRA checkpoint of the 5.4B model

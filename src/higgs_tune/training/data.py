@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from higgs_tune.config import TrainConfig
 from higgs_tune.files import write_json, write_text_atomic
-from higgs_tune.prepared.prepare import PreparedData
+from higgs_tune.prepared.prepare import PreparedData, PreparedSample
 from higgs_tune.training.batching import FixedBatches, TokenBudgetBatches, pack, padding_fraction
 from higgs_tune.training.collate import Collator
 from higgs_tune.training.distributed import gather_from_ranks
@@ -195,7 +195,7 @@ class TrainingData:
         bs = self.cfg.per_device_train_batch_size
         return [list(range(i, min(i + bs, n))) for i in range(0, n, bs)]
 
-    def sample_prompts(self, n: int) -> list:
+    def sample_prompts(self, n: int) -> list[PreparedSample]:
         """The first `n` held-out samples to clone while training (training samples if none are held out)."""
         indices = self.eval_set.indices or self.train_set.indices
         return [self.prepared[i] for i in indices[:n]]

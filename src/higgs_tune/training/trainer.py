@@ -27,6 +27,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from accelerate.utils import DistributedType, set_seed
@@ -41,6 +42,9 @@ from higgs_tune.training.data import TrainingData
 from higgs_tune.training.distributed import check_backends, make_accelerator, sum_over_ranks, uses_bf16
 from higgs_tune.training.loss import LossSums, combine
 from higgs_tune.training.train_samples import TrainingSamples
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +162,7 @@ class Trainer:
             return None
         return TrainingSamples(self.processor, self.data.sample_prompts(cfg.num_sample_prompts), cfg.prompt)
 
-    def _setup_writer(self):
+    def _setup_writer(self) -> SummaryWriter | None:
         """The TensorBoard writer of the main process; None on the others."""
         if not self.accelerator.is_main_process:
             return None
