@@ -1,7 +1,9 @@
 """The training benchmark: its naive baseline, its sync counter, its FLOPs formula and its full-size path."""
 
-import importlib.util
+import importlib
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,20 +11,23 @@ import torch
 from higgs_tune.model.loading import load_processor
 from higgs_tune.tiny.model import build_tiny_tokenizer, tiny_lm_config
 
-BENCH = Path(__file__).parents[1] / "bench" / "train.py"
+BENCH = Path(__file__).parents[1] / "bench"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_train", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The bench's modules, imported as `python bench/train.py` imports them (bench/ first on the path)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        modules = ("train", "measure", "full_size", "train_paths")
+        yield SimpleNamespace(**{name: importlib.import_module(name) for name in modules})
+    finally:
+        sys.path.remove(str(BENCH))
 
 
 def test_sync_counter_sees_boolean_mask_indexing(bench):
     x, mask = torch.randn(6, 3), torch.tensor([True, False, True, True, False, False])
-    counter = bench.SyncCounter()
+    counter = bench.measure.SyncCounter()
     with counter:
         y = x[mask] * 2  # syncs on a GPU: the number of selected rows
         x[~mask] += 1  # a read and a write through the mask: two
@@ -32,25 +37,30 @@ def test_sync_counter_sees_boolean_mask_indexing(bench):
 
 
 def test_full_size_flops_formula(bench):
-    config = bench.full_size_config()
+    full_size = bench.full_size
+    config = full_size.full_size_config()
     assert (config.num_hidden_layers, config.hidden_size, config.codebook_size) == (28, 3072, 1026)
     per_layer = 3072 * 3072 * 2 + 2 * 3072 * 1024 + 3 * 3072 * 8192  # q, o; k, v; one MLP
     head = 3072 * 8 * 1026 * 0.5
     attention = 12 * 28 * 2048 * 3072
     n = 28 * per_layer + head
-    assert bench.model_flops_per_token(config, 2048, 0.5, False, 0) == pytest.approx(6 * n + attention)
-    assert bench.model_flops_per_token(config, 2048, 0.5, True, 10) == pytest.approx(4 * n + 60 + attention)
-    assert bench.peak_tflops("NVIDIA H100 80GB HBM3", None) == 989.0
-    assert bench.peak_tflops("NVIDIA H100 PCIe", None) == 756.0
-    assert bench.peak_tflops("Some GPU", 123.0) == 123.0 and bench.peak_tflops("Some GPU", None) is None
+    assert full_size.model_flops_per_token(config, 2048, 0.5, False, 0) == pytest.approx(6 * n + attention)
+    assert full_size.model_flops_per_token(config, 2048, 0.5, True, 10) == pytest.approx(
+        4 * n + 60 + attention
+    )
+    assert full_size.peak_tflops("NVIDIA H100 80GB HBM3", None) == 989.0
+    assert full_size.peak_tflops("NVIDIA H100 PCIe", None) == 756.0
+    assert (
+        full_size.peak_tflops("Some GPU", 123.0) == 123.0 and full_size.peak_tflops("Some GPU", None) is None
+    )
 
 
 def test_full_size_path_runs_on_a_small_config(bench, capsys):
     """The --full-size code (model build, LoRA and full steps, with and without checkpointing, MFU),
     run on CPU with the tiny architecture; the real one needs a CUDA GPU."""
-    args = bench.parse_args(["--full-size", "--seq-len", "160", "--steps", "1", "--warmup-steps", "0"])
+    args = bench.train.parse_args(["--full-size", "--seq-len", "160", "--steps", "1", "--warmup-steps", "0"])
     args.peak_tflops = 1.0
-    rows = bench.run_full_size(
+    rows = bench.full_size.run_full_size(
         args, config=tiny_lm_config(build_tiny_tokenizer()), device=torch.device("cpu")
     )
     assert [(r["mode"], r["checkpointing"]) for r in rows] == [
@@ -70,9 +80,11 @@ def test_naive_baseline_builds_the_processors_batch(bench, tiny_model_dir, sampl
         "clips": [{"path": str(p), "text": "some words here", "seconds": 1.0} for p in clips],
         "samples": [{"id": "a", "ref": 0, "target": 1}, {"id": "b", "ref": 2, "target": 0}],
     }
-    items = [bench.NaiveDataset(spec, processor, [0, 1])[i] for i in range(2)]
+    items = [bench.train_paths.NaiveDataset(spec, processor, [0, 1])[i] for i in range(2)]
     assert all(int((x["audio_labels"] != -100).sum()) > 0 for x in items)
-    batch = bench.naive_collate(items, processor.tokenizer.pad_token_id, processor.audio_stream_eos_id)
+    batch = bench.train_paths.naive_collate(
+        items, processor.tokenizer.pad_token_id, processor.audio_stream_eos_id
+    )
     longest = max(int(x["input_ids"].shape[0]) for x in items)
     assert batch["input_ids"].shape == (2, longest) and batch["audio_seconds"] == 4.0
     inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}

@@ -9,6 +9,10 @@ A checkpoint folder `RUN/checkpoint-<step>/` holds
 
 It is written to `RUN/.tmp-checkpoint-<step>/` and renamed into place when complete, so a process killed
 mid-save leaves only a temporary folder that `--resume` ignores.
+
+What goes into a checkpoint is decided here: the weights of the training state (`keep_trainable_weights`),
+the weights for cloning (`write_weights`) and the trainer state (`trainer_state`); the trainer decides
+when to save and takes part in the collective save.
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ import json
 import logging
 import re
 import shutil
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from higgs_tune.config import TrainConfig
+from higgs_tune.typed_config import config_to_dict
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +71,56 @@ def resolve_checkpoint(path: Path) -> Path:
 def read_trainer_state(checkpoint: Path) -> dict:
     """The trainer state (step, mode, base model, prompt settings, config) of a checkpoint."""
     return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())
+
+
+def training_mode(cfg: TrainConfig) -> Literal["full", "lora"]:
+    """How a run trains, as its checkpoints record it: `full` weights or a `lora` adapter."""
+    return "full" if cfg.full else "lora"
+
+
+def trainer_state(cfg: TrainConfig, step: int, metrics: dict | None = None) -> dict:
+    """What `trainer_state.json` records: enough to resume the run and to clone with its prompt settings."""
+    return {
+        "step": step,
+        "mode": training_mode(cfg),
+        "model": cfg.model,
+        "text_head": cfg.text_loss_weight > 0,
+        "prompt": asdict(cfg.prompt),
+        "config": config_to_dict(cfg),
+        "metrics": metrics or {},
+    }
+
+
+def keep_trainable_weights(accelerator: Accelerator, model: torch.nn.Module) -> None:
+    """Make accelerate's training state hold `model`'s trainable weights only.
+
+    The frozen base is loaded from the model itself on resume, so a LoRA checkpoint of the 5.4B model
+    would otherwise carry an 11 GB copy of it each time. `model` is the unwrapped module, whose
+    state-dict keys carry no DDP "module." prefix. (FSDP and DeepSpeed save through their own paths and
+    pass no weights to the hook.)
+    """
+
+    def trainable_only(models: list, weights: list[dict], output_dir: str) -> None:
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+        weights[:] = [{k: v for k, v in w.items() if k in trainable} for w in weights]
+        if weights and len(weights[0]) != len(trainable):
+            raise RuntimeError(
+                f"training state would hold {len(weights[0])} of {len(trainable)} trainable weights; "
+                "the state-dict keys do not match the parameter names"
+            )
+
+    accelerator.register_save_state_pre_hook(trainable_only)
+
+
+def write_weights(folder: Path, model: torch.nn.Module, state_dict: dict, cfg: TrainConfig) -> None:
+    """The weights for cloning and merging, in transformers' / peft's layout: `adapter/` or `model/`.
+
+    `model` is the (peft-wrapped) model inside the loss wrapper and `state_dict` the loss wrapper's full
+    state dict (gathered from every rank under FSDP / ZeRO-3), whose keys carry its `model.` prefix.
+    """
+    weights = {k.removeprefix("model."): v for k, v in state_dict.items()}
+    subdir = "adapter" if training_mode(cfg) == "lora" else "model"
+    model.save_pretrained(str(Path(folder) / subdir), state_dict=weights)
 
 
 def temporary_dir(run_dir: Path, step: int) -> Path:

@@ -142,15 +142,16 @@ def test_trainer_skips_and_reports_over_length_examples(tiny_model_dir, prepared
     )
     with caplog.at_level(logging.INFO, logger="higgs_tune"):
         trainer = Trainer(cfg)
-    over = [i for i, n in enumerate(trainer.lengths) if n > 160]
-    assert 0 < len(over) < len(trainer.lengths)
-    assert isinstance(trainer.plan, TokenBudgetBatches)
-    assert not set(over) & set(trainer.train_set.indices)
-    assert len(trainer.train_set) == len(trainer.lengths) - len(over)
+    over = [i for i, n in enumerate(trainer.data.lengths) if n > 160]
+    assert 0 < len(over) < len(trainer.data.lengths)
+    assert isinstance(trainer.data.plan, TokenBudgetBatches)
+    assert not set(over) & set(trainer.data.train_set.indices)
+    assert len(trainer.data.train_set) == len(trainer.data.lengths) - len(over)
     warnings = [r.getMessage() for r in caplog.records if "longer than max_seq_len" in r.getMessage()]
-    assert len(warnings) == 1 and f"skipping {len(over)} of {len(trainer.lengths)}" in warnings[0]
+    assert len(warnings) == 1 and f"skipping {len(over)} of {len(trainer.data.lengths)}" in warnings[0]
     plan = json.loads((tmp_path / "run" / "data_plan.json").read_text())
     assert plan["skipped_over_max_seq_len"] == len(over)
     assert plan["padding_fraction_epoch0"] < 0.05
     # The lengths are cached in the run folder for a resumed run.
-    assert json.loads((tmp_path / "run" / "example_lengths.json").read_text())["lengths"] == trainer.lengths
+    cached = json.loads((tmp_path / "run" / "example_lengths.json").read_text())
+    assert cached["lengths"] == trainer.data.lengths

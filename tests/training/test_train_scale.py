@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import train_config
 
-from higgs_tune.training.trainer import Trainer, build_model
+from higgs_tune.training.build import build_model
+from higgs_tune.training.trainer import Trainer
 
 
 def _cfg(tiny_model_dir, prepared_dir, out, *overrides):
@@ -15,8 +16,8 @@ def _cfg(tiny_model_dir, prepared_dir, out, *overrides):
 
 
 def _grads(trainer: Trainer) -> dict[str, torch.Tensor | None]:
-    batch = next(trainer.micro_batches(0))
-    sums = trainer.model(**trainer._to_device(batch))
+    batch = next(trainer.data.micro_batches(0))
+    sums = trainer.model(**trainer.to_device(batch))
     (sums.audio_per_codebook.sum() + sums.text).backward()
     return {n: p.grad for n, p in trainer.model.named_parameters() if p.requires_grad}
 
@@ -74,7 +75,7 @@ def test_token_budget_training_runs_by_epochs(tiny_model_dir, prepared_dir, tmp_
         "eval_steps=3",
     )
     trainer = Trainer(cfg)
-    per_epoch = [len(trainer.plan.batches(e)) for e in range(2)]
+    per_epoch = [len(trainer.data.plan.batches(e)) for e in range(2)]
     assert trainer.max_steps == sum(per_epoch)
     trainer.run()
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

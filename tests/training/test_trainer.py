@@ -147,7 +147,7 @@ def test_checkpoint_records_prompt_settings_and_clone_uses_them(tiny_model_dir, 
     final = Trainer(cfg).run()
     assert checkpoint.read_trainer_state(final)["prompt"] == {
         "system_prompt": "Talk like them.",
-        "scene": None,
+        "scene": "Audio is recorded from a quiet room.",  # the base model's default scene
     }
     _, _, settings = load_for_cloning(str(tiny_model_dir), tmp_path / "run")
     assert settings.system_prompt == "Talk like them."
@@ -201,3 +201,25 @@ def test_lora_training_state_holds_trainable_weights_only(tiny_model_dir, prepar
     with safe_open(str(final / "state" / "model.safetensors"), "pt") as f:
         saved = set(f.keys())
     assert saved == trainable
+
+
+def test_held_out_loss_is_the_training_loss_of_the_same_batch(tiny_model_dir, prepared_dir, tmp_path):
+    """Held-out evaluation and training share one loss (`loss.combine`): the same model on the same batch
+    gives the same loss, text head and codebook weights included."""
+    cfg = _cfg(
+        tiny_model_dir,
+        prepared_dir,
+        tmp_path / "run",
+        "eval_fraction=0.1",
+        "per_device_train_batch_size=4",
+        "text_loss_weight=0.5",
+        "codebook_weights=[2, 1, 1, 1, 1, 1, 1, 0.5]",
+        "full=true",
+    )
+    trainer = Trainer(cfg)
+    share = list(trainer.data.held_out_share())
+    assert len(share) == 1 and share[0][0] == 1.0, "the whole held-out set is one batch"
+    held_out = trainer.held_out_loss()
+    trained = trainer.train_step([share[0][1]])  # the loss is computed before the update
+    assert trained["text_loss"] > 0
+    assert float(trained["loss"]) == pytest.approx(held_out, rel=1e-5)

@@ -33,6 +33,16 @@ class PromptTokens:
     audio_segments: tuple[tuple[int, int], ...]
 
 
+def audio_positions(ids_of, input_ids: torch.Tensor) -> torch.Tensor:
+    """Where the audio frames sit in a sequence of ids: its `<|AUDIO_OUT|>` and delay placeholders.
+
+    The prompt's layout puts one placeholder per audio frame, so this mask lines up with the frames of
+    `audio_input_ids`; labels, collation and the loss all find audio positions through it. `ids_of` is
+    the processor or the model config: both name the two placeholder ids the same way.
+    """
+    return (input_ids == ids_of.audio_token_id) | (input_ids == ids_of.audio_delay_token_id)
+
+
 def build_conversation(
     ref_text: str, text: str, settings: PromptConfig, scene: str | None = None, with_target: bool = True
 ) -> list[dict]:
@@ -108,9 +118,7 @@ def build_prompt(
         segments.append((start, frames.shape[0]))
         start += frames.shape[0]
     audio_input_ids = torch.cat(delayed, dim=0)
-    n_placeholders = int(
-        ((input_ids == processor.audio_token_id) | (input_ids == processor.audio_delay_token_id)).sum()
-    )
+    n_placeholders = int(audio_positions(processor, input_ids).sum())
     if n_placeholders != audio_input_ids.shape[0]:
         raise ValueError(
             f"prompt has {n_placeholders} audio placeholders but {audio_input_ids.shape[0]} audio frames; "

@@ -58,7 +58,8 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     from higgs_tune.tiny.dataset import write_sample_data
     from higgs_tune.tiny.eval_models import build_tiny_eval_models
     from higgs_tune.tiny.model import build_tiny_model
-    from higgs_tune.training.trainer import split_indices, train
+    from higgs_tune.training.data import split_indices
+    from higgs_tune.training.trainer import train
 
     started = time.perf_counter()
     out = Path(out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from higgs_tune.model.prompt import audio_positions
 from higgs_tune.training.examples import IGNORE, Example
 from higgs_tune.training.loss import next_token_targets
 
@@ -17,9 +18,8 @@ class Collator:
     """Turns examples into a padded batch plus the loss's next-token targets and label counts."""
 
     def __init__(self, processor) -> None:
+        self.processor = processor
         self.pad_token_id = processor.tokenizer.pad_token_id
-        self.audio_token_id = processor.audio_token_id
-        self.audio_delay_token_id = processor.audio_delay_token_id
         self.audio_pad_id = processor.audio_stream_eos_id
 
     def __call__(self, examples: list[Example]) -> dict:
@@ -43,7 +43,7 @@ class Collator:
             audio_input_ids_mask[i, :f] = True
             audio_labels[i, :f] = e.audio_labels
 
-        placeholder = (input_ids == self.audio_token_id) | (input_ids == self.audio_delay_token_id)
+        placeholder = audio_positions(self.processor, input_ids)
         targets = next_token_targets(input_ids, labels, audio_labels, audio_input_ids_mask, placeholder)
         return {
             "sample_ids": [e.sample_id for e in examples],

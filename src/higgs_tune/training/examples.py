@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import torch
 
 from higgs_tune.config import PromptConfig
-from higgs_tune.model.prompt import PromptTokens, build_conversation, build_prompt
+from higgs_tune.model.prompt import PromptTokens, audio_positions, build_conversation, build_prompt
 
 IGNORE = -100
+"""The label of a position or code that is not learned (PyTorch's cross-entropy `ignore_index`)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,7 @@ def mask_labels(processor, prompt: PromptTokens, learn_text: bool) -> tuple[torc
 
     labels = torch.full_like(input_ids, IGNORE)
     if learn_text:
-        is_audio = (input_ids == processor.audio_token_id) | (input_ids == processor.audio_delay_token_id)
-        last_audio = int(is_audio.nonzero()[-1])
+        last_audio = int(audio_positions(processor, input_ids).nonzero()[-1])
         labels[last_audio + 1 :] = input_ids[last_audio + 1 :]
     return labels, audio_labels
 

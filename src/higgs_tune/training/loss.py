@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE = -100
+from higgs_tune.training.examples import IGNORE
 
 
 def next_token_targets(

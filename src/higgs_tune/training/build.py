@@ -1,0 +1,132 @@
+"""What is trained and how: the model inside its loss wrapper (LoRA or full), the optimizer, the schedule.
+
+`build_model` loads a checkpoint and hands it to `prepare_for_training`, which does everything else
+(gradient checkpointing, LoRA adapters, the loss wrapper, freezing what cannot reach the loss). The
+benchmark prepares a model it builds from a config with random weights through the same function, so
+what it measures is what training runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import torch
+
+from higgs_tune.config import TrainConfig
+from higgs_tune.model.loading import load_model
+from higgs_tune.training.loss import CloningLossModel
+
+log = logging.getLogger(__name__)
+
+
+def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """Linear warm-up to the peak, then cosine / linear decay to `min_lr_ratio` of it (or constant)."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        if cfg.lr_scheduler_type == "constant":
+            return 1.0
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        if cfg.lr_scheduler_type == "linear":
+            shape = 1.0 - progress
+        else:
+            shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * shape
+
+    return factor
+
+
+def freeze_unreachable(model: torch.nn.Module, text_head: bool) -> list[str]:
+    """Freeze the trainable parameters whose output can never reach the loss; returns their names.
+
+    Without a text head only audio positions are scored, and in the last decoder layer the text MLP (and
+    its norm) update only text positions, which nothing after them reads. Their gradient is exactly zero
+    every step, so freezing them changes no update (Adam moves a parameter with zero gradient by zero),
+    saves their gradients and optimizer state (about 75M parameters' worth in full fine-tuning of the 3B
+    model), keeps weight decay from shrinking them for nothing, and means DDP never waits on them.
+    """
+    if text_head:
+        return []
+    last = len(model.higgs.model.layers) - 1
+    prefixes = (f"layers.{last}.mlp.", f"layers.{last}.post_attention_layernorm.")
+    frozen = []
+    for name, p in model.named_parameters():
+        if p.requires_grad and any(prefix in name for prefix in prefixes):
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+def prepare_for_training(model: torch.nn.Module, cfg: TrainConfig) -> CloningLossModel:
+    """A loaded (or freshly built) model made ready to train as `cfg` says, inside the loss wrapper.
+
+    No cache, gradient checkpointing if asked for, LoRA adapters unless `full` (with the audio head
+    trained whole if asked for), and the parameters that cannot reach the loss frozen.
+    """
+    model.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input gradients, so it works with frozen embeddings (LoRA).
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if not cfg.full:
+        import peft
+
+        lora = peft.LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=list(cfg.lora.target_modules),
+            modules_to_save=["audio_lm_head"] if cfg.lora.train_audio_head else None,
+        )
+        model = peft.get_peft_model(model, lora)
+    wrapped = CloningLossModel(model)
+    frozen = freeze_unreachable(wrapped, text_head=cfg.text_loss_weight > 0)
+    if frozen:
+        log.info("froze %d tensors that cannot reach an audio-only loss (last layer's text MLP)", len(frozen))
+    return wrapped
+
+
+def build_model(cfg: TrainConfig, use_bf16: bool, uniform_dtype: bool = False) -> CloningLossModel:
+    """The base model of `cfg.model`, prepared for training (`prepare_for_training`).
+
+    LoRA keeps the frozen base in bf16 when training in bf16 (peft keeps the adapters in float32), except
+    with `uniform_dtype` (FSDP: a flat parameter holds one dtype; FSDP's mixed precision then computes
+    in bf16). Full fine-tuning keeps float32 master weights under autocast.
+    """
+    dtype = torch.bfloat16 if use_bf16 and not cfg.full and not uniform_dtype else torch.float32
+    model = load_model(
+        cfg.model,
+        use_text_head=cfg.text_loss_weight > 0,
+        dtype=dtype,
+        attn_implementation=cfg.attn_implementation,
+    )
+    return prepare_for_training(model, cfg)
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; no weight decay on biases and norms."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    kwargs = {"lr": cfg.learning_rate, "betas": (cfg.adam_beta1, cfg.adam_beta2)}
+    if cfg.optim == "adamw_8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError as e:
+            raise RuntimeError("optim=adamw_8bit needs bitsandbytes: pip install bitsandbytes") from e
+        return bnb.optim.AdamW8bit(groups, **kwargs)
+    return torch.optim.AdamW(groups, **kwargs)
+
+
+def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters; under ZeRO-3 parameters are partitioned and ds_numel is their size."""
+    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+    total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+    return trainable, total
