@@ -43,9 +43,9 @@ def tiny_model_with_text_head(tiny_model_dir: Path):
 @pytest.fixture(scope="session")
 def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The synthetic cloning dataset the demo uses (4 voices x 6 utterances), in every manifest format."""
-    from higgs_tune.tiny.dataset import write_sample_data
+    from higgs_tune.tiny.dataset import write_synthetic_dataset
 
-    return write_sample_data(tmp_path_factory.mktemp("sample-data") / "data")
+    return write_synthetic_dataset(tmp_path_factory.mktemp("sample-data") / "data")
 
 
 @pytest.fixture(scope="session")

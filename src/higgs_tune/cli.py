@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS
+from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 from higgs_tune.logs import setup_logging
 
 if TYPE_CHECKING:
-    from higgs_tune.inference.generate import SamplingConfig
+    from higgs_tune.inference.clone import Clone
 
 log = logging.getLogger("higgs_tune")
 
@@ -30,8 +31,10 @@ app = typer.Typer(
 )
 
 ModelOpt = Annotated[str, typer.Option("--model", help="Model folder or hub id (e.g. bosonai/...).")]
-# Sampling options, the same for `clone` and `eval`.
-GreedyOpt = Annotated[bool, typer.Option("--greedy", help="Greedy decoding (deterministic).")]
+# Sampling options, the same for `clone` and `eval`; their defaults are `SamplingConfig`'s.
+SAMPLING = SamplingConfig()
+LENGTH_LIMIT = LengthLimit()
+GreedyOpt = Annotated[bool, typer.Option("--greedy", help="Greedy generation (deterministic).")]
 TemperatureOpt = Annotated[float, typer.Option(help="Sampling temperature.")]
 TopPOpt = Annotated[float, typer.Option(help="Nucleus sampling mass.")]
 TopKOpt = Annotated[int, typer.Option(help="Top-k sampling (0: off).")]
@@ -42,9 +45,7 @@ SeedOpt = Annotated[int, typer.Option(help="Sampling seed (the same for every sy
 def _sampling(
     greedy: bool, temperature: float, top_p: float, top_k: int, ras_window: int, seed: int
 ) -> SamplingConfig:
-    """The sampling settings of the command line (torch is imported only by the commands that clone)."""
-    from higgs_tune.inference.generate import SamplingConfig
-
+    """The sampling settings of the command line."""
     return SamplingConfig(
         greedy=greedy,
         temperature=temperature,
@@ -74,14 +75,14 @@ def tiny_model(
 
 
 @app.command("sample-data")
-def sample_data(
+def synthetic_dataset(
     out: Annotated[Path, typer.Argument(help="Folder for the synthetic dataset.")],
     seed: Annotated[int, typer.Option(help="Seed of the synthetic voices.")] = 0,
 ) -> None:
     """Write a small cloning dataset of synthetic voices with a manifest in each supported format."""
-    from higgs_tune.tiny.dataset import write_sample_data
+    from higgs_tune.tiny.dataset import write_synthetic_dataset
 
-    for name, path in write_sample_data(out, seed=seed).items():
+    for name, path in write_synthetic_dataset(out, seed=seed).items():
         typer.echo(f"{name}: {path}")
 
 
@@ -167,7 +168,7 @@ def prepare(
     model: ModelOpt,
     out: Annotated[Path, typer.Option(help="Folder of the prepared dataset.")],
     workers: Annotated[
-        int | None, typer.Option(help="Decoding processes (default min(4, CPUs); 0 decodes in-process).")
+        int | None, typer.Option(help="Audio-reading processes (default min(4, CPUs); 0 reads in-process).")
     ] = None,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Skip bad samples (listed in OUT/skipped.jsonl), don't stop.")
@@ -239,28 +240,27 @@ def clone(
     manifest: Annotated[Path | None, typer.Option(help="Clone every sample of a manifest (batched).")] = None,
     adapter: Annotated[Path | None, typer.Option(help="Run or checkpoint folder (LoRA or full).")] = None,
     codes_out: Annotated[Path | None, typer.Option(help="Also save the generated codes [8, T].")] = None,
-    greedy: GreedyOpt = False,
-    temperature: TemperatureOpt = 0.7,
-    top_p: TopPOpt = 0.95,
-    top_k: TopKOpt = 50,
-    ras_window: RasWindowOpt = 7,
-    max_seconds: Annotated[float, typer.Option(help="Cut generation after this much audio.")] = 30.0,
+    greedy: GreedyOpt = SAMPLING.greedy,
+    temperature: TemperatureOpt = SAMPLING.temperature,
+    top_p: TopPOpt = SAMPLING.top_p,
+    top_k: TopKOpt = SAMPLING.top_k,
+    ras_window: RasWindowOpt = SAMPLING.ras_window,
+    max_seconds: Annotated[
+        float, typer.Option(help="Cut generation after this much audio.")
+    ] = LENGTH_LIMIT.max_seconds,
     chars_per_second: Annotated[
         float, typer.Option(help="With --manifest: per-sample limit from the text at this slow rate.")
-    ] = 5.0,
+    ] = LENGTH_LIMIT.chars_per_second,
     batch_size: Annotated[int, typer.Option(help="With --manifest: samples per generation batch.")] = 8,
     system_prompt: Annotated[
         str | None, typer.Option(help="Override the checkpoint's system prompt.")
     ] = None,
     scene: Annotated[str | None, typer.Option(help="Override the checkpoint's scene description.")] = None,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = SAMPLING.seed,
 ) -> None:
     """Clone a voice: speak TEXT in the voice of REF_AUDIO, or every sample of a --manifest."""
-    import numpy as np
-
-    from higgs_tune.data.audio import write_wav
-    from higgs_tune.inference.generate import LengthLimit, clone_batch, clone_manifest, load_for_cloning
-    from higgs_tune.model.codes import decode_codes, encode_file
+    from higgs_tune.inference.clone import clone_manifest, clone_one
+    from higgs_tune.inference.generate import load_for_cloning
 
     given = [v is not None for v in (ref_audio, ref_text, text)]
     one_sample, batch = manifest is None and all(given), manifest is not None and not any(given)
@@ -277,16 +277,24 @@ def clone(
         limit = LengthLimit(chars_per_second=chars_per_second, max_seconds=max_seconds)
         clone_manifest(lm, processor, samples, out, settings, sampling, limit, batch_size=batch_size)
         return
-    rate = processor.audio_tokenizer.config.frame_rate
-    item = {"ref_text": ref_text, "ref_codes": encode_file(processor, ref_audio), "text": text}
-    result = clone_batch(lm, processor, [item], settings, sampling, [int(max_seconds * rate)])[0]
+    result = clone_one(lm, processor, ref_audio, ref_text, text, settings, sampling, max_seconds=max_seconds)
+    _write_clone(result, out, codes_out, processor, max_seconds)
+
+
+def _write_clone(result: Clone, out: Path, codes_out: Path | None, processor, max_seconds: float) -> None:
+    """Save one clone's codes (if asked) and its wav; exit 1 when the model gave no audio frames at all."""
+    import numpy as np
+
+    from higgs_tune.data.audio import write_wav
+
     if codes_out is not None:
         codes_out.parent.mkdir(parents=True, exist_ok=True)
         np.save(codes_out, result.codes)
     if result.codes.shape[1] == 0:
         log.error("the model emitted its stream EOS at once: no audio frames, so %s was not written", out)
         raise typer.Exit(1)
-    write_wav(out, decode_codes(processor, result.codes), processor.feature_extractor.sampling_rate)
+    write_wav(out, result.audio, processor.feature_extractor.sampling_rate)
+    rate = processor.audio_tokenizer.config.frame_rate
     how = "stream EOS" if result.stopped_by_eos else f"the {max_seconds:g} s limit (no EOS: cut)"
     log.info("wrote %s: %.2f s of audio, ended by %s", out, result.codes.shape[1] / rate, how)
 
@@ -303,12 +311,12 @@ def evaluate_command(
     language: Annotated[str | None, typer.Option(help="Language of the texts (e.g. ar).")] = None,
     device: Annotated[str, typer.Option(help="Device for generation and measuring models.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Samples per generation / ASR batch.")] = 8,
-    greedy: GreedyOpt = False,
-    temperature: TemperatureOpt = 0.7,
-    top_p: TopPOpt = 0.95,
-    top_k: TopKOpt = 50,
-    ras_window: RasWindowOpt = 7,
-    seed: SeedOpt = 0,
+    greedy: GreedyOpt = SAMPLING.greedy,
+    temperature: TemperatureOpt = SAMPLING.temperature,
+    top_p: TopPOpt = SAMPLING.top_p,
+    top_k: TopKOpt = SAMPLING.top_k,
+    ras_window: RasWindowOpt = SAMPLING.ras_window,
+    seed: SeedOpt = SAMPLING.seed,
 ) -> None:
     """Clone a held-out set and report WER/CER, speaker similarity and speech checks."""
     from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL

@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from higgs_tune.evaluation.asr import Transcriber
-from higgs_tune.evaluation.speaker import SpeakerEncoder, cosine_similarity, min_input_samples
+from higgs_tune.evaluation.speaker import SpeakerEncoder, cosine_similarity, min_input_length
 from higgs_tune.tiny.eval_models import build_tiny_asr, build_tiny_speaker
 
 SR = 24_000
@@ -166,16 +166,16 @@ def test_speaker_encoder_resamples_to_its_rate(encoder):
     clip = voice(1.0)
     at16 = soxr.resample(clip, SR, 16_000, quality="HQ")
     np.testing.assert_allclose(encoder.embed([clip]), encoder.embed([at16], sr=16_000), atol=1e-6)
-    # the same samples read at the model's own rate are a slower, lower voice: a different embedding
+    # the same waveform read at the model's own rate are a slower, lower voice: a different embedding
     assert cosine_similarity(encoder.embed([clip])[0], encoder.embed([clip], sr=16_000)[0]) < 0.999
     assert encoder.embed([]).shape == (0, encoder.dim)
 
 
 def test_speaker_encoder_minimum_length(encoder):
-    assert min_input_samples(WavLMConfig()) == 5200  # the base models: 0.325 s at 16 kHz
-    assert encoder.min_samples == 5200 and encoder.min_seconds == pytest.approx(0.325)
+    assert min_input_length(WavLMConfig()) == 5200  # the base models: 0.325 s at 16 kHz
+    assert encoder.min_length == 5200 and encoder.min_seconds == pytest.approx(0.325)
     rng = np.random.default_rng(0)
-    shortest = 0.1 * rng.standard_normal(encoder.min_samples).astype(np.float32)
+    shortest = 0.1 * rng.standard_normal(encoder.min_length).astype(np.float32)
     assert np.isfinite(encoder.embed([shortest], sr=16_000)).all()
     with pytest.raises(ValueError, match="clip 1 is 0.325 s long"):
         encoder.embed([shortest, shortest[:-1]], sr=16_000)

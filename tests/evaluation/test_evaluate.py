@@ -125,7 +125,7 @@ def test_verdict_follows_the_samples_when_the_means_do_not_move():
 
 def test_clones_without_audio_score_as_all_words_missed(tiny_model_dir, sample_data_dir, tmp_path):
     from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
-    from higgs_tune.inference.generate import LengthLimit
+    from higgs_tune.inference.settings import LengthLimit
     from higgs_tune.tiny.eval_models import build_tiny_eval_models
 
     asr, speaker = build_tiny_eval_models(tmp_path / "eval-models")

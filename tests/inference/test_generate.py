@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from higgs_tune.config import PromptConfig
-from higgs_tune.inference.generate import SamplingConfig, clone_batch
+from higgs_tune.inference.generate import generate_codes
+from higgs_tune.inference.settings import SamplingConfig
 from higgs_tune.prepared.dataset import PreparedData
 
 
@@ -59,7 +60,9 @@ def test_sample_that_never_stops_is_cut_and_flagged(tiny_model, processor):
         {"ref_text": "d e f", "ref_codes": torch.randint(0, 1024, (8, 12), generator=g), "text": "there"},
     ]
     limits = [6, 11]
-    results = clone_batch(tiny_model, processor, items, PromptConfig(), SamplingConfig(greedy=True), limits)
+    results = generate_codes(
+        tiny_model, processor, items, PromptConfig(), SamplingConfig(greedy=True), limits
+    )
     for result, limit in zip(results, limits, strict=True):
         if not result.stopped_by_eos:
             assert result.codes.shape[1] == limit
@@ -68,7 +71,8 @@ def test_sample_that_never_stops_is_cut_and_flagged(tiny_model, processor):
 
 def test_clone_manifest_writes_every_sample_and_flags_cuts(tiny_model, processor, sample_data_dir, tmp_path):
     from higgs_tune.data.manifests import read_manifest
-    from higgs_tune.inference.generate import LengthLimit, clone_manifest
+    from higgs_tune.inference.clone import clone_manifest
+    from higgs_tune.inference.settings import LengthLimit
 
     samples = read_manifest(sample_data_dir["manifest_jsonl"])[:5]
     limit = LengthLimit(chars_per_second=40.0, slack_seconds=0.0, min_seconds=0.2, max_seconds=0.5)
@@ -92,7 +96,8 @@ def test_a_clone_without_frames_is_recorded_and_flagged_not_written(
     """A frame limit of 0 gives clones with no audio at all (as a model that stops at once does): each is
     still a row of results.jsonl, with its codes but no wav, flagged silent and cut."""
     from higgs_tune.data.manifests import read_manifest
-    from higgs_tune.inference.generate import LengthLimit, clone_manifest
+    from higgs_tune.inference.clone import clone_manifest
+    from higgs_tune.inference.settings import LengthLimit
 
     samples = read_manifest(sample_data_dir["manifest_jsonl"])[:2]
     nothing = LengthLimit(slack_seconds=0.0, min_seconds=0.0, max_seconds=0.0)
@@ -113,7 +118,8 @@ def test_missing_references_are_named_before_any_cloning(tiny_model, processor, 
 
     from higgs_tune.data.manifests import read_manifest
     from higgs_tune.data.samples import SampleError
-    from higgs_tune.inference.generate import LengthLimit, clone_manifest
+    from higgs_tune.inference.clone import clone_manifest
+    from higgs_tune.inference.settings import LengthLimit
 
     samples = read_manifest(sample_data_dir["manifest_jsonl"])[:3]
     samples[2] = replace(samples[2], ref_audio=tmp_path / "gone.wav")

@@ -10,12 +10,12 @@ from higgs_tune.data.audio import audio_info, load_audio
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.data.pairs import build_pairs, read_utterances
 from higgs_tune.data.validate import validate_manifest
-from higgs_tune.tiny.dataset import write_sample_data
+from higgs_tune.tiny.dataset import write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return write_sample_data(tmp_path_factory.mktemp("sample"), seed=0)
+    return write_synthetic_dataset(tmp_path_factory.mktemp("dataset"), seed=0)
 
 
 def pitch_hz(audio: np.ndarray, sr: int = 24_000) -> float:
@@ -78,8 +78,8 @@ def test_speakers_differ_clearly(data):
 
 
 def test_deterministic_for_a_seed(tmp_path, data):
-    again = write_sample_data(tmp_path / "again", seed=0)
-    other = write_sample_data(tmp_path / "other", seed=1, n_speakers=2, utts_per_speaker=3)
+    again = write_synthetic_dataset(tmp_path / "again", seed=0)
+    other = write_synthetic_dataset(tmp_path / "other", seed=1, n_speakers=2, utts_per_speaker=3)
     for name in ("spk00_00.wav", "spk01_02.wav"):
         assert (again["clips"] / name).read_bytes() == (data["clips"] / name).read_bytes()
         assert (other["clips"] / name).read_bytes() != (data["clips"] / name).read_bytes()
@@ -89,4 +89,4 @@ def test_deterministic_for_a_seed(tmp_path, data):
 
 def test_needs_two_utterances_per_speaker(tmp_path):
     with pytest.raises(ValueError, match="at least 2 utterances"):
-        write_sample_data(tmp_path, utts_per_speaker=1)
+        write_synthetic_dataset(tmp_path, utts_per_speaker=1)

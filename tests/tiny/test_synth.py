@@ -23,7 +23,7 @@ def dominant_pitch(audio: np.ndarray, sr: int = SR) -> float:
     return float(np.median(estimates))
 
 
-def test_same_arguments_same_samples_and_seed_changes_them() -> None:
+def test_same_arguments_same_waveform_and_seed_changes_it() -> None:
     a = synth_speech(1.5, seed=3)
     assert np.array_equal(a, synth_speech(1.5, seed=3))
     assert not np.array_equal(a, synth_speech(1.5, seed=4))

@@ -18,6 +18,7 @@ from transformers import (
     HiggsAudioV2TokenizerModel,
 )
 
+from higgs_tune.data.audio import TARGET_SR
 from higgs_tune.model.chat_template import CHAT_TEMPLATE, CHAT_TEMPLATE_SHA256
 from higgs_tune.model.loading import (
     AUDIO_TOKENIZER_SUBDIR,
@@ -28,7 +29,6 @@ from higgs_tune.model.loading import (
 from higgs_tune.tiny.model import (
     CALIBRATION_SEED_OFFSET,
     NUM_CODEBOOKS,
-    SAMPLE_RATE,
     SPECIAL_TOKENS,
     TOKENIZER_VOCAB_SIZE,
     build_tiny_model,
@@ -180,7 +180,7 @@ def test_tokenized_prompt_carries_delayed_reference_codes(processor: HiggsAudioV
         tokenize=True,
         return_dict=True,
         return_tensors="pt",
-        processor_kwargs={"sampling_rate": SAMPLE_RATE},
+        processor_kwargs={"sampling_rate": TARGET_SR},
     )
     # codes + stream BOS + stream EOS, then the delay pattern adds num_codebooks - 1 steps
     assert inputs["audio_input_ids"].shape == (1, frames + 2 + NUM_CODEBOOKS - 1, NUM_CODEBOOKS)
@@ -200,7 +200,7 @@ def test_speech_spreads_over_many_codes_in_every_codebook(processor: HiggsAudioV
     assert min(distinct) >= 50, distinct
 
 
-def test_decode_gives_960_samples_per_frame(processor: HiggsAudioV2Processor) -> None:
+def test_decode_gives_960_audio_values_per_frame(processor: HiggsAudioV2Processor) -> None:
     codec = processor.audio_tokenizer
     with torch.no_grad():
         codes = codec.encode(torch.from_numpy(synth_speech(2.0, seed=UNSEEN_SEED))[None, None]).audio_codes
@@ -222,7 +222,7 @@ def test_forward_on_a_batch_gives_the_chance_level_loss(tiny_model_dir: Path) ->
         tokenize=True,
         return_dict=True,
         return_tensors="pt",
-        processor_kwargs={"sampling_rate": SAMPLE_RATE, "output_labels": True},
+        processor_kwargs={"sampling_rate": TARGET_SR, "output_labels": True},
     )
     with torch.no_grad():
         out = model(**inputs)

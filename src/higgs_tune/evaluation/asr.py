@@ -1,7 +1,7 @@
 """Transcribe cloned clips with Whisper, to score what was said (WER/CER, see `text_metrics`).
 
 Any `WhisperForConditionalGeneration` checkpoint works: a hub id or a local folder, loaded with
-`from_pretrained`. Decoding is greedy (the checkpoint's generation config), and the task is always
+`from_pretrained`. Transcription is greedy (the checkpoint's generation config), and the task is always
 "transcribe": translating would score a different text.
 
 Whisper hears 30 s windows. Clips up to 30 s are batched as they are (every clip is padded to the window,

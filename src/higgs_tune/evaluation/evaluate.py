@@ -8,7 +8,6 @@ says per sample what got better or worse, so one glance at `report.md` tells whe
 from __future__ import annotations
 
 import gc
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,10 @@ from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
 from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
 from higgs_tune.evaluation.speech_checks import CUT, SILENT, TOO_LONG, TOO_SHORT
 from higgs_tune.evaluation.text_metrics import char_errors, word_errors
-from higgs_tune.inference.generate import LengthLimit, SamplingConfig, clone_manifest, load_for_cloning
+from higgs_tune.files import write_json, write_text_atomic
+from higgs_tune.inference.clone import clone_manifest
+from higgs_tune.inference.generate import load_for_cloning
+from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +162,9 @@ def evaluate(
     }
     if "finetuned" in systems and "base" in systems:
         report["comparison"] = _compare(systems["finetuned"], systems["base"])
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    write_json(out / "report.json", report)
     _plots(systems, out)
-    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    write_text_atomic(out / "report.md", render_markdown(report))
     log.info("evaluation report: %s", out / "report.md")
     return report
 

@@ -39,13 +39,13 @@ class SpeakerEncoder:
         model = WavLMForXVector.from_pretrained(model_id, dtype=torch.float32)
         self.model = model.to(self.device).eval()
         self.sampling_rate: int = self.feature_extractor.sampling_rate
-        self.min_samples = min_input_samples(self.model.config)
+        self.min_length = min_input_length(self.model.config)
         log.info("speaker encoder %s on %s", model_id, self.device)
 
     @property
     def min_seconds(self) -> float:
         """Shortest clip the model can embed; shorter ones raise, so filter them first (e.g. as silent)."""
-        return self.min_samples / self.sampling_rate
+        return self.min_length / self.sampling_rate
 
     @property
     def dim(self) -> int:
@@ -57,7 +57,7 @@ class SpeakerEncoder:
         return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
     def _embed_one(self, wave: np.ndarray, index: int) -> np.ndarray:
-        if wave.size < self.min_samples:
+        if wave.size < self.min_length:
             raise ValueError(
                 f"clip {index} is {wave.size / self.sampling_rate:.3f} s long; the speaker model needs at "
                 f"least {self.min_seconds:.3f} s"
@@ -69,10 +69,10 @@ class SpeakerEncoder:
         return embedding.cpu().numpy()
 
 
-def min_input_samples(config: WavLMConfig) -> int:
-    """Fewest input samples that leave the x-vector head two frames to pool (its standard deviation needs
-    two): the TDNN layers eat (kernel - 1) * dilation frames each, and each convolution of the feature
-    encoder needs (frames - 1) * stride + kernel samples for `frames` outputs."""
+def min_input_length(config: WavLMConfig) -> int:
+    """Shortest waveform (in values) that leaves the x-vector head two frames to pool (its standard
+    deviation needs two): the TDNN layers eat (kernel - 1) * dilation frames each, and each convolution of
+    the feature encoder needs (frames - 1) * stride + kernel inputs for `frames` outputs."""
     frames = 2 + sum((k - 1) * d for k, d in zip(config.tdnn_kernel, config.tdnn_dilation, strict=True))
     for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride, strict=True))):
         frames = (frames - 1) * stride + kernel

@@ -8,7 +8,7 @@ Silence is decided per 20 ms frame by RMS energy. A frame is silent when its lev
 `silence_below_loudest_db` below the clip's loudest frame, or below `silence_floor_dbfs` whatever the clip's
 level. The relative part follows the clip's own loudness (a quiet but clean clip keeps its speech); the
 absolute floor stops a nearly silent clip from calling its own noise floor speech. The loudest *frame*,
-not the loudest sample, is the reference so that a single click cannot move the threshold.
+not the loudest single value, is the reference so that a single click cannot move the threshold.
 """
 
 from __future__ import annotations

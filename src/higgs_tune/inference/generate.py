@@ -1,17 +1,16 @@
-"""Cloning: build the prompt with the training prompt builder, generate audio codes, revert the delay.
+"""Generation: build the prompt with the training prompt builder, generate audio codes, revert the delay.
 
 Generation is transformers' own `HiggsAudioV2ForConditionalGeneration.generate` (its delay-pattern logits
 processor forces the BOS and EOS fillers). We add what a toolkit needs around it: batching with left
 padding, a per-sample frame limit so a sample that never stops is cut and flagged instead of running to a
-global maximum, and an honest record of whether each sample ended by its stream EOS.
+global maximum, and an honest record of whether each sample ended by its stream EOS. Turning codes into
+audio and checking it is `higgs_tune.inference.clone`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from higgs_tune.config import PromptConfig
-from higgs_tune.data.samples import SampleError
-from higgs_tune.evaluation.speech_checks import check_speech
+from higgs_tune.inference.settings import SamplingConfig
 from higgs_tune.model.loading import load_finetuned, load_model, load_processor
 from higgs_tune.model.prompt import PromptTokens, build_prompt
 
@@ -28,22 +26,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
-    """How codes are drawn. `greedy` wins over the sampling knobs; repetition-aware sampling (RAS,
-    supported by the model's generation) resamples a code that repeats `ras_max_repeat` times in the
-    last `ras_window` frames; it is off under greedy decoding so greedy stays deterministic."""
-
-    greedy: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 50
-    ras_window: int | None = 7
-    ras_max_repeat: int = 2
-    seed: int | None = 0
-
-
-@dataclass(frozen=True)
-class CloneOutput:
+class GeneratedCodes:
     """Generated codes [K, T] of one sample and how generation ended."""
 
     codes: np.ndarray
@@ -107,15 +90,16 @@ def _generated_codes(processor, frames: torch.Tensor) -> np.ndarray:
 
 
 @torch.inference_mode()
-def clone_batch(
+def generate_codes(
     model,
     processor,
     items: list[dict],
     settings: PromptConfig,
     sampling: SamplingConfig,
     frame_limits: list[int],
-) -> list[CloneOutput]:
-    """Clone a batch. Each item has `ref_text`, `ref_codes` ([K, T]), `text` and optional `scene`.
+) -> list[GeneratedCodes]:
+    """Generate the codes of a batch. Each item has `ref_text`, `ref_codes` ([K, T]), `text` and optional
+    `scene`.
 
     `frame_limits` caps each sample's generated audio frames; a sample cut there is flagged.
     """
@@ -156,7 +140,7 @@ def clone_batch(
         codes = _generated_codes(processor, generated[i])[:, : frame_limits[i]]
         if not stopped:
             log.warning("sample %d did not emit its stream EOS within %d frames: cut", i, frame_limits[i])
-        results.append(CloneOutput(codes=codes, stopped_by_eos=stopped, frame_limit=frame_limits[i]))
+        results.append(GeneratedCodes(codes=codes, stopped_by_eos=stopped, frame_limit=frame_limits[i]))
     return results
 
 
@@ -175,101 +159,3 @@ def load_for_cloning(
         settings = replace(settings, scene=scene)
     model.eval()
     return model, load_processor(model_id), settings
-
-
-@dataclass(frozen=True)
-class LengthLimit:
-    """Per-sample frame budget from the text: at `chars_per_second` (slower than any real speech, so a
-    sample that stops on its own is never cut) plus `slack_seconds`, within [min, max] seconds."""
-
-    chars_per_second: float = 5.0
-    slack_seconds: float = 1.0
-    min_seconds: float = 2.0
-    max_seconds: float = 30.0
-
-    def frames(self, text: str, rate: int) -> int:
-        seconds = len(text) / self.chars_per_second + self.slack_seconds
-        return int(min(max(seconds, self.min_seconds), self.max_seconds) * rate)
-
-
-def clone_manifest(
-    model,
-    processor,
-    samples: list,
-    out: Path,
-    settings: PromptConfig,
-    sampling: SamplingConfig,
-    limit: LengthLimit,
-    batch_size: int = 8,
-) -> list[dict]:
-    """Clone every sample of a manifest in batches: `out/<id>.wav`, `out/<id>.npy` and `out/results.jsonl`.
-
-    Reference clips are encoded once each, however many samples share them. Returns the result rows.
-    """
-    from tqdm import tqdm
-
-    from higgs_tune.data.audio import write_wav
-    from higgs_tune.model.codes import decode_codes, encode_file
-
-    missing = [s for s in samples if not s.ref_audio.is_file()]
-    if missing:  # before any work, not batches later
-        more = f" (and {len(missing) - 1} more samples)" if len(missing) > 1 else ""
-        raise SampleError(
-            f"sample {missing[0].id!r}", f"reference audio {missing[0].ref_audio} not found{more}"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    rate = processor.audio_tokenizer.config.frame_rate
-    sr = processor.feature_extractor.sampling_rate
-    ref_codes: dict[Path, np.ndarray] = {}
-    rows = []
-    for start in tqdm(range(0, len(samples), batch_size), desc="clone", unit="batch"):
-        batch = samples[start : start + batch_size]
-        for s in batch:
-            if s.ref_audio not in ref_codes:
-                ref_codes[s.ref_audio] = encode_file(processor, s.ref_audio)
-        items = [
-            {"ref_text": s.ref_text, "ref_codes": ref_codes[s.ref_audio], "text": s.text, "scene": s.scene}
-            for s in batch
-        ]
-        limits = [limit.frames(s.text, rate) for s in batch]
-        for s, result in zip(
-            batch, clone_batch(model, processor, items, settings, sampling, limits), strict=True
-        ):
-            name = _safe_name(s.id)
-            np.save(out / f"{name}.npy", result.codes)
-            audio = decode_codes(processor, result.codes)
-            # A clone that stopped at once has no audio to write or check: it is recorded without a
-            # wav and flagged, never dropped.
-            wav = write_wav(out / f"{name}.wav", audio, sr).name if audio.size else None
-            checks = check_speech(audio, s.text, result.stopped_by_eos, sr=sr) if audio.size else None
-            flags = checks.flags if checks else ["silent"] + ([] if result.stopped_by_eos else ["cut"])
-            rows.append(
-                {
-                    "id": s.id,
-                    "wav": wav,
-                    "codes": f"{name}.npy",
-                    "text": s.text,
-                    "ref_audio": str(s.ref_audio),
-                    "seconds": result.codes.shape[1] / rate,
-                    "stopped_by_eos": result.stopped_by_eos,
-                    "frame_limit": result.frame_limit,
-                    "checks": asdict(checks) if checks else None,
-                    "flags": flags,
-                }
-            )
-    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    flags = Counter(f for r in rows for f in r["flags"])
-    log.info(
-        "cloned %d samples into %s; flags: %s",
-        len(rows),
-        out,
-        ", ".join(f"{k} {v}" for k, v in sorted(flags.items())) or "none",
-    )
-    return rows
-
-
-def _safe_name(sample_id: str) -> str:
-    """A file name for a sample id (ids may contain ':' or '/')."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)

@@ -9,7 +9,6 @@ in seconds. The same data is written in every input format we read: the pairs as
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 from higgs_tune.data.audio import TARGET_SR, write_wav
 from higgs_tune.data.manifests import write_manifest_chatml, write_manifest_jsonl
 from higgs_tune.data.pairs import Utterance, build_pairs
+from higgs_tune.files import write_json, write_jsonl
 from higgs_tune.tiny.synth import synth_speech
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class _Voice:
         return 2.6 * self.syllables_per_second
 
 
-def write_sample_data(
+def write_synthetic_dataset(
     out: str | os.PathLike[str], *, n_speakers: int = 4, utts_per_speaker: int = 6, seed: int = 0
 ) -> dict[str, Path]:
     """Write the dataset under `out` and return its paths: `clips` (folder, with `metadata` inside),
@@ -89,14 +89,16 @@ def write_sample_data(
             utterances.append(Utterance(name, clips / f"{name}.wav", text, f"spk{s:02d}", scene))
     paths = {
         "clips": clips,
-        "metadata": _write_json(clips / "metadata.json", _metadata(utterances)),
-        "utterances": _write_utterances(out / "utterances.jsonl", utterances),
+        "metadata": clips / "metadata.json",
+        "utterances": out / "utterances.jsonl",
     }
+    write_json(paths["metadata"], _metadata(utterances))
+    write_jsonl(paths["utterances"], [_utterance_record(u, out) for u in utterances])
     pairs = build_pairs(utterances, refs_per_target=1, seed=seed).pairs
     paths["manifest_jsonl"] = write_manifest_jsonl(pairs, out / "manifest.jsonl")
     paths["manifest_json"] = write_manifest_chatml(pairs, out / "manifest.json")
     log.info(
-        "sample data: %d speakers x %d utterances, %d pairs in %s",
+        "synthetic dataset: %d speakers x %d utterances, %d pairs in %s",
         n_speakers,
         utts_per_speaker,
         len(pairs),
@@ -138,7 +140,7 @@ def _voice_clip(seconds: float, voice: _Voice, seed: int) -> np.ndarray:
 
 def _metadata(utterances: list[Utterance]) -> dict[str, object]:
     """metadata.json in the community trainer's layout (NAME.wav + NAME.txt beside it)."""
-    samples = []
+    entries = []
     for u in utterances:
         entry = {
             "id": u.id,
@@ -148,26 +150,13 @@ def _metadata(utterances: list[Utterance]) -> dict[str, object]:
         }
         if u.scene is not None:
             entry["scene"] = u.scene
-        samples.append(entry)
-    return {"samples": samples}
+        entries.append(entry)
+    return {"samples": entries}
 
 
-def _write_utterances(path: Path, utterances: list[Utterance]) -> Path:
-    lines = []
-    for u in utterances:
-        record = {
-            "id": u.id,
-            "audio": u.audio.relative_to(path.parent).as_posix(),
-            "text": u.text,
-            "speaker": u.speaker,
-        }
-        if u.scene is not None:
-            record["scene"] = u.scene
-        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-    path.write_text("".join(lines), encoding="utf-8")
-    return path
-
-
-def _write_json(path: Path, data: object) -> Path:
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    return path
+def _utterance_record(u: Utterance, root: Path) -> dict[str, str]:
+    """One line of utterances.jsonl, its audio path relative to the dataset folder."""
+    record = {"id": u.id, "audio": u.audio.relative_to(root).as_posix(), "text": u.text, "speaker": u.speaker}
+    if u.scene is not None:
+        record["scene"] = u.scene
+    return record

@@ -12,6 +12,22 @@ import time
 from pathlib import Path
 
 from higgs_tune.config import TrainConfig
+from higgs_tune.data.audio import write_wav
+from higgs_tune.data.manifests import read_manifest, write_manifest_jsonl
+from higgs_tune.data.validate import validate_manifest
+from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
+from higgs_tune.files import write_json
+from higgs_tune.inference.clone import Clone, clone_one
+from higgs_tune.inference.generate import load_for_cloning
+from higgs_tune.inference.settings import SamplingConfig
+from higgs_tune.model.loading import load_processor
+from higgs_tune.prepared.dataset import PreparedData
+from higgs_tune.prepared.prepare import prepare_dataset
+from higgs_tune.tiny.dataset import write_synthetic_dataset
+from higgs_tune.tiny.eval_models import build_tiny_eval_models
+from higgs_tune.tiny.model import build_tiny_model
+from higgs_tune.training.data import split_indices
+from higgs_tune.training.trainer import train
 from higgs_tune.typed_config import load_config
 
 log = logging.getLogger(__name__)
@@ -46,21 +62,6 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     The default size (8 voices x 20 utterances, 150 steps) is the smallest at which the held-out loss
     falls with the training loss on the tiny model instead of only the training set being memorised.
     """
-    from higgs_tune.data.audio import write_wav
-    from higgs_tune.data.manifests import read_manifest, write_manifest_jsonl
-    from higgs_tune.data.validate import validate_manifest
-    from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
-    from higgs_tune.inference.generate import SamplingConfig, clone_batch, load_for_cloning
-    from higgs_tune.model.codes import decode_codes, encode_file
-    from higgs_tune.model.loading import load_processor
-    from higgs_tune.prepared.dataset import PreparedData
-    from higgs_tune.prepared.prepare import prepare_dataset
-    from higgs_tune.tiny.dataset import write_sample_data
-    from higgs_tune.tiny.eval_models import build_tiny_eval_models
-    from higgs_tune.tiny.model import build_tiny_model
-    from higgs_tune.training.data import split_indices
-    from higgs_tune.training.trainer import train
-
     started = time.perf_counter()
     out = Path(out)
     paths = {
@@ -72,16 +73,7 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     log.info("1/7 tiny model -> %s", paths["model"])
     build_tiny_model(paths["model"], seed=0)
     asr_model, speaker_model = build_tiny_eval_models(paths["model"], seed=0)
-    log.info("2/7 synthetic voices -> %s", paths["data"])
-    manifest = write_sample_data(paths["data"], n_speakers=speakers, utts_per_speaker=utterances)[
-        "manifest_jsonl"
-    ]
-    log.info("3/7 validate %s", manifest)
-    report = validate_manifest(manifest)
-    log.info("%d samples, %d errors, %d warnings", len(report.samples), report.n_errors, report.n_warnings)
-    log.info("4/7 prepare -> %s", paths["prepared"])
-    samples = read_manifest(manifest)
-    prepare_dataset(samples, load_processor(paths["model"]), paths["prepared"], model_id=str(paths["model"]))
+    samples = _prepared_samples(paths, speakers, utterances)
     log.info("5/7 train (LoRA, %d steps) -> %s", steps, paths["run"])
     cfg = demo_config(paths["model"], paths["prepared"], paths["run"], steps)
     checkpoint = train(cfg)
@@ -91,14 +83,11 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     log.info("6/7 clone with %s", checkpoint)
     model, processor, settings = load_for_cloning(str(paths["model"]), checkpoint)
     sample = samples[0]
-    item = {
-        "ref_text": sample.ref_text,
-        "ref_codes": encode_file(processor, sample.ref_audio),
-        "text": sample.text,
-    }
-    rate = processor.audio_tokenizer.config.frame_rate
-    result = clone_batch(model, processor, [item], settings, SamplingConfig(seed=0), [10 * rate])[0]
-    paths["clone"] = write_wav(out / "clone.wav", decode_codes(processor, result.codes))
+    clone = clone_one(
+        model, processor, sample.ref_audio, sample.ref_text, sample.text, settings, SamplingConfig(seed=0),
+        max_seconds=10.0,
+    )  # fmt: skip
+    paths["clone"] = write_wav(out / "clone.wav", clone.audio)
     log.info("7/7 evaluate on the held-out samples, fine-tuned against the base model")
     _, held_out = split_indices(PreparedData(paths["prepared"]), cfg.eval_fraction, cfg.seed)
     heldout_manifest = write_manifest_jsonl([samples[i] for i in held_out], out / "heldout.jsonl")
@@ -110,23 +99,45 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
         "first_loss": train_losses[0],
         "last_loss": train_losses[-1],
         "eval_losses": [r["eval_loss"] for r in losses if "eval_loss" in r],
-        "clone_seconds": result.codes.shape[1] / rate,
-        "clone_stopped_by_eos": result.stopped_by_eos,
+        "clone_seconds": clone.codes.shape[1] / processor.audio_tokenizer.config.frame_rate,
+        "clone_stopped_by_eos": clone.stopped_by_eos,
         "eval": report["summary"],
         "paths": {k: str(v) for k, v in paths.items()},
     }
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
-    print(
+    write_json(out / "demo_summary.json", summary)
+    print(_finished(summary, paths, checkpoint, steps, clone, sample, out))
+    return paths
+
+
+def _prepared_samples(paths: dict[str, Path], speakers: int, utterances: int) -> list:
+    """Steps 2-4: synthetic voices, validated, then prepared for training; returns the manifest's samples."""
+    log.info("2/7 synthetic voices -> %s", paths["data"])
+    manifest = write_synthetic_dataset(paths["data"], n_speakers=speakers, utts_per_speaker=utterances)[
+        "manifest_jsonl"
+    ]
+    log.info("3/7 validate %s", manifest)
+    report = validate_manifest(manifest)
+    log.info("%d samples, %d errors, %d warnings", len(report.samples), report.n_errors, report.n_warnings)
+    log.info("4/7 prepare -> %s", paths["prepared"])
+    samples = read_manifest(manifest)
+    prepare_dataset(samples, load_processor(paths["model"]), paths["prepared"], model_id=str(paths["model"]))
+    return samples
+
+
+def _finished(
+    summary: dict, paths: dict[str, Path], checkpoint: Path, steps: int, clone: Clone, sample, out: Path
+) -> str:
+    """What the demo tells its user at the end: where each result went, and what the numbers mean."""
+    return (
         f"\nDemo finished in {summary['wall_seconds']} s.\n"
-        f"  training loss  {train_losses[0]:.3f} -> {train_losses[-1]:.3f} over {steps} steps "
+        f"  training loss  {summary['first_loss']:.3f} -> {summary['last_loss']:.3f} over {steps} steps "
         f"(metrics: {paths['run'] / 'metrics.jsonl'}, TensorBoard: {paths['run'] / 'tensorboard'})\n"
         f"  held-out loss  {' -> '.join(f'{x:.3f}' for x in summary['eval_losses'])}\n"
         f"  checkpoint     {checkpoint}\n"
         f"  cloned speech  {paths['clone']} ({summary['clone_seconds']:.2f} s, "
-        f"{'ended by EOS' if result.stopped_by_eos else 'cut at the limit'}); "
+        f"{'ended by EOS' if clone.stopped_by_eos else 'cut at the limit'}); "
         f"voice of {sample.ref_audio.name}, text: {sample.text!r}\n"
         f"  evaluation     {paths['report']} (tiny random ASR and speaker models: the numbers exercise "
         "the pipeline, they do not measure speech)\n"
         f"  summary        {out / 'demo_summary.json'}"
     )
-    return paths

@@ -106,7 +106,7 @@ def build_tiny_asr(out: Path, seed: int = 0) -> Path:
 def _write_text_only(model: WhisperForConditionalGeneration, first_control: int) -> None:
     """Make the random decoder write text tokens until its token limit, never a control or timestamp token.
 
-    Left alone, a random model keeps choosing some special token: EOS (nothing to decode) or timestamps,
+    Left alone, a random model keeps choosing some special token: EOS (nothing to transcribe) or timestamps,
     which in long-form transcription make generation advance a few frames per call, for hundreds of calls.
     One output feature is pinned to 1 (zero gain, unit bias in the final layer norm); every control and
     timestamp token gets weight -30 on it (text tokens 0), so their logits stay near -30 whatever the input.

@@ -43,6 +43,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from higgs_tune.data.audio import TARGET_SR
 from higgs_tune.model.chat_template import CHAT_TEMPLATE
 from higgs_tune.model.loading import AUDIO_TOKENIZER_SUBDIR, build_model_from_config
 from higgs_tune.tiny.corpus import ARABIC, ENGLISH, PROMPTS
@@ -50,7 +51,6 @@ from higgs_tune.tiny.synth import synth_speech
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 24000
 NUM_CODEBOOKS = 8
 CODEBOOK_SIZE = 1024  # codes per codebook; the LM adds stream BOS (1024) and EOS (1025)
 AUDIO_STREAM_BOS_ID = CODEBOOK_SIZE
@@ -177,13 +177,13 @@ def tiny_codec_config() -> HiggsAudioV2TokenizerConfig:
     """
     ratios = [8, 5, 4, 2, 3]
     return HiggsAudioV2TokenizerConfig(
-        sample_rate=SAMPLE_RATE,
+        sample_rate=TARGET_SR,
         target_bandwidths=[0.5, 1, 1.5, 2],
         codebook_size=CODEBOOK_SIZE,
         codebook_dim=8,
         acoustic_model_config={
             "model_type": "dac",
-            "sampling_rate": SAMPLE_RATE,
+            "sampling_rate": TARGET_SR,
             "encoder_hidden_size": 4,
             "downsampling_ratios": ratios,
             # Set explicitly: the codec config's sub-config defaults (hidden 256, upsampling [8, 5, 4, 2])
@@ -233,7 +233,7 @@ def build_processor(
         hop_length=1,
         padding_side="right",
         padding_value=0.0,
-        sampling_rate=SAMPLE_RATE,
+        sampling_rate=TARGET_SR,
         return_attention_mask=True,
     )
     return HiggsAudioV2Processor(
@@ -290,11 +290,11 @@ def build_tiny_lm(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> HiggsAud
 
 
 def _calibration_audio(seed: int) -> torch.Tensor:
-    """The synthetic clips the codebooks are fitted on, shape [voices, 1, samples]."""
+    """The synthetic clips the codebooks are fitted on, shape [voices, 1, time]."""
     clips = [
         synth_speech(
             _CALIBRATION_SECONDS,
-            sr=SAMPLE_RATE,
+            sr=TARGET_SR,
             seed=CALIBRATION_SEED_OFFSET + len(_CALIBRATION_VOICES) * seed + i,
             pitch_hz=pitch,
             formant_scale=formants,
@@ -362,10 +362,10 @@ def _quantizer_input(codec: HiggsAudioV2TokenizerModel, audio: torch.Tensor) -> 
 
 
 def _fit_centroids(points: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k centroids for `points`: samples from a Gaussian fitted to them, refined by a few k-means steps.
+    """k centroids for `points`: draws from a Gaussian fitted to them, refined by a few k-means steps.
 
     A few seconds of calibration audio give far fewer frames than codes, so plain k-means would leave most
-    codes where they started. Starting from Gaussian samples puts every code inside the data's spread, so
+    codes where they started. Starting from Gaussian draws puts every code inside the data's spread, so
     unseen speech still lands on many different codes; the k-means steps pull visited codes onto the data.
     """
     dim = points.shape[1]

@@ -42,11 +42,11 @@ def synth_speech(
 
     A "voice" is the tuple (pitch_hz, formant_scale, syllables_per_second, pitch_range, breathiness); the seed
     picks what that voice "says" (vowel sequence, syllable timing, intonation, pauses). The same arguments
-    always give the same samples.
+    always give the same waveform.
 
     Args:
         seconds: duration of the clip.
-        sr: sample rate in Hz.
+        sr: audio rate in Hz.
         seed: picks the utterance; different seeds give different syllable sequences.
         pitch_hz: mean fundamental frequency (about 100-130 for a low voice, 180-250 for a high one).
         formant_scale: multiplies all formants (about 1.0 for a long vocal tract, 1.2 for a short one).
@@ -80,7 +80,7 @@ def synth_speech(
 
 
 def _syllable_bounds(n: int, sr: int, rate: float, rng: np.random.Generator) -> np.ndarray:
-    """Sample indices where syllables start and end; durations jitter around 1/rate (no metronome)."""
+    """Waveform indices where syllables start and end; durations jitter around 1/rate (no metronome)."""
     mean = sr / rate
     durations = []
     total = 0
@@ -94,7 +94,8 @@ def _syllable_bounds(n: int, sr: int, rate: float, rng: np.random.Generator) -> 
 def _pitch_track(
     n: int, sr: int, bounds: np.ndarray, pitch_hz: float, pitch_range: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """F0 in Hz per sample: a per-syllable glide, an utterance-level declination and a slight vibrato."""
+    """F0 in Hz at each waveform index: a per-syllable glide, an utterance-level declination and a slight
+    vibrato."""
     f0 = np.empty(n)
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
         a, b = 1.0 + pitch_range * rng.uniform(-1.0, 1.0, size=2)
@@ -109,7 +110,8 @@ def _pitch_track(
 def _formant_tracks(
     n: int, sr: int, bounds: np.ndarray, scale: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """Per-sample (F1, F2, F3): one random vowel per syllable, smoothed so formants glide between vowels."""
+    """(F1, F2, F3) at each waveform index: one random vowel per syllable, smoothed so formants glide
+    between vowels."""
     tracks = np.empty((n, 3))
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
         vowel = _VOWEL_FORMANTS[rng.integers(len(_VOWEL_FORMANTS))]

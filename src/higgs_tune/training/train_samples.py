@@ -1,4 +1,4 @@
-"""Samples during training: every `sample_steps`, clone a fixed few held-out prompts and log the audio and
+"""Clones during training: every `sample_steps`, clone a fixed few held-out prompts and log the audio and
 its speech checks, so a user hears the run improve (or start trailing silence) before it ends.
 
 Generation runs on the main process with the live (unmerged) model; it needs every weight in one place,
@@ -13,9 +13,9 @@ from dataclasses import asdict
 import torch
 
 from higgs_tune.config import PromptConfig
-from higgs_tune.evaluation.speech_checks import check_speech, summarize
-from higgs_tune.inference.generate import LengthLimit, SamplingConfig, clone_batch
-from higgs_tune.model.codes import decode_codes
+from higgs_tune.evaluation.speech_checks import summarize
+from higgs_tune.inference.clone import Clone, clone_samples
+from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +42,17 @@ class TrainingSamples:
         with torch.random.fork_rng(
             devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []
         ):
-            results = clone_batch(
+            clones = clone_samples(
                 model, self.processor, self.items, self.settings, SamplingConfig(seed=0), limits
             )
         model.train(was_training)
-        checks, rows = [], []
-        for item, result in zip(self.items, results, strict=True):
-            audio = decode_codes(self.processor, result.codes)
-            if audio.size == 0:
-                rows.append({"id": item["id"], "seconds": 0.0, "flags": ["silent"]})
-                continue
-            c = check_speech(audio, item["text"], result.stopped_by_eos, sr=sr)
-            checks.append(c)
-            rows.append({"id": item["id"], "seconds": c.duration_s, "flags": c.flags})
-            if writer is not None:
-                writer.add_audio(f"samples/{item['id']}", torch.from_numpy(audio)[None], step, sample_rate=sr)
-                for key, value in asdict(c).items():
-                    if isinstance(value, float):
-                        writer.add_scalar(f"sample_checks/{item['id']}/{key}", value, step)
+        checks = [clone.checks for clone in clones if clone.checks is not None]
+        rows = []
+        for item, clone in zip(self.items, clones, strict=True):
+            seconds = clone.checks.duration_s if clone.checks else 0.0
+            rows.append({"id": item["id"], "seconds": seconds, "flags": clone.flags})
+            if writer is not None and clone.checks is not None:
+                _log_clone(writer, item["id"], clone, step, sr)
         summary = summarize(checks)
         if writer is not None:
             for flag, count in summary["flags"].items():
@@ -70,3 +63,11 @@ class TrainingSamples:
             "; ".join(f"{r['id']} {r['seconds']:.2f}s {r['flags']}" for r in rows),
         )
         return {"step": step, "samples": rows}
+
+
+def _log_clone(writer, name: str, clone: Clone, step: int, sr: int) -> None:
+    """One clip's audio and the float measurements of its speech checks, to TensorBoard."""
+    writer.add_audio(f"samples/{name}", torch.from_numpy(clone.audio)[None], step, sample_rate=sr)
+    for key, value in asdict(clone.checks).items():
+        if isinstance(value, float):
+            writer.add_scalar(f"sample_checks/{name}/{key}", value, step)
