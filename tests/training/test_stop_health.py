@@ -68,3 +68,30 @@ def test_rows_without_labels_count_for_nothing() -> None:
     a = stop_health_metrics(stop_health_sums(logits[:3], targets, clips[:3], EOS))
     b = stop_health_metrics(stop_health_sums(logits, padded, clips, EOS))
     assert a == pytest.approx(b)  # clip 1 has no code target: it is not counted as a clip
+
+
+def test_the_loss_model_measures_stop_health_in_eval_mode_only(tiny_model, processor, prepared_dir) -> None:
+    """On the untrained tiny model the stream EOS gets about chance probability (1/1026) where it is
+    labelled, so a clip's early-stop risk is what chance gives over its code positions; training mode
+    computes nothing extra."""
+    from higgs_tune.config import PromptConfig
+    from higgs_tune.prepared.dataset import PreparedData
+    from higgs_tune.training.collate import LOSS_INPUTS, Collator
+    from higgs_tune.training.examples import ExampleDataset
+    from higgs_tune.training.loss import CloningLossModel
+
+    examples = ExampleDataset(PreparedData(prepared_dir), processor, PromptConfig(), learn_text=False)
+    batch = Collator(processor)([examples[i] for i in range(4)])
+    inputs = {k: batch[k] for k in LOSS_INPUTS}
+    model = CloningLossModel(tiny_model).eval()
+    with torch.no_grad():
+        sums = model(**inputs)
+    m = stop_health_metrics(sums.stop_health)
+    assert 0.2 / 1026 < m["eos_prob"] < 5 / 1026
+    per_clip = float(sums.stop_health.codes.sum()) / 4
+    assert float(sums.stop_health.clips) == 4
+    assert m["early_stop_risk"] == pytest.approx(1 - (1 - 1 / 1026) ** per_clip, rel=0.5)
+    assert float(sums.stop_health.eos.sum()) == 4 * 8  # one labelled EOS per codebook per clip
+    model.train()
+    assert model(**inputs).stop_health is None
+    model.eval()

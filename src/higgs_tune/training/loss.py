@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from higgs_tune.training.examples import IGNORE
+from higgs_tune.training.stop_health import StopHealthSums, stop_health_sums
 
 
 def next_token_targets(
@@ -60,6 +61,7 @@ class LossSums:
 
     audio_per_codebook: torch.Tensor  # [K] summed cross-entropy per codebook
     text: torch.Tensor  # [] summed text cross-entropy (0 without a text head)
+    stop_health: StopHealthSums | None = None  # in eval mode only (held-out evaluation, `eval`)
 
 
 class CloningLossModel(nn.Module):
@@ -115,7 +117,14 @@ class CloningLossModel(nn.Module):
             # so DDP never finds it unused.
             text_logits = self.higgs.text_lm_head(hidden.index_select(0, text_index)).float()
             text = F.cross_entropy(text_logits, text_targets, ignore_index=IGNORE, reduction="sum")
-        return LossSums(audio_per_codebook=ce.sum(0), text=text)
+        health = None
+        if not self.training:
+            # Held-out evaluation: the same logits also say whether the model is learning to stop.
+            clip_of_row = torch.div(audio_index, input_ids.shape[1], rounding_mode="floor")
+            health = stop_health_sums(
+                audio_logits, audio_targets, clip_of_row, self.higgs.config.audio_stream_eos_id
+            )
+        return LossSums(audio_per_codebook=ce.sum(0), text=text, stop_health=health)
 
 
 def combine(
