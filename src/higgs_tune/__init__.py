@@ -1,8 +1,34 @@
 """higgs-tune: fine-tune Higgs Audio v2 for zero-shot voice cloning, then use and measure the result.
 
-Data flows one way through the modules: manifest (sources) -> samples -> codes (codes, prepare) -> examples
-(prompt, examples) -> batches (collate, batching) -> model (train, loss) -> outputs (generate) -> metrics
-(speech_checks, evaluate).
+Data flows one way, one subpackage per stage; a stage imports only the stages before it:
+
+    data/        manifest -> samples     reading manifests, pairing utterances, validating clips and texts
+    model/       the model's inputs      loading, the chat template, the one prompt builder, codec codes
+    prepared/    samples -> codes        every distinct clip encoded once into shards; the reader
+    training/    codes -> examples -> batches -> model     label masking, collation, batch plans, the one
+                                         loss, stop health, the trainer
+    inference/   model -> speech         cloning with the training prompt, merging a fine-tune
+    evaluation/  speech -> metrics       ASR (WER/CER), speaker similarity, signal checks, the eval report
+    tiny/        fixtures                a random 2-layer model, synthetic voices, a small dataset, the demo
+
+At the top: `cli.py` (one command per stage), `config.py` (the run's settings) and `typed_config.py`
+(loading them from YAML and key=value), `checkpoint.py` (what a checkpoint holds and which one is used),
+`files.py` (the one atomic write), `logs.py`.
+
+Glossary (one word per idea):
+
+    sample       one (reference clip, reference transcript, target text, target clip) pair from a manifest
+    codes        a clip as codec codes, [8 codebooks, T frames] at 25 frames per second
+    prompt       the token sequence of one cloning conversation (`model.prompt.build_prompt`)
+    example      a prompt with its labels: what is learned (`training.examples`)
+    batch plan   which examples form each micro-batch of each epoch, on this rank (`training.batching`)
+    assignment   which process encodes which clip into which shard (`prepared.assignment`)
+    load         read an audio file into a waveform (`data.audio`, `prepared.clip_loading`)
+    encode / decode   waveform -> codes / codes -> waveform, through the codec (`model.codes`)
+    held-out loss     the training loss on held-out examples, teacher forced (`training.trainer`)
+    stop health  teacher-forced figures of whether the model learns to end a clip (`training.stop_health`)
+    clone        generate the target speech of a sample from its reference (`inference.clone`)
+    evaluate     clone a held-out manifest and measure words, voice and stopping (`evaluation.evaluate`)
 """
 
 __version__ = "0.1.0"
