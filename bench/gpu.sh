@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One command that measures a lent GPU: the full-size training bench, its table written to
+# bench/results/ (or $OUT when set, as on the device machine) with the GPU's name and the date.
+#
+#   bash bench/gpu.sh [WHEEL_DIR]        # default WHEEL_DIR: .whl
+#   PYTHON=.venv/bin/python bash bench/gpu.sh --dry-run   # on CPU: the script and the bench's imports
+#
+# GPU machines without a package registry run this on their own torch. What is missing there or too
+# old (transformers, peft, soundfile, soxr, cffi; see the README's "Measuring on a GPU") comes as wheels
+# in WHEEL_DIR and is installed into /tmp/site, which goes first on PYTHONPATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dry_run=false
+wheels=.whl
+for arg in "$@"; do
+    case "$arg" in
+        --dry-run) dry_run=true ;;
+        *) wheels="$arg" ;;
+    esac
+done
+python="${PYTHON:-python3}"
+
+site=/tmp/site
+if ! $dry_run && compgen -G "$wheels/*.whl" >/dev/null; then
+    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$site" "$wheels"/*.whl
+    export PYTHONPATH="$site:$PWD/src"
+else
+    export PYTHONPATH="$PWD/src"
+fi
+export PYTHONUNBUFFERED=1
+
+if $dry_run; then
+    "$python" -c "import sys; sys.path.insert(0, 'bench'); import full_size, train_paths, measure" \
+        && echo "gpu.sh dry run: bench imports fine with $("$python" -c 'import torch; print(torch.__version__)')"
+    exit 0
+fi
+
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' | tr -cd 'A-Za-z0-9_.-')
+out_dir="${OUT:-bench/results}"
+mkdir -p "$out_dir"
+table="$out_dir/$(date -u +%Y-%m-%d)-${gpu}-train-full-size.txt"
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    date -u
+    "$python" -c "import torch, transformers, peft, accelerate; print('torch', torch.__version__, \
+'transformers', transformers.__version__, 'peft', peft.__version__, 'accelerate', accelerate.__version__)"
+    "$python" bench/train.py --full-size 2>&1 | grep -v Warning
+} | tee "$table"
+echo "table written to $table"
