@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from higgs_tune.config import PromptConfig
 from higgs_tune.data.manifest_entries import (
     INSTRUCTION,
     Entry,
@@ -40,9 +41,6 @@ from higgs_tune.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-SYSTEM_PROMPT = (
-    "You are a helpful assistant capable of generating speech in the voice of the provided reference audio."
-)
 
 
 @dataclass
@@ -227,7 +225,7 @@ def _chatml_record(sample: Sample, base: Path) -> dict[str, Any]:
         {"type": "text", "text": INSTRUCTION + sample.text},
     ]
     messages: list[dict[str, Any]] = [
-        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "system", "content": PromptConfig().system_prompt},
         {"role": "user", "content": user},
     ]
     if sample.audio is not None:
