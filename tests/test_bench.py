@@ -1,6 +1,8 @@
 """The training benchmark: its naive baseline, its sync counter, its FLOPs formula and its full-size path."""
 
 import importlib
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -90,3 +92,14 @@ def test_naive_baseline_builds_the_processors_batch(bench, tiny_model_dir, sampl
     inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
     out = tiny_model(**inputs)
     assert torch.isfinite(out.loss) and out.logits.shape[:2] == (2, longest)  # logits at every position
+
+
+def test_gpu_script_dry_run_on_cpu() -> None:
+    """`bench/gpu.sh --dry-run` checks the script and the bench's imports without a GPU."""
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(root / "bench" / "gpu.sh"), "--dry-run"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "bench imports fine" in done.stdout
