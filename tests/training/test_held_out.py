@@ -51,7 +51,7 @@ def test_memorising_one_sample_teaches_it_to_stop(tiny_model_dir, prepared_dir, 
     assert 0.2 / 1026 < untrained["eval_eos_prob"] < 5 / 1026
     trainer.run()
     (row,) = eval_rows(run)
-    assert STOP_KEYS <= row.keys() and row["step"] == 30
+    assert row.keys() >= STOP_KEYS and row["step"] == 30
     assert row["eval_eos_prob"] > 0.9 and row["eval_early_stop_risk"] < 0.1, row
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
