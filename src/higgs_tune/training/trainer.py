@@ -57,7 +57,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 class Trainer:
-    """Holds one run's state; `run()` trains to `max_steps`, saving and measuring held-out loss on the way.
+    """Holds one run's state; `run()` trains to `max_steps` (or early stopping), saving and measuring the
+    held-out set on the way.
 
     Set-up is a sequence of named steps, in an order that matters: the seed is set before the model is
     built (LoRA initialisation draws from it), the batch plan exists before the schedule (its length in
@@ -252,7 +253,7 @@ class Trainer:
         self.model.eval()
         # Per-codebook audio sums, the text sum, labelled frames and text tokens, then stop health.
         totals = torch.zeros(k + 3, device=acc.device, dtype=torch.float64)
-        health = 0
+        health = torch.zeros((), device=acc.device, dtype=torch.float64)  # grows to the stop-health vector
         for weight, batch in self.data.held_out_share():
             with acc.autocast():
                 sums = self.model(**self.to_device(batch))
@@ -290,7 +291,7 @@ class Trainer:
             if self.step > self.cfg.warmup_steps:
                 for warning in stop_health_warnings(metrics, prefix="eval_"):
                     log.warning("step %d: %s", self.step, warning)
-        self.last_eval = metrics
+        self.last_eval = {"step": self.step, **metrics}
         return self.best.update(metrics, self.step)
 
     def save(self, metrics: dict | None = None) -> Path:
@@ -322,7 +323,7 @@ class Trainer:
         self.writer.flush()
 
     def run(self) -> Path:
-        """Train to `max_steps`; returns the final checkpoint folder."""
+        """Train to `max_steps`, or until early stopping ends the run; returns the final checkpoint folder."""
         acc, cfg = self.accelerator, self.cfg
         self.model.train()
         batches = self.data.micro_batches(self.step * cfg.gradient_accumulation_steps)
