@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from higgs_tune.config import LoraConfig, PromptConfig, TrainConfig, resolve_codebook_weights
+from higgs_tune.config import (
+    LoraConfig,
+    PromptConfig,
+    TrainConfig,
+    metric_greater_is_better,
+    resolve_codebook_weights,
+)
 from higgs_tune.typed_config import (
     ConfigError,
     config_from_dict,
@@ -251,6 +257,46 @@ def test_require_names_every_missing_key() -> None:
         "output_dir is required: set it in the config file or pass output_dir=...",
         "prompt.scene is required: set it in the config file or pass prompt.scene=...",
     ]
+
+
+def test_a_bad_metric_for_best_model_lists_the_valid_ones_with_every_other_problem() -> None:
+    problems = problems_of(
+        ["metric_for_best_model=eval_los", "early_stopping_patience=0", "eval_fraction=0", "max_steps=0"]
+    )
+    assert sorted(problems) == [
+        "early_stopping_patience must be >= 1, got 0",
+        "max_steps must be >= 1, got 0",
+        "metric_for_best_model: unknown metric 'eval_los'; valid metrics: eval_loss, eval_accuracy, "
+        "eval_eos_prob, eval_early_stop_risk, eval_accuracy_codebook_<k>, eval_eos_prob_codebook_<k>",
+    ]
+    (problem,) = problems_of(["early_stopping_patience=3", "eval_fraction=0"])
+    assert "early_stopping_patience needs held-out evaluations, but eval_fraction is 0" in problem
+
+
+@pytest.mark.parametrize(
+    ("metric", "greater"),
+    [
+        ("eval_loss", False),
+        ("eval_early_stop_risk", False),
+        ("eval_accuracy", True),
+        ("eval_eos_prob", True),
+        ("eval_eos_prob_codebook_3", True),
+        ("eval_accuracy_codebook_0", True),
+    ],
+)
+def test_best_model_metrics_and_their_direction(metric: str, greater: bool) -> None:
+    cfg = load_config(TrainConfig, None, [f"metric_for_best_model={metric}", "early_stopping_patience=2"])
+    assert metric_greater_is_better(cfg) is greater
+    flipped = load_config(
+        TrainConfig, None, [f"metric_for_best_model={metric}", f"greater_is_better={not greater}"]
+    )
+    assert metric_greater_is_better(flipped) is not greater
+
+
+def test_best_model_defaults_follow_transformers() -> None:
+    cfg = TrainConfig()
+    assert cfg.metric_for_best_model == "eval_loss" and cfg.greater_is_better is None
+    assert cfg.early_stopping_patience is None and cfg.early_stopping_threshold == 0.0
 
 
 def test_resolve_codebook_weights() -> None:

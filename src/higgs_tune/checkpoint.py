@@ -4,7 +4,7 @@ A checkpoint folder `RUN/checkpoint-<step>/` holds
 
     adapter/ or model/     the LoRA adapter (peft) or the full weights (HF layout), for cloning and merging
     state/                 accelerate's training state: optimizer, scheduler, RNG of every process
-    trainer_state.json     step, mode, base model, prompt settings, config
+    trainer_state.json     step, mode, base model, prompt settings, config, the run's best checkpoint
     train_config.yaml      the exact run configuration
 
 It is written to `RUN/.tmp-checkpoint-<step>/` and renamed into place when complete, so a process killed
@@ -57,15 +57,43 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return dirs[-1] if dirs else None
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint folder given either itself or a run folder (then its newest checkpoint)."""
+def resolve_checkpoint(path: Path, which: Literal["best", "last"] = "best") -> Path:
+    """The checkpoint to load from a checkpoint folder (used as is) or a run folder.
+
+    Of a run, `which="best"` takes the best checkpoint its trainer state records (`best_model_checkpoint`,
+    see `training.best`) and the newest one when none was tracked (a run without held-out data);
+    `which="last"` takes the newest. The choice is logged with the step, so every command that loads a
+    fine-tune says which one it loaded.
+    """
     path = Path(path)
     if (path / TRAINER_STATE).is_file():
         return path
     last = last_checkpoint(path)
     if last is None:
         raise FileNotFoundError(f"{path}: neither a checkpoint nor a run folder with a complete checkpoint")
-    return last
+    state = read_trainer_state(last)
+    best_name = state.get("best_model_checkpoint")
+    if which == "last" or best_name is None:
+        why = (
+            "--checkpoint last" if which == "last" else "no best checkpoint tracked (no held-out evaluation)"
+        )
+        log.info("%s: using the last checkpoint, %s (step %d): %s", path, last.name, state["step"], why)
+        return last
+    best = path / best_name
+    if not (best / TRAINER_STATE).is_file():
+        raise FileNotFoundError(
+            f"{path}: the best checkpoint {best_name} is recorded but missing; use --checkpoint last"
+        )
+    log.info(
+        "%s: using the best checkpoint, %s (step %d, %s %.4g); --checkpoint last for the newest (step %d)",
+        path,
+        best_name,
+        state["best_step"],
+        state["metric_for_best_model"],
+        state["best_metric"],
+        state["step"],
+    )
+    return best
 
 
 def read_trainer_state(checkpoint: Path) -> dict:
@@ -78,9 +106,11 @@ def training_mode(cfg: TrainConfig) -> Literal["full", "lora"]:
     return "full" if cfg.full else "lora"
 
 
-def trainer_state(cfg: TrainConfig, step: int, metrics: dict | None = None) -> dict:
-    """What `trainer_state.json` records: enough to resume the run and to clone with its prompt settings."""
+def trainer_state(cfg: TrainConfig, step: int, metrics: dict | None = None, best: dict | None = None) -> dict:
+    """What `trainer_state.json` records: enough to resume the run and to clone with its prompt settings,
+    and the run's best checkpoint so far (`best`: `training.best.BestCheckpoint.state()`)."""
     return {
+        **(best or {}),
         "step": step,
         "mode": training_mode(cfg),
         "model": cfg.model,
@@ -129,7 +159,10 @@ def temporary_dir(run_dir: Path, step: int) -> Path:
 
 
 def finalize(run_dir: Path, step: int, trainer_state: dict, keep: int | None) -> Path:
-    """Write the trainer state last, rename the temporary folder into place and prune old checkpoints."""
+    """Write the trainer state last, rename the temporary folder into place and prune old checkpoints.
+
+    Pruning keeps the newest `keep` checkpoints and, beyond them, the best one the state records, as
+    transformers does: the checkpoint a run is loaded from is never deleted."""
     tmp = temporary_dir(run_dir, step)
     (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2, ensure_ascii=False))
     final = Path(run_dir) / f"checkpoint-{step}"
@@ -137,8 +170,10 @@ def finalize(run_dir: Path, step: int, trainer_state: dict, keep: int | None) ->
         shutil.rmtree(final)
     tmp.rename(final)
     if keep is not None:
+        best = trainer_state.get("best_model_checkpoint")
         for old in checkpoint_dirs(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            if old.name != best:
+                shutil.rmtree(old, ignore_errors=True)
     log.info("saved %s", final)
     return final
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -40,6 +40,19 @@ TopPOpt = Annotated[float, typer.Option(help="Nucleus sampling mass.")]
 TopKOpt = Annotated[int, typer.Option(help="Top-k sampling (0: off).")]
 RasWindowOpt = Annotated[int, typer.Option(help="Repetition-aware sampling window (0: off).")]
 SeedOpt = Annotated[int, typer.Option(help="Sampling seed (the same for every system and sample batch).")]
+CheckpointOpt = Annotated[
+    Literal["best", "last"],
+    typer.Option(
+        help="With a run folder as --adapter: its best checkpoint (the last if none was tracked), or last."
+    ),
+]
+
+
+def _checkpoint_of(adapter: Path | None, which: Literal["best", "last"]) -> Path | None:
+    """The checkpoint folder that `--adapter` and `--checkpoint` name (a checkpoint folder as is)."""
+    from higgs_tune.checkpoint import resolve_checkpoint
+
+    return None if adapter is None else resolve_checkpoint(adapter, which)
 
 
 def _sampling(
@@ -257,6 +270,7 @@ def clone(
     ] = None,
     scene: Annotated[str | None, typer.Option(help="Override the checkpoint's scene description.")] = None,
     seed: SeedOpt = SAMPLING.seed,
+    checkpoint: CheckpointOpt = "best",
 ) -> None:
     """Clone a voice: speak TEXT in the voice of REF_AUDIO, or every sample of a --manifest."""
     from higgs_tune.inference.clone import clone_manifest, clone_one
@@ -268,6 +282,7 @@ def clone(
         raise typer.BadParameter("give either --manifest, or all of --ref-audio, --ref-text and --text")
     if ref_audio is not None and not ref_audio.is_file():
         raise FileNotFoundError(f"{ref_audio}: reference audio not found")
+    adapter = _checkpoint_of(adapter, checkpoint)
     lm, processor, settings = load_for_cloning(model, adapter, system_prompt=system_prompt, scene=scene)
     sampling = _sampling(greedy, temperature, top_p, top_k, ras_window, seed)
     if manifest is not None:
@@ -317,6 +332,7 @@ def evaluate_command(
     top_k: TopKOpt = SAMPLING.top_k,
     ras_window: RasWindowOpt = SAMPLING.ras_window,
     seed: SeedOpt = SAMPLING.seed,
+    checkpoint: CheckpointOpt = "best",
 ) -> None:
     """Clone a held-out set and report WER/CER, speaker similarity and speech checks."""
     from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
@@ -331,7 +347,7 @@ def evaluate_command(
         batch_size=batch_size,
         sampling=_sampling(greedy, temperature, top_p, top_k, ras_window, seed),
     )
-    report = evaluate(manifest, model, adapter, out, baseline, settings)
+    report = evaluate(manifest, model, _checkpoint_of(adapter, checkpoint), out, baseline, settings)
     for name, summary in report["summary"].items():
         typer.echo(
             f"{name}: WER {summary['wer']:.3f}, CER {summary['cer']:.3f}, similarity "
@@ -346,11 +362,12 @@ def merge(
     model: ModelOpt,
     adapter: Annotated[Path, typer.Option(help="Run or checkpoint folder of a LoRA (or full) fine-tune.")],
     out: Annotated[Path, typer.Option(help="Folder for the merged model (standard HF layout).")],
+    checkpoint: CheckpointOpt = "best",
 ) -> None:
     """Merge a LoRA adapter into the base weights and save a model folder plain transformers loads."""
     from higgs_tune.inference.merge import merge_adapter
 
-    merge_adapter(model, adapter, out)
+    merge_adapter(model, adapter, out, checkpoint)
 
 
 @app.command()

@@ -21,6 +21,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -113,6 +114,17 @@ class TrainConfig:
     """Compute held-out loss every this many steps."""
     eval_fraction: float = bounded(0.05, ge=0, lt=1)
     """Share of the data held out for evaluation; 0 turns the held-out split off."""
+    metric_for_best_model: str = "eval_loss"
+    """Held-out metric that picks the best checkpoint (one of ``BEST_MODEL_METRICS``); `clone`, `eval` and
+    `merge` load the best checkpoint of a run unless told ``--checkpoint last``."""
+    greater_is_better: bool | None = None
+    """Whether a larger ``metric_for_best_model`` is better; null decides from the metric (see
+    :func:`metric_greater_is_better`)."""
+    early_stopping_patience: int | None = bounded(None, ge=1)
+    """Stop after this many held-out evaluations without an improvement of the metric; null never stops
+    early."""
+    early_stopping_threshold: float = bounded(0.0, ge=0)
+    """How much the metric must improve to reset the patience count."""
     seed: int = bounded(42, ge=0, lt=2**32)
     """Seed for the data split, shuffling and initialisation (below 2**32, numpy's limit)."""
     bf16: bool | Literal["auto"] = "auto"
@@ -165,6 +177,7 @@ class TrainConfig:
                 f"{prefix}max_tokens_per_batch ({budget}) must be >= {prefix}max_seq_len ({seq_len}) "
                 f"so the longest allowed example fits in a batch; raise it or lower {prefix}max_seq_len"
             )
+        problems.extend(_best_model_checks(values, prefix))
         weights = values.get("codebook_weights")
         if weights is not None:
             negative = [f"{w!r} at index {i}" for i, w in enumerate(weights) if not w >= 0]
@@ -175,6 +188,46 @@ class TrainConfig:
             elif not any(weights):
                 problems.append(f"{prefix}codebook_weights are all 0, so nothing would be trained")
         return problems
+
+
+BEST_MODEL_METRICS = (
+    "eval_loss",
+    "eval_accuracy",
+    "eval_eos_prob",
+    "eval_early_stop_risk",
+    "eval_accuracy_codebook_<k>",
+    "eval_eos_prob_codebook_<k>",
+)
+"""Held-out metrics a run can pick its best checkpoint by (the keys of the held-out rows of metrics.jsonl;
+`<k>` is a codebook index)."""
+_BEST_MODEL_METRIC = re.compile(
+    r"eval_(loss|accuracy|eos_prob|early_stop_risk|(accuracy|eos_prob)_codebook_\d+)"
+)
+
+
+def _best_model_checks(values: Mapping[str, Any], prefix: str) -> list[str]:
+    """The metric for the best model is a held-out metric, and early stopping has evaluations to watch."""
+    problems = []
+    metric = values.get("metric_for_best_model")
+    if metric is not None and not _BEST_MODEL_METRIC.fullmatch(metric):
+        problems.append(
+            f"{prefix}metric_for_best_model: unknown metric {metric!r}; "
+            f"valid metrics: {', '.join(BEST_MODEL_METRICS)}"
+        )
+    if values.get("early_stopping_patience") is not None and values.get("eval_fraction") == 0:
+        problems.append(
+            f"{prefix}early_stopping_patience needs held-out evaluations, but {prefix}eval_fraction is 0; "
+            f"set {prefix}eval_fraction > 0 or {prefix}early_stopping_patience=null"
+        )
+    return problems
+
+
+def metric_greater_is_better(cfg: TrainConfig) -> bool:
+    """Whether a larger ``metric_for_best_model`` is better: ``greater_is_better`` if set, else from the
+    metric (loss and early-stop risk fall as the model improves; accuracy and EOS probability rise)."""
+    if cfg.greater_is_better is not None:
+        return cfg.greater_is_better
+    return cfg.metric_for_best_model not in ("eval_loss", "eval_early_stop_risk")
 
 
 def resolve_codebook_weights(weights: Sequence[float] | None, num_codebooks: int) -> list[float]:

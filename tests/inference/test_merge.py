@@ -48,3 +48,33 @@ def test_merged_logits_equal_adapter_logits(tiny_model_dir, prepared_dir, proces
         "the adapter must have changed something"
     )
     assert json.loads((out / PROMPT_FILE).read_text())["scene"] == "Quiet room."
+
+
+def test_merge_takes_the_best_checkpoint_of_a_run_unless_told_last(tiny_model_dir, prepared_dir, tmp_path):
+    """With greater_is_better on a falling held-out loss the best checkpoint is the first (step 1), the
+    last is step 3: a run folder merges its best, `which="last"` its newest, a checkpoint folder itself."""
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    cfg = load_config(
+        TrainConfig,
+        None,
+        [
+            f"model={tiny_model_dir}", f"data={prepared_dir}", f"output_dir={run}", "max_steps=3",
+            "warmup_steps=0", "learning_rate=1e-2", "lora.train_audio_head=true", "eval_fraction=0.1",
+            "eval_steps=1", "greater_is_better=true", "save_total_limit=1",
+        ],
+    )  # fmt: skip
+    Trainer(cfg).run()
+
+    def merged(name, adapter, *which):
+        out = merge_adapter(str(tiny_model_dir), adapter, tmp_path / name, *which)
+        return load_file(str(out / "model.safetensors"))
+
+    best, last = merged("best", run), merged("last", run, "last")
+    for expected, got in (
+        (merged("c1", run / "checkpoint-1"), best),
+        (merged("c3", run / "checkpoint-3"), last),
+    ):
+        assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert not all(torch.equal(best[k], last[k]) for k in best)

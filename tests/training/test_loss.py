@@ -69,19 +69,25 @@ def test_loss_equals_hand_computed_and_model_loss(tiny_model, processor):
 
 
 def test_text_loss_is_shifted_once(tiny_model_with_text_head, processor):
+    """Checked against transformers' own text loss (`labels=`: it shifts internally and averages over the
+    labelled tokens) and against a cross-entropy over the full text logits, shifted here by hand."""
+    model = tiny_model_with_text_head
     batch = _batch(processor, learn_text=True)
-    wrapper = CloningLossModel(tiny_model_with_text_head)
-    sums = wrapper(**{k: batch[k] for k in LOSS_INPUTS})
-    hidden = tiny_model_with_text_head.model(**{k: batch[k] for k in MODEL_INPUTS}).last_hidden_state
-    text_logits = tiny_model_with_text_head.text_lm_head(hidden)
-    expected = F.cross_entropy(
-        text_logits[:, :-1].flatten(0, 1),
-        batch["labels"][:, 1:].flatten(),
-        ignore_index=IGNORE,
-        reduction="sum",
-    )
-    torch.testing.assert_close(sums.text, expected, rtol=1e-4, atol=1e-4)
-    assert batch["num_text_tokens"] == 6  # <|audio_eos|><|eot_id|> of each of the three targets
+    sums = CloningLossModel(model)(**{k: batch[k] for k in LOSS_INPUTS})
+    _, parts = combine(sums, batch["num_audio_frames"], batch["num_text_tokens"], torch.ones(8), 1.0)
+    inputs = {k: batch[k] for k in MODEL_INPUTS}
+    transformers_text_loss = model(**inputs, labels=batch["labels"]).loss
+    torch.testing.assert_close(parts["text_loss"], transformers_text_loss, rtol=1e-4, atol=1e-4)
+
+    text_logits = model.text_lm_head(model.model(**inputs).last_hidden_state)  # [B, L, V]: every position
+    by_hand = [
+        F.cross_entropy(text_logits[b, t], batch["labels"][b, t + 1], reduction="sum")
+        for b in range(text_logits.shape[0])
+        for t in range(text_logits.shape[1] - 1)
+        if batch["labels"][b, t + 1] != IGNORE
+    ]
+    torch.testing.assert_close(sums.text, torch.stack(by_hand).sum(), rtol=1e-4, atol=1e-4)
+    assert batch["num_text_tokens"] == len(by_hand) == 6  # <|audio_eos|><|eot_id|> of each of the three
 
 
 def test_reference_changes_logits_but_not_labelled_positions(tiny_model, processor):

@@ -14,6 +14,7 @@ from conftest import train_config
 from higgs_tune import checkpoint
 from higgs_tune.config import TrainConfig
 from higgs_tune.inference.generate import load_for_cloning
+from higgs_tune.training.collate import MODEL_INPUTS
 from higgs_tune.training.trainer import NonFiniteLossError, Trainer
 from higgs_tune.typed_config import load_config
 
@@ -174,10 +175,22 @@ def test_non_finite_loss_names_step_samples_and_checkpoint(tiny_model_dir, prepa
 
 
 def test_text_head_training_logs_text_loss(tiny_model_dir, prepared_dir, tmp_path):
-    Trainer(_cfg(tiny_model_dir, prepared_dir, tmp_path / "run", "text_loss_weight=0.5")).run()
-    rows = [r for r in _metrics(tmp_path / "run") if "loss" in r]
-    assert rows[0]["text_loss"] > 0
-    assert rows[0]["loss"] == pytest.approx(rows[0]["audio_loss"] + 0.5 * rows[0]["text_loss"], rel=1e-4)
+    """The first step's logged losses are transformers' own audio and text losses of its batch (computed
+    before the update), weighted 1 and `text_loss_weight`."""
+    cfg = _cfg(tiny_model_dir, prepared_dir, tmp_path / "run", "text_loss_weight=0.5", "max_steps=1")
+    trainer = Trainer(cfg)
+    batch = next(trainer.data.micro_batches(0))
+    inputs = {k: batch[k] for k in MODEL_INPUTS}
+    higgs = trainer.model.model.eval()  # dropout 0; eval mode changes nothing else here
+    with torch.no_grad():
+        audio = float(higgs(**inputs, audio_labels=batch["audio_labels"]).loss)
+        text = float(higgs(**inputs, labels=batch["labels"]).loss)
+    higgs.train()
+    trainer.run()
+    (row,) = [r for r in _metrics(tmp_path / "run") if "loss" in r]
+    assert row["text_loss"] == pytest.approx(text, rel=1e-4) and text > 0
+    assert row["audio_loss"] == pytest.approx(audio, rel=1e-4)
+    assert row["loss"] == pytest.approx(audio + 0.5 * text, rel=1e-4)
 
 
 def test_training_samples_are_cloned_checked_and_logged(tiny_model_dir, prepared_dir, tmp_path):
@@ -219,7 +232,7 @@ def test_held_out_loss_is_the_training_loss_of_the_same_batch(tiny_model_dir, pr
     trainer = Trainer(cfg)
     share = list(trainer.data.held_out_share())
     assert len(share) == 1 and share[0][0] == 1.0, "the whole held-out set is one batch"
-    held_out = trainer.held_out_loss()
+    held_out = trainer.held_out_metrics()["eval_loss"]
     trained = trainer.train_step([share[0][1]])  # the loss is computed before the update
     assert trained["text_loss"] > 0
     assert float(trained["loss"]) == pytest.approx(held_out, rel=1e-5)

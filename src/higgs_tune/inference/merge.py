@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 from higgs_tune import checkpoint
 from higgs_tune.model.loading import AUDIO_TOKENIZER_SUBDIR, load_finetuned, load_processor
@@ -22,11 +23,16 @@ log = logging.getLogger(__name__)
 PROMPT_FILE = "higgs_tune_prompt.json"
 
 
-def merge_adapter(model_id: str, adapter: Path, out: Path) -> Path:
-    """Merge `adapter` (a run or checkpoint folder) into `model_id` and save everything to `out`."""
+def merge_adapter(model_id: str, adapter: Path, out: Path, which: Literal["best", "last"] = "best") -> Path:
+    """Merge `adapter` into `model_id` and save everything to `out`.
+
+    `adapter` is a checkpoint folder (used as is) or a run folder, whose best checkpoint is merged, or its
+    newest with `which="last"` (`checkpoint.resolve_checkpoint`).
+    """
     from transformers import HiggsAudioV2TokenizerModel
 
-    state = checkpoint.read_trainer_state(checkpoint.resolve_checkpoint(adapter))
+    adapter = checkpoint.resolve_checkpoint(adapter, which)
+    state = checkpoint.read_trainer_state(adapter)
     model, settings = load_finetuned(model_id, adapter, use_text_head=state.get("text_head", False))
     out = Path(out)
     model.save_pretrained(out)

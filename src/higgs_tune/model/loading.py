@@ -14,6 +14,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Literal
 
 import torch
 from transformers import (
@@ -153,16 +154,21 @@ def _processor_with_codec(folder: Path, codec_dir: Path) -> HiggsAudioV2Processo
 
 
 def load_finetuned(
-    model_id_or_path: str | os.PathLike, adapter: str | os.PathLike, *, use_text_head: bool = False
+    model_id_or_path: str | os.PathLike,
+    adapter: str | os.PathLike,
+    *,
+    use_text_head: bool = False,
+    which: Literal["best", "last"] = "best",
 ) -> tuple[HiggsAudioV2ForConditionalGeneration, PromptConfig]:
     """A fine-tuned model and the prompt settings it was trained with.
 
-    `adapter` is a run folder (its newest checkpoint is used) or a checkpoint folder, from LoRA (the adapter
-    is merged into the base weights, so generation runs at plain speed) or from full fine-tuning.
+    `adapter` is a checkpoint folder (used as is) or a run folder, whose best checkpoint is used, or its
+    newest with `which="last"` (`checkpoint.resolve_checkpoint`); from LoRA (the adapter is merged into the
+    base weights, so generation runs at plain speed) or from full fine-tuning.
     """
     from higgs_tune import checkpoint
 
-    ckpt = checkpoint.resolve_checkpoint(Path(adapter))
+    ckpt = checkpoint.resolve_checkpoint(Path(adapter), which)
     state = checkpoint.read_trainer_state(ckpt)
     settings = PromptConfig(**state["prompt"])
     if state["mode"] == "lora":

@@ -33,16 +33,18 @@ log = logging.getLogger(__name__)
 
 
 def split_indices(data: PreparedData, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Deterministic train / held-out split by a hash of each sample id (stable if the data is reordered)."""
-    if fraction <= 0:
+    """Deterministic train / held-out split by a hash of each sample id (stable if the data is reordered).
+
+    At least one sample is held out when `fraction` > 0; a dataset too small to keep any training data
+    after that (a single sample) is all training data, with no held-out set (`TrainingData` says so).
+    """
+    n_eval = max(1, round(len(data) * fraction))
+    if fraction <= 0 or n_eval >= len(data):
         return list(range(len(data))), []
     keyed = sorted(
         range(len(data)),
         key=lambda i: hashlib.sha1(f"{seed}:{data.records[i]['id']}".encode()).hexdigest(),
     )
-    n_eval = max(1, round(len(data) * fraction))
-    if n_eval >= len(data):
-        raise ValueError(f"eval_fraction={fraction} leaves no training data out of {len(data)} samples")
     held_out = sorted(keyed[:n_eval])
     return sorted(keyed[n_eval:]), held_out
 
@@ -57,6 +59,16 @@ class TrainingData:
         self.run_dir = run_dir
         self.prepared = PreparedData(Path(cfg.data))
         train_idx, eval_idx = split_indices(self.prepared, cfg.eval_fraction, cfg.seed)
+        if cfg.eval_fraction > 0 and not eval_idx and accelerator.is_main_process:
+            log.warning(
+                "eval_fraction=%g of %d samples would leave no training data: training on all of them "
+                "without a held-out set, so without held-out loss, stop health, best checkpoint%s",
+                cfg.eval_fraction,
+                len(self.prepared),
+                " or early stopping (early_stopping_patience is ignored)"
+                if cfg.early_stopping_patience is not None
+                else "",
+            )
         self.lengths = self._example_lengths()
         train_idx, eval_idx = self._skip_over_length(train_idx, eval_idx)
         learn_text = cfg.text_loss_weight > 0
@@ -132,12 +144,32 @@ class TrainingData:
                 acc.num_processes,
             )
         return FixedBatches(
-            len(self.train_set),
-            cfg.per_device_train_batch_size,
-            cfg.seed,
-            acc.process_index,
-            acc.num_processes,
+            len(self.train_set), self._micro_batch_size(), cfg.seed, acc.process_index, acc.num_processes
         )
+
+    def _micro_batch_size(self) -> int:
+        """`per_device_train_batch_size`, or fewer when the training set cannot fill one micro-batch on
+        every process (a voice from a handful of clips): the loss is normalised by labelled frames, so a
+        smaller batch changes no update's meaning, only its noise."""
+        asked, n, ranks = (
+            self.cfg.per_device_train_batch_size,
+            len(self.train_set),
+            self.accelerator.num_processes,
+        )
+        if n >= asked * ranks or n < ranks:  # enough; or too few for one each (FixedBatches says so)
+            return asked
+        size = n // ranks
+        if self.accelerator.is_main_process:
+            log.warning(
+                "%d training samples cannot fill one micro-batch of %d on each of %d processes: training "
+                "with micro-batches of %d (per_device_train_batch_size=%d to silence this)",
+                n,
+                asked,
+                ranks,
+                size,
+                size,
+            )
+        return size
 
     def steps_for_epochs(self, epochs: float) -> int:
         """Optimizer steps in `epochs` passes (token-budget epochs differ a little in batch count)."""

@@ -101,3 +101,30 @@ def stop_health_metrics(sums: StopHealthSums) -> dict[str, float]:
     metrics.update({f"accuracy_codebook_{k}": v for k, v in enumerate(accuracy)})
     metrics.update({f"eos_prob_codebook_{k}": v for k, v in enumerate(eos_prob)})
     return metrics
+
+
+LOW_EOS_PROB = 0.5
+"""Below this mean probability of the stream EOS where a clip ends, after warm-up, the model is not learning
+to stop. Generation ends a clip when a codebook samples its EOS, so a model that gives it less than even odds
+at the right frame keeps talking past it on most clips. An untrained head gives it about 1 / 1026 (chance);
+a fine-tune that learns its data goes well above 0.9."""
+HIGH_EARLY_STOP_RISK = 0.5
+"""Above this chance per clip that some codebook stops before the clip's end, generation cuts speech short
+on more clips than not; a healthy fine-tune drives it towards 0."""
+
+
+def stop_health_warnings(metrics: dict[str, float], prefix: str = "") -> list[str]:
+    """What is wrong with stopping, in the user's words, from `stop_health_metrics` (keys under `prefix`)."""
+    warnings = []
+    eos_prob, risk = metrics[f"{prefix}eos_prob"], metrics[f"{prefix}early_stop_risk"]
+    if eos_prob < LOW_EOS_PROB:
+        warnings.append(
+            f"EOS probability at the end of the clip is {eos_prob:.3f} (< {LOW_EOS_PROB}): the model is not "
+            "learning to stop: generated audio will run to the frame limit and pad speech with silence"
+        )
+    if risk > HIGH_EARLY_STOP_RISK:
+        warnings.append(
+            f"early-stop risk is {risk:.3f} (> {HIGH_EARLY_STOP_RISK}): the model emits its EOS before the "
+            "end of the clip: generation cuts speech short"
+        )
+    return warnings

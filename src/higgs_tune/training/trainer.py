@@ -36,11 +36,13 @@ from tqdm import tqdm
 from higgs_tune import checkpoint
 from higgs_tune.config import TrainConfig, resolve_codebook_weights
 from higgs_tune.model.loading import load_processor
+from higgs_tune.training.best import BestCheckpoint
 from higgs_tune.training.build import build_model, build_optimizer, lr_lambda, parameter_counts
 from higgs_tune.training.collate import LOSS_INPUTS
 from higgs_tune.training.data import TrainingData
 from higgs_tune.training.distributed import check_backends, make_accelerator, sum_over_ranks, uses_bf16
 from higgs_tune.training.loss import LossSums, combine
+from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics, stop_health_warnings
 from higgs_tune.training.train_samples import TrainingSamples
 from higgs_tune.typed_config import require, save_config
 
@@ -55,7 +57,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 class Trainer:
-    """Holds one run's state; `run()` trains to `max_steps`, saving and measuring held-out loss on the way.
+    """Holds one run's state; `run()` trains to `max_steps` (or early stopping), saving and measuring the
+    held-out set on the way.
 
     Set-up is a sequence of named steps, in an order that matters: the seed is set before the model is
     built (LoRA initialisation draws from it), the batch plan exists before the schedule (its length in
@@ -69,6 +72,8 @@ class Trainer:
         self.run_dir = Path(cfg.output_dir)
         self.step = 0
         self.bf16 = uses_bf16(cfg)
+        self.best = BestCheckpoint(cfg)
+        self.last_eval: dict[str, float] = {}
         self.accelerator = make_accelerator(cfg, self.bf16)
         set_seed(cfg.seed)
         self._setup_data()
@@ -94,6 +99,7 @@ class Trainer:
         self.codebook_weights = torch.tensor(
             resolve_codebook_weights(cfg.codebook_weights, model.higgs.config.num_codebooks)
         )
+        self.best.check_metric(model.higgs.config.num_codebooks)
         optimizer = build_optimizer(cfg, model)
         if acc.distributed_type == DistributedType.DEEPSPEED:
             self._fill_deepspeed_config()
@@ -125,7 +131,7 @@ class Trainer:
         ds = self.accelerator.state.deepspeed_plugin.deepspeed_config
         if ds.get("train_micro_batch_size_per_gpu", "auto") == "auto":
             ds["train_micro_batch_size_per_gpu"] = (
-                1 if self.cfg.max_tokens_per_batch is not None else self.cfg.per_device_train_batch_size
+                1 if self.cfg.max_tokens_per_batch is not None else self.data.plan.batch_size
             )
         if ds.get("gradient_clipping", "auto") == "auto":
             ds["gradient_clipping"] = self.cfg.max_grad_norm
@@ -143,7 +149,9 @@ class Trainer:
         # The training state holds the trainable weights only (`checkpoint.keep_trainable_weights`); the
         # frozen base weights were just loaded from the model itself.
         acc.load_state(str(last / "state"), strict=False)
-        self.step = checkpoint.read_trainer_state(last)["step"]
+        state = checkpoint.read_trainer_state(last)
+        self.step = state["step"]
+        self.best.restore(state)
         log.info("resumed from %s at step %d", last, self.step)
 
     def _setup_run_dir(self) -> None:
@@ -231,18 +239,21 @@ class Trainer:
         )
 
     @torch.no_grad()
-    def held_out_loss(self) -> float | None:
-        """The training loss of the whole held-out set, as if it were one step's batch; None without one.
+    def held_out_metrics(self) -> dict[str, float] | None:
+        """The held-out loss and stop health (`eval_*` keys); None without a held-out set.
 
-        The loss sums and label counts of every held-out micro-batch, on every rank, are added up and
-        `loss.combine` turns them into the loss once, exactly as a training step does.
+        The loss sums, label counts and stop-health sums of every held-out micro-batch, on every rank, are
+        added up in one vector and reduced once; `loss.combine` turns them into the loss exactly as a
+        training step does (the whole held-out set as if it were one step's batch), and
+        `stop_health_metrics` into the stop-health figures.
         """
         if len(self.data.eval_set) == 0:
             return None
         acc, k = self.accelerator, self.codebook_weights.shape[0]
         self.model.eval()
-        # Per-codebook audio sums, the text sum, labelled frames and text tokens, in float64.
+        # Per-codebook audio sums, the text sum, labelled frames and text tokens, then stop health.
         totals = torch.zeros(k + 3, device=acc.device, dtype=torch.float64)
+        health = torch.zeros((), device=acc.device, dtype=torch.float64)  # grows to the stop-health vector
         for weight, batch in self.data.held_out_share():
             with acc.autocast():
                 sums = self.model(**self.to_device(batch))
@@ -250,13 +261,38 @@ class Trainer:
             totals[k] += weight * sums.text.double()
             totals[k + 1] += weight * batch["num_audio_frames"]
             totals[k + 2] += weight * batch["num_text_tokens"]
-        totals = sum_over_ranks(acc, totals)
+            health = health + weight * sums.stop_health.to_vector()
+        totals = sum_over_ranks(acc, torch.cat([totals, health]))
         self.model.train()
         sums = LossSums(audio_per_codebook=totals[:k], text=totals[k])
         loss, _ = combine(
             sums, totals[k + 1], totals[k + 2], self.codebook_weights, self.cfg.text_loss_weight
         )
-        return float(loss)
+        stop = stop_health_metrics(StopHealthSums.from_vector(totals[k + 3 :], k))
+        return {"eval_loss": float(loss), **{f"eval_{name}": v for name, v in stop.items()}}
+
+    def evaluate(self) -> bool:
+        """Measure the held-out set, log it and any stop-health warning, and update the best checkpoint.
+
+        Returns whether this evaluation is the best so far, so that its checkpoint is saved now.
+        """
+        metrics = self.held_out_metrics()
+        if metrics is None:
+            return False
+        self._log({"step": self.step, **metrics})
+        if self.accelerator.is_main_process:
+            log.info(
+                "step %d: held-out loss %.4f, EOS probability %.3f, early-stop risk %.3f",
+                self.step,
+                metrics["eval_loss"],
+                metrics["eval_eos_prob"],
+                metrics["eval_early_stop_risk"],
+            )
+            if self.step > self.cfg.warmup_steps:
+                for warning in stop_health_warnings(metrics, prefix="eval_"):
+                    log.warning("step %d: %s", self.step, warning)
+        self.last_eval = {"step": self.step, **metrics}
+        return self.best.update(metrics, self.step)
 
     def save(self, metrics: dict | None = None) -> Path:
         """Write a complete checkpoint atomically (all ranks take part; rank 0 renames it into place)."""
@@ -271,7 +307,7 @@ class Trainer:
         if acc.is_main_process:
             checkpoint.write_weights(tmp, acc.unwrap_model(self.model).model, state_dict, self.cfg)
             save_config(self.cfg, tmp / "train_config.yaml")
-            state = checkpoint.trainer_state(self.cfg, self.step, metrics)
+            state = checkpoint.trainer_state(self.cfg, self.step, metrics, self.best.state())
             final = checkpoint.finalize(self.run_dir, self.step, state, self.cfg.save_total_limit)
         acc.wait_for_everyone()
         return final or self.run_dir / f"checkpoint-{self.step}"
@@ -287,7 +323,7 @@ class Trainer:
         self.writer.flush()
 
     def run(self) -> Path:
-        """Train to `max_steps`; returns the final checkpoint folder."""
+        """Train to `max_steps`, or until early stopping ends the run; returns the final checkpoint folder."""
         acc, cfg = self.accelerator, self.cfg
         self.model.train()
         batches = self.data.micro_batches(self.step * cfg.gradient_accumulation_steps)
@@ -323,21 +359,42 @@ class Trainer:
                     bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
                     self._log(metrics)
                     window, tokens, audio_seconds, started, logged_steps = {}, 0, 0.0, time.perf_counter(), 0
-                if self.step % cfg.eval_steps == 0 or self.step == self.max_steps:
-                    eval_loss = self.held_out_loss()
-                    if eval_loss is not None:
-                        self._log({"step": self.step, "eval_loss": eval_loss})
-                        log.info("step %d: held-out loss %.4f", self.step, eval_loss)
-                if self.samples is not None and self.step % cfg.sample_steps == 0:
-                    higgs = acc.unwrap_model(self.model).higgs
-                    self._log(self.samples.run(higgs, self.step, self.writer))
-                if self.step % cfg.save_steps == 0 or self.step == self.max_steps:
-                    final = self.save({"step": self.step})
+                final = self._evaluate_and_save() or final
+                if self.best.should_stop():
+                    break
         finally:  # also when a non-finite loss or an interrupt stops the run
             bar.close()
             if self.writer is not None:
                 self.writer.close()
         return final or checkpoint.last_checkpoint(self.run_dir)
+
+    def _evaluate_and_save(self) -> Path | None:
+        """What follows an optimizer step: held-out evaluation, samples, and a save when one is due; returns
+        the checkpoint saved, if any.
+
+        Besides every `save_steps` and the last step, a checkpoint is saved at each evaluation that is the
+        best so far, so the best checkpoint always exists, and when early stopping ends the run.
+        """
+        cfg, last = self.cfg, self.step == self.max_steps
+        is_best = (self.step % cfg.eval_steps == 0 or last) and self.evaluate()
+        if self.samples is not None and self.step % cfg.sample_steps == 0:
+            higgs = self.accelerator.unwrap_model(self.model).higgs
+            self._log(self.samples.run(higgs, self.step, self.writer))
+        stop = self.best.should_stop()
+        if stop and self.accelerator.is_main_process:
+            log.info(
+                "early stopping at step %d: %s has not improved by more than %g for %d evaluations "
+                "(best %.4g at step %d)",
+                self.step,
+                cfg.metric_for_best_model,
+                cfg.early_stopping_threshold,
+                self.best.evaluations_without_improvement,
+                self.best.best_value,
+                self.best.best_step,
+            )
+        if is_best or stop or last or self.step % cfg.save_steps == 0:
+            return self.save({"step": self.step, "last_evaluation": self.last_eval})
+        return None
 
     def _metrics(self, window: dict, steps: int, tok_s: float, audio_s: float, group: list[dict]) -> dict:
         per_codebook = (window["per_codebook"] / steps).tolist()
