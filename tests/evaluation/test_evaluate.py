@@ -141,3 +141,111 @@ def test_clones_without_audio_score_as_all_words_missed(tiny_model_dir, sample_d
     for row in rows:
         assert row["transcript"] == "" and row["wer"] == 1.0 and row["similarity"] is None
     assert report["summary"]["base"]["right_length"] == 0.0
+
+
+TRAINED_PROMPT = "Speak as the reference does."
+
+
+def test_each_system_is_prompted_as_it_was_trained_and_reports_stop_health(
+    tiny_model_dir, prepared_dir, sample_data_dir, tmp_path, monkeypatch
+):
+    """A fine-tune trained with another system prompt clones with it; its baseline (the base model) is
+    prompted with the base defaults. Both get teacher-forced stop health on the eval targets."""
+    from conftest import train_config
+
+    from higgs_tune.config import PromptConfig
+    from higgs_tune.evaluation import evaluate as evaluate_module
+    from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
+    from higgs_tune.inference.generate import load_for_cloning
+    from higgs_tune.inference.settings import LengthLimit
+    from higgs_tune.tiny.eval_models import build_tiny_eval_models
+
+    run = tmp_path / "run"
+    Trainer(
+        train_config(
+            tiny_model_dir, prepared_dir, run, "max_steps=1", f"prompt.system_prompt={TRAINED_PROMPT}"
+        )
+    ).run()
+    assert load_for_cloning(str(tiny_model_dir), run)[2].system_prompt == TRAINED_PROMPT
+    assert load_for_cloning(str(tiny_model_dir), None)[2] == PromptConfig()
+
+    used = {}
+    clone_manifest = evaluate_module.clone_manifest
+
+    def spy(model, processor, samples, out, settings, *args):
+        used[out.name] = settings
+        return clone_manifest(model, processor, samples, out, settings, *args)
+
+    monkeypatch.setattr(evaluate_module, "clone_manifest", spy)
+    asr, speaker = build_tiny_eval_models(tmp_path / "eval-models")
+    heldout = sample_data_dir["manifest_jsonl"].parent / "heldout_prompts.jsonl"
+    heldout.write_text(
+        "".join(line + "\n" for line in sample_data_dir["manifest_jsonl"].read_text().splitlines()[:2])
+    )
+    short = LengthLimit(min_seconds=0.2, max_seconds=0.4)
+    settings = EvalSettings(asr_model=str(asr), speaker_model=str(speaker), limit=short)
+    report = evaluate(heldout, str(tiny_model_dir), run, tmp_path / "eval", True, settings)
+
+    assert used["base"] == PromptConfig()
+    assert used["finetuned"].system_prompt == TRAINED_PROMPT
+    assert report["prompts"]["base"]["system_prompt"] == PromptConfig().system_prompt
+    assert report["prompts"]["finetuned"]["system_prompt"] == TRAINED_PROMPT
+    for system in ("base", "finetuned"):
+        health = report["stop_health"][system]
+        assert 0 < health["eos_prob"] < 1 and 0 <= health["accuracy"] <= 1
+        assert 0 <= health["early_stop_risk"] <= 1
+        assert all(0 < health[f"eos_prob_codebook_{k}"] < 1 for k in range(8))
+    markdown = (tmp_path / "eval" / "report.md").read_text()
+    assert "Stop health" in markdown and "early-stop risk" in markdown
+
+
+def test_eval_models_default_to_those_the_model_folder_carries(tmp_path):
+    from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
+    from higgs_tune.evaluation.measuring import default_measuring_models
+    from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
+
+    assert default_measuring_models(str(tmp_path)) == (DEFAULT_ASR_MODEL, DEFAULT_SPEAKER_MODEL)
+    (tmp_path / "eval-models" / "asr").mkdir(parents=True)
+    (tmp_path / "eval-models" / "speaker").mkdir()
+    asr, speaker = default_measuring_models(str(tmp_path))
+    assert (asr, speaker) == (str(tmp_path / "eval-models/asr"), str(tmp_path / "eval-models/speaker"))
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("option", ["--asr-model", "--speaker-model"])
+def test_eval_with_an_unloadable_measuring_model_fails_fast_before_cloning(
+    tiny_model_dir, sample_data_dir, tmp_path, option
+):
+    """A hub id that is not cached, with the hub unreachable (and HF_HUB_OFFLINE unset), or a folder that
+    holds no model: exit 2 in seconds, one line naming the model and the option, nothing cloned. The other
+    measuring model comes from the model folder's eval-models/ (the released default would not load)."""
+    import os
+    import shutil
+    import time
+
+    from higgs_tune.tiny.eval_models import build_tiny_eval_models
+
+    # A model folder that carries eval-models/: the measuring model not named defaults to its own.
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    build_tiny_eval_models(model)
+    (tmp_path / "no-model").mkdir()
+    names = {"--asr-model": "nobody/no-such-whisper", "--speaker-model": str(tmp_path / "no-model")}
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens there: an unreachable hub
+    out = tmp_path / "eval"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "higgs_tune", "eval", "--manifest", str(sample_data_dir["manifest_jsonl"]),
+            "--model", str(model), "--baseline", "--out", str(out), option, names[option],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if names[option] in line]
+    assert len(errors) == 1 and option in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert elapsed < 60, elapsed  # process start-up included; hub retries would take minutes
+    assert not out.exists() or not list(out.rglob("*.wav"))

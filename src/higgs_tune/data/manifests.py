@@ -42,7 +42,6 @@ from higgs_tune.files import write_text_atomic
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class ManifestScan:
     """Everything read from one manifest: the good samples, every problem, and where each sample came from."""

@@ -33,6 +33,7 @@ class Transcriber:
     clip is never transcribed as, say, Farsi or translated; None lets Whisper detect it per clip.
     `dtype` defaults to float16 on CUDA (Whisper's own precision) and float32 elsewhere. `max_new_tokens`
     caps each window's tokens (None: the checkpoint's limit, 448 for the released models).
+    `local_files_only` loads without asking the hub (see `measuring.local_files_only`).
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class Transcriber:
         dtype: torch.dtype | None = None,
         batch_size: int = 8,
         max_new_tokens: int | None = None,
+        local_files_only: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -50,9 +52,11 @@ class Transcriber:
         self.language = language
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
-        self.processor = WhisperProcessor.from_pretrained(model_id)
+        self.processor = WhisperProcessor.from_pretrained(model_id, local_files_only=local_files_only)
         dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
-        model = WhisperForConditionalGeneration.from_pretrained(model_id, dtype=dtype)
+        model = WhisperForConditionalGeneration.from_pretrained(
+            model_id, dtype=dtype, local_files_only=local_files_only
+        )
         self.model = model.to(self.device).eval()
         log.info(
             "transcriber %s (%s) on %s, language %s", model_id, dtype, self.device, language or "detected"

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import gc
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from higgs_tune.config import PromptConfig
 from higgs_tune.data.audio import TARGET_SR, load_audio
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
+from higgs_tune.evaluation.measuring import load_measuring_models
 from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
 from higgs_tune.evaluation.speech_checks import CUT, SILENT, TOO_LONG, TOO_SHORT
+from higgs_tune.evaluation.teacher_forced import teacher_forced_stop_health
 from higgs_tune.evaluation.text_metrics import char_errors, word_errors
 from higgs_tune.files import write_json, write_text_atomic
 from higgs_tune.inference.clone import clone_manifest
@@ -50,26 +53,37 @@ class EvalSettings:
     limit: LengthLimit = field(default_factory=LengthLimit)
 
 
-def _system_rows(
-    model_id: str, adapter: Path | None, samples: list, out: Path, s: EvalSettings
-) -> list[dict]:
-    """Clone the set with one system (base or fine-tuned); frees the model afterwards."""
+@dataclass(frozen=True)
+class SystemRun:
+    """One system's clones, the prompt settings it was prompted with, and its teacher-forced stop health
+    (None without target audio)."""
+
+    rows: list[dict]
+    prompt: PromptConfig
+    stop_health: dict[str, float] | None
+
+
+def _run_system(model_id: str, adapter: Path | None, samples: list, out: Path, s: EvalSettings) -> SystemRun:
+    """Clone the set with one system and measure its stop health; frees the model afterwards.
+
+    The base model (no adapter) is always prompted with the base defaults, as it was trained; a fine-tune
+    with the prompt settings saved in its checkpoint (`generate.load_for_cloning`).
+    """
     model, processor, settings = load_for_cloning(model_id, adapter)
     model.to(s.device)
     rows = clone_manifest(model, processor, samples, out, settings, s.sampling, s.limit, s.batch_size)
+    health = teacher_forced_stop_health(model, processor, samples, settings, s.batch_size)
     del model
     gc.collect()
-    return rows
+    return SystemRun(rows, settings, health)
 
 
-def _score(systems: dict[str, list[dict]], samples: list, out: Path, s: EvalSettings) -> None:
-    """Add WER, CER and speaker similarity to every row, loading each measuring model once."""
-    from higgs_tune.evaluation.asr import Transcriber
-    from higgs_tune.evaluation.speaker import SpeakerEncoder, cosine_similarity
+def _score(systems: dict[str, list[dict]], samples: list, out: Path, s: EvalSettings, measuring) -> None:
+    """Add WER, CER and speaker similarity to every row, with the measuring models loaded up front."""
+    from higgs_tune.evaluation.speaker import cosine_similarity
 
     by_id = {x.id: x for x in samples}
-    transcriber = Transcriber(s.asr_model, language=s.language, device=s.device, batch_size=s.batch_size)
-    speaker = SpeakerEncoder(s.speaker_model, device=s.device)
+    transcriber, speaker = measuring
     refs = {x.ref_audio: load_audio(x.ref_audio) for x in samples}
     ref_embeddings = dict(zip(refs, speaker.embed(list(refs.values())), strict=True))
     for name, rows in systems.items():
@@ -144,12 +158,16 @@ def evaluate(
     """Clone and measure; writes `report.json`, `report.md` and PNG plots into `out`. Returns the report."""
     samples = read_manifest(manifest, require_target=False)
     out = Path(out)
-    systems: dict[str, list[dict]] = {}
+    # Before any cloning: a measuring model that cannot be loaded ends the run now, not after it.
+    s = settings
+    measuring = load_measuring_models(s.asr_model, s.speaker_model, s.language, s.device, s.batch_size)
+    runs: dict[str, SystemRun] = {}
     if adapter is not None:
-        systems["finetuned"] = _system_rows(model_id, adapter, samples, out / "finetuned", settings)
+        runs["finetuned"] = _run_system(model_id, adapter, samples, out / "finetuned", settings)
     if adapter is None or baseline:
-        systems["base"] = _system_rows(model_id, None, samples, out / "base", settings)
-    _score(systems, samples, out, settings)
+        runs["base"] = _run_system(model_id, None, samples, out / "base", settings)
+    systems = {name: run.rows for name, run in runs.items()}
+    _score(systems, samples, out, settings, measuring)
     report = {
         "manifest": str(manifest),
         "model": model_id,
@@ -157,7 +175,9 @@ def evaluate(
         "asr_model": settings.asr_model,
         "speaker_model": settings.speaker_model,
         "language": settings.language,
+        "prompts": {name: asdict(run.prompt) for name, run in runs.items()},
         "summary": {name: _aggregate(rows) for name, rows in systems.items()},
+        "stop_health": {name: run.stop_health for name, run in runs.items()},
         "samples": systems,
     }
     if "finetuned" in systems and "base" in systems:
@@ -243,6 +263,7 @@ def render_markdown(report: dict) -> str:
             f"Better with fine-tuning ({len(c['better'])}): {', '.join(c['better']) or 'none'}.",
             f"Worse with fine-tuning ({len(c['worse'])}): {', '.join(c['worse']) or 'none'}.",
         ]
+    lines += _stop_health_table(report.get("stop_health") or {}, names)
     lines += ["", "![WER](wer.png) ![similarity](similarity.png)", "", "## Per sample", ""]
     header = "| id |" + "".join(f" {n} WER | {n} sim | {n} s | {n} flags |" for n in names)
     lines += [header, "|---|" + "---|---|---|---|" * len(names)]
@@ -258,6 +279,32 @@ def render_markdown(report: dict) -> str:
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _stop_health_table(health: dict, names: list[str]) -> list[str]:
+    """Teacher-forced stop health on the targets, per system (nothing when no sample has a target)."""
+    names = [n for n in names if health.get(n)]
+    if not names:
+        return []
+    lines = [
+        "",
+        "Stop health, teacher-forced on the target audio (as the trainer logs it):",
+        "",
+        "| measure | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for key, label in (
+        ("accuracy", "code accuracy"),
+        ("eos_prob", "p(EOS) at the labelled frame (mean)"),
+        ("early_stop_risk", "early-stop risk (lower is better)"),
+    ):
+        lines.append(f"| {label} | " + " | ".join(_fmt(health[n][key]) for n in names) + " |")
+    per_codebook = [
+        " ".join(f"{v:.2f}" for k, v in health[n].items() if k.startswith("eos_prob_codebook_"))
+        for n in names
+    ]
+    lines.append("| p(EOS) per codebook | " + " | ".join(per_codebook) + " |")
+    return lines
 
 
 def _plots(systems: dict[str, list[dict]], out: Path) -> None:

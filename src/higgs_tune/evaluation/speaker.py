@@ -32,11 +32,20 @@ class SpeakerEncoder:
     averaging several reference embeddings gives a sensible voice centroid.
     """
 
-    def __init__(self, model_id: str = DEFAULT_SPEAKER_MODEL, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        model_id: str = DEFAULT_SPEAKER_MODEL,
+        device: str | torch.device = "cpu",
+        local_files_only: bool = False,
+    ) -> None:
         self.device = torch.device(device)
-        self.feature_extractor = AutoFeatureExtractor.from_pretrained(model_id)
+        self.feature_extractor = AutoFeatureExtractor.from_pretrained(
+            model_id, local_files_only=local_files_only
+        )
         # float32 always: the model is small, and "auto" would follow the dtype the checkpoint was saved in
-        model = WavLMForXVector.from_pretrained(model_id, dtype=torch.float32)
+        model = WavLMForXVector.from_pretrained(
+            model_id, dtype=torch.float32, local_files_only=local_files_only
+        )
         self.model = model.to(self.device).eval()
         self.sampling_rate: int = self.feature_extractor.sampling_rate
         self.min_length = min_input_length(self.model.config)

@@ -77,15 +77,22 @@ def _left_pad(prompts: list[PromptTokens], pad_token_id: int, audio_pad_id: int)
 
 
 def _generated_codes(processor, frames: torch.Tensor) -> np.ndarray:
-    """Delayed generated frames [N, K] (starting with the stream-BOS frame) -> codes [K, T]."""
-    eos = processor.audio_stream_eos_id
-    all_eos = (frames == eos).all(-1).nonzero()
-    end = int(all_eos[0]) if len(all_eos) else frames.shape[0]
-    body = frames[1:end]
+    """Delayed generated frames [N, K] (starting with the stream-BOS frame) -> codes [K, T].
+
+    The clip length T is where codebook 0 emits its first stream EOS, as in the original implementation
+    (boson-ai/higgs-audio `serve_engine.py`: revert the delay pattern, then drop the BOS and EOS frames).
+    The delay-pattern logits processor forces codebook k to EOS only one step after its own EOS slot, so
+    codebooks 1-7 may sample a code there: ending at the first all-EOS frame would then add a frame T+1
+    whose codebook 0 is an EOS. A clip cut by the frame limit without any EOS keeps what it has.
+    """
     k = frames.shape[1]
+    body = frames[1:]
+    first_eos = (body[:, 0] == processor.audio_stream_eos_id).nonzero()
+    num_frames = int(first_eos[0]) if len(first_eos) else max(body.shape[0] - (k - 1), 0)
+    body = body[: num_frames + k - 1]
     if body.shape[0] < k:
         return np.zeros((k, 0), dtype=np.int64)
-    codes = processor.revert_delay_pattern(body).clip(0, processor.audio_stream_bos_id - 1)
+    codes = processor.revert_delay_pattern(body)[:num_frames].clip(0, processor.audio_stream_bos_id - 1)
     return codes.transpose(0, 1).cpu().numpy().astype(np.int64)
 
 
