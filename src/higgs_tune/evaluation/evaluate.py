@@ -3,6 +3,9 @@ similarity of output and reference), and whether each clip stops cleanly (speech
 
 With `--baseline` the base model clones the same set with the same sampling, side by side, and the report
 says per sample what got better or worse, so one glance at `report.md` tells whether fine-tuning helped.
+Each system also gets the teacher-forced stop health the trainer logs (`teacher_forced`), and the report
+records the prompt settings each was cloned with. The measuring models are loaded first (`measuring`), so
+one that cannot be loaded ends the run before any cloning.
 """
 
 from __future__ import annotations
@@ -78,7 +81,9 @@ def _run_system(model_id: str, adapter: Path | None, samples: list, out: Path, s
     return SystemRun(rows, settings, health)
 
 
-def _score(systems: dict[str, list[dict]], samples: list, out: Path, s: EvalSettings, measuring) -> None:
+def _score(
+    systems: dict[str, list[dict]], samples: list, out: Path, s: EvalSettings, measuring: tuple
+) -> None:
     """Add WER, CER and speaker similarity to every row, with the measuring models loaded up front."""
     from higgs_tune.evaluation.speaker import cosine_similarity
 
