@@ -23,13 +23,13 @@ from higgs_tune.data.manifests import read_manifest
 from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
 from higgs_tune.evaluation.measuring import load_measuring_models
 from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
-from higgs_tune.evaluation.speech_checks import CUT, SILENT, TOO_LONG, TOO_SHORT
 from higgs_tune.evaluation.teacher_forced import teacher_forced_stop_health
 from higgs_tune.evaluation.text_metrics import char_errors, word_errors
 from higgs_tune.files import write_json, write_text_atomic
 from higgs_tune.inference.clone import clone_manifest
 from higgs_tune.inference.generate import load_for_cloning
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+from higgs_tune.inference.speech_checks import CUT, SILENT, TOO_LONG, TOO_SHORT
 
 log = logging.getLogger(__name__)
 

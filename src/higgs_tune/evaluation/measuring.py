@@ -19,6 +19,12 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 3.0
 
 
+# Where a model folder keeps the ASR and speaker models `eval` should use by default (`tiny-model` writes
+# its tiny ones there).
+EVAL_MODELS_ASR = "eval-models/asr"
+EVAL_MODELS_SPEAKER = "eval-models/speaker"
+
+
 class MeasuringModelError(Exception):
     """An ASR or speaker model that cannot be loaded; the message names it and the option to use."""
 
@@ -28,10 +34,9 @@ def default_measuring_models(model_id: str) -> tuple[str, str]:
     `eval-models/` (the tiny model does), else the released defaults."""
     from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
     from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
-    from higgs_tune.tiny.eval_models import TINY_ASR_SUBDIR, TINY_SPEAKER_SUBDIR
 
     folder = Path(model_id)
-    asr, speaker = folder / TINY_ASR_SUBDIR, folder / TINY_SPEAKER_SUBDIR
+    asr, speaker = folder / EVAL_MODELS_ASR, folder / EVAL_MODELS_SPEAKER
     return (
         str(asr) if asr.is_dir() else DEFAULT_ASR_MODEL,
         str(speaker) if speaker.is_dir() else DEFAULT_SPEAKER_MODEL,

@@ -17,10 +17,10 @@ import numpy as np
 
 from higgs_tune.config import PromptConfig
 from higgs_tune.data.samples import SampleError
-from higgs_tune.evaluation.speech_checks import CUT, SILENT, SpeechChecks, check_speech
 from higgs_tune.files import write_jsonl
 from higgs_tune.inference.generate import generate_codes
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+from higgs_tune.inference.speech_checks import CUT, SILENT, SpeechChecks, check_speech
 from higgs_tune.model.codes import decode_codes, encode_file
 
 log = logging.getLogger(__name__)

@@ -34,6 +34,8 @@ from transformers import (
 )
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
+from higgs_tune.evaluation.measuring import EVAL_MODELS_ASR, EVAL_MODELS_SPEAKER
+
 log = logging.getLogger(__name__)
 
 _EOT = "<|endoftext|>"
@@ -171,14 +173,10 @@ def build_tiny_speaker(out: Path, seed: int = 0) -> Path:
     return out
 
 
-# Where `higgs-tune tiny-model` puts the tiny evaluation models, inside the tiny model's folder.
-TINY_ASR_SUBDIR = "eval-models/asr"
-TINY_SPEAKER_SUBDIR = "eval-models/speaker"
-
-
 def build_tiny_eval_models(model_dir: Path, seed: int = 0) -> tuple[Path, Path]:
-    """The tiny ASR and speaker models beside a tiny Higgs model; returns their folders."""
+    """The tiny ASR and speaker models inside a tiny Higgs model's folder, where `eval` looks for its
+    defaults (`evaluation.measuring`); returns their folders."""
     return (
-        build_tiny_asr(Path(model_dir) / TINY_ASR_SUBDIR, seed=seed),
-        build_tiny_speaker(Path(model_dir) / TINY_SPEAKER_SUBDIR, seed=seed),
+        build_tiny_asr(Path(model_dir) / EVAL_MODELS_ASR, seed=seed),
+        build_tiny_speaker(Path(model_dir) / EVAL_MODELS_SPEAKER, seed=seed),
     )

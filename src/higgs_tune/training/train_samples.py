@@ -13,9 +13,9 @@ from dataclasses import asdict
 import torch
 
 from higgs_tune.config import PromptConfig
-from higgs_tune.evaluation.speech_checks import summarize
 from higgs_tune.inference.clone import Clone, clone_samples
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+from higgs_tune.inference.speech_checks import summarize
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from higgs_tune.evaluation.speech_checks import FLAGS, CheckThresholds, check_speech, count_letters, summarize
+from higgs_tune.inference.speech_checks import FLAGS, CheckThresholds, check_speech, count_letters, summarize
 
 SR = 24_000
 
