@@ -116,3 +116,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert summary["last_loss"] < summary["first_loss"]
     assert Path(summary["paths"]["clone"]).is_file()
     assert "Demo finished" in proc.stdout
+    memorised = summary["memorised_clone"]
+    assert memorised["identical"] and memorised["stopped_by_eos"], memorised
+    assert memorised["frames"] == memorised["target_frames"] > 0
+    assert f"memorised clone of {memorised['sample_id']}" in proc.stdout
+    assert "codes identical to the target: yes" in proc.stdout and "stop health" in proc.stdout

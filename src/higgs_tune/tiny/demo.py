@@ -1,7 +1,8 @@
 """`higgs-tune demo`: the whole loop on the built-in default, on CPU in a few minutes.
 
-tiny model -> synthetic voices -> validate -> prepare -> LoRA training -> clone -> evaluate, each step through
-the same functions the individual commands call, printing where everything went.
+tiny model -> synthetic voices -> validate -> prepare -> LoRA training -> memorise one sample and clone it
+exactly -> evaluate, each step through the same functions the individual commands call, printing where
+everything went and the held-out stop health of the LoRA run.
 """
 
 from __future__ import annotations
@@ -12,19 +13,16 @@ import time
 from pathlib import Path
 
 from higgs_tune.config import TrainConfig
-from higgs_tune.data.audio import write_wav
 from higgs_tune.data.manifests import read_manifest, write_manifest_jsonl
 from higgs_tune.data.validate import validate_manifest
 from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
 from higgs_tune.files import write_json
-from higgs_tune.inference.clone import Clone, clone_one
-from higgs_tune.inference.generate import load_for_cloning
-from higgs_tune.inference.settings import SamplingConfig
 from higgs_tune.model.loading import load_processor
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.prepared.prepare import prepare_dataset
 from higgs_tune.tiny.dataset import write_synthetic_dataset
 from higgs_tune.tiny.eval_models import build_tiny_eval_models
+from higgs_tune.tiny.memorise import MemorisedClone, memorise_and_clone
 from higgs_tune.tiny.model import build_tiny_model
 from higgs_tune.training.data import split_indices
 from higgs_tune.training.trainer import train
@@ -80,16 +78,14 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     losses = [json.loads(line) for line in (paths["run"] / "metrics.jsonl").read_text().splitlines()]
     train_losses = [r["loss"] for r in losses if "loss" in r]
 
-    log.info("6/7 clone with %s", checkpoint)
-    model, processor, settings = load_for_cloning(str(paths["model"]), checkpoint)
-    sample = samples[0]
-    clone = clone_one(
-        model, processor, sample.ref_audio, sample.ref_text, sample.text, settings, SamplingConfig(seed=0),
-        max_seconds=10.0,
-    )  # fmt: skip
-    paths["clone"] = write_wav(out / "clone.wav", clone.audio)
+    prepared = PreparedData(paths["prepared"])
+    train_idx, held_out = split_indices(prepared, cfg.eval_fraction, cfg.seed)
+    sample = next(s for s in samples if s.id == prepared.records[train_idx[0]]["id"])
+    log.info("6/7 memorise training sample %s alone (full fine-tune), then clone it greedily", sample.id)
+    memorised = memorise_and_clone(paths["model"], sample, prepared, out / "memorise")
+    if memorised.wav is not None:
+        paths["clone"] = memorised.wav
     log.info("7/7 evaluate on the held-out samples, fine-tuned against the base model")
-    _, held_out = split_indices(PreparedData(paths["prepared"]), cfg.eval_fraction, cfg.seed)
     heldout_manifest = write_manifest_jsonl([samples[i] for i in held_out], out / "heldout.jsonl")
     settings = EvalSettings(asr_model=str(asr_model), speaker_model=str(speaker_model))
     report = evaluate(heldout_manifest, str(paths["model"]), checkpoint, out / "eval", True, settings)
@@ -99,13 +95,13 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
         "first_loss": train_losses[0],
         "last_loss": train_losses[-1],
         "eval_losses": [r["eval_loss"] for r in losses if "eval_loss" in r],
-        "clone_seconds": clone.codes.shape[1] / processor.audio_tokenizer.config.frame_rate,
-        "clone_stopped_by_eos": clone.stopped_by_eos,
+        "held_out_stop_health": _stop_health(losses),
+        "memorised_clone": memorised.as_json(),
         "eval": report["summary"],
         "paths": {k: str(v) for k, v in paths.items()},
     }
     write_json(out / "demo_summary.json", summary)
-    print(_finished(summary, paths, checkpoint, steps, clone, sample, out))
+    print(_finished(summary, paths, checkpoint, steps, memorised, out))
     return paths
 
 
@@ -124,20 +120,35 @@ def _prepared_samples(paths: dict[str, Path], speakers: int, utterances: int) ->
     return samples
 
 
+STOP_HEALTH_KEYS = ("eval_loss", "eval_eos_prob", "eval_early_stop_risk", "eval_accuracy")
+
+
+def _stop_health(rows: list[dict]) -> dict[str, float | None]:
+    """The last held-out row's stop-health figures (None for a key the trainer did not log)."""
+    held_out = [r for r in rows if "eval_loss" in r]
+    last = held_out[-1] if held_out else {}
+    return {k: last.get(k) for k in STOP_HEALTH_KEYS}
+
+
 def _finished(
-    summary: dict, paths: dict[str, Path], checkpoint: Path, steps: int, clone: Clone, sample, out: Path
+    summary: dict, paths: dict[str, Path], checkpoint: Path, steps: int, memorised: MemorisedClone, out: Path
 ) -> str:
     """What the demo tells its user at the end: where each result went, and what the numbers mean."""
+    health = "  ".join(
+        f"{k.removeprefix('eval_')} {'n/a' if v is None else f'{v:.3f}'}"
+        for k, v in summary["held_out_stop_health"].items()
+    )
     return (
         f"\nDemo finished in {summary['wall_seconds']} s.\n"
         f"  training loss  {summary['first_loss']:.3f} -> {summary['last_loss']:.3f} over {steps} steps "
         f"(metrics: {paths['run'] / 'metrics.jsonl'}, TensorBoard: {paths['run'] / 'tensorboard'})\n"
         f"  held-out loss  {' -> '.join(f'{x:.3f}' for x in summary['eval_losses'])}\n"
+        f"  stop health    {health} (held-out, last evaluation of the LoRA run)\n"
         f"  checkpoint     {checkpoint}\n"
-        f"  cloned speech  {paths['clone']} ({summary['clone_seconds']:.2f} s, "
-        f"{'ended by EOS' if clone.stopped_by_eos else 'cut at the limit'}); "
-        f"voice of {sample.ref_audio.name}, text: {sample.text!r}\n"
-        f"  evaluation     {paths['report']} (tiny random ASR and speaker models: the numbers exercise "
-        "the pipeline, they do not measure speech)\n"
+        f"  {memorised.describe()}\n"
+        f"                 {memorised.wav or 'no audio written'} (the correctness contract: what is trained "
+        "is what is cloned)\n"
+        f"  evaluation     {paths['report']} (held-out clones of a 2-layer random model are not speech; tiny "
+        "random ASR and speaker models: the numbers exercise the pipeline, they do not measure speech)\n"
         f"  summary        {out / 'demo_summary.json'}"
     )
