@@ -12,6 +12,7 @@ import logging
 import time
 from pathlib import Path
 
+from higgs_tune.checkpoint import resolve_checkpoint
 from higgs_tune.config import TrainConfig
 from higgs_tune.data.manifests import read_manifest, write_manifest_jsonl
 from higgs_tune.data.validate import validate_manifest
@@ -74,7 +75,8 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     samples = _prepared_samples(paths, speakers, utterances)
     log.info("5/7 train (LoRA, %d steps) -> %s", steps, paths["run"])
     cfg = demo_config(paths["model"], paths["prepared"], paths["run"], steps)
-    checkpoint = train(cfg)
+    train(cfg)
+    checkpoint = resolve_checkpoint(paths["run"], "best")  # the best held-out loss, as `eval --adapter RUN`
     losses = [json.loads(line) for line in (paths["run"] / "metrics.jsonl").read_text().splitlines()]
     train_losses = [r["loss"] for r in losses if "loss" in r]
 
@@ -144,7 +146,7 @@ def _finished(
         f"(metrics: {paths['run'] / 'metrics.jsonl'}, TensorBoard: {paths['run'] / 'tensorboard'})\n"
         f"  held-out loss  {' -> '.join(f'{x:.3f}' for x in summary['eval_losses'])}\n"
         f"  stop health    {health} (held-out, last evaluation of the LoRA run)\n"
-        f"  checkpoint     {checkpoint}\n"
+        f"  checkpoint     {checkpoint} (the best held-out loss; evaluated below)\n"
         f"  {memorised.describe()}\n"
         f"                 {memorised.wav or 'no audio written'} (the correctness contract: what is trained "
         "is what is cloned)\n"
