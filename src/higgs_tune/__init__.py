@@ -28,6 +28,7 @@ Glossary (one word per idea):
     held-out loss     the training loss on held-out examples, teacher forced (`training.trainer`)
     stop health  teacher-forced figures of whether the model learns to end a clip (`training.stop_health`)
     clone        generate the target speech of a sample from its reference (`inference.clone`)
+    preview      a clip cloned from a held-out prompt while training, to listen to (`training.previews`)
     evaluate     clone a held-out manifest and measure words, voice and stopping (`evaluation.evaluate`)
 """
 

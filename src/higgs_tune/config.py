@@ -144,10 +144,10 @@ class TrainConfig:
     """Background processes loading batches; 0 loads them in the training process."""
     optim: Literal["adamw_torch", "adamw_8bit"] = "adamw_torch"
     """Optimizer; adamw_8bit (bitsandbytes) keeps its state in 8 bits, for full fine-tuning on less memory."""
-    sample_steps: int = bounded(0, ge=0)
+    preview_steps: int = bounded(0, ge=0)
     """Clone a few held-out prompts every this many steps and log audio + speech checks; 0 turns it off."""
-    num_sample_prompts: int = bounded(2, ge=1)
-    """How many held-out prompts `sample_steps` clones."""
+    num_preview_prompts: int = bounded(2, ge=1)
+    """How many held-out prompts `preview_steps` clones."""
     attn_implementation: str = "sdpa"
     """transformers attention backend, e.g. sdpa, eager or flash_attention_2."""
     prompt: PromptConfig = field(default_factory=PromptConfig)

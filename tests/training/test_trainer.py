@@ -193,16 +193,16 @@ def test_text_head_training_logs_text_loss(tiny_model_dir, prepared_dir, tmp_pat
     assert row["loss"] == pytest.approx(audio + 0.5 * text, rel=1e-4)
 
 
-def test_training_samples_are_cloned_checked_and_logged(tiny_model_dir, prepared_dir, tmp_path):
+def test_previews_are_cloned_checked_and_logged(tiny_model_dir, prepared_dir, tmp_path):
     run = tmp_path / "run"
-    Trainer(_cfg(tiny_model_dir, prepared_dir, run, "sample_steps=2", "eval_fraction=0.1")).run()
-    sampled = [r for r in _metrics(run) if "samples" in r]
+    Trainer(_cfg(tiny_model_dir, prepared_dir, run, "preview_steps=2", "eval_fraction=0.1")).run()
+    sampled = [r for r in _metrics(run) if "previews" in r]
     assert [r["step"] for r in sampled] == [2, 4]
-    assert all(len(r["samples"]) == 2 and all("flags" in s for s in r["samples"]) for r in sampled)
+    assert all(len(r["previews"]) == 2 and all("flags" in s for s in r["previews"]) for r in sampled)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"audio": 0}).Reload()
-    assert any(tag.startswith("samples/") for tag in events.Tags()["audio"])
+    assert any(tag.startswith("previews/") for tag in events.Tags()["audio"])
 
 
 def test_lora_training_state_holds_trainable_weights_only(tiny_model_dir, prepared_dir, tmp_path):

@@ -227,7 +227,7 @@ class TrainingData:
         bs = self.cfg.per_device_train_batch_size
         return [list(range(i, min(i + bs, n))) for i in range(0, n, bs)]
 
-    def sample_prompts(self, n: int) -> list[PreparedSample]:
+    def preview_prompts(self, n: int) -> list[PreparedSample]:
         """The first `n` held-out samples to clone while training (training samples if none are held out)."""
         indices = self.eval_set.indices or self.train_set.indices
         return [self.prepared[i] for i in indices[:n]]

@@ -42,8 +42,8 @@ from higgs_tune.training.collate import LOSS_INPUTS
 from higgs_tune.training.data import TrainingData
 from higgs_tune.training.distributed import check_backends, make_accelerator, sum_over_ranks, uses_bf16
 from higgs_tune.training.loss import LossSums, combine
+from higgs_tune.training.previews import TrainingPreviews
 from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics, stop_health_warnings
-from higgs_tune.training.train_samples import TrainingSamples
 from higgs_tune.typed_config import require, save_config
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class Trainer:
         if resume:
             self._resume()
         self._setup_run_dir()
-        self.samples = self._setup_training_samples()
+        self.previews = self._setup_previews()
         self.writer = self._setup_writer()
 
     def _setup_data(self) -> None:
@@ -161,15 +161,16 @@ class Trainer:
             save_config(self.cfg, self.run_dir / "train_config.yaml")
             self.data.report_plan()
 
-    def _setup_training_samples(self) -> TrainingSamples | None:
-        """Held-out prompts to clone every `sample_steps` (main process, unsharded weights only)."""
+    def _setup_previews(self) -> TrainingPreviews | None:
+        """Held-out prompts to clone every `preview_steps` (main process, unsharded weights only)."""
         cfg, acc = self.cfg, self.accelerator
-        if cfg.sample_steps == 0 or not acc.is_main_process:
+        if cfg.preview_steps == 0 or not acc.is_main_process:
             return None
         if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-            log.warning("sample_steps: samples are not generated under FSDP / DeepSpeed (sharded weights)")
+            log.warning("preview_steps: previews are not generated under FSDP / DeepSpeed (sharded weights)")
             return None
-        return TrainingSamples(self.processor, self.data.sample_prompts(cfg.num_sample_prompts), cfg.prompt)
+        prompts = self.data.preview_prompts(cfg.num_preview_prompts)
+        return TrainingPreviews(self.processor, prompts, cfg.prompt)
 
     def _setup_writer(self) -> SummaryWriter | None:
         """The TensorBoard writer of the main process; None on the others."""
@@ -377,9 +378,9 @@ class Trainer:
         """
         cfg, last = self.cfg, self.step == self.max_steps
         is_best = (self.step % cfg.eval_steps == 0 or last) and self.evaluate()
-        if self.samples is not None and self.step % cfg.sample_steps == 0:
+        if self.previews is not None and self.step % cfg.preview_steps == 0:
             higgs = self.accelerator.unwrap_model(self.model).higgs
-            self._log(self.samples.run(higgs, self.step, self.writer))
+            self._log(self.previews.run(higgs, self.step, self.writer))
         stop = self.best.should_stop()
         if stop and self.accelerator.is_main_process:
             log.info(

@@ -1,4 +1,4 @@
-"""Clones during training: every `sample_steps`, clone a fixed few held-out prompts and log the audio and
+"""Clones during training: every `preview_steps`, clone a fixed few held-out prompts and log the audio and
 its speech checks, so a user hears the run improve (or start trailing silence) before it ends.
 
 Generation runs on the main process with the live (unmerged) model; it needs every weight in one place,
@@ -20,7 +20,7 @@ from higgs_tune.inference.speech_checks import summarize
 log = logging.getLogger(__name__)
 
 
-class TrainingSamples:
+class TrainingPreviews:
     """A fixed set of prompts (reference codes and texts from held-out samples) cloned at intervals."""
 
     def __init__(self, processor, prompts: list, settings: PromptConfig, limit: LengthLimit | None = None):
@@ -56,18 +56,18 @@ class TrainingSamples:
         summary = summarize(checks)
         if writer is not None:
             for flag, count in summary["flags"].items():
-                writer.add_scalar(f"sample_flags/{flag}", count, step)
+                writer.add_scalar(f"preview_flags/{flag}", count, step)
         log.info(
-            "step %d samples: %s",
+            "step %d previews: %s",
             step,
             "; ".join(f"{r['id']} {r['seconds']:.2f}s {r['flags']}" for r in rows),
         )
-        return {"step": step, "samples": rows}
+        return {"step": step, "previews": rows}
 
 
 def _log_clone(writer, name: str, clone: Clone, step: int, sr: int) -> None:
     """One clip's audio and the float measurements of its speech checks, to TensorBoard."""
-    writer.add_audio(f"samples/{name}", torch.from_numpy(clone.audio)[None], step, sample_rate=sr)
+    writer.add_audio(f"previews/{name}", torch.from_numpy(clone.audio)[None], step, sample_rate=sr)
     for key, value in asdict(clone.checks).items():
         if isinstance(value, float):
-            writer.add_scalar(f"sample_checks/{name}/{key}", value, step)
+            writer.add_scalar(f"preview_checks/{name}/{key}", value, step)
