@@ -1,0 +1,5 @@
+"""`python -m higgs_tune.cli`, as `torchrun` and `accelerate launch -m` run it."""
+
+from higgs_tune.cli import main
+
+main()

@@ -1,0 +1,81 @@
+"""The `eval` command: clone a held-out set and measure it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from higgs_tune.cli.app import (
+    SAMPLING,
+    CheckpointOpt,
+    GreedyOpt,
+    ModelOpt,
+    RasWindowOpt,
+    SeedOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
+    app,
+    checkpoint_of,
+    sampling_config,
+)
+
+log = logging.getLogger("higgs_tune")
+
+
+@app.command("eval")
+def evaluate_command(
+    manifest: Annotated[Path, typer.Option(help="Held-out manifest (target audio optional).")],
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option(help="Folder for clones, report.json, report.md and plots.")],
+    adapter: Annotated[Path | None, typer.Option(help="Run or checkpoint folder to evaluate.")] = None,
+    baseline: Annotated[bool, typer.Option("--baseline", help="Also clone with the base model.")] = False,
+    asr_model: Annotated[
+        str, typer.Option(help="Whisper model id or folder for WER/CER (default: see below).")
+    ] = "",
+    speaker_model: Annotated[
+        str, typer.Option(help="WavLM x-vector model id or folder (default: see below).")
+    ] = "",
+    language: Annotated[str | None, typer.Option(help="Language of the texts (e.g. ar).")] = None,
+    device: Annotated[str, typer.Option(help="Device for generation and measuring models.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Samples per generation / ASR batch.")] = 8,
+    greedy: GreedyOpt = SAMPLING.greedy,
+    temperature: TemperatureOpt = SAMPLING.temperature,
+    top_p: TopPOpt = SAMPLING.top_p,
+    top_k: TopKOpt = SAMPLING.top_k,
+    ras_window: RasWindowOpt = SAMPLING.ras_window,
+    seed: SeedOpt = SAMPLING.seed,
+    checkpoint: CheckpointOpt = "best",
+) -> None:
+    """Clone a held-out set and report WER/CER, speaker similarity, speech checks and stop health.
+
+    The ASR and speaker models default to those the --model folder carries in eval-models/ (the tiny
+    model does), else the released ones; they are loaded before any cloning.
+    """
+    from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
+    from higgs_tune.evaluation.measuring import MeasuringModelError, default_measuring_models
+
+    default_asr, default_speaker = default_measuring_models(model)
+    settings = EvalSettings(
+        asr_model=asr_model or default_asr,
+        speaker_model=speaker_model or default_speaker,
+        language=language,
+        device=device,
+        batch_size=batch_size,
+        sampling=sampling_config(greedy, temperature, top_p, top_k, ras_window, seed),
+    )
+    try:
+        report = evaluate(manifest, model, checkpoint_of(adapter, checkpoint), out, baseline, settings)
+    except MeasuringModelError as e:
+        log.error("%s", e)
+        raise typer.Exit(2) from None
+    for name, summary in report["summary"].items():
+        typer.echo(
+            f"{name}: WER {summary['wer']:.3f}, CER {summary['cer']:.3f}, similarity "
+            f"{summary['similarity'] if summary['similarity'] is None else round(summary['similarity'], 3)}, "
+            f"ended by EOS {summary['stopped_by_eos']:.0%}, right length {summary['right_length']:.0%}"
+        )
+    typer.echo(f"report: {out / 'report.md'}")

@@ -1,0 +1,76 @@
+"""Commands that turn clips into codec codes: `encode` files, `prepare` a dataset."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from higgs_tune.cli.app import ModelOpt, app
+from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS
+
+log = logging.getLogger("higgs_tune")
+
+
+@app.command()
+def encode(
+    audio: Annotated[list[Path], typer.Argument(help="Audio files to encode.")],
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option(help="Folder for the codes, one NAME.npy [8, T] per clip.")],
+) -> None:
+    """Encode audio files into codec codes."""
+    import numpy as np
+
+    from higgs_tune.model.codes import encode_file
+    from higgs_tune.model.loading import load_processor
+
+    processor = load_processor(model)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in audio:
+        codes = encode_file(processor, path)
+        np.save(out / f"{path.stem}.npy", codes)
+        log.info("%s -> %s %s", path, out / f"{path.stem}.npy", tuple(codes.shape))
+
+
+@app.command()
+def prepare(
+    manifest: Annotated[Path, typer.Argument(help="Manifest (ChatML JSON or JSON Lines).")],
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option(help="Folder of the prepared dataset.")],
+    workers: Annotated[
+        int | None, typer.Option(help="Audio-reading processes (default min(4, CPUs); 0 reads in-process).")
+    ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip bad samples (listed in OUT/skipped.jsonl), don't stop.")
+    ] = False,
+    shard_size: Annotated[int, typer.Option(help="Clips per shard file.")] = 2000,
+    min_seconds: Annotated[
+        float, typer.Option(help="Shortest clip accepted (as in validate).")
+    ] = MIN_SECONDS,
+    max_seconds: Annotated[float, typer.Option(help="Longest clip accepted (as in validate).")] = MAX_SECONDS,
+    device: Annotated[
+        str | None, typer.Option(help="Where the codec runs: cuda or cpu (default: cuda if any).")
+    ] = None,
+) -> None:
+    """Encode every distinct clip of a manifest once into a prepared dataset for training.
+
+    Resumes an interrupted run. Under torchrun or accelerate launch the processes split the clips.
+    """
+    from higgs_tune.model.loading import load_processor
+    from higgs_tune.prepared.prepare import codec_device, prepare_dataset, read_samples
+
+    samples, skipped = read_samples(manifest, skip_bad=skip_bad)
+    prepare_dataset(
+        samples,
+        load_processor(model, device=codec_device(device)),
+        out,
+        model_id=model,
+        workers=workers,
+        skip_bad=skip_bad,
+        shard_size=shard_size,
+        skipped=skipped,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+    )

@@ -1,0 +1,39 @@
+"""The `train` command (single process, torchrun or accelerate launch alike)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from higgs_tune.cli.app import app
+
+log = logging.getLogger("higgs_tune")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def train(
+    model: Annotated[str | None, typer.Option("--model", help="Model folder or hub id.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Prepared dataset folder.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (checkpoints, logs).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")
+    ] = False,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value config overrides.")] = None,
+) -> None:
+    """Fine-tune on a prepared dataset (LoRA by default)."""
+    from higgs_tune.config import TrainConfig
+    from higgs_tune.training.trainer import train as run_training
+    from higgs_tune.typed_config import load_config
+
+    items = list(overrides or [])
+    items += [f"{k}={v}" for k, v in (("model", model), ("data", data), ("output_dir", out)) if v is not None]
+    if full:
+        items.append("full=true")
+    cfg = load_config(TrainConfig, config, items)
+    final = run_training(cfg, resume=resume)
+    log.info("training done; last checkpoint: %s", final)
