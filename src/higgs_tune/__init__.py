@@ -11,7 +11,7 @@ Data flows one way, one subpackage per stage; a stage imports only the stages be
     evaluation/  speech -> metrics       ASR (WER/CER), speaker similarity, signal checks, the eval report
     tiny/        fixtures                a random 2-layer model, synthetic voices, a small dataset, the demo
 
-At the top: `cli.py` (one command per stage), `config.py` (the run's settings) and `typed_config.py`
+At the top: `cli/` (one module of commands per stage), `config.py` (the run's settings) and `typed_config.py`
 (loading them from YAML and key=value), `checkpoint.py` (what a checkpoint holds and which one is used),
 `files.py` (the one atomic write), `logs.py`.
 
