@@ -91,12 +91,11 @@ def eval_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir, prepared_
     return root / "eval"
 
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's; playwright never downloads a browser here
-
-
 @pytest.fixture(scope="session")
 def browser():
     """Headless Chromium driven by playwright; skipped, saying why, where either is not installed."""
+    from higgs_tune.tiny.demo import CHROMIUM  # Debian's: playwright never downloads a browser here
+
     if not CHROMIUM.is_file():
         pytest.skip(f"browser tests need {CHROMIUM}: apt-get install chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (.[dev])")

@@ -88,13 +88,15 @@ def test_report_html_escapes_user_text_and_loads_nothing_from_outside(make_wav, 
     assert page.count('<img class="spec"') == 3 + 5  # three references, five clones with audio
 
 
-def test_report_rows_sort_by_wer_change_and_filter_by_flag(make_wav, tmp_path, browser):
+def test_report_rows_sort_by_wer_change_filter_by_flag_and_show_arabic_rtl(make_wav, tmp_path, browser):
     out, _ = _handmade_eval(make_wav, tmp_path)
     page, errors = open_page(browser, out / "report.html")
     visible = "() => [...document.querySelectorAll('#samples tbody tr')].filter((r) => !r.hidden)" + (
         ".map((r) => r.querySelector('.id').textContent)"
     )
     assert page.evaluate(visible) == ["s1", HOSTILE_ID, "s3"]
+    direction = "(e) => getComputedStyle(e).direction"
+    assert [page.locator(".text").nth(i).evaluate(direction) for i in range(3)] == ["ltr", "rtl", "ltr"]
     page.click("button[data-sort='1']")  # most improved first
     assert page.evaluate(visible) == ["s1", "s3", HOSTILE_ID]
     page.click("button[data-sort='-1']")

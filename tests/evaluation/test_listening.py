@@ -113,14 +113,16 @@ def test_listen_score_unblinds_pools_listeners_and_counts_ties_apart(tmp_path):
     key = _key(tmp_path, 4)  # t000 and t002 play the base as A; t001 and t003 the fine-tune
     one = _answers(tmp_path, "one", {"t000": {"similar": "B", "natural": "A"}, "t001": {"similar": "A"}})
     two = _answers(
-        tmp_path, "two", {"t002": {"similar": "same"}, "t003": {"similar": "B", "natural": "same"}}
+        tmp_path,
+        "two",
+        {"t001": {"similar": "B"}, "t002": {"similar": "B"}, "t003": {"similar": "same", "natural": "B"}},
     )
     preferences, listeners = score_listening_test(key, [one, two])
     assert listeners == ["one", "two"]
     similar, natural = preferences
-    assert (similar.finetuned, similar.base, similar.same, similar.unanswered) == (2, 1, 1, 4)
-    assert (natural.finetuned, natural.base, natural.same, natural.unanswered) == (0, 1, 1, 6)
-    assert similar.share == pytest.approx(2 / 3) and natural.share == 0.0
+    assert (similar.finetuned, similar.base, similar.same, similar.unanswered) == (3, 1, 1, 3)
+    assert (natural.finetuned, natural.base, natural.same, natural.unanswered) == (0, 2, 0, 6)
+    assert similar.share == 0.75 and natural.share == 0.0
 
 
 def test_wilson_interval_matches_the_textbook_values():
