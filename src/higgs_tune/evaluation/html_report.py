@@ -37,7 +37,8 @@ th{background:#f3f3f3;text-align:left}.num{text-align:right;white-space:nowrap}
 .text{font-size:1.1em;max-width:22em}.id{color:#666;font-size:.85em}
 audio{width:15em;display:block}img.spec{display:block;width:15em;height:4em;margin-top:.2em}
 .flag{display:inline-block;background:#fde2e1;color:#8a1c14;border-radius:.3em;padding:0 .3em;margin:.1em}
-.measures{font-size:.9em;margin:.2em 0}.transcript{color:#555;font-size:.85em;max-width:15em}
+.measures{font-size:.9em;margin:.2em 0}td,.text{overflow-wrap:anywhere}
+.transcript{color:#555;font-size:.85em;max-width:15em;max-height:4.5em;overflow:auto}
 .controls{margin:.5em 0}img.plot{width:28em}.verdict{font-size:1.15em}.missing{color:#8a1c14}
 """
 
