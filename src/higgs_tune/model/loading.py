@@ -6,6 +6,10 @@ same path. The one exception is the processor's audio tokenizer (the codec): tra
 pointer to it (`audio_tokenizer_name_or_path` in processor_config.json, loaded as given, so a local pointer is
 an absolute path). A folder that carries its own codec in `audio_tokenizer/` is self-contained: that codec is
 used even when the pointer names another place (the folder was moved or copied), so folders stay relocatable.
+
+Before any of that, `check_model_reference` makes a mistyped `--model` one clear line at once: a folder
+that does not exist, or a hub id that is neither cached nor on a reachable hub, is reported before
+transformers spends minutes retrying the hub.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -28,11 +33,64 @@ from transformers import (
 from transformers.utils import CHAT_TEMPLATE_FILE, PROCESSOR_NAME
 
 from higgs_tune.config import PromptConfig
+from higgs_tune.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 # Where a self-contained model folder keeps its codec.
 AUDIO_TOKENIZER_SUBDIR = "audio_tokenizer"
+# `owner/name` as the hub spells repo ids; anything else that is not a folder can only be a mistyped path.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ModelNotFoundError(UserError, FileNotFoundError):
+    """`--model` names neither a local folder nor a hub repo that can be reached."""
+
+
+def check_model_reference(model_id_or_path: str | os.PathLike) -> None:
+    """Fail at once, in one line, when `model_id_or_path` is neither a local folder nor a reachable hub repo.
+
+    Hub ids found in the local hub cache pass without the network; other hub ids are looked up once with a
+    short timeout (no retries), so a typo costs seconds rather than minutes of hub retries offline.
+    """
+    name = str(model_id_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return
+    if path.exists():
+        raise ModelNotFoundError(
+            f"--model {name}: is a file; give the model folder (with config.json) or a hub id"
+        )
+    if not HUB_ID.match(name):
+        raise ModelNotFoundError(f"--model {name}: no such folder ({path.absolute()})")
+    _check_hub_repo(name, path)
+
+
+def _check_hub_repo(repo_id: str, path: Path) -> None:
+    """Pass when the repo is in the hub cache or on the hub; otherwise say what was looked for and where."""
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return
+    where = f"no local folder {path.absolute()}"
+    if constants.is_offline_mode():
+        raise ModelNotFoundError(
+            f"--model {repo_id}: {where}, and hub repo {repo_id} is not cached (offline mode)"
+        )
+    try:
+        HfApi().model_info(repo_id, timeout=10)
+    except GatedRepoError:  # it exists; transformers asks for the token with its own message
+        return
+    except RepositoryNotFoundError:
+        raise ModelNotFoundError(
+            f"--model {repo_id}: {where}, and no hub repo {repo_id} (or no access to it)"
+        ) from None
+    except Exception as e:
+        raise ModelNotFoundError(
+            f"--model {repo_id}: {where}, and the hub cannot be reached to look for repo {repo_id} "
+            f"({type(e).__name__}); check the path, or the network"
+        ) from None
 
 
 def load_processor(
@@ -42,6 +100,7 @@ def load_processor(
 
     `device` places the codec, which encodes reference audio inside the processor call; None leaves it on CPU.
     """
+    check_model_reference(model_id_or_path)
     bundled = _bundled_codec_dir(model_id_or_path)
     if bundled is None:
         processor = HiggsAudioV2Processor.from_pretrained(model_id_or_path)
@@ -67,6 +126,7 @@ def load_model(
     The head is only needed for a text loss; generation uses the audio head alone. `dtype=None` keeps
     transformers' default for the checkpoint; `device=None` loads on CPU.
     """
+    check_model_reference(model_id_or_path)
     kwargs: dict[str, object] = {}
     if dtype is not None:
         kwargs["dtype"] = dtype
@@ -174,7 +234,10 @@ def load_finetuned(
     if state["mode"] == "lora":
         from peft import PeftModel
 
+        from higgs_tune.model.fingerprint import base_fingerprint, check_base
+
         base = load_model(model_id_or_path, use_text_head=use_text_head)
+        check_base(state.get("base"), base_fingerprint(base, model_id_or_path), ckpt)
         model = PeftModel.from_pretrained(base, str(ckpt / "adapter")).merge_and_unload()
     else:
         model = load_model(ckpt / "model", use_text_head=use_text_head)
