@@ -58,3 +58,9 @@ def test_codec_digest_tells_codecs_apart(processor) -> None:
     other.config.sample_rate = codec.config.sample_rate * 2
     assert codec_digest(codec) == codec_digest(copy.deepcopy(codec))
     assert codec_digest(codec) != codec_digest(other)
+
+
+def test_codec_digest_tells_codecs_of_one_config_apart(processor, tmp_path) -> None:
+    from higgs_tune.tiny.model import build_tiny_codec
+
+    assert codec_digest(build_tiny_codec(seed=1)) != codec_digest(processor.audio_tokenizer)

@@ -49,8 +49,9 @@ def config_digest(config) -> str:
 
 
 def codec_digest(codec) -> str:
-    """The identity of a codec (`HiggsAudioV2TokenizerModel`), as prepared datasets record it."""
-    return config_digest(codec.config)
+    """The identity of a codec (`HiggsAudioV2TokenizerModel`), as prepared datasets record it: its config
+    and a sample of its weights, since two codecs of one config still give each other's codes no meaning."""
+    return _digest([config_digest(codec.config), _weights_digest(codec)])
 
 
 def model_reference(model_id_or_path: str | os.PathLike) -> str:
@@ -74,7 +75,7 @@ def _weights_digest(model: torch.nn.Module) -> str | None:
     the same checkpoint agree; None for a quantised base, whose stored values are not the weights."""
     digest = hashlib.sha1()
     for name, p in sorted(model.state_dict().items()):
-        if name.startswith("text_lm_head"):
+        if name.startswith("text_lm_head") or p.numel() == 0:
             continue
         if not p.is_floating_point():
             return None
