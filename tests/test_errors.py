@@ -15,7 +15,7 @@ import pytest
 
 from higgs_tune.errors import DiskFullError
 from higgs_tune.files import write_atomic, write_text_atomic
-from higgs_tune.model.loading import ModelNotFoundError, check_model_reference
+from higgs_tune.model.reference import ModelNotFoundError, check_model_reference
 
 
 def higgs_tune(*args: object, env: dict | None = None) -> subprocess.CompletedProcess:

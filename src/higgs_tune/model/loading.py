@@ -7,9 +7,8 @@ pointer to it (`audio_tokenizer_name_or_path` in processor_config.json, loaded a
 an absolute path). A folder that carries its own codec in `audio_tokenizer/` is self-contained: that codec is
 used even when the pointer names another place (the folder was moved or copied), so folders stay relocatable.
 
-Before any of that, `check_model_reference` makes a mistyped `--model` one clear line at once: a folder
-that does not exist, or a hub id that is neither cached nor on a reachable hub, is reported before
-transformers spends minutes retrying the hub.
+Before any of that, `model.reference.check_model_reference` makes a mistyped `--model` one clear line
+at once, before transformers spends minutes retrying the hub.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -33,64 +31,12 @@ from transformers import (
 from transformers.utils import CHAT_TEMPLATE_FILE, PROCESSOR_NAME
 
 from higgs_tune.config import PromptConfig
-from higgs_tune.errors import UserError
+from higgs_tune.model.reference import check_model_reference
 
 logger = logging.getLogger(__name__)
 
 # Where a self-contained model folder keeps its codec.
 AUDIO_TOKENIZER_SUBDIR = "audio_tokenizer"
-# `owner/name` as the hub spells repo ids; anything else that is not a folder can only be a mistyped path.
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-class ModelNotFoundError(UserError, FileNotFoundError):
-    """`--model` names neither a local folder nor a hub repo that can be reached."""
-
-
-def check_model_reference(model_id_or_path: str | os.PathLike) -> None:
-    """Fail at once, in one line, when `model_id_or_path` is neither a local folder nor a reachable hub repo.
-
-    Hub ids found in the local hub cache pass without the network; other hub ids are looked up once with a
-    short timeout (no retries), so a typo costs seconds rather than minutes of hub retries offline.
-    """
-    name = str(model_id_or_path)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return
-    if path.exists():
-        raise ModelNotFoundError(
-            f"--model {name}: is a file; give the model folder (with config.json) or a hub id"
-        )
-    if not HUB_ID.match(name):
-        raise ModelNotFoundError(f"--model {name}: no such folder ({path.absolute()})")
-    _check_hub_repo(name, path)
-
-
-def _check_hub_repo(repo_id: str, path: Path) -> None:
-    """Pass when the repo is in the hub cache or on the hub; otherwise say what was looked for and where."""
-    from huggingface_hub import HfApi, constants, try_to_load_from_cache
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
-    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
-        return
-    where = f"no local folder {path.absolute()}"
-    if constants.is_offline_mode():
-        raise ModelNotFoundError(
-            f"--model {repo_id}: {where}, and hub repo {repo_id} is not cached (offline mode)"
-        )
-    try:
-        HfApi().model_info(repo_id, timeout=10)
-    except GatedRepoError:  # it exists; transformers asks for the token with its own message
-        return
-    except RepositoryNotFoundError:
-        raise ModelNotFoundError(
-            f"--model {repo_id}: {where}, and no hub repo {repo_id} (or no access to it)"
-        ) from None
-    except Exception as e:
-        raise ModelNotFoundError(
-            f"--model {repo_id}: {where}, and the hub cannot be reached to look for repo {repo_id} "
-            f"({type(e).__name__}); check the path, or the network"
-        ) from None
 
 
 def load_processor(
