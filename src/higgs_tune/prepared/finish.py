@@ -115,6 +115,7 @@ def _index(
         "format": FORMAT,
         "version": VERSION,
         "model": run.model_id,
+        "codec": run.codec_digest,
         "num_codebooks": run.codec.num_quantizers,
         "frame_rate": run.codec.frame_rate,
         "num_samples": len(records),

@@ -38,3 +38,10 @@ class PrepareRun:
     def codec(self):
         """The codec's config: codebooks, frame rate, hop length."""
         return self.processor.audio_tokenizer.config
+
+    @property
+    def codec_digest(self) -> str:
+        """The codec's identity (`model.fingerprint.codec_digest`); training checks its model has it."""
+        from higgs_tune.model.fingerprint import codec_digest
+
+        return codec_digest(self.processor.audio_tokenizer)
