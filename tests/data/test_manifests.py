@@ -237,7 +237,7 @@ def test_chatml_problems(tmp_path):
         (
             '{\n  "ref_audio": "a.wav"\n}\n',
             "manifest_unreadable",
-            "one JSON object spread over several lines",
+            "JSON Lines needs one object per line.*1 JSON object spread",
         ),
     ],
 )
