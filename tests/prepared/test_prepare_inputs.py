@@ -49,8 +49,8 @@ def _claim_rate(path: Path, rate: int) -> Path:
 
 @pytest.fixture
 def hostile(tmp_path) -> Path:
-    """Two good samples, one target whose header claims 1 Hz, one whose header says 40 s (at 4 kHz), and
-    one good sample whose reference lies outside the manifest's folder, given by an absolute path."""
+    """Two good samples (one with its reference outside the manifest's folder, given by an absolute path),
+    a target whose header claims 1 Hz, one whose header says 40 s (at 4 kHz), and a malformed entry."""
     root = tmp_path / "corpus"
     _wav(root / "clips/ref.wav", 1.0, seed=1)
     _wav(root / "clips/t0.wav", 0.6, seed=2)
@@ -61,6 +61,7 @@ def hostile(tmp_path) -> Path:
     rows = [("ok0", "clips/ref.wav", "clips/t0.wav"), ("ok1", str(outside), "clips/t1.wav")]
     rows += [("one_hz", "clips/ref.wav", "clips/one_hz.wav"), ("forty", "clips/ref.wav", "clips/forty.wav")]
     records = [{"id": i, "ref_audio": r, "ref_text": "a b", "text": "c d", "audio": a} for i, r, a in rows]
+    records.append({"id": "no_text", "ref_audio": "clips/ref.wav"})  # skipped.jsonl names its line
     return write_jsonl(root / "m.jsonl", records)
 
 
@@ -80,7 +81,8 @@ def test_lying_headers_are_refused_before_decoding_and_no_absolute_path_is_store
         samples, processor, out, "tiny", workers=0, skip_bad=True, skipped=skipped, source_dir=hostile.parent
     )
     skips = {k["id"]: k for k in map(json.loads, (out / "skipped.jsonl").read_text().splitlines())}
-    assert skips.keys() == {"one_hz", "forty"}
+    assert skips.keys() == {"one_hz", "forty", "no_text"}
+    assert skips["no_text"]["problem"].startswith("m.jsonl line 5: ")
     assert "claims a sample rate of 1 Hz" in skips["one_hz"]["problem"]
     assert skips["forty"]["code"] == "too_long" and "is 40.00 s" in skips["forty"]["problem"]
     data = PreparedData(out)
