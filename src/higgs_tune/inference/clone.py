@@ -155,11 +155,16 @@ def screen_references(samples: list) -> tuple[list, list[dict]]:
     before any cloning, naming the first sample (and how many more); one of a length the model was not
     trained on skips its sample, each one logged and counted (rows of `skipped.jsonl`: id, code, problem)."""
     kept, skipped, broken = [], [], []
+    durations: dict[Path, float | AudioError] = {}  # a reference shared by many samples is read once
     for s in samples:
-        try:
-            seconds = audio_info(s.ref_audio).duration
-        except AudioError as e:
-            broken.append((s, e))
+        if s.ref_audio not in durations:
+            try:
+                durations[s.ref_audio] = audio_info(s.ref_audio).duration
+            except AudioError as e:
+                durations[s.ref_audio] = e
+        seconds = durations[s.ref_audio]
+        if isinstance(seconds, AudioError):
+            broken.append((s, seconds))
             continue
         problem = duration_problem(seconds, MIN_SECONDS, MAX_SECONDS)
         if problem is None:
