@@ -123,11 +123,15 @@ def test_a_second_prepare_on_one_folder_is_refused_and_a_killed_ones_lock_taken_
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert lock_path(out, 0).exists()  # a kill -9 leaves the file, but not the lock
+    half_written = out / "clips/.shard-00000.npy.4242-dead.tmp"  # what a killed write leaves behind
+    half_written.parent.mkdir(parents=True)
+    half_written.write_bytes(b"half")
     with caplog.at_level(logging.INFO, logger="higgs_tune.prepared.lock"):
         index = prepare_dataset(samples, processor, out, "tiny", workers=0)
     assert index["num_samples"] == 1
     assert f"taking over the lock of a stopped run (pid {holder.pid} on " in caplog.text
     assert not lock_path(out, 0).exists()  # released on exit
+    assert not half_written.exists()  # a finished folder holds the dataset alone
     with folder_lock(out):  # and free for the next run
         pass
 
