@@ -185,6 +185,6 @@ def test_report_to_is_checked(tiny_model_dir, prepared_dir, tmp_path):
     assert "unknown tracker 'tensorbord'; choose from tensorboard, wandb, trackio, none" in str(e.value)
     with pytest.raises(ConfigError, match="'none' cannot be combined"):
         train_config(tiny_model_dir, prepared_dir, tmp_path, "report_to=[none,wandb]")
-    assert log_with(train_config(tiny_model_dir, prepared_dir, tmp_path, "report_to=[none]")) == []
+    assert log_with(train_config(tiny_model_dir, prepared_dir, tmp_path, "report_to=[none]")) is None
     (tensorboard,) = log_with(train_config(tiny_model_dir, prepared_dir, tmp_path))
     assert isinstance(tensorboard, RunTensorBoard)

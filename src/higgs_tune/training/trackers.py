@@ -55,16 +55,16 @@ class RunTensorBoard(TensorBoardTracker):
         self.writer.flush()
 
 
-def log_with(cfg: TrainConfig) -> list[str | GeneralTracker]:
-    """What `Accelerator(log_with=...)` gets for `cfg.report_to`; fails naming the package to install when
-    a tracker's package is missing (accelerate would silently drop that tracker)."""
+def log_with(cfg: TrainConfig) -> list[str | GeneralTracker] | None:
+    """What `Accelerator(log_with=...)` gets for `cfg.report_to` (None for no tracker); fails naming the
+    package to install when a tracker's package is missing (accelerate would silently drop that tracker)."""
     names = [name for name in dict.fromkeys(cfg.report_to) if name != "none"]
     missing = [name for name in names if importlib.util.find_spec(name) is None]
     if missing:
         raise RuntimeError(
             "; ".join(f"report_to={name} needs the {name} package: pip install {name}" for name in missing)
         )
-    return [RunTensorBoard(Path(cfg.output_dir)) if name == "tensorboard" else name for name in names]
+    return [RunTensorBoard(Path(cfg.output_dir)) if name == "tensorboard" else name for name in names] or None
 
 
 def _wandb_audio(audio: np.ndarray, sr: int, caption: str) -> object:
@@ -134,4 +134,3 @@ class Trackers:
         """Close every tracker (wandb and trackio write their last records here)."""
         for tracker in self.accelerator.trackers:
             tracker.finish()
-        self.accelerator.trackers = []

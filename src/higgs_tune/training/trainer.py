@@ -37,6 +37,7 @@ from higgs_tune.config import TrainConfig, resolve_codebook_weights
 from higgs_tune.model.loading import load_processor
 from higgs_tune.training.best import BestCheckpoint
 from higgs_tune.training.build import build_model, build_optimizer, lr_lambda, parameter_counts
+from higgs_tune.training.card import write_checkpoint_card
 from higgs_tune.training.collate import LOSS_INPUTS
 from higgs_tune.training.data import TrainingData
 from higgs_tune.training.distributed import check_backends, make_accelerator, sum_over_ranks, uses_bf16
@@ -298,6 +299,7 @@ class Trainer:
             checkpoint.write_weights(tmp, acc.unwrap_model(self.model).model, state_dict, self.cfg)
             save_config(self.cfg, tmp / "train_config.yaml")
             state = checkpoint.trainer_state(self.cfg, self.step, metrics, self.best.state())
+            write_checkpoint_card(tmp, state)
             final = checkpoint.finalize(self.run_dir, self.step, state, self.cfg.save_total_limit)
         acc.wait_for_everyone()
         return final or self.run_dir / f"checkpoint-{self.step}"
