@@ -188,3 +188,19 @@ def test_report_to_is_checked(tiny_model_dir, prepared_dir, tmp_path):
     assert log_with(train_config(tiny_model_dir, prepared_dir, tmp_path, "report_to=[none]")) is None
     (tensorboard,) = log_with(train_config(tiny_model_dir, prepared_dir, tmp_path))
     assert isinstance(tensorboard, RunTensorBoard)
+
+
+def test_a_tracker_whose_package_is_missing_is_a_config_error(
+    tiny_model_dir, prepared_dir, tmp_path, monkeypatch
+):
+    """accelerate would drop it silently (and log nothing there); the run stops naming the install."""
+    import importlib.util
+
+    from higgs_tune.training.trackers import log_with
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "wandb" else find_spec(name)
+    )
+    with pytest.raises(ConfigError, match="report_to: wandb needs the wandb package: pip install wandb"):
+        log_with(train_config(tiny_model_dir, prepared_dir, tmp_path, "report_to=[tensorboard,wandb]"))

@@ -31,9 +31,10 @@ LANGUAGE_SHARE = 0.1
 TAGS = ["higgs-audio", "text-to-speech", "voice-cloning", "higgs-tune"]
 
 
-def weights_folder(checkpoint_dir: Path) -> Path:
-    """Where a checkpoint's weights for cloning, and its card, are: `adapter/` (LoRA) or `model/` (full)."""
-    mode = checkpoint.read_trainer_state(checkpoint_dir)["mode"]
+def weights_folder(checkpoint_dir: Path, state: dict | None = None) -> Path:
+    """Where a checkpoint's weights for cloning, and its card, are: `adapter/` (LoRA) or `model/` (full),
+    as its trainer state (`state`, else read from the folder) says."""
+    mode = (state or checkpoint.read_trainer_state(checkpoint_dir))["mode"]
     return Path(checkpoint_dir) / ("adapter" if mode == "lora" else "model")
 
 
@@ -92,6 +93,7 @@ def checkpoint_facts(state: dict) -> dict:
         "training": {
             "learning_rate": cfg["learning_rate"],
             "max_steps": cfg["max_steps"],
+            "num_train_epochs": cfg["num_train_epochs"],
             "text_head": state["text_head"],
             **({"lora": cfg["lora"]} if state["mode"] == "lora" else {}),
             **({"eval_loss": held_out["eval_loss"]} if "eval_loss" in held_out else {}),
@@ -103,8 +105,7 @@ def checkpoint_facts(state: dict) -> dict:
 
 def write_checkpoint_card(checkpoint_dir: Path, state: dict) -> Path:
     """The card of a checkpoint being saved (`checkpoint_dir` may still be its temporary folder)."""
-    folder = Path(checkpoint_dir) / ("adapter" if state["mode"] == "lora" else "model")
-    return _write(folder / CARD, checkpoint_facts(state))
+    return _write(weights_folder(checkpoint_dir, state) / CARD, checkpoint_facts(state))
 
 
 def write_merged_card(out: Path, checkpoint_dir: Path) -> Path:
@@ -226,10 +227,12 @@ def _prompt_section(prompt: dict) -> str:
 
 
 def _training_section(training: dict) -> str:
+    steps, epochs = training["max_steps"], training["num_train_epochs"]
+    length = f"{steps} steps" if steps else f"{epochs:g} epochs"
     lines = [
         "## Training",
         "",
-        f"- learning rate {training['learning_rate']:g}, {training['max_steps']} steps planned",
+        f"- learning rate {training['learning_rate']:g}, {length} planned",
         f"- text head: {'trained' if training['text_head'] else 'off (audio loss only)'}",
     ]
     if "lora" in training:

@@ -25,7 +25,7 @@ from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker, TensorBoardTracker, on_main_process
 
 from higgs_tune.config import TrainConfig
-from higgs_tune.typed_config import config_to_dict
+from higgs_tune.typed_config import ConfigError, config_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def log_with(cfg: TrainConfig) -> list[str | GeneralTracker] | None:
     names = [name for name in dict.fromkeys(cfg.report_to) if name != "none"]
     missing = [name for name in names if importlib.util.find_spec(name) is None]
     if missing:
-        raise RuntimeError(
-            "; ".join(f"report_to={name} needs the {name} package: pip install {name}" for name in missing)
+        raise ConfigError(
+            [f"report_to: {name} needs the {name} package: pip install {name}" for name in missing]
         )
     return [RunTensorBoard(Path(cfg.output_dir)) if name == "tensorboard" else name for name in names] or None
 
