@@ -10,7 +10,13 @@ from conftest import train_config
 from huggingface_hub import ModelCard
 
 from higgs_tune import checkpoint
-from higgs_tune.training.card import base_model_license, read_facts, record_evaluation, write_merged_card
+from higgs_tune.training.card import (
+    base_model_license,
+    read_facts,
+    record_evaluation,
+    render,
+    write_merged_card,
+)
 from higgs_tune.training.trainer import Trainer
 
 
@@ -28,7 +34,8 @@ def saved(tiny_model_dir, prepared_dir, tmp_path_factory):
 def test_a_checkpoint_carries_a_hub_model_card(saved, tiny_model_dir, prepared_dir):
     card = ModelCard.load(saved / "adapter" / "README.md")
     meta = card.data.to_dict()
-    assert meta["base_model"] == str(tiny_model_dir) and meta["library_name"] == "peft"
+    assert meta["library_name"] == "peft" and meta["higgs_tune"]["base_model"] == str(tiny_model_dir)
+    assert "base_model" not in meta and "add its Hub id" in card.text  # a local folder is no Hub id
     assert meta["pipeline_tag"] == "text-to-speech" and meta["base_model_relation"] == "adapter"
     assert meta["license"] == "other" and "license was not found" in card.text  # the tiny model has no card
     assert meta["language"] == ["ar"]  # half the synthetic targets are Arabic, the rest English
@@ -75,6 +82,12 @@ def test_eval_figures_go_into_the_card_and_the_latest_replace_older(saved, tmp_p
     assert {k: v for k, v in after.items() if k != "evaluation"} == {
         k: v for k, v in before.items() if k != "evaluation"
     }
+
+
+def test_a_hub_base_model_is_named_in_the_metadata(saved):
+    facts = {**read_facts(saved), "base_model": "bosonai/higgs-audio-v2-generation-3B-base"}
+    card = ModelCard(render(facts))
+    assert card.data.base_model == "bosonai/higgs-audio-v2-generation-3B-base" and "Hub id" not in card.text
 
 
 def test_the_license_is_read_from_the_base_models_own_card(tmp_path):

@@ -158,10 +158,10 @@ def render(facts: dict) -> str:
 
     data, kind = facts["data"] or {}, facts["kind"]
     metadata = ModelCardData(
-        base_model=facts["base_model"],
+        base_model=hub_id(facts["base_model"]),
         library_name="peft" if kind == "adapter" else "transformers",
         pipeline_tag="text-to-speech",
-        language=data.get("languages") or None,
+        language=list(data.get("languages") or []) or None,  # a copy: no YAML anchor to the facts' list
         license=facts["license"].get("license", "other"),
         license_name=facts["license"].get("license_name"),
         license_link=facts["license"].get("license_link"),
@@ -199,7 +199,28 @@ def _about(facts: dict) -> str:
         f"{what} `{facts['base_model']}` (Higgs Audio v2), trained with higgs-tune for zero-shot voice "
         f"cloning: given a reference clip and its transcript, it speaks a new text in that voice. "
         f"Checkpoint of step {facts['step']}."
+        + (
+            ""
+            if hub_id(facts["base_model"])
+            else " The base model was a local folder, so the metadata has no `base_model`: add its Hub id "
+            "before publishing."
+        )
     )
+
+
+def hub_id(model: str) -> str | None:
+    """`model` if it names a Hub repo, None for a local folder (the Hub takes only repo ids as
+    `base_model`)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if Path(model).exists():
+        return None
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return None
+    return model
 
 
 def _data_section(data: dict | None) -> str:
@@ -228,7 +249,7 @@ def _prompt_section(prompt: dict) -> str:
 
 def _training_section(training: dict) -> str:
     steps, epochs = training["max_steps"], training["num_train_epochs"]
-    length = f"{steps} steps" if steps else f"{epochs:g} epochs"
+    length = f"{steps} step{'s' * (steps != 1)}" if steps else f"{epochs:g} epochs"
     lines = [
         "## Training",
         "",
