@@ -29,6 +29,9 @@ class FakeHub(BaseHTTPRequestHandler):
         base = f"http://{self.headers['Host']}"
         record = {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
         FakeHub.requests.append(record)
+        if record["auth"] == "Bearer hf_read_only":
+            self.send_error(403, "You don't have the rights to create a model under the namespace someone")
+            return
         if self.path == "/api/repos/create":
             asked = json.loads(body)
             reply = {"url": f"{base}/{asked['organization']}/{asked['name']}"}
@@ -81,11 +84,13 @@ def _adapter(folder: Path, card: bool = True, weights: bool = True) -> Path:
     return folder
 
 
-def _push(folder: Path, endpoint: str, *extra: str) -> subprocess.CompletedProcess:
+def _push(
+    folder: Path, endpoint: str, *extra: str, token: str = "hf_test_token"
+) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "HF_ENDPOINT": endpoint,
-        "HF_TOKEN": "hf_test_token",
+        "HF_TOKEN": token,
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
     return subprocess.run(
@@ -124,6 +129,14 @@ def test_a_folder_without_a_card_is_refused_before_any_request(tmp_path, hub):
     assert done.returncode == 2 and requests == []
     (line,) = [x for x in done.stderr.splitlines() if "no model card" in x]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.cli
+def test_the_hubs_refusal_is_one_line_not_a_traceback(tmp_path, hub):
+    endpoint, requests = hub
+    done = _push(_adapter(tmp_path / "adapter"), endpoint, token="hf_read_only")
+    assert done.returncode == 2 and len(requests) == 1
+    assert "403" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_what_is_pushed_must_hold_a_card_and_weights(tmp_path):

@@ -20,12 +20,14 @@ def push(
     private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
 ) -> None:
     """Upload a fine-tune's weights and model card to the Hugging Face Hub (HF_TOKEN or `hf auth login`)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
     from higgs_tune.inference.push import PushError
     from higgs_tune.inference.push import push as push_folder
 
     try:
         url = push_folder(folder, repo, private)
-    except PushError as e:
+    except (PushError, HfHubHTTPError) as e:  # the Hub's refusals (no token, no write access) name the cause
         log.error("%s", e)
         raise typer.Exit(2) from None
     typer.echo(f"pushed: {url}")
