@@ -150,6 +150,9 @@ class TrainConfig:
     """How many held-out prompts `preview_steps` clones."""
     attn_implementation: str = "sdpa"
     """transformers attention backend, e.g. sdpa, eager or flash_attention_2."""
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Experiment trackers that get the metrics, the run config and the previews' audio: any of
+    tensorboard (RUN/tensorboard/), wandb, trackio; [none] for metrics.jsonl only."""
     prompt: PromptConfig = field(default_factory=PromptConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
 
@@ -178,6 +181,7 @@ class TrainConfig:
                 f"so the longest allowed example fits in a batch; raise it or lower {prefix}max_seq_len"
             )
         problems.extend(_best_model_checks(values, prefix))
+        problems.extend(_report_to_checks(values.get("report_to"), prefix))
         weights = values.get("codebook_weights")
         if weights is not None:
             negative = [f"{w!r} at index {i}" for i, w in enumerate(weights) if not w >= 0]
@@ -219,6 +223,24 @@ def _best_model_checks(values: Mapping[str, Any], prefix: str) -> list[str]:
             f"{prefix}early_stopping_patience needs held-out evaluations, but {prefix}eval_fraction is 0; "
             f"set {prefix}eval_fraction > 0 or {prefix}early_stopping_patience=null"
         )
+    return problems
+
+
+REPORT_TO = ("tensorboard", "wandb", "trackio", "none")
+"""The trackers `report_to` can name (accelerate's trackers of those names); none means no tracker."""
+
+
+def _report_to_checks(report_to: list[str] | None, prefix: str) -> list[str]:
+    """Every tracker is one we know, and `none` stands alone."""
+    if report_to is None:
+        return []
+    problems = [
+        f"{prefix}report_to: unknown tracker {name!r}; choose from {', '.join(REPORT_TO)}"
+        for name in report_to
+        if name not in REPORT_TO
+    ]
+    if "none" in report_to and len(report_to) > 1:
+        problems.append(f"{prefix}report_to: 'none' cannot be combined with other trackers; drop it")
     return problems
 
 
