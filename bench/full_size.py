@@ -155,13 +155,14 @@ def print_full_size_table(rows: list[dict]) -> None:
     print("CUDA syncs: synchronisations torch reports for one whole step, optimizer included")
 
 
-def full_size_model(config, device: torch.device, mode: str, checkpointing: bool):
+def full_size_model(config, device: torch.device, mode: str, checkpointing: bool, **options):
     """A freshly built full-size model prepared for training as the trainer would, and its optimizer.
 
     bf16 weights under bf16 autocast; LoRA adapters are float32 (peft). Full fine-tuning here keeps
     weights and AdamW state in bf16 (8 bytes a parameter, 43 GB for 5.4B), because the trainer's float32
     master weights and state (16 bytes a parameter, 86 GB) only fit once sharded (FSDP / ZeRO) or with
-    adamw_8bit. The FLOPs per step are the same either way.
+    adamw_8bit. The FLOPs per step are the same either way. `options` are further TrainConfig fields
+    (fast_dual_ffn, optim).
     """
     from higgs_tune.config import LoraConfig, TrainConfig
     from higgs_tune.model.loading import build_model_from_config
@@ -172,9 +173,10 @@ def full_size_model(config, device: torch.device, mode: str, checkpointing: bool
         gradient_checkpointing=checkpointing,
         learning_rate=1e-5,
         lora=LoraConfig(dropout=0.0),
+        **options,
     )
     with torch.device(device):
-        model = build_model_from_config(config)
+        model = build_model_from_config(config, fast_dual_ffn=cfg.fast_dual_ffn)
     model.to(torch.bfloat16 if device.type == "cuda" else torch.float32)
     wrapped = prepare_for_training(model, cfg).train()
     n_lora = parameter_counts(wrapped)[0] if mode == "lora" else 0

@@ -21,7 +21,7 @@ def bench():
     """The bench's modules, imported as `python bench/train.py` imports them (bench/ first on the path)."""
     sys.path.insert(0, str(BENCH))
     try:
-        modules = ("train", "measure", "full_size", "train_paths")
+        modules = ("train", "measure", "full_size", "train_paths", "dual_ffn")
         yield SimpleNamespace(**{name: importlib.import_module(name) for name in modules})
     finally:
         sys.path.remove(str(BENCH))
@@ -73,6 +73,17 @@ def test_full_size_path_runs_on_a_small_config(bench, capsys):
     ]
     assert all(r["tokens_per_s"] > 0 and r["mfu"] > 0 and r["sync_ops"] > 0 for r in rows)
     assert "MFU" in capsys.readouterr().out
+
+
+def test_sync_free_layer_makes_a_handful_of_syncs_per_micro_batch(bench, capsys):
+    """Stock: 18 syncing ops per layer per forward + backward; sync-free: the route, the model's one
+    boolean index of its audio embeddings and one scalar read, whatever the number of layers."""
+    args = bench.train.parse_args(["--dual-ffn", "--seq-len", "160", "--steps", "1", "--warmup-steps", "0"])
+    config = tiny_lm_config(build_tiny_tokenizer())
+    rows = bench.dual_ffn.run_dual_ffn(args, config=config, device=torch.device("cpu"))
+    assert rows["stock"]["sync_ops"] >= 18 * config.num_hidden_layers
+    assert rows["fast"]["sync_ops"] <= 3
+    assert rows["fast"]["tokens_per_s"] > 0 and "sync-free" in capsys.readouterr().out
 
 
 def test_naive_baseline_builds_the_processors_batch(bench, tiny_model_dir, sample_data_dir, tiny_model):
