@@ -58,18 +58,20 @@ def test_full_size_flops_formula(bench):
 
 
 def test_full_size_path_runs_on_a_small_config(bench, capsys):
-    """The --full-size code (model build, LoRA and full steps, with and without checkpointing, MFU),
-    run on CPU with the tiny architecture; the real one needs a CUDA GPU."""
+    """The --full-size code (model build; LoRA with both DualFFN layers, with and without checkpointing;
+    QLoRA; full with 8-bit AdamW; MFU), run on CPU with the tiny architecture; the real one needs a GPU."""
     args = bench.train.parse_args(["--full-size", "--seq-len", "160", "--steps", "1", "--warmup-steps", "0"])
     args.peak_tflops = 1.0
     rows = bench.full_size.run_full_size(
         args, config=tiny_lm_config(build_tiny_tokenizer()), device=torch.device("cpu")
     )
-    assert [(r["mode"], r["checkpointing"]) for r in rows] == [
-        ("lora", False),
-        ("lora", True),
-        ("full", False),
-        ("full", True),
+    assert [(r["mode"], r["checkpointing"], r["layer"]) for r in rows] == [
+        ("lora", False, "stock"),
+        ("lora", False, "fast"),
+        ("lora", True, "stock"),
+        ("lora", True, "fast"),
+        ("qlora", True, "fast"),
+        ("full", True, "fast"),
     ]
     assert all(r["tokens_per_s"] > 0 and r["mfu"] > 0 and r["sync_ops"] > 0 for r in rows)
     assert "MFU" in capsys.readouterr().out
