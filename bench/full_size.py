@@ -131,8 +131,10 @@ def run_full_size(args: argparse.Namespace, config=None, device: torch.device | 
             row = full_size_setting(args, config, device, mode, checkpointing, example, layer)
         except torch.cuda.OutOfMemoryError:
             row = {"oom": True}
+        except RuntimeError as e:  # e.g. no bitsandbytes: the other rows still count
+            row = {"error": str(e).splitlines()[0][:70]}
         row.update(mode=mode, checkpointing=checkpointing, layer=layer)
-        if not row.get("oom"):
+        if not row.get("oom") and not row.get("error"):
             lora = mode != "full"
             flops = model_flops_per_token(config, args.seq_len, labelled, lora, row["n_lora"])
             row["tflops"] = row["tokens_per_s"] * flops / 1e12
@@ -157,8 +159,8 @@ def print_full_size_table(rows: list[dict]) -> None:
     for r in rows:
         ckpt = "on" if r["checkpointing"] else "off"
         layer = "sync-free" if r["layer"] == "fast" else "stock"
-        if r.get("oom"):
-            print(f"{r['mode']:6}{layer:>10}{ckpt:>10}{'out of GPU memory':>30}")
+        if r.get("oom") or r.get("error"):
+            print(f"{r['mode']:6}{layer:>10}{ckpt:>10}  {r.get('error', 'out of GPU memory')}")
             continue
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
         cuda = r["cuda_syncs"] if r["cuda_syncs"] is not None else "n/a"

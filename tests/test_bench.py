@@ -21,7 +21,7 @@ def bench():
     """The bench's modules, imported as `python bench/train.py` imports them (bench/ first on the path)."""
     sys.path.insert(0, str(BENCH))
     try:
-        modules = ("train", "measure", "full_size", "train_paths", "dual_ffn")
+        modules = ("train", "measure", "full_size", "train_paths", "dual_ffn", "gpu_extras")
         yield SimpleNamespace(**{name: importlib.import_module(name) for name in modules})
     finally:
         sys.path.remove(str(BENCH))
@@ -105,6 +105,17 @@ def test_naive_baseline_builds_the_processors_batch(bench, tiny_model_dir, sampl
     inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
     out = tiny_model(**inputs)
     assert torch.isfinite(out.loss) and out.logits.shape[:2] == (2, longest)  # logits at every position
+
+
+def test_cloning_speed_on_the_tiny_model(bench, tiny_model_dir, prepared_dir, tmp_path, capsys):
+    """gpu.sh's cloning real-time factor, through generate_codes, at two batch sizes (CPU, tiny model)."""
+    (tmp_path / "tiny-model").symlink_to(tiny_model_dir)
+    (tmp_path / "tiny-prepared").symlink_to(prepared_dir)
+    args = SimpleNamespace(work=str(tmp_path), full_size=False, frames=4, batch_sizes=[1, 2])
+    rows = bench.gpu_extras.run_rtf(args)
+    assert [r["batch"] for r in rows] == [1, 2]
+    assert all(0 < r["audio_s"] <= r["batch"] * 4 / 25 and r["rtf"] > 0 for r in rows)
+    assert "audio s / wall s" in capsys.readouterr().out
 
 
 def test_gpu_script_dry_run_on_cpu() -> None:
