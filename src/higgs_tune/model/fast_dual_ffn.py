@@ -115,7 +115,10 @@ def _forward(self: HiggsAudioV2DecoderLayer, hidden_states: torch.Tensor, *args,
         return type(self).forward(self, hidden_states, *args, **kwargs)
     route = self._route_cache.get(mask).to(hidden_states.device)
     if not _CALL_CHECKPOINTS and self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-        kwargs.update(cache=None, use_cache=False)  # as transformers does: the replay must not write a cache
+        # As transformers does: the replay must not write a cache.
+        kwargs.update(
+            use_cache=False, **{name: None for name in ("cache", "past_key_values") if name in kwargs}
+        )
         return self._gradient_checkpointing_func(
             partial(_routed_forward, self, route=route, **kwargs), hidden_states, *args
         )
@@ -138,11 +141,12 @@ def _routed_forward(
     """`HiggsAudioV2DecoderLayer.forward` with a mask, routed through `route` instead of the mask."""
     residual = hidden_states
     normed = _dual(route, hidden_states, self.input_layernorm, self.audio_input_layernorm)
+    if cache is not None:  # only when there is one: older transformers name it past_key_values (in kwargs)
+        kwargs["cache"] = cache
     hidden_states, _ = self.self_attn(
         hidden_states=normed.to(hidden_states.dtype),
         attention_mask=attention_mask,
         position_ids=position_ids,
-        cache=cache,
         use_cache=use_cache,
         position_embeddings=position_embeddings,
         **kwargs,
