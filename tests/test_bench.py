@@ -78,12 +78,12 @@ def test_full_size_path_runs_on_a_small_config(bench, capsys):
 
 
 def test_sync_free_layer_makes_a_handful_of_syncs_per_micro_batch(bench, capsys):
-    """Stock: 18 syncing ops per layer per forward + backward; sync-free: the route, the model's one
+    """Stock: 17-18 syncing ops per layer per forward + backward; sync-free: the route, the model's one
     boolean index of its audio embeddings and one scalar read, whatever the number of layers."""
     args = bench.train.parse_args(["--dual-ffn", "--seq-len", "160", "--steps", "1", "--warmup-steps", "0"])
     config = tiny_lm_config(build_tiny_tokenizer())
     rows = bench.dual_ffn.run_dual_ffn(args, config=config, device=torch.device("cpu"))
-    assert rows["stock"]["sync_ops"] >= 18 * config.num_hidden_layers
+    assert rows["stock"]["sync_ops"] >= 17 * config.num_hidden_layers
     assert rows["fast"]["sync_ops"] <= 3
     assert rows["fast"]["tokens_per_s"] > 0 and "sync-free" in capsys.readouterr().out
 
