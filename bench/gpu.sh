@@ -58,9 +58,9 @@ work=$(mktemp -d /tmp/higgs-gpu-bench.XXXXXX)
         || echo "no bitsandbytes: the QLoRA and 8-bit AdamW rows will fail"
     timeout 270 "$python" bench/train.py --full-size 2>&1 | grep -v Warning \
         || echo "training bench failed or timed out"
-    timeout 90 "$python" bench/gpu_extras.py rtf --full-size --work "$work" 2>&1 \
+    timeout 100 "$python" bench/gpu_extras.py rtf --full-size --work "$work" 2>&1 \
         | grep -v -e Warning -e "did not emit" || echo "cloning bench failed or timed out"
-    timeout 120 "$python" bench/gpu_extras.py fsdp --work "$work" >"$work/fsdp.log" 2>&1 \
+    timeout 110 "$python" bench/gpu_extras.py fsdp --work "$work" >"$work/fsdp.log" 2>&1 \
         || echo "FSDP check failed or timed out; the end of its log:"
     tail -n 4 "$work/fsdp.log"
 } | tee "$table"

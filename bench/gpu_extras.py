@@ -32,8 +32,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_assets(work: Path) -> tuple[Path, Path]:
-    """The tiny model folder and the synthetic sample data prepared with its codec (built once in `work`)."""
+def tiny_assets(work: Path, with_data: bool = True) -> tuple[Path, Path]:
+    """The tiny model folder and the synthetic sample data prepared with its codec (each built once in
+    `work`; the data only `with_data`)."""
     from higgs_tune.data.manifests import read_manifest
     from higgs_tune.model.loading import load_processor
     from higgs_tune.prepared.prepare import prepare_dataset
@@ -43,7 +44,7 @@ def tiny_assets(work: Path) -> tuple[Path, Path]:
     model_dir, prepared = work / "tiny-model", work / "tiny-prepared"
     if not (model_dir / "config.json").is_file():
         build_tiny_model(model_dir, seed=0)
-    if not prepared.is_dir():
+    if with_data and not prepared.is_dir():
         manifest = write_synthetic_dataset(work / "tiny-data")["manifest_jsonl"]
         prepare_dataset(read_manifest(manifest), load_processor(model_dir), prepared, model_id=str(model_dir))
     return model_dir, prepared
@@ -76,7 +77,7 @@ def run_rtf(args: argparse.Namespace) -> list[dict]:
     from higgs_tune.model.loading import load_processor
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model_dir, _ = tiny_assets(Path(args.work))
+    model_dir, _ = tiny_assets(Path(args.work), with_data=False)
     processor = load_processor(model_dir)
     model = cloning_model(model_dir, args.full_size, device)
     frame_rate = float(processor.audio_tokenizer.config.frame_rate)
