@@ -125,6 +125,11 @@ def run_full_size(args: argparse.Namespace, config=None, device: torch.device | 
     peak = peak_tflops(name, args.peak_tflops)
     example = {k: v.to(device) for k, v in synthetic_example(config, args.seq_len).items()}
     labelled = example["audio_index"].numel() / args.seq_len
+    print(
+        f"\n{name}: seq len {args.seq_len}, micro-batch 1, bf16 autocast; "
+        f"peak {peak or 'unknown (use --peak-tflops)'} TFLOP/s; {labelled:.0%} of positions labelled"
+    )
+    print_table_head()
     rows = []
     for mode, checkpointing, layer in SETTINGS:
         try:
@@ -140,36 +145,35 @@ def run_full_size(args: argparse.Namespace, config=None, device: torch.device | 
             row["tflops"] = row["tokens_per_s"] * flops / 1e12
             row["mfu"] = row["tflops"] / peak if peak else None
         rows.append(row)
+        print_row(row)  # row by row, so a run cut short by a time limit keeps what it measured
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    print(
-        f"\n{name}: seq len {args.seq_len}, micro-batch 1, bf16 autocast; "
-        f"peak {peak or 'unknown (use --peak-tflops)'} TFLOP/s; {labelled:.0%} of positions labelled"
-    )
-    print_full_size_table(rows)
+    print("sync ops: GPU-syncing operations in one forward + backward (boolean-mask indexing etc.);")
+    print("CUDA syncs: synchronisations torch reports for one whole step, optimizer included")
     return rows
 
 
-def print_full_size_table(rows: list[dict]) -> None:
+def print_table_head() -> None:
     head = (
         f"{'mode':6}{'DualFFN':>10}{'grad ckpt':>10}{'tokens/s':>11}{'TFLOP/s':>10}{'MFU':>8}{'peak GiB':>10}"
         f"{'sync ops':>10}{'CUDA syncs':>12}"
     )
-    print(head + "\n" + "-" * len(head))
-    for r in rows:
-        ckpt = "on" if r["checkpointing"] else "off"
-        layer = "sync-free" if r["layer"] == "fast" else "stock"
-        if r.get("oom") or r.get("error"):
-            print(f"{r['mode']:6}{layer:>10}{ckpt:>10}  {r.get('error', 'out of GPU memory')}")
-            continue
-        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
-        cuda = r["cuda_syncs"] if r["cuda_syncs"] is not None else "n/a"
-        print(
-            f"{r['mode']:6}{layer:>10}{ckpt:>10}{r['tokens_per_s']:>11,.0f}{r['tflops']:>10.1f}{mfu:>8}"
-            f"{r['peak_gib']:>10.1f}{r['sync_ops']:>10}{cuda:>12}"
-        )
-    print("sync ops: GPU-syncing operations in one forward + backward (boolean-mask indexing etc.);")
-    print("CUDA syncs: synchronisations torch reports for one whole step, optimizer included")
+    print(head + "\n" + "-" * len(head), flush=True)
+
+
+def print_row(r: dict) -> None:
+    ckpt = "on" if r["checkpointing"] else "off"
+    layer = "sync-free" if r["layer"] == "fast" else "stock"
+    if r.get("oom") or r.get("error"):
+        print(f"{r['mode']:6}{layer:>10}{ckpt:>10}  {r.get('error', 'out of GPU memory')}", flush=True)
+        return
+    mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+    cuda = r["cuda_syncs"] if r["cuda_syncs"] is not None else "n/a"
+    print(
+        f"{r['mode']:6}{layer:>10}{ckpt:>10}{r['tokens_per_s']:>11,.0f}{r['tflops']:>10.1f}{mfu:>8}"
+        f"{r['peak_gib']:>10.1f}{r['sync_ops']:>10}{cuda:>12}",
+        flush=True,
+    )
 
 
 def full_size_model(config, device: torch.device, mode: str, checkpointing: bool, **options):
