@@ -142,8 +142,15 @@ class TrainConfig:
     """Longest example in tokens; longer ones are skipped."""
     dataloader_num_workers: int = bounded(0, ge=0)
     """Background processes loading batches; 0 loads them in the training process."""
-    optim: Literal["adamw_torch", "adamw_8bit"] = "adamw_torch"
-    """Optimizer; adamw_8bit (bitsandbytes) keeps its state in 8 bits, for full fine-tuning on less memory."""
+    optim: Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit"] = "adamw_torch"
+    """Optimizer; adamw_8bit (bitsandbytes) keeps its state in 8 bits, for full fine-tuning on less memory;
+    paged_adamw_8bit also pages that state to CPU memory when the GPU runs short (on CUDA only)."""
+    quantization: Literal["none", "nf4", "int8"] = "none"
+    """QLoRA: load the frozen base's Linear weights in 4-bit NF4 or 8 bits (bitsandbytes) and train LoRA
+    adapters on it; the adapters merge onto the unquantised base (`merge`). LoRA only."""
+    fast_dual_ffn: bool = True
+    """Route text and audio positions through the decoder layers by index, without a host-device sync per
+    layer (`model.fast_dual_ffn`); same weights and outputs as transformers' layer, which false restores."""
     preview_steps: int = bounded(0, ge=0)
     """Clone a few held-out prompts every this many steps and log audio + speech checks; 0 turns it off."""
     num_preview_prompts: int = bounded(2, ge=1)
@@ -182,6 +189,12 @@ class TrainConfig:
             )
         problems.extend(_best_model_checks(values, prefix))
         problems.extend(_report_to_checks(values.get("report_to"), prefix))
+        if values.get("full") and values.get("quantization", "none") != "none":
+            problems.append(
+                f"{prefix}quantization={values['quantization']} quantises the frozen base for LoRA (QLoRA), "
+                f"but {prefix}full=true trains every weight; set {prefix}full=false or "
+                f"{prefix}quantization=none"
+            )
         weights = values.get("codebook_weights")
         if weights is not None:
             negative = [f"{w!r} at index {i}" for i, w in enumerate(weights) if not w >= 0]
