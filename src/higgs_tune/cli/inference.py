@@ -68,6 +68,7 @@ def clone(
     one_sample, batch = manifest is None and all(given), manifest is not None and not any(given)
     if not (one_sample or batch):
         raise typer.BadParameter("give either --manifest, or all of --ref-audio, --ref-text and --text")
+    _check_texts({"--ref-text": ref_text, "--text": text, "--system-prompt": system_prompt, "--scene": scene})
     if ref_audio is not None and not ref_audio.is_file():
         raise FileNotFoundError(f"{ref_audio}: reference audio not found")
     adapter = checkpoint_of(adapter, checkpoint)
@@ -82,6 +83,14 @@ def clone(
         return
     result = clone_one(lm, processor, ref_audio, ref_text, text, settings, sampling, max_seconds=max_seconds)
     _write_clone(result, out, codes_out, processor, max_seconds)
+
+
+def _check_texts(texts: dict[str, str | None]) -> None:
+    """Refuse a control token in a text given on the command line, as `validate` refuses it in a manifest
+    (`data.problems.special_token_problem`), before any model is loaded."""
+    from higgs_tune.data.problems import raise_for_errors, text_problems
+
+    raise_for_errors(text_problems(texts, "clone", None))
 
 
 def _write_clone(result: Clone, out: Path, codes_out: Path | None, processor, max_seconds: float) -> None:
