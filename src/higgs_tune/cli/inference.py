@@ -61,6 +61,7 @@ def clone(
     checkpoint: CheckpointOpt = "best",
 ) -> None:
     """Clone a voice: speak TEXT in the voice of REF_AUDIO, or every sample of a --manifest."""
+    _check_texts({"--ref-text": ref_text, "--text": text, "--system-prompt": system_prompt, "--scene": scene})
     from higgs_tune.inference.clone import clone_manifest, clone_one
     from higgs_tune.inference.generate import load_for_cloning
 
@@ -68,7 +69,6 @@ def clone(
     one_sample, batch = manifest is None and all(given), manifest is not None and not any(given)
     if not (one_sample or batch):
         raise typer.BadParameter("give either --manifest, or all of --ref-audio, --ref-text and --text")
-    _check_texts({"--ref-text": ref_text, "--text": text, "--system-prompt": system_prompt, "--scene": scene})
     if ref_audio is not None and not ref_audio.is_file():
         raise FileNotFoundError(f"{ref_audio}: reference audio not found")
     adapter = checkpoint_of(adapter, checkpoint)
