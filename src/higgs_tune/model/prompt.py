@@ -9,6 +9,11 @@ token-exact prefix of the training prompt, which a test checks.
 The text comes from the checkpoint's own chat template through `HiggsAudioV2Processor.apply_chat_template`,
 and audio placeholders are expanded with the processor's own `get_audio_tokens`, so the prompt is the one the
 processor would build from raw audio; only the codec call is skipped because codes are prepared once.
+
+Texts are never control tokens: a transcript holding `<|eot_id|>` or `<|AUDIO_OUT|>` is tokenized as the
+characters it is, so it cannot forge a turn or an audio placeholder, while a plain text gives exactly the
+ids the processor gives (`_tokenize`). The transcripts are normalised by the run's setting first
+(`data.text_normalisation`), so training and cloning prompt the same spelling.
 """
 
 from __future__ import annotations
