@@ -160,7 +160,7 @@ def _tokenize(tokenizer, rendered: str, texts: list[str | None]) -> torch.Tensor
     is and cannot forge a turn or an audio placeholder. A token the tokenizer does not treat as special (an
     added token that is not) would still be parsed; it is refused rather than passed on.
     """
-    control = _control_tokens(tokenizer)
+    control, control_ids = _control_tokens(tokenizer)
     ids: list[int] = []
     for i, run in enumerate(control.split(rendered)):
         if i % 2:  # a run of control tokens, all the template's own
@@ -168,7 +168,7 @@ def _tokenize(tokenizer, rendered: str, texts: list[str | None]) -> torch.Tensor
         elif run:
             plain = _SLOTS.sub(lambda m: (texts[int(m.group(1))] or "").strip(), run)
             run_ids = tokenizer(plain, add_special_tokens=False, split_special_tokens=True)["input_ids"]
-            leaked = set(run_ids) & set(tokenizer.added_tokens_decoder)
+            leaked = control_ids.intersection(run_ids)
             if leaked:
                 names = ", ".join(tokenizer.convert_ids_to_tokens(sorted(leaked)))
                 raise ValueError(f"text {plain!r} holds the control token(s) {names}; remove them")
@@ -177,7 +177,9 @@ def _tokenize(tokenizer, rendered: str, texts: list[str | None]) -> torch.Tensor
 
 
 @functools.lru_cache(maxsize=8)
-def _control_tokens(tokenizer) -> re.Pattern[str]:
-    """A pattern matching runs of the tokenizer's added tokens (longest first, so none matches a prefix)."""
-    tokens = sorted((t.content for t in tokenizer.added_tokens_decoder.values()), key=len, reverse=True)
-    return re.compile("((?:" + "|".join(map(re.escape, tokens)) + ")+)")
+def _control_tokens(tokenizer) -> tuple[re.Pattern[str], frozenset[int]]:
+    """A pattern matching runs of the tokenizer's added tokens (longest first, so none matches a prefix),
+    and their ids."""
+    added = tokenizer.added_tokens_decoder
+    tokens = sorted((t.content for t in added.values()), key=len, reverse=True)
+    return re.compile("((?:" + "|".join(map(re.escape, tokens)) + ")+)"), frozenset(added)
