@@ -28,6 +28,9 @@ from typing import Any, Literal
 
 from higgs_tune.typed_config import ConfigError, bounded
 
+TextNormalisation = Literal["none", "whitespace", "arabic", "arabic_no_diacritics"]
+"""How transcripts are normalised before they are prompted; the rules are `data.text_normalisation`'s."""
+
 
 @dataclass(frozen=True)
 class PromptConfig:
@@ -39,6 +42,10 @@ class PromptConfig:
     scene: str | None = "Audio is recorded from a quiet room."
     """Scene description for samples that carry none of their own (the base model's default scene);
     None means no scene block."""
+    text_normalisation: TextNormalisation | None = None
+    """How the reference transcript and the target text are normalised (`data.text_normalisation`). null
+    takes what the prepared data records (`prepare --text-normalisation`); a checkpoint records the value its
+    run trained with, so `clone` and `eval` normalise the texts they are given the same way."""
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ class Trainer:
         self.processor = load_processor(self.cfg.model)
         self.frame_rate = float(self.processor.audio_tokenizer.config.frame_rate)
         self.data = TrainingData(self.cfg, self.processor, self.accelerator, self.run_dir)
+        self.cfg = self.data.cfg  # its prompt's text normalisation is the data's
         self.max_steps = self.cfg.max_steps or self.data.steps_for_epochs(self.cfg.num_train_epochs)
 
     def _setup_model_and_optimizer(self) -> None:
