@@ -43,6 +43,8 @@ from higgs_tune.training.data import TrainingData
 from higgs_tune.training.distributed import check_backends, make_accelerator, sum_over_ranks, uses_bf16
 from higgs_tune.training.loss import LossSums, combine
 from higgs_tune.training.previews import TrainingPreviews
+from higgs_tune.training.resume import restore, resume_point, trim_metrics
+from higgs_tune.training.run_folder import prepare_run_folder
 from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics, stop_health_warnings
 from higgs_tune.typed_config import require, save_config
 
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(ValueError):
     """The loss became NaN or infinite; the message names the step, the batch and the last good save."""
 
 
@@ -60,12 +62,18 @@ class Trainer:
     """Holds one run's state; `run()` trains to `max_steps` (or early stopping), saving and measuring the
     held-out set on the way.
 
-    Set-up is a sequence of named steps, in an order that matters: the seed is set before the model is
-    built (LoRA initialisation draws from it), the batch plan exists before the schedule (its length in
+    Set-up is a sequence of named steps, in an order that matters: the run folder is checked (and the
+    resumed run's config compared) before anything is loaded or written, the seed is set before the model
+    is built (LoRA initialisation draws from it), the batch plan exists before the schedule (its length in
     epochs), and the optimizer state is restored (`--resume`) before anything is written to the run folder.
+
+    `resume` continues the run in the folder (`training.resume`; `force` accepts settings that change what
+    it trains); `overwrite` deletes an earlier run's checkpoints and logs first (`training.run_folder`).
     """
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+    def __init__(
+        self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False, force: bool = False
+    ) -> None:
         require(cfg, "model", "data", "output_dir")
         check_backends(cfg)
         self.cfg = cfg
@@ -75,14 +83,18 @@ class Trainer:
         self.best = BestCheckpoint(cfg)
         self.last_eval: dict[str, float] = {}
         self.accelerator = make_accelerator(cfg, self.bf16)
+        prepare_run_folder(self.accelerator, self.run_dir, resume, overwrite)
+        resume_from = resume_point(self.run_dir, cfg, force) if resume else None
         set_seed(cfg.seed)
         self._setup_data()
         self._setup_model_and_optimizer()
-        if resume:
-            self._resume()
+        if resume_from is not None:
+            self.step = restore(self.accelerator, resume_from, self.scheduler, self.best)
+        if resume and self.accelerator.is_main_process:
+            trim_metrics(self.run_dir, self.step)
         self._setup_run_dir()
         self.previews = self._setup_previews()
-        self.writer = self._setup_writer()
+        self.writer = self._setup_writer(purge_from=self.step + 1 if resume else None)
 
     def _setup_data(self) -> None:
         """The processor, the run's data and batch plan, and the run's length in optimizer steps."""
@@ -105,7 +117,6 @@ class Trainer:
             self._fill_deepspeed_config()
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.max_steps))
-        acc.register_for_checkpointing(self.scheduler)
         checkpoint.keep_trainable_weights(acc, acc.unwrap_model(self.model))
         if acc.is_main_process:
             log.info(
@@ -136,24 +147,6 @@ class Trainer:
         if ds.get("gradient_clipping", "auto") == "auto":
             ds["gradient_clipping"] = self.cfg.max_grad_norm
 
-    def _resume(self) -> None:
-        """Continue from the run's last complete checkpoint (after removing interrupted saves)."""
-        acc = self.accelerator
-        if acc.is_main_process:
-            checkpoint.remove_stale_temporaries(self.run_dir)
-        acc.wait_for_everyone()
-        last = checkpoint.last_checkpoint(self.run_dir)
-        if last is None:
-            log.warning("--resume: no complete checkpoint in %s, starting from step 0", self.run_dir)
-            return
-        # The training state holds the trainable weights only (`checkpoint.keep_trainable_weights`); the
-        # frozen base weights were just loaded from the model itself.
-        acc.load_state(str(last / "state"), strict=False)
-        state = checkpoint.read_trainer_state(last)
-        self.step = state["step"]
-        self.best.restore(state)
-        log.info("resumed from %s at step %d", last, self.step)
-
     def _setup_run_dir(self) -> None:
         """The run folder, with the run's config and its batch plan (main process)."""
         if self.accelerator.is_main_process:
@@ -172,13 +165,14 @@ class Trainer:
         prompts = self.data.preview_prompts(cfg.num_preview_prompts)
         return TrainingPreviews(self.processor, prompts, cfg.prompt)
 
-    def _setup_writer(self) -> SummaryWriter | None:
-        """The TensorBoard writer of the main process; None on the others."""
+    def _setup_writer(self, purge_from: int | None) -> SummaryWriter | None:
+        """The TensorBoard writer of the main process (None on the others); a resumed run has TensorBoard
+        hide the interrupted run's events from step `purge_from` on, which it logs again."""
         if not self.accelerator.is_main_process:
             return None
         from torch.utils.tensorboard import SummaryWriter
 
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
+        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge_from)
 
     def to_device(self, batch: dict) -> dict:
         """A micro-batch's loss inputs on this process's device, copied without blocking the host."""
@@ -303,6 +297,8 @@ class Trainer:
             shutil.rmtree(tmp)
         acc.wait_for_everyone()
         acc.save_state(str(tmp / "state"))
+        checkpoint.write_plain_state(tmp / "state", self.scheduler, acc)
+        acc.wait_for_everyone()  # every process's state is in the folder before it is renamed
         state_dict = acc.get_state_dict(self.model)
         final = None
         if acc.is_main_process:
@@ -414,6 +410,6 @@ class Trainer:
         return metrics
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Run a fine-tune described by `cfg`; returns the final checkpoint folder."""
-    return Trainer(cfg, resume=resume).run()
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, force: bool = False) -> Path:
+    """Run a fine-tune described by `cfg` (`Trainer` says what the flags do); returns the final checkpoint."""
+    return Trainer(cfg, resume=resume, overwrite=overwrite, force=force).run()
