@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
@@ -74,6 +75,10 @@ def split_indices(data: PreparedData, fraction: float, seed: int) -> tuple[list[
     )
     held_out = sorted(keyed[:n_eval])
     return sorted(keyed[n_eval:]), held_out
+
+
+class TooFewSamplesError(UserError):
+    """The training set is too small for the run (after the held-out split and the length filter)."""
 
 
 class TrainingData:
@@ -166,6 +171,13 @@ class TrainingData:
     def _batch_plan(self) -> FixedBatches | TokenBudgetBatches:
         """This rank's batch plan: by length within the token budget, or of the micro-batch size."""
         cfg, acc = self.cfg, self.accelerator
+        if len(self.train_set) < acc.num_processes:
+            raise TooFewSamplesError(
+                f"{cfg.data}: {len(self.train_set)} training samples (of {len(self.prepared)}, "
+                f"{len(self.eval_set)} held out, {len(self.skipped_ids)} longer than max_seq_len="
+                f"{cfg.max_seq_len}) cannot give each of {acc.num_processes} processes a micro-batch; "
+                "add data, raise max_seq_len, lower eval_fraction or use fewer processes"
+            )
         if cfg.max_tokens_per_batch is not None:
             return TokenBudgetBatches(
                 [self.lengths[i] for i in self.train_set.indices],
@@ -225,6 +237,10 @@ class TrainingData:
                     num_workers=self.cfg.dataloader_num_workers,
                     # Pinned batches make the trainer's non-blocking copies to the GPU truly asynchronous.
                     pin_memory=self.accelerator.device.type == "cuda",
+                    # Its own generator: a loader otherwise draws its workers' base seed from the global
+                    # one, which LoRA dropout draws from too, and a resumed run builds one more loader
+                    # (at the resumed step) than the interrupted run did.
+                    generator=torch.Generator().manual_seed(self.cfg.seed + epoch),
                 )
                 for batch in loader:
                     batch["epoch"] = epoch

@@ -48,6 +48,15 @@ class RunTensorBoard(TensorBoardTracker):
         self.writer.flush()
 
     @on_main_process
+    def purge_from(self, step: int) -> None:
+        """Hide this run's earlier events from `step` on, as SummaryWriter's `purge_step` does: a resumed
+        run logs the steps after its checkpoint again."""
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+        self.writer.file_writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
+        self.writer.flush()
+
+    @on_main_process
     def log(self, values: dict, step: int | None = None, **kwargs) -> None:
         for key, value in values.items():
             tag = key if key.startswith(("eval", "preview")) else f"train/{key}"
@@ -106,6 +115,13 @@ class Trackers:
         )
         if accelerator.is_main_process and accelerator.trackers:
             log.info("logging to %s", ", ".join(t.name for t in accelerator.trackers))
+
+    def purge_from(self, step: int) -> None:
+        """A resumed run: TensorBoard hides the interrupted run's events from `step` on (wandb and trackio
+        start a new run each time)."""
+        for tracker in self.accelerator.trackers:
+            if isinstance(tracker, RunTensorBoard):
+                tracker.purge_from(step)
 
     def log(self, metrics: dict) -> None:
         """A `metrics.jsonl` row's numbers at its step (lists such as the previews' rows stay in the file)."""

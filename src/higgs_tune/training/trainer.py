@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from higgs_tune import checkpoint
 from higgs_tune.config import TrainConfig, resolve_codebook_weights
+from higgs_tune.errors import UserError
 from higgs_tune.files import full_disk_named
 from higgs_tune.model.loading import load_processor
 from higgs_tune.training.best import BestCheckpoint
@@ -44,6 +45,8 @@ from higgs_tune.training.data import TrainingData
 from higgs_tune.training.distributed import check_backends, make_accelerator, sum_over_ranks, uses_bf16
 from higgs_tune.training.loss import LossSums, combine
 from higgs_tune.training.previews import TrainingPreviews
+from higgs_tune.training.resume import restore, resume_point, trim_metrics
+from higgs_tune.training.run_folder import prepare_run_folder
 from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics, stop_health_warnings
 from higgs_tune.training.trackers import Trackers
 from higgs_tune.typed_config import require, save_config
@@ -51,7 +54,7 @@ from higgs_tune.typed_config import require, save_config
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError):
     """The loss became NaN or infinite; the message names the step, the batch and the last good save."""
 
 
@@ -59,12 +62,18 @@ class Trainer:
     """Holds one run's state; `run()` trains to `max_steps` (or early stopping), saving and measuring the
     held-out set on the way.
 
-    Set-up is a sequence of named steps, in an order that matters: the seed is set before the model is
-    built (LoRA initialisation draws from it), the batch plan exists before the schedule (its length in
+    Set-up is a sequence of named steps, in an order that matters: the run folder is checked (and the
+    resumed run's config compared) before anything is loaded or written, the seed is set before the model
+    is built (LoRA initialisation draws from it), the batch plan exists before the schedule (its length in
     epochs), and the optimizer state is restored (`--resume`) before anything is written to the run folder.
+
+    `resume` continues the run in the folder (`training.resume`; `force` accepts settings that change what
+    it trains); `overwrite` deletes an earlier run's checkpoints and logs first (`training.run_folder`).
     """
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+    def __init__(
+        self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False, force: bool = False
+    ) -> None:
         require(cfg, "model", "data", "output_dir")
         check_backends(cfg)
         self.cfg = cfg
@@ -74,14 +83,20 @@ class Trainer:
         self.best = BestCheckpoint(cfg)
         self.last_eval: dict[str, float] = {}
         self.accelerator = make_accelerator(cfg, self.bf16)
+        prepare_run_folder(self.accelerator, self.run_dir, resume, overwrite)
+        resume_from = resume_point(self.run_dir, cfg, force) if resume else None
         set_seed(cfg.seed)
         self._setup_data()
         self._setup_model_and_optimizer()
-        if resume:
-            self._resume()
+        if resume_from is not None:
+            self.step = restore(self.accelerator, resume_from, self.scheduler, self.best)
+        if resume and self.accelerator.is_main_process:
+            trim_metrics(self.run_dir, self.step)
         self._setup_run_dir()
         self.previews = self._setup_previews()
         self.trackers = Trackers(self.accelerator, cfg, self.run_dir)
+        if resume:  # the interrupted run's events after the checkpoint are logged again
+            self.trackers.purge_from(self.step + 1)
 
     def _setup_data(self) -> None:
         """The processor, the run's data and batch plan, and the run's length in optimizer steps."""
@@ -105,7 +120,6 @@ class Trainer:
             self._fill_deepspeed_config()
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.max_steps))
-        acc.register_for_checkpointing(self.scheduler)
         checkpoint.keep_trainable_weights(acc, acc.unwrap_model(self.model))
         if acc.is_main_process:
             log.info(
@@ -135,24 +149,6 @@ class Trainer:
             )
         if ds.get("gradient_clipping", "auto") == "auto":
             ds["gradient_clipping"] = self.cfg.max_grad_norm
-
-    def _resume(self) -> None:
-        """Continue from the run's last complete checkpoint (after removing interrupted saves)."""
-        acc = self.accelerator
-        if acc.is_main_process:
-            checkpoint.remove_stale_temporaries(self.run_dir)
-        acc.wait_for_everyone()
-        last = checkpoint.last_checkpoint(self.run_dir)
-        if last is None:
-            log.warning("--resume: no complete checkpoint in %s, starting from step 0", self.run_dir)
-            return
-        # The training state holds the trainable weights only (`checkpoint.keep_trainable_weights`); the
-        # frozen base weights were just loaded from the model itself.
-        acc.load_state(str(last / "state"), strict=False)
-        state = checkpoint.read_trainer_state(last)
-        self.step = state["step"]
-        self.best.restore(state)
-        log.info("resumed from %s at step %d", last, self.step)
 
     def _setup_run_dir(self) -> None:
         """The run folder, with the run's config and its batch plan (main process)."""
@@ -296,6 +292,8 @@ class Trainer:
         acc.wait_for_everyone()
         with full_disk_named(tmp):
             acc.save_state(str(tmp / "state"))
+            checkpoint.write_plain_state(tmp / "state", self.scheduler, acc)
+        acc.wait_for_everyone()  # every process's state is in the folder before it is renamed
         state_dict = acc.get_state_dict(self.model)
         final = None
         if acc.is_main_process:
@@ -408,6 +406,6 @@ class Trainer:
         return metrics
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Run a fine-tune described by `cfg`; returns the final checkpoint folder."""
-    return Trainer(cfg, resume=resume).run()
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, force: bool = False) -> Path:
+    """Run a fine-tune described by `cfg` (`Trainer` says what the flags do); returns the final checkpoint."""
+    return Trainer(cfg, resume=resume, overwrite=overwrite, force=force).run()
