@@ -3,10 +3,14 @@ pauses of low noise, so every cut the slicer makes can be checked against where 
 
 from __future__ import annotations
 
+import io
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
+from higgs_tune.data.audio import resample
 from higgs_tune.tiny.synth import synth_speech
 
 SR = 24_000
@@ -42,3 +46,68 @@ def long_recording(
             joins.append((position / SR, (position + n) / SR))
             position += n
     return np.concatenate(pieces), joins
+
+
+def clip(seconds: float, seed: int, voice: int = 0, edge_seconds: float = 0.3) -> np.ndarray:
+    """A short utterance (the end of a cached one, which silero-vad hears as speech throughout) with a
+    little low noise before and after it, as recordings have."""
+    rng = np.random.default_rng(seed)
+    speech = utterance(5.0, seed=seed % 3, voice=voice)[-round(seconds * SR) :]
+    edge = (0.003 * rng.standard_normal(round(edge_seconds * SR))).astype(np.float32)
+    return np.concatenate([edge, speech, edge])
+
+
+TEXTS = ("the quick brown fox jumps", "over the lazy dog again", "a third short sentence here")
+
+
+def write_folder(root: Path, long_seconds_parts: int = 6) -> Path:
+    """A folder of recordings: per speaker (sub-folder) one long untranscribed recording and two short
+    clips with their transcripts in same-named .txt files."""
+    for voice, speaker in enumerate(("amal", "omar")):
+        audio, _ = long_recording(long_seconds_parts, seed=voice, voice=voice)
+        (root / speaker).mkdir(parents=True)
+        sf.write(root / speaker / "long.flac", audio, SR)
+        for i in range(2):
+            sf.write(root / speaker / f"short{i}.wav", clip(2.5, i, voice), SR)
+            (root / speaker / f"short{i}.txt").write_text(TEXTS[i], encoding="utf-8")
+    return root
+
+
+def write_ljspeech(root: Path) -> Path:
+    (root / "wavs").mkdir(parents=True)
+    lines = []
+    for i, text in enumerate(TEXTS):
+        sf.write(root / "wavs" / f"LJ001-{i:04d}.wav", clip(2.5, i), SR, subtype="PCM_16")
+        lines.append(f"LJ001-{i:04d}|{text.upper()}|{text}")
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def write_common_voice(root: Path) -> Path:
+    """`validated.tsv` and mp3 clips at 48 kHz, as Common Voice releases them."""
+    (root / "clips").mkdir(parents=True)
+    rows = ["client_id\tpath\tsentence\tup_votes\tdown_votes"]
+    for i in range(4):
+        name = f"common_voice_ar_{i}.mp3"
+        audio = resample(clip(2.5, i, voice=i % 2), SR, 48_000)
+        sf.write(root / "clips" / name, audio, 48_000, format="MP3")
+        rows.append(f"client{i % 2}\t{name}\t{TEXTS[i % 3]}\t2\t0")
+    (root / "validated.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root
+
+
+def write_saved_dataset(root: Path) -> Path:
+    """A `datasets` dataset with an Audio column (encoded wav bytes) and Common Voice's column names."""
+    from datasets import Audio, Dataset
+
+    cells, sentences, speakers = [], [], []
+    for i in range(4):
+        buffer = io.BytesIO()
+        sf.write(buffer, clip(2.5, i, voice=i % 2), SR, format="WAV")
+        cells.append({"bytes": buffer.getvalue(), "path": None})
+        sentences.append(TEXTS[i % 3])
+        speakers.append(f"client{i % 2}")
+    data = {"audio": cells, "sentence": sentences, "client_id": speakers}
+    dataset = Dataset.from_dict(data).cast_column("audio", Audio(sampling_rate=None))
+    dataset.save_to_disk(str(root))
+    return root

@@ -58,6 +58,12 @@ def ingest(
         str | None, typer.Option(help="Dataset speaker column (default: speaker, speaker_id, client_id).")
     ] = None,
     device: Annotated[str | None, typer.Option(help="Where the ASR runs (default: cuda if any).")] = None,
+    asr_max_new_tokens: Annotated[
+        int | None, typer.Option(help="Most tokens the ASR writes per 30 s (default: the model's limit).")
+    ] = None,
+    chunk_size: Annotated[
+        int, typer.Option(help="Recordings per completion record (the most a killed run redoes).")
+    ] = IngestSettings.chunk_size,
 ) -> None:
     """Turn raw audio into a corpus of clean, transcribed clips that `pairs` takes as it is.
 
@@ -76,6 +82,8 @@ def ingest(
             language=language,
             asr_model=asr_model,
             check_transcripts=check_transcripts,
+            chunk_size=chunk_size,
+            asr_max_new_tokens=asr_max_new_tokens,
             device=device,
         )
     except ValueError as e:

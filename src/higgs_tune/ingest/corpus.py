@@ -9,11 +9,12 @@
     CORPUS/ingest.json           the source and the settings that decide the content
     CORPUS/parts/part-NNNNNN.jsonl  completion records, one per chunk of recordings (with its digest)
 
-Recordings are taken in chunks of `CHUNK_SIZE`, in the source's fixed order. A chunk's clips are written
-first (each atomically), then its completion record (atomically); `utterances.jsonl` and `rejected.jsonl`
-are only ever assembled whole from the records, in chunk order. So a killed run leaves no half-written clip
-or line, a re-run skips every chunk that has a record and redoes the others (rewriting the same clip names),
-and the result does not depend on how often the run was stopped or how many workers it had.
+Recordings are taken in chunks (`IngestSettings.chunk_size`), in the source's fixed order. A chunk's
+clips are written first (each atomically), then its completion record (atomically); `utterances.jsonl`
+and `rejected.jsonl` are only ever assembled whole from the records, in chunk order. So a killed run
+leaves no half-written clip or line, a re-run skips every chunk that has a record and redoes the others
+(rewriting the same clip names), and the result does not depend on how often the run was stopped or how
+many workers it had.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from higgs_tune.data.audio import TARGET_SR
 from higgs_tune.data.samples import SampleError
 from higgs_tune.files import read_jsonl, write_atomic, write_json, write_jsonl
 
-CHUNK_SIZE = 16
 CLIPS = "clips"
 UTTERANCES = "utterances.jsonl"
 REJECTED = "rejected.jsonl"

@@ -4,8 +4,8 @@ Duration, near-silence and clipping are `validate`'s own checks (`data.validate`
 memory, and the speaking-rate bounds are its fixed ones, so a corpus that `ingest` writes validates clean.
 `ingest` adds what only it can measure, because it has run the voice activity detector and the ASR:
 
-* `low_snr`: speech power over the power of the clip's non-speech frames (or of its quietest 5 % of
-  frames when it has almost no pause) below `min_snr_db`;
+* `low_snr`: speech power over the power of the clip's non-speech frames below `min_snr_db` (a clip
+  with less than 0.2 s of non-speech is not judged);
 * `little_speech`: less than `min_speech_fraction` of the clip is speech (music, noise, long silences);
 * `transcript_mismatch`: the given transcript's CER against the ASR's (with the project's Arabic-aware
   normalisation, `evaluation.text_metrics`) over `max_cer`; a mismatched transcript teaches the model to
@@ -23,10 +23,11 @@ from higgs_tune.data.audio import CLIP_LEVEL, AudioInfo, AudioStats
 from higgs_tune.data.validate import CPS_BOUNDS, _clip_findings, _letters
 from higgs_tune.evaluation.text_metrics import cer
 from higgs_tune.ingest.settings import FilterSettings
-from higgs_tune.ingest.slicing import Span
+from higgs_tune.ingest.slicing import Span, speech_seconds
 
 Finding = tuple[str, str]  # (problem code, message)
 _FRAME_SECONDS = 0.02
+_MIN_NOISE_SECONDS = 0.2
 
 
 def audio_findings(
@@ -43,7 +44,7 @@ def audio_findings(
     if any(code == "near_silent" for code, _ in found):
         return found  # the other measures say nothing new about silence
     duration = frames / sr
-    spoken = sum(min(end, duration) - max(start, 0.0) for start, end in speech)
+    spoken = speech_seconds(speech, (0.0, duration))
     if spoken < settings.min_speech_fraction * duration:
         found.append(
             (
@@ -59,11 +60,10 @@ def audio_findings(
 
 
 def snr_db(audio: np.ndarray, sr: int, speech: Sequence[Span]) -> float | None:
-    """Speech frames' mean power over the noise floor's, in dB; None without speech frames.
-
-    The noise floor is the mean power of the non-speech frames when there are at least five of them
-    (0.1 s), else that of the quietest 5 % of all frames, so a tightly cut clip still gets an estimate.
-    """
+    """Mean power of the speech frames over the median power of the non-speech frames (the median, so that
+    speech onsets the detector placed a frame late do not count as noise), in dB; None when the clip has
+    no speech or less than `_MIN_NOISE_SECONDS` of non-speech to measure the noise on (a clip that is
+    speech from edge to edge is not judged: its quietest frames are speech, not noise)."""
     hop = max(1, int(_FRAME_SECONDS * sr))
     n = audio.size // hop
     if n == 0:
@@ -73,12 +73,9 @@ def snr_db(audio: np.ndarray, sr: int, speech: Sequence[Span]) -> float | None:
     in_speech = np.zeros(n, dtype=bool)
     for start, end in speech:
         in_speech |= (times >= start) & (times < end)
-    if not in_speech.any():
+    if not in_speech.any() or np.count_nonzero(~in_speech) * _FRAME_SECONDS < _MIN_NOISE_SECONDS:
         return None
-    noise_frames = power[~in_speech]
-    if noise_frames.size < 5:
-        noise_frames = np.sort(power)[: max(1, n // 20)]
-    noise = max(float(noise_frames.mean()), 1e-12)
+    noise = max(float(np.median(power[~in_speech])), 1e-12)
     return 10.0 * float(np.log10(max(float(power[in_speech].mean()), 1e-12) / noise))
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from higgs_tune.ingest.corpus import (
-    CHUNK_SIZE,
     SETTINGS,
     assemble,
     chunk_digest,
@@ -54,7 +53,9 @@ def ingest(source: str, out: Path, settings: IngestSettings, workers: int = 1) -
     start_run(out, str(source), settings.recorded())
     transcribe = ChunkTranscriber(settings, out)
     digests: list[str] = []
-    jobs = _my_jobs(read_source(str(source), settings.source), rank, world, out, digests)
+    jobs = _my_jobs(
+        read_source(str(source), settings.source), settings.chunk_size, (rank, world), out, digests
+    )
     with tqdm(unit="h", desc=f"ingest{f' rank {rank}' if world > 1 else ''}", disable=None) as bar:
         bar.bar_format = "{desc}: {n:.3f} audio-h [{elapsed}, {rate_fmt}]"
         for result in _results(jobs, settings, out, workers):
@@ -71,11 +72,12 @@ def ingest(source: str, out: Path, settings: IngestSettings, workers: int = 1) -
 
 
 def _my_jobs(
-    recordings: Iterator[Recording], rank: int, world: int, out: Path, digests: list[str]
+    recordings: Iterator[Recording], size: int, ranks: tuple[int, int], out: Path, digests: list[str]
 ) -> Iterator[Job]:
     """This rank's unfinished chunks; `digests` collects every chunk's digest as the source is read."""
+    rank, world = ranks
     chunk = 0
-    while batch := list(islice(recordings, CHUNK_SIZE)):
+    while batch := list(islice(recordings, size)):
         digest = chunk_digest(r.key for r in batch)
         digests.append(digest)
         if chunk % world == rank and not chunk_done(out, chunk, digest):

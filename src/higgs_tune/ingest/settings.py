@@ -63,6 +63,8 @@ class IngestSettings:
     language: str | None = None
     asr_model: str | None = None  # None: the one `eval` uses (evaluation.asr.DEFAULT_ASR_MODEL)
     check_transcripts: bool = False
+    chunk_size: int = 16  # recordings per completion record: what a killed run redoes at most
+    asr_max_new_tokens: int | None = None  # per 30 s window; None: the checkpoint's limit
     asr_batch_size: int = 8
     device: str | None = None  # None: CUDA when there is one
 

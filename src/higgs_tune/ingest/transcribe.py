@@ -70,6 +70,7 @@ class ChunkTranscriber:
                     language=self.settings.language,
                     device=self.settings.device or _default_device(),
                     batch_size=self.settings.asr_batch_size,
+                    max_new_tokens=self.settings.asr_max_new_tokens,
                     local_files_only=local,
                 )
             except (OSError, ValueError) as e:
