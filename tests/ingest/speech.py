@@ -73,10 +73,12 @@ def write_folder(root: Path, long_seconds_parts: int = 6) -> Path:
     return root
 
 
-def write_ljspeech(root: Path) -> Path:
+def write_ljspeech(root: Path, clips: int = 3) -> Path:
+    """`metadata.csv` (`id|text|normalized text`) and `wavs/`, one speaker."""
     (root / "wavs").mkdir(parents=True)
     lines = []
-    for i, text in enumerate(TEXTS):
+    for i in range(clips):
+        text = TEXTS[i % len(TEXTS)]
         sf.write(root / "wavs" / f"LJ001-{i:04d}.wav", clip(2.5, i), SR, subtype="PCM_16")
         lines.append(f"LJ001-{i:04d}|{text.upper()}|{text}")
     (root / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
