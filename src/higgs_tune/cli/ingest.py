@@ -58,6 +58,7 @@ def ingest(
         str | None, typer.Option(help="Dataset speaker column (default: speaker, speaker_id, client_id).")
     ] = None,
     device: Annotated[str | None, typer.Option(help="Where the ASR runs (default: cuda if any).")] = None,
+    asr_batch_size: Annotated[int, typer.Option(help="Clips per ASR batch.")] = IngestSettings.asr_batch_size,
     asr_max_new_tokens: Annotated[
         int | None, typer.Option(help="Most tokens the ASR writes per 30 s (default: the model's limit).")
     ] = None,
@@ -84,6 +85,7 @@ def ingest(
             check_transcripts=check_transcripts,
             chunk_size=chunk_size,
             asr_max_new_tokens=asr_max_new_tokens,
+            asr_batch_size=asr_batch_size,
             device=device,
         )
     except ValueError as e:
