@@ -7,6 +7,7 @@ import time
 import pytest
 from speech import write_ljspeech
 
+from higgs_tune.files import write_json
 from higgs_tune.ingest.run import ingest
 from higgs_tune.ingest.settings import FilterSettings, IngestSettings, SliceSettings
 
@@ -43,3 +44,22 @@ def test_a_killed_run_resumes_to_the_same_corpus(tmp_path):
     assert sorted(p.name for p in (corpus / "clips").glob("*.flac")) == sorted(
         p.name for p in (tmp_path / "whole" / "clips").glob("*.flac")
     )
+
+
+def test_ranks_split_the_chunks_without_overlap(tmp_path, monkeypatch):
+    source = write_ljspeech(tmp_path / "lj", clips=6)
+    ingest(str(source), tmp_path / "whole", SETTINGS)
+    corpus = tmp_path / "ranks"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("1", "0"):  # rank 1 first: rank 0 then finds its chunks done and assembles at once
+        monkeypatch.setenv("RANK", rank)
+        if rank == "1":
+            corpus.mkdir()  # rank 0 records the settings; here rank 1 starts first
+            write_json(corpus / "ingest.json", {"source": str(source), "settings": SETTINGS.recorded()})
+        summary = ingest(str(source), corpus, SETTINGS)
+        assert (summary is None) == (rank == "1")
+        parts = sorted(p.name for p in (corpus / "parts").glob("part-*.jsonl"))
+        assert parts == (["part-000001.jsonl"] if rank == "1" else [f"part-00000{i}.jsonl" for i in range(3)])
+    assert (corpus / "utterances.jsonl").read_bytes() == (
+        tmp_path / "whole" / "utterances.jsonl"
+    ).read_bytes()
