@@ -54,22 +54,26 @@ def write_recordings(root: Path, recordings: int, minutes: float) -> float:
     return total
 
 
-def vad_only(source: Path, out: Path, workers: int) -> None:
+def vad_only(source: Path, out: Path, workers: int) -> tuple[int, int]:
+    """Kept and rejected clips."""
     from higgs_tune.ingest.run import _my_jobs, _results
     from higgs_tune.ingest.settings import IngestSettings
     from higgs_tune.ingest.sources import read_source
 
     settings = IngestSettings()
     jobs = _my_jobs(read_source(str(source), settings.source), 1, (0, 1), out, [])
-    for _ in _results(jobs, settings, out, workers):
-        pass
+    results = list(_results(jobs, settings, out, workers))
+    return sum(len(r.kept) for r in results), sum(len(r.rejected) for r in results)
 
 
-def with_asr(source: Path, out: Path, workers: int, asr: Path) -> None:
+def with_asr(source: Path, out: Path, workers: int, asr: Path) -> tuple[int, int]:
+    """Kept and rejected clips."""
     from higgs_tune.ingest.run import ingest
     from higgs_tune.ingest.settings import IngestSettings
 
-    ingest(str(source), out, IngestSettings(asr_model=str(asr), asr_max_new_tokens=8), workers=workers)
+    settings = IngestSettings(asr_model=str(asr), asr_max_new_tokens=8)
+    summary = ingest(str(source), out, settings, workers=workers)
+    return summary.kept, summary.rejected
 
 
 def main() -> None:
@@ -85,19 +89,18 @@ def main() -> None:
         seconds = write_recordings(root / "recordings", args.recordings, args.minutes)
         asr = build_tiny_asr(root / "whisper")
         print(f"{args.recordings} recordings, {seconds / 60:.1f} min of audio")
-        for label, run in (("VAD only", vad_only), ("VAD + tiny ASR", with_asr)):
+        for label in ("VAD only", "VAD + tiny ASR"):
             for workers in (1, 2):
-                out = root / f"{label[:3]}-{workers}"
+                out = root / f"{'asr' if 'ASR' in label else 'vad'}-{workers}"
                 start = time.perf_counter()
-                if run is vad_only:
-                    run(root / "recordings", out, workers)
+                if label == "VAD only":
+                    kept, rejected = vad_only(root / "recordings", out, workers)
                 else:
-                    run(root / "recordings", out, workers, asr)
+                    kept, rejected = with_asr(root / "recordings", out, workers, asr)
                 wall = time.perf_counter() - start
-                clips = len(list((out / "clips").glob("*.flac")))
                 print(
                     f"{label:<16} {workers} worker{'s' if workers > 1 else ' '}: {wall:6.1f} s, "
-                    f"{seconds / wall:6.1f} audio-h per wall-h, {clips} clips kept"
+                    f"{seconds / wall:6.1f} audio-h per wall-h, {kept} clips kept, {rejected} rejected"
                 )
 
 
