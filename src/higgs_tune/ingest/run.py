@@ -46,6 +46,7 @@ Job = tuple[int, str, list[Recording]]  # (chunk, digest, recordings)
 def ingest(source: str, out: Path, settings: IngestSettings, workers: int = 1) -> IngestSummary | None:
     """Make (or finish) the corpus in `out`; the summary on rank 0, None on the other ranks."""
     rank, world = process_rank()
+    recordings = read_source(str(source), settings.source)  # an unknown source fails before OUT is made
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if rank != 0:
@@ -53,9 +54,7 @@ def ingest(source: str, out: Path, settings: IngestSettings, workers: int = 1) -
     start_run(out, str(source), settings.recorded())
     transcribe = ChunkTranscriber(settings, out)
     digests: list[str] = []
-    jobs = _my_jobs(
-        read_source(str(source), settings.source), settings.chunk_size, (rank, world), out, digests
-    )
+    jobs = _my_jobs(recordings, settings.chunk_size, (rank, world), out, digests)
     with tqdm(unit="h", desc=f"ingest{f' rank {rank}' if world > 1 else ''}", disable=None) as bar:
         bar.bar_format = "{desc}: {n:.3f} audio-h [{elapsed}, {rate_fmt}]"
         for result in _results(jobs, settings, out, workers):

@@ -98,7 +98,11 @@ def read_source(source: str, options: SourceOptions) -> Iterator[Recording]:
     if kind == "hub":
         from datasets import load_dataset
 
-        dataset = load_dataset(source, options.config, split=options.split or "train", streaming=True)
+        try:
+            dataset = load_dataset(source, options.config, split=options.split or "train", streaming=True)
+        except (OSError, ValueError) as e:  # no such folder nor hub dataset, offline, a wrong config/split
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SampleError(source, f"is not a folder here, and as a hub dataset it fails: {reason}") from e
         return dataset_recordings(dataset, options)
     return {"common_voice": common_voice, "ljspeech": ljspeech, "folder": folder}[kind](Path(source))
 
