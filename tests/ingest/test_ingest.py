@@ -111,5 +111,13 @@ def test_unsupported_audio_is_named_with_the_supported_formats(tmp_path):
         ingest(str(tmp_path / "rec"), tmp_path / "corpus", settings())
 
 
+def test_an_undecodable_recording_is_rejected_with_its_code(tmp_path):
+    source = write_ljspeech(tmp_path / "lj")
+    (source / "wavs" / "LJ001-0001.wav").write_bytes(b"RIFF junk, not audio")
+    summary = ingest(str(source), tmp_path / "corpus", settings())
+    assert summary.kept == 2 and dict(summary.reasons) == {"audio_unreadable": 1}
+    assert rows(tmp_path / "corpus" / "rejected.jsonl")[0]["source"] == "wavs/LJ001-0001"
+
+
 def test_the_ingest_codes_are_problem_codes():
     assert {"low_snr", "little_speech", "transcript_mismatch"} <= CODES.keys()

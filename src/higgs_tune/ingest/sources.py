@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from higgs_tune.data.audio import audio_info, load_audio, resample
+from higgs_tune.data.audio import load_audio, resample
 from higgs_tune.data.samples import SampleError
 from higgs_tune.ingest.settings import SourceOptions
 
@@ -64,10 +64,6 @@ class Recording:
         if audio.shape[0] == 0:
             raise SampleError(self.key, "contains no audio samples")
         return resample(audio.mean(axis=1), rate, sr)
-
-    def seconds(self) -> float | None:
-        """Duration from the file header (cheap), for the progress bar; None for bytes."""
-        return audio_info(self.path).duration if self.path is not None else None
 
 
 def detect_source(source: str) -> str:
