@@ -106,14 +106,22 @@ def training_mode(cfg: TrainConfig) -> Literal["full", "lora"]:
     return "full" if cfg.full else "lora"
 
 
-def trainer_state(cfg: TrainConfig, step: int, metrics: dict | None = None, best: dict | None = None) -> dict:
+def trainer_state(
+    cfg: TrainConfig,
+    step: int,
+    metrics: dict | None = None,
+    best: dict | None = None,
+    base: dict | None = None,
+) -> dict:
     """What `trainer_state.json` records: enough to resume the run and to clone with its prompt settings,
-    and the run's best checkpoint so far (`best`: `training.best.BestCheckpoint.state()`)."""
+    the run's best checkpoint so far (`best`: `training.best.BestCheckpoint.state()`), and the base model
+    it was trained on (`base`: `model.fingerprint.base_fingerprint`), checked wherever an adapter loads."""
     return {
         **(best or {}),
         "step": step,
         "mode": training_mode(cfg),
         "model": cfg.model,
+        "base": base,
         "text_head": cfg.text_loss_weight > 0,
         "prompt": asdict(cfg.prompt),
         "config": config_to_dict(cfg),

@@ -26,12 +26,29 @@ def encode(
     from higgs_tune.model.codes import encode_file
     from higgs_tune.model.loading import load_processor
 
+    _check_distinct_stems(audio)
     processor = load_processor(model)
     out.mkdir(parents=True, exist_ok=True)
     for path in audio:
         codes = encode_file(processor, path)
         np.save(out / f"{path.stem}.npy", codes)
         log.info("%s -> %s %s", path, out / f"{path.stem}.npy", tuple(codes.shape))
+
+
+def _check_distinct_stems(audio: list[Path]) -> None:
+    """Refuse, before writing anything, two inputs that would write one NAME.npy (a.wav and a.flac, or
+    x/a.wav and y/a.wav): the second would silently overwrite the first's codes."""
+    from higgs_tune.data.samples import SampleError
+
+    seen: dict[str, Path] = {}
+    for path in audio:
+        if path.stem in seen and seen[path.stem] != path:
+            raise SampleError(
+                str(path),
+                f"would write {path.stem}.npy, as {seen[path.stem]} does; encode files with the same name "
+                "into separate --out folders (or rename one)",
+            )
+        seen[path.stem] = path
 
 
 @app.command()
@@ -73,4 +90,5 @@ def prepare(
         skipped=skipped,
         min_seconds=min_seconds,
         max_seconds=max_seconds,
+        source_dir=manifest.parent,
     )

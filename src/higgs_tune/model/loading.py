@@ -6,6 +6,9 @@ same path. The one exception is the processor's audio tokenizer (the codec): tra
 pointer to it (`audio_tokenizer_name_or_path` in processor_config.json, loaded as given, so a local pointer is
 an absolute path). A folder that carries its own codec in `audio_tokenizer/` is self-contained: that codec is
 used even when the pointer names another place (the folder was moved or copied), so folders stay relocatable.
+
+Before any of that, `model.reference.check_model_reference` makes a mistyped `--model` one clear line
+at once, before transformers spends minutes retrying the hub.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from transformers import (
 from transformers.utils import CHAT_TEMPLATE_FILE, PROCESSOR_NAME
 
 from higgs_tune.config import PromptConfig
+from higgs_tune.model.reference import check_model_reference
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ def load_processor(
 
     `device` places the codec, which encodes reference audio inside the processor call; None leaves it on CPU.
     """
+    check_model_reference(model_id_or_path)
     bundled = _bundled_codec_dir(model_id_or_path)
     if bundled is None:
         processor = HiggsAudioV2Processor.from_pretrained(model_id_or_path)
@@ -67,6 +72,7 @@ def load_model(
     The head is only needed for a text loss; generation uses the audio head alone. `dtype=None` keeps
     transformers' default for the checkpoint; `device=None` loads on CPU.
     """
+    check_model_reference(model_id_or_path)
     kwargs: dict[str, object] = {}
     if dtype is not None:
         kwargs["dtype"] = dtype
@@ -174,7 +180,10 @@ def load_finetuned(
     if state["mode"] == "lora":
         from peft import PeftModel
 
+        from higgs_tune.model.fingerprint import base_fingerprint, check_base
+
         base = load_model(model_id_or_path, use_text_head=use_text_head)
+        check_base(state.get("base"), base_fingerprint(base, model_id_or_path), ckpt)
         model = PeftModel.from_pretrained(base, str(ckpt / "adapter")).merge_and_unload()
     else:
         model = load_model(ckpt / "model", use_text_head=use_text_head)

@@ -87,7 +87,7 @@ def finish_dataset(run: PrepareRun) -> dict:
         raise RuntimeError(f"{len(missing)} assigned clips are in no shard of {run.out}")
     records, skipped = [], list(run.skipped)
     for s in run.samples:
-        problems = clip_problems(s, run.assignment, failed)
+        problems = clip_problems(s, run.assignment, failed, run.shown)
         if problems:
             skipped.append(Skipped(s.id, problems[0][0], "; ".join(message for _, message in problems)))
         else:
@@ -115,6 +115,7 @@ def _index(
         "format": FORMAT,
         "version": VERSION,
         "model": run.model_id,
+        "codec": run.codec_digest,
         "num_codebooks": run.codec.num_quantizers,
         "frame_rate": run.codec.frame_rate,
         "num_samples": len(records),
@@ -135,7 +136,10 @@ def _remove_leftovers(out: Path, shards: list[str]) -> None:
     temporary files of killed writes, markers and model records: a finished folder holds the dataset."""
     keep = {Path(name).name + suffix for name in shards for suffix in (".npy", ".jsonl")}
     for path in (out / "clips").iterdir():
-        if path.name not in keep and path.name.startswith(("shard-", "done-", "failed-", "model")):
+        temporary = path.name.startswith(".") and path.name.endswith(".tmp")
+        if temporary or (
+            path.name not in keep and path.name.startswith(("shard-", "done-", "failed-", "model"))
+        ):
             path.unlink()
 
 

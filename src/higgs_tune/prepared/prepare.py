@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -45,6 +46,7 @@ from higgs_tune.prepared.assignment import assign_clips
 from higgs_tune.prepared.bad_samples import Skipped, raise_for_bad
 from higgs_tune.prepared.encode import encode_shards
 from higgs_tune.prepared.finish import finish_dataset, finished_index, source_digest
+from higgs_tune.prepared.lock import folder_lock
 from higgs_tune.prepared.ranks import (
     process_rank,
     report_done,
@@ -82,6 +84,8 @@ def read_samples(manifest: Path, skip_bad: bool = False) -> tuple[list[Sample], 
         )
         for where, problems in by_entry.items()
     ]
+    if manifest.is_absolute():  # skipped.jsonl goes with the dataset: no folders of its maker in it
+        skipped = [replace(k, problem=k.problem.replace(str(manifest), manifest.name, 1)) for k in skipped]
     return scan.samples, skipped
 
 
@@ -112,8 +116,10 @@ def prepare_dataset(
     skipped: Sequence[Skipped] = (),
     min_seconds: float = MIN_SECONDS,
     max_seconds: float = MAX_SECONDS,
+    source_dir: Path | None = None,
 ) -> dict:
-    """Encode every distinct clip of `samples` once and write a prepared dataset to `out`.
+    """Encode every distinct clip of `samples` once and write a prepared dataset to `out`, clip paths
+    relative to `source_dir` (the manifest's folder) or not at all, never absolute (`PrepareRun.recorded`).
 
     Resumes an interrupted run; does nothing for a finished one. Under torchrun or accelerate launch each
     process encodes its share of the clips (RANK, WORLD_SIZE from the environment). A bad clip raises a
@@ -123,40 +129,40 @@ def prepare_dataset(
     `max_seconds`] (the same defaults), or a reference that is the target itself (the same bytes).
     Returns the index (also written to `out/index.json`), in every process.
 
-    Several processes must see `out` on one file system: they coordinate through files in it alone. Loading
-    workers (`workers` > 0, default up to 4) are spawned, so a calling script needs the usual
-    `if __name__ == "__main__":` guard, as for any multiprocessing code.
+    Several processes must see `out` on one file system: they coordinate through files in it alone; another
+    run writing `out` meanwhile is refused (`prepared.lock`). Loading workers (`workers` > 0, default up
+    to 4) are spawned, so a calling script needs the usual `if __name__ == "__main__":` guard.
     """
     _check_settings(shard_size, min_seconds, max_seconds)
-    out = Path(out)
-    rank, world = process_rank()
-    bounds = (min_seconds, max_seconds)
+    out, (rank, world), bounds = Path(out), process_rank(), (min_seconds, max_seconds)
     source = source_digest(samples, skipped, model_id, bounds)
     index = _already_prepared(out, source)
     if index is not None:
         return index
-    (out / "clips").mkdir(parents=True, exist_ok=True)
-    assignment = assign_clips(samples, progress=rank == 0)
-    index = finished_index(out, source)  # another rank may have finished while this one was hashing
-    if index is not None:
-        return index
-    run = PrepareRun(
-        out=out,
-        samples=list(samples),
-        skipped=list(skipped),
-        assignment=assignment,
-        processor=processor,
-        model_id=model_id,
-        source=source,
-        skip_bad=skip_bad,
-        workers=default_workers() if workers is None else workers,
-        rank=rank,
-        world=world,
-        shard_size=shard_size,
-        bounds=bounds,
-        digest=run_digest(source, assignment, skip_bad, world, shard_size),
-    )
-    return _encode_and_finish(run)
+    with folder_lock(out, rank):  # another prepare writing `out` is refused here, naming it
+        (out / "clips").mkdir(parents=True, exist_ok=True)
+        assignment = assign_clips(samples, progress=rank == 0)
+        index = finished_index(out, source)  # another rank may have finished while this one was hashing
+        if index is not None:
+            return index
+        run = PrepareRun(
+            out=out,
+            samples=list(samples),
+            skipped=list(skipped),
+            assignment=assignment,
+            processor=processor,
+            model_id=model_id,
+            source=source,
+            skip_bad=skip_bad,
+            workers=default_workers() if workers is None else workers,
+            rank=rank,
+            world=world,
+            shard_size=shard_size,
+            bounds=bounds,
+            digest=run_digest(source, assignment, skip_bad, world, shard_size),
+            source_dir=source_dir,
+        )
+        return _encode_and_finish(run)
 
 
 def _check_settings(shard_size: int, min_seconds: float, max_seconds: float) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from higgs_tune.config import TrainConfig
+from higgs_tune.model.fingerprint import base_fingerprint
 from higgs_tune.model.loading import load_model
 from higgs_tune.training.loss import CloningLossModel
 
@@ -102,7 +103,10 @@ def build_model(cfg: TrainConfig, use_bf16: bool, uniform_dtype: bool = False) -
         dtype=dtype,
         attn_implementation=cfg.attn_implementation,
     )
-    return prepare_for_training(model, cfg)
+    base = base_fingerprint(model, cfg.model)
+    wrapped = prepare_for_training(model, cfg)
+    wrapped.base_fingerprint = base  # recorded in every checkpoint (`checkpoint.trainer_state`)
+    return wrapped
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

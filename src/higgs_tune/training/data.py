@@ -22,7 +22,9 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from higgs_tune.config import TrainConfig
+from higgs_tune.errors import UserError
 from higgs_tune.files import write_json, write_text_atomic
+from higgs_tune.model.fingerprint import codec_digest
 from higgs_tune.prepared.dataset import PreparedData, PreparedSample
 from higgs_tune.training.batching import FixedBatches, TokenBudgetBatches, pack, padding_fraction
 from higgs_tune.training.collate import Collator
@@ -30,6 +32,30 @@ from higgs_tune.training.distributed import gather_from_ranks
 from higgs_tune.training.examples import ExampleDataset, example_lengths
 
 log = logging.getLogger(__name__)
+
+
+class CodecMismatchError(UserError):
+    """Prepared codes made with another codec than the one of the model being trained."""
+
+
+def check_codec(data: PreparedData, processor, model_id: str) -> None:
+    """Refuse prepared codes of another codec: they would train the model on noise, silently.
+
+    Datasets prepared before the codec digest was recorded are checked on codebooks and frame rate.
+    """
+    codec = processor.audio_tokenizer
+    recorded = data.index.get("codec")
+    same = (
+        recorded == codec_digest(codec)
+        if recorded is not None
+        else (data.index.get("num_codebooks"), data.index.get("frame_rate"))
+        == (codec.config.num_quantizers, codec.config.frame_rate)
+    )
+    if not same:
+        raise CodecMismatchError(
+            f"{data.root} was prepared with the codec of {data.index.get('model')}, not that of {model_id}: "
+            f"prepare the manifest again with --model {model_id}, or train the model it was prepared for"
+        )
 
 
 def split_indices(data: PreparedData, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -58,6 +84,7 @@ class TrainingData:
         self.accelerator = accelerator
         self.run_dir = run_dir
         self.prepared = PreparedData(Path(cfg.data))
+        check_codec(self.prepared, processor, cfg.model)
         train_idx, eval_idx = split_indices(self.prepared, cfg.eval_fraction, cfg.seed)
         if cfg.eval_fraction > 0 and not eval_idx and accelerator.is_main_process:
             log.warning(

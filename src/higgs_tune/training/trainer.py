@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from higgs_tune import checkpoint
 from higgs_tune.config import TrainConfig, resolve_codebook_weights
+from higgs_tune.files import full_disk_named
 from higgs_tune.model.loading import load_processor
 from higgs_tune.training.best import BestCheckpoint
 from higgs_tune.training.build import build_model, build_optimizer, lr_lambda, parameter_counts
@@ -302,21 +303,26 @@ class Trainer:
         if acc.is_main_process and tmp.exists():
             shutil.rmtree(tmp)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp / "state"))
+        with full_disk_named(tmp):
+            acc.save_state(str(tmp / "state"))
         state_dict = acc.get_state_dict(self.model)
         final = None
         if acc.is_main_process:
-            checkpoint.write_weights(tmp, acc.unwrap_model(self.model).model, state_dict, self.cfg)
-            save_config(self.cfg, tmp / "train_config.yaml")
-            state = checkpoint.trainer_state(self.cfg, self.step, metrics, self.best.state())
-            final = checkpoint.finalize(self.run_dir, self.step, state, self.cfg.save_total_limit)
+            wrapper = acc.unwrap_model(self.model)
+            with full_disk_named(tmp):
+                checkpoint.write_weights(tmp, wrapper.model, state_dict, self.cfg)
+                save_config(self.cfg, tmp / "train_config.yaml")
+                base = wrapper.base_fingerprint
+                state = checkpoint.trainer_state(self.cfg, self.step, metrics, self.best.state(), base)
+                final = checkpoint.finalize(self.run_dir, self.step, state, self.cfg.save_total_limit)
         acc.wait_for_everyone()
         return final or self.run_dir / f"checkpoint-{self.step}"
 
     def _log(self, metrics: dict) -> None:
         if not self.accelerator.is_main_process:
             return
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+        path = self.run_dir / "metrics.jsonl"
+        with full_disk_named(path), open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")
         for k, v in metrics.items():
             if k != "step" and isinstance(v, int | float):
