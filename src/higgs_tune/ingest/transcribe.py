@@ -2,7 +2,7 @@
 
 The ASR is `evaluation.asr.Transcriber` (model loading, batching, forced language), loaded once in the main
 process (on the GPU when there is one) the first time a chunk needs it, and found the way `eval` finds its
-models (`evaluation.measuring.local_files_only`: a folder, the local cache, or a reachable hub). A chunk's
+models (`model.reference.check_model_reference`: a folder, the local cache, or a reachable hub). A chunk's
 clips are transcribed together, so a re-run batches them the same way and writes the same text.
 """
 
@@ -60,10 +60,11 @@ class ChunkTranscriber:
     def _transcriber(self):
         if self._asr is None:
             from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL, Transcriber
-            from higgs_tune.evaluation.measuring import MeasuringModelError, local_files_only
+            from higgs_tune.evaluation.measuring import MeasuringModelError
+            from higgs_tune.model.reference import check_model_reference
 
             model = self.settings.asr_model or DEFAULT_ASR_MODEL
-            local = local_files_only(model, "ASR model", "--asr-model")
+            local = check_model_reference(model, "--asr-model")
             try:
                 self._asr = Transcriber(
                     model,
