@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 from speech import TEXTS, write_common_voice, write_folder, write_ljspeech, write_saved_dataset
 
 from higgs_tune.data.pairs import build_pairs
@@ -117,6 +118,18 @@ def test_an_undecodable_recording_is_rejected_with_its_code(tmp_path):
     summary = ingest(str(source), tmp_path / "corpus", settings())
     assert summary.kept == 2 and dict(summary.reasons) == {"audio_unreadable": 1}
     assert rows(tmp_path / "corpus" / "rejected.jsonl")[0]["source"] == "wavs/LJ001-0001"
+
+
+def test_a_speaker_table_names_the_voices_of_a_flat_folder(tmp_path):
+    from speech import SR, clip
+
+    from higgs_tune.ingest.sources import folder
+
+    (tmp_path / "flat").mkdir()
+    for i in range(3):
+        sf.write(tmp_path / "flat" / f"r{i}.wav", clip(2.0, i), SR)
+    (tmp_path / "flat" / "speakers.csv").write_text("file,speaker\nr0.wav,hala\nr2.wav,hala\n")
+    assert [r.speaker for r in folder(tmp_path / "flat")] == ["hala", "flat", "hala"]
 
 
 def test_the_ingest_codes_are_problem_codes():

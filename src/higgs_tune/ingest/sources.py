@@ -11,7 +11,8 @@ Understood layouts (`detect_source` picks one):
 * a Common Voice release folder: `validated.tsv` (`client_id`, `path`, `sentence`) and `clips/`;
 * an LJSpeech-style folder: `metadata.csv` (`id|text[|normalized text]`) and `wavs/ID.wav`;
 * any other folder: recordings of any length in sub-folders named for their speaker (files at the top
-  take the folder's own name), with a transcript in a same-named `.txt` when there is one;
+  take the folder's own name; a `speakers.csv` with `file,speaker` rows overrides both), with a
+  transcript in a same-named `.txt` when there is one;
 * a Hugging Face Hub dataset name (`--config`, `--split`), streamed; this needs the network.
 """
 
@@ -36,6 +37,7 @@ UNDECODABLE_EXTENSIONS = (".m4a", ".aac", ".wma", ".mp4", ".webm", ".amr", ".3gp
 AUDIO_COLUMNS = ("audio",)
 TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text")
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id")
+SPEAKERS = "speakers.csv"
 SOURCE_KINDS = ("dataset", "common_voice", "ljspeech", "folder", "hub")
 
 
@@ -116,12 +118,26 @@ def folder(root: Path) -> Iterator[Recording]:
     audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
     if not audio:
         raise SampleError(str(root), f"has no audio files (supported: {', '.join(AUDIO_EXTENSIONS)})")
+    speakers = _speaker_table(root / SPEAKERS)
     for path in audio:
         relative = path.relative_to(root)
         speaker = relative.parts[0] if len(relative.parts) > 1 else root.resolve().name
+        speaker = speakers.get(relative.as_posix(), speaker)
         transcript = path.with_suffix(".txt")
         text = transcript.read_text(encoding="utf-8-sig").strip() if transcript.is_file() else None
         yield Recording(relative.as_posix(), speaker, text or None, path=path)
+
+
+def _speaker_table(path: Path) -> dict[str, str]:
+    """`speakers.csv` (`file,speaker`, file relative to the folder): speakers that the folder names do not
+    tell, e.g. a flat folder of several voices. Empty when there is no such file."""
+    if not path.is_file():
+        return {}
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"file", "speaker"} <= set(reader.fieldnames or ()):
+            raise SampleError(str(path), "needs the columns file and speaker")
+        return {row["file"].strip(): row["speaker"].strip() for row in reader if row["speaker"].strip()}
 
 
 def ljspeech(root: Path) -> Iterator[Recording]:
