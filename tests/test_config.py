@@ -173,7 +173,7 @@ def test_all_problems_are_reported_in_one_error(tmp_path: Path) -> None:
         ("bf16=maybe", "bf16 must be true or false, or 'auto', got 'maybe'"),
         ("lora.target_modules=q_proj", "lora.target_modules must be a list of strings, got 'q_proj'"),
         ("codebook_weights=[1, x]", "codebook_weights must be a list of numbers, or null, got [1, 'x']"),
-        ("optim=adam", "optim must be one of 'adamw_torch', 'adamw_8bit', got 'adam'"),
+        ("optim=adam", "optim must be one of 'adamw_torch', 'adamw_8bit', 'paged_adamw_8bit', got 'adam'"),
         ("prompt=5", "section 'prompt' must be a mapping of keys to values, got 5"),
     ],
 )

@@ -110,3 +110,9 @@ def test_non_finite_config_value_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "learning_rate must be a finite number, got inf" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_bad_choice_for_an_option_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    proc = higgs_tune("clone", "--model", tmp_path, "--out", tmp_path / "x.wav", "--checkpoint", "bogus")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "'bogus' is not one of 'best', 'last'" in proc.stderr

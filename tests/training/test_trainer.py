@@ -149,6 +149,7 @@ def test_checkpoint_records_prompt_settings_and_clone_uses_them(tiny_model_dir, 
     assert checkpoint.read_trainer_state(final)["prompt"] == {
         "system_prompt": "Talk like them.",
         "scene": "Audio is recorded from a quiet room.",  # the base model's default scene
+        "text_normalisation": "none",  # the prepared data's
     }
     _, _, settings = load_for_cloning(str(tiny_model_dir), tmp_path / "run")
     assert settings.system_prompt == "Talk like them."

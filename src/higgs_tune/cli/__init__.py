@@ -20,7 +20,17 @@ from higgs_tune.logs import setup_logging
 log = logging.getLogger("higgs_tune")
 
 # Importing a command module registers its commands on `app`, in pipeline order (the order of `--help`).
-COMMAND_MODULES = ("tiny", "ingest", "data", "prepared", "training", "inference", "evaluation", "preferences")
+COMMAND_MODULES = (
+    "tiny",
+    "ingest",
+    "data",
+    "prepared",
+    "training",
+    "inference",
+    "evaluation",
+    "preferences",
+    "push",
+)
 for _name in COMMAND_MODULES:
     importlib.import_module(f"higgs_tune.cli.{_name}")
 
@@ -39,10 +49,8 @@ def main() -> None:
     except (UserError, FileNotFoundError) as e:
         log.error("%s", e)
         sys.exit(2)
-    except Exception as e:  # click's usage errors carry their own exit code and message
-        import click
-
-        if isinstance(e, click.ClickException):
+    except Exception as e:  # usage errors (click's, or typer's copy of click) carry their exit code
+        if _is_usage_error(e):
             e.show()
             sys.exit(e.exit_code)
         if is_disk_full(e, Path.cwd()):
@@ -50,3 +58,16 @@ def main() -> None:
             sys.exit(2)
         raise
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(error: Exception) -> bool:
+    """A bad option or argument: click's `ClickException`, or that of the click copy typer ships."""
+    import click
+
+    if isinstance(error, click.ClickException):
+        return True
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # a typer that uses click itself
+        return False
+    return isinstance(error, ClickException)

@@ -61,6 +61,7 @@ def clone(
     checkpoint: CheckpointOpt = "best",
 ) -> None:
     """Clone a voice: speak TEXT in the voice of REF_AUDIO, or every sample of a --manifest."""
+    _check_texts({"--ref-text": ref_text, "--text": text, "--system-prompt": system_prompt, "--scene": scene})
     from higgs_tune.data.manifests import read_manifest
     from higgs_tune.inference.clone import check_reference, clone_manifest, clone_one
     from higgs_tune.inference.generate import load_for_cloning
@@ -82,6 +83,14 @@ def clone(
         return
     result = clone_one(lm, processor, ref_audio, ref_text, text, settings, sampling, max_seconds=max_seconds)
     _write_clone(result, out, codes_out, processor, max_seconds)
+
+
+def _check_texts(texts: dict[str, str | None]) -> None:
+    """Refuse a control token in a text given on the command line, as `validate` refuses it in a manifest
+    (`data.problems.special_token_problem`), before any model is loaded."""
+    from higgs_tune.data.problems import raise_for_errors, text_problems
+
+    raise_for_errors(text_problems(texts, "clone", None))
 
 
 def _write_clone(result: Clone, out: Path, codes_out: Path | None, processor, max_seconds: float) -> None:

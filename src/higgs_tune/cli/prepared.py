@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from higgs_tune.cli.app import ModelOpt, app
+from higgs_tune.config import TextNormalisation
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS
 
 log = logging.getLogger("higgs_tune")
@@ -70,6 +71,10 @@ def prepare(
     device: Annotated[
         str | None, typer.Option(help="Where the codec runs: cuda or cpu (default: cuda if any).")
     ] = None,
+    text_normalisation: Annotated[
+        TextNormalisation,
+        typer.Option(help="Normalise the transcripts (README, 'Text normalisation'); clones use the same."),
+    ] = "none",
 ) -> None:
     """Encode every distinct clip of a manifest once into a prepared dataset for training.
 
@@ -91,4 +96,5 @@ def prepare(
         min_seconds=min_seconds,
         max_seconds=max_seconds,
         source_dir=manifest.parent,
+        text_normalisation=text_normalisation,
     )

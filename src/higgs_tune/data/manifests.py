@@ -35,7 +35,7 @@ from higgs_tune.data.manifest_entries import (
     system_message_problems,
     unused_key_problems,
 )
-from higgs_tune.data.problems import Problem, raise_for_errors
+from higgs_tune.data.problems import Problem, raise_for_errors, text_problems
 from higgs_tune.data.samples import Sample
 from higgs_tune.files import write_text_atomic
 
@@ -92,6 +92,9 @@ def scan_manifest(path: str | os.PathLike[str], *, require_target: bool = True) 
             continue
         entry = Entry(where, sample_id, base)
         sample = parse_entry(obj, entry, require_target, unknown)
+        if sample is not None:
+            texts = {"ref_text": sample.ref_text, "text": sample.text, "scene": sample.scene}
+            entry.problems.extend(text_problems(texts, where, sample_id))
         scan.problems.extend(entry.problems)
         if entry.system is not None:
             systems.setdefault(entry.system, UnusedKey(where)).count += 1

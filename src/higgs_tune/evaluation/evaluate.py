@@ -30,6 +30,7 @@ from higgs_tune.inference.clone import clone_manifest, screen_references
 from higgs_tune.inference.generate import load_for_cloning
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 from higgs_tune.inference.speech_checks import CUT, SILENT, TOO_LONG, TOO_SHORT
+from higgs_tune.training.card import record_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,8 @@ def evaluate(
     write_json(out / "report.json", report)
     _plots(systems, out)
     write_text_atomic(out / "report.md", render_markdown(report))
+    if adapter is not None:  # the checkpoint's model card carries its latest figures
+        record_evaluation(adapter, report)
     log.info("evaluation report: %s", out / "report.md")
     return report
 

@@ -30,6 +30,7 @@ NOT_IDENTITY = {
     "torch_dtype",
     "_commit_hash",
     "architectures",
+    "quantization_config",  # QLoRA quantises the same base; its adapter merges onto the unquantised one
 }
 # Values taken from each weight for the weights digest: enough to tell two trainings apart, cheap at 3B.
 SAMPLED_VALUES = 1024

@@ -24,12 +24,18 @@ log = logging.getLogger(__name__)
 
 
 def source_digest(
-    samples: Sequence[Sample], skipped: Sequence[Skipped], model_id: str, bounds: tuple[float, float]
+    samples: Sequence[Sample],
+    skipped: Sequence[Skipped],
+    model_id: str,
+    bounds: tuple[float, float],
+    text_normalisation: str = "none",
 ) -> str:
-    """What a finished dataset was made from: every sample's fields, the model and the duration bounds,
-    not the file bytes (hashing every file again just to learn that there is nothing to do would defeat
-    the point)."""
-    digest = hashlib.sha1(json.dumps([model_id, *bounds]).encode())
+    """What a finished dataset was made from: every sample's fields, the model, the duration bounds and
+    the text normalisation, not the file bytes (hashing every file again just to learn that there is
+    nothing to do would defeat the point). No normalisation adds nothing, so datasets prepared before the
+    setting existed keep their digest."""
+    header = [model_id, *bounds] + ([text_normalisation] if text_normalisation != "none" else [])
+    digest = hashlib.sha1(json.dumps(header).encode())
     for s in samples:
         fields = [s.id, str(s.ref_audio), s.ref_text, s.text, str(s.audio), s.speaker, s.scene]
         digest.update(json.dumps(fields, ensure_ascii=False).encode())
@@ -50,8 +56,8 @@ def finished_index(out: Path, source: str) -> dict | None:
     if index.get("source") != source:
         raise SampleError(
             str(out),
-            f"already holds a prepared dataset of other samples, another model ({index.get('model')}) or "
-            "other duration bounds; use another --out or delete that folder",
+            f"already holds a prepared dataset of other samples, another model ({index.get('model')}), "
+            "other duration bounds or another text normalisation; use another --out or delete that folder",
         )
     return index if (out / "samples.jsonl").exists() else None
 
@@ -126,6 +132,7 @@ def _index(
         "audio_hours": round(sum(frames[c] for c in used) / run.codec.frame_rate / 3600, 4),
         "num_processes": run.world,
         "shard_size": run.shard_size,
+        "text_normalisation": run.text_normalisation,
         "source": run.source,
         "shards": shards,
     }

@@ -39,9 +39,11 @@ from pathlib import Path
 
 import torch
 
+from higgs_tune.config import TextNormalisation
 from higgs_tune.data.manifests import read_manifest, scan_manifest
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS, Problem, raise_for_errors
 from higgs_tune.data.samples import Sample, SampleError
+from higgs_tune.data.text_normalisation import normalise_sample
 from higgs_tune.prepared.assignment import assign_clips
 from higgs_tune.prepared.bad_samples import Skipped, raise_for_bad
 from higgs_tune.prepared.encode import encode_shards
@@ -117,6 +119,7 @@ def prepare_dataset(
     min_seconds: float = MIN_SECONDS,
     max_seconds: float = MAX_SECONDS,
     source_dir: Path | None = None,
+    text_normalisation: TextNormalisation = "none",
 ) -> dict:
     """Encode every distinct clip of `samples` once and write a prepared dataset to `out`, clip paths
     relative to `source_dir` (the manifest's folder) or not at all, never absolute (`PrepareRun.recorded`).
@@ -127,6 +130,8 @@ def prepare_dataset(
     using it and lists them, with `skipped` (entries already dropped from the manifest), in skipped.jsonl.
     Bad means what `higgs-tune validate` calls an error: unreadable, a clip outside [`min_seconds`,
     `max_seconds`] (the same defaults), or a reference that is the target itself (the same bytes).
+    The texts are stored normalised by `text_normalisation` (`data.text_normalisation`), and the index
+    records it, so that training prompts with it and clones normalise their texts the same way.
     Returns the index (also written to `out/index.json`), in every process.
 
     Several processes must see `out` on one file system: they coordinate through files in it alone; another
@@ -135,7 +140,8 @@ def prepare_dataset(
     """
     _check_settings(shard_size, min_seconds, max_seconds)
     out, (rank, world), bounds = Path(out), process_rank(), (min_seconds, max_seconds)
-    source = source_digest(samples, skipped, model_id, bounds)
+    samples = [normalise_sample(s, text_normalisation) for s in samples]
+    source = source_digest(samples, skipped, model_id, bounds, text_normalisation)
     index = _already_prepared(out, source)
     if index is not None:
         return index
@@ -161,6 +167,7 @@ def prepare_dataset(
             bounds=bounds,
             digest=run_digest(source, assignment, skip_bad, world, shard_size),
             source_dir=source_dir,
+            text_normalisation=text_normalisation,
         )
         return _encode_and_finish(run)
 

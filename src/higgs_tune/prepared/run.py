@@ -33,6 +33,7 @@ class PrepareRun:
     shard_size: int
     bounds: tuple[float, float]  # (min_seconds, max_seconds) of an accepted clip
     digest: str  # identity of this very run (`ranks.run_digest`), checked in the markers of other ranks
+    text_normalisation: str = "none"  # how the texts were normalised (`data.text_normalisation`)
     source_dir: Path | None = None  # the manifest's folder, which recorded clip paths are relative to
 
     def recorded(self, path: Path) -> str | None:

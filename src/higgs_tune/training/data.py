@@ -15,13 +15,14 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from higgs_tune.config import TrainConfig
+from higgs_tune.data.text_normalisation import training_normalisation
 from higgs_tune.errors import UserError
 from higgs_tune.files import write_json, write_text_atomic
 from higgs_tune.model.fingerprint import codec_digest
@@ -79,12 +80,15 @@ class TrainingData:
     """The examples of one run, split, length-filtered and planned into this rank's micro-batches."""
 
     def __init__(self, cfg: TrainConfig, processor, accelerator: Accelerator, run_dir: Path) -> None:
-        self.cfg = cfg
         self.processor = processor
         self.accelerator = accelerator
         self.run_dir = run_dir
         self.prepared = PreparedData(Path(cfg.data))
         check_codec(self.prepared, processor, cfg.model)
+        # The run prompts with the text normalisation its data was prepared with (the trainer takes this cfg).
+        recorded = self.prepared.index.get("text_normalisation", "none")
+        how = training_normalisation(cfg.prompt.text_normalisation, recorded, cfg.data)
+        self.cfg = cfg = replace(cfg, prompt=replace(cfg.prompt, text_normalisation=how))
         train_idx, eval_idx = split_indices(self.prepared, cfg.eval_fraction, cfg.seed)
         if cfg.eval_fraction > 0 and not eval_idx and accelerator.is_main_process:
             log.warning(

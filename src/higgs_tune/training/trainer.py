@@ -27,7 +27,6 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from accelerate.utils import DistributedType, set_seed
@@ -39,16 +38,15 @@ from higgs_tune.files import full_disk_named
 from higgs_tune.model.loading import load_processor
 from higgs_tune.training.best import BestCheckpoint
 from higgs_tune.training.build import build_model, build_optimizer, lr_lambda, parameter_counts
+from higgs_tune.training.card import write_checkpoint_card
 from higgs_tune.training.collate import LOSS_INPUTS
 from higgs_tune.training.data import TrainingData
 from higgs_tune.training.distributed import check_backends, make_accelerator, sum_over_ranks, uses_bf16
 from higgs_tune.training.loss import LossSums, combine
 from higgs_tune.training.previews import TrainingPreviews
 from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics, stop_health_warnings
+from higgs_tune.training.trackers import Trackers
 from higgs_tune.typed_config import require, save_config
-
-if TYPE_CHECKING:
-    from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +81,14 @@ class Trainer:
             self._resume()
         self._setup_run_dir()
         self.previews = self._setup_previews()
-        self.writer = self._setup_writer()
+        self.trackers = Trackers(self.accelerator, cfg, self.run_dir)
 
     def _setup_data(self) -> None:
         """The processor, the run's data and batch plan, and the run's length in optimizer steps."""
         self.processor = load_processor(self.cfg.model)
         self.frame_rate = float(self.processor.audio_tokenizer.config.frame_rate)
         self.data = TrainingData(self.cfg, self.processor, self.accelerator, self.run_dir)
+        self.cfg = self.data.cfg  # its prompt's text normalisation is the data's
         self.max_steps = self.cfg.max_steps or self.data.steps_for_epochs(self.cfg.num_train_epochs)
 
     def _setup_model_and_optimizer(self) -> None:
@@ -172,14 +171,6 @@ class Trainer:
             return None
         prompts = self.data.preview_prompts(cfg.num_preview_prompts)
         return TrainingPreviews(self.processor, prompts, cfg.prompt)
-
-    def _setup_writer(self) -> SummaryWriter | None:
-        """The TensorBoard writer of the main process; None on the others."""
-        if not self.accelerator.is_main_process:
-            return None
-        from torch.utils.tensorboard import SummaryWriter
-
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def to_device(self, batch: dict) -> dict:
         """A micro-batch's loss inputs on this process's device, copied without blocking the host."""
@@ -314,6 +305,7 @@ class Trainer:
                 save_config(self.cfg, tmp / "train_config.yaml")
                 base = wrapper.base_fingerprint
                 state = checkpoint.trainer_state(self.cfg, self.step, metrics, self.best.state(), base)
+                write_checkpoint_card(tmp, state)
                 final = checkpoint.finalize(self.run_dir, self.step, state, self.cfg.save_total_limit)
         acc.wait_for_everyone()
         return final or self.run_dir / f"checkpoint-{self.step}"
@@ -324,10 +316,7 @@ class Trainer:
         path = self.run_dir / "metrics.jsonl"
         with full_disk_named(path), open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")
-        for k, v in metrics.items():
-            if k != "step" and isinstance(v, int | float):
-                self.writer.add_scalar(f"train/{k}" if not k.startswith("eval") else k, v, metrics["step"])
-        self.writer.flush()
+        self.trackers.log(metrics)
 
     def run(self) -> Path:
         """Train to `max_steps`, or until early stopping ends the run; returns the final checkpoint folder."""
@@ -371,8 +360,7 @@ class Trainer:
                     break
         finally:  # also when a non-finite loss or an interrupt stops the run
             bar.close()
-            if self.writer is not None:
-                self.writer.close()
+            self.trackers.finish()
         return final or checkpoint.last_checkpoint(self.run_dir)
 
     def _evaluate_and_save(self) -> Path | None:
@@ -386,7 +374,7 @@ class Trainer:
         is_best = (self.step % cfg.eval_steps == 0 or last) and self.evaluate()
         if self.previews is not None and self.step % cfg.preview_steps == 0:
             higgs = self.accelerator.unwrap_model(self.model).higgs
-            self._log(self.previews.run(higgs, self.step, self.writer))
+            self._log(self.previews.run(higgs, self.step, self.trackers))
         stop = self.best.should_stop()
         if stop and self.accelerator.is_main_process:
             log.info(
