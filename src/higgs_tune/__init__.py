@@ -2,6 +2,11 @@
 
 Data flows one way, one subpackage per stage; a stage imports only the stages before it:
 
+    ingest/      raw audio -> corpus     recordings and datasets cut at pauses (silero-vad), transcribed
+                                         (Whisper), filtered, written resumably as clips + utterances.jsonl;
+                                         the one exception to the rule: it reuses data/'s checks,
+                                         evaluation/'s ASR and CER, model/'s model lookup and
+                                         prepared/'s rank split
     data/        manifest -> samples     reading manifests, pairing utterances, validating clips and texts
     model/       the model's inputs      loading, the chat template, the one prompt builder, codec codes
     prepared/    samples -> codes        every distinct clip encoded once into shards; the reader

@@ -20,7 +20,17 @@ from higgs_tune.logs import setup_logging
 log = logging.getLogger("higgs_tune")
 
 # Importing a command module registers its commands on `app`, in pipeline order (the order of `--help`).
-COMMAND_MODULES = ("tiny", "data", "prepared", "training", "inference", "evaluation", "preferences", "push")
+COMMAND_MODULES = (
+    "tiny",
+    "ingest",
+    "data",
+    "prepared",
+    "training",
+    "inference",
+    "evaluation",
+    "preferences",
+    "push",
+)
 for _name in COMMAND_MODULES:
     importlib.import_module(f"higgs_tune.cli.{_name}")
 

@@ -50,6 +50,10 @@ CODES: dict[str, tuple[str, str]] = {
     "chars_per_second": (WARNING, "text length does not fit the clip duration (wrong transcript?)"),
     "duplicate_pair": (WARNING, "same reference and target as an earlier sample"),
     "no_arabic_script": (WARNING, "target text has no Arabic letters although --language ar"),
+    # found by `higgs-tune ingest`, which rejects such clips (CORPUS/rejected.jsonl)
+    "low_snr": (WARNING, "estimated signal-to-noise ratio is low: speech buried in noise"),
+    "little_speech": (WARNING, "the voice activity detector found little speech in the clip"),
+    "transcript_mismatch": (WARNING, "the transcript differs from what ASR hears (CER over --max-cer)"),
 }
 
 
