@@ -84,9 +84,10 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self.accelerator = make_accelerator(cfg, self.bf16)
         prepare_run_folder(self.accelerator, self.run_dir, resume, overwrite)
-        resume_from = resume_point(self.run_dir, cfg, force) if resume else None
         set_seed(cfg.seed)
         self._setup_data()
+        # Compared once the data has filled in what it decides (the prompt's text normalisation).
+        resume_from = resume_point(self.run_dir, self.cfg, force) if resume else None
         self._setup_model_and_optimizer()
         if resume_from is not None:
             self.step = restore(self.accelerator, resume_from, self.scheduler, self.best)
@@ -94,7 +95,7 @@ class Trainer:
             trim_metrics(self.run_dir, self.step)
         self._setup_run_dir()
         self.previews = self._setup_previews()
-        self.trackers = Trackers(self.accelerator, cfg, self.run_dir)
+        self.trackers = Trackers(self.accelerator, self.cfg, self.run_dir)
         if resume:  # the interrupted run's events after the checkpoint are logged again
             self.trackers.purge_from(self.step + 1)
 
