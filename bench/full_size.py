@@ -2,13 +2,14 @@
 
 HiggsAudioV2Config defaults (28 layers, hidden 3072, 8 codebooks of 1026; 5.4B parameters with the
 DualFFN's second MLP), random bf16 weights, one synthetic example of `--seq-len` (2048) tokens per
-micro-batch, LoRA and full fine-tuning (bf16 weights and AdamW state, to fit one GPU), each with and
-without gradient checkpointing. The model is made ready to train, and its optimizer built, by the
-trainer's own functions (`training.build`), so the LoRA measured is the LoRA trained. It prints
-tokens/s, MFU and peak GPU memory. MFU = model FLOPs per second / the GPU's dense bf16 peak (table by
+micro-batch, in each of `SETTINGS`: LoRA with and without gradient checkpointing with transformers'
+DualFFN layer and the sync-free one, QLoRA on an NF4 base, full fine-tuning with 8-bit AdamW. The
+model is made ready to train, and its optimizer built, by the trainer's own functions
+(`training.build`), so the LoRA measured is the LoRA trained. It prints tokens/s, MFU and peak GPU
+memory. MFU = model FLOPs per second / the GPU's dense bf16 peak (table by
 device name, `--peak-tflops` overrides), with model FLOPs per token
 
-    full: 6 * N + 12 * L * T * d          LoRA: 4 * N + 12 * L * T * d (+ 6 * N_lora)
+    full: 6 * N + 12 * L * T * d          (Q)LoRA: 4 * N + 12 * L * T * d (+ 6 * N_lora)
 
 N: the weights a token goes through (attention and ONE of the two MLPs per layer, the DualFFN routes
 each position to one of them) plus the audio head counted at labelled positions only; L layers, T the
@@ -21,6 +22,7 @@ gradient checkpointing is not counted (model FLOPs, not hardware FLOPs).
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 
 import torch
@@ -103,89 +105,138 @@ def model_flops_per_token(config, seq_len: int, labelled_fraction: float, lora: 
     return (4 * n + 6 * n_lora if lora else 6 * n) + attention
 
 
+# (mode, gradient checkpointing, DualFFN layer): LoRA on a bf16 base with both layers, QLoRA on an NF4
+# base, and full fine-tuning as the trainer runs it on one GPU (float32 weights, 8-bit AdamW).
+SETTINGS = (
+    ("lora", False, "stock"),
+    ("lora", False, "fast"),
+    ("lora", True, "stock"),
+    ("lora", True, "fast"),
+    ("qlora", True, "fast"),
+    ("full", True, "fast"),
+)
+
+
 def run_full_size(args: argparse.Namespace, config=None, device: torch.device | None = None) -> list[dict]:
-    """LoRA and full fine-tuning steps of the full-size architecture; returns one row per setting."""
+    """Training steps of the full-size architecture in each of `SETTINGS`; returns one row per setting."""
     device = device or torch.device("cuda")
     config = config or full_size_config()
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     peak = peak_tflops(name, args.peak_tflops)
     example = {k: v.to(device) for k, v in synthetic_example(config, args.seq_len).items()}
     labelled = example["audio_index"].numel() / args.seq_len
-    rows = []
-    for mode in ("lora", "full"):
-        for checkpointing in (False, True):
-            try:
-                row = full_size_setting(args, config, device, mode, checkpointing, example)
-            except torch.cuda.OutOfMemoryError:
-                row = {"oom": True}
-            row.update(mode=mode, checkpointing=checkpointing)
-            if not row.get("oom"):
-                flops = model_flops_per_token(config, args.seq_len, labelled, mode == "lora", row["n_lora"])
-                row["tflops"] = row["tokens_per_s"] * flops / 1e12
-                row["mfu"] = row["tflops"] / peak if peak else None
-            rows.append(row)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
     print(
         f"\n{name}: seq len {args.seq_len}, micro-batch 1, bf16 autocast; "
         f"peak {peak or 'unknown (use --peak-tflops)'} TFLOP/s; {labelled:.0%} of positions labelled"
     )
-    print_full_size_table(rows)
+    print_table_head()
+    rows = []
+    for mode, checkpointing, layer in SETTINGS:
+        try:
+            row = full_size_setting(args, config, device, mode, checkpointing, example, layer)
+        except torch.cuda.OutOfMemoryError:
+            row = {"oom": True}
+        except RuntimeError as e:  # e.g. no bitsandbytes: the other rows still count
+            row = {"error": str(e).splitlines()[0][:70]}
+        row.update(mode=mode, checkpointing=checkpointing, layer=layer)
+        if not row.get("oom") and not row.get("error"):
+            lora = mode != "full"
+            flops = model_flops_per_token(config, args.seq_len, labelled, lora, row["n_lora"])
+            row["tflops"] = row["tokens_per_s"] * flops / 1e12
+            row["mfu"] = row["tflops"] / peak if peak else None
+        rows.append(row)
+        print_row(row)  # row by row, so a run cut short by a time limit keeps what it measured
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    print("sync ops: GPU-syncing operations in one forward + backward (boolean-mask indexing etc.);")
+    print("CUDA syncs: synchronisations torch reports for one whole step, optimizer included")
     return rows
 
 
-def print_full_size_table(rows: list[dict]) -> None:
+def print_table_head() -> None:
     head = (
-        f"{'mode':6}{'grad ckpt':>10}{'tokens/s':>11}{'TFLOP/s':>10}{'MFU':>8}{'peak GiB':>10}"
+        f"{'mode':6}{'DualFFN':>10}{'grad ckpt':>10}{'tokens/s':>11}{'TFLOP/s':>10}{'MFU':>8}{'peak GiB':>10}"
         f"{'sync ops':>10}{'CUDA syncs':>12}"
     )
-    print(head + "\n" + "-" * len(head))
-    for r in rows:
-        ckpt = "on" if r["checkpointing"] else "off"
-        if r.get("oom"):
-            print(f"{r['mode']:6}{ckpt:>10}{'out of GPU memory':>30}")
-            continue
-        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
-        cuda = r["cuda_syncs"] if r["cuda_syncs"] is not None else "n/a"
-        print(
-            f"{r['mode']:6}{ckpt:>10}{r['tokens_per_s']:>11,.0f}{r['tflops']:>10.1f}{mfu:>8}"
-            f"{r['peak_gib']:>10.1f}{r['sync_ops']:>10}{cuda:>12}"
-        )
-    print("sync ops: GPU-syncing operations in one forward + backward (boolean-mask indexing etc.);")
-    print("CUDA syncs: synchronisations torch reports for one whole step, optimizer included")
+    print(head + "\n" + "-" * len(head), flush=True)
 
 
-def full_size_model(config, device: torch.device, mode: str, checkpointing: bool):
+def print_row(r: dict) -> None:
+    ckpt = "on" if r["checkpointing"] else "off"
+    layer = "sync-free" if r["layer"] == "fast" else "stock"
+    if r.get("oom") or r.get("error"):
+        print(f"{r['mode']:6}{layer:>10}{ckpt:>10}  {r.get('error', 'out of GPU memory')}", flush=True)
+        return
+    mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+    cuda = r["cuda_syncs"] if r["cuda_syncs"] is not None else "n/a"
+    print(
+        f"{r['mode']:6}{layer:>10}{ckpt:>10}{r['tokens_per_s']:>11,.0f}{r['tflops']:>10.1f}{mfu:>8}"
+        f"{r['peak_gib']:>10.1f}{r['sync_ops']:>10}{cuda:>12}",
+        flush=True,
+    )
+
+
+def full_size_model(config, device: torch.device, mode: str, checkpointing: bool, **options):
     """A freshly built full-size model prepared for training as the trainer would, and its optimizer.
 
-    bf16 weights under bf16 autocast; LoRA adapters are float32 (peft). Full fine-tuning here keeps
-    weights and AdamW state in bf16 (8 bytes a parameter, 43 GB for 5.4B), because the trainer's float32
-    master weights and state (16 bytes a parameter, 86 GB) only fit once sharded (FSDP / ZeRO) or with
-    adamw_8bit. The FLOPs per step are the same either way.
+    LoRA: bf16 weights under bf16 autocast, float32 adapters (peft). QLoRA: the same model saved and
+    loaded back through the trainer's `build_model` with `quantization=nf4` (bitsandbytes quantises while
+    loading) and `paged_adamw_8bit`. Full: float32 master weights under autocast and 8-bit AdamW (the
+    trainer's full fine-tuning on one GPU; float32 AdamW state would need 86 GB). `options` are further
+    TrainConfig fields (fast_dual_ffn).
     """
     from higgs_tune.config import LoraConfig, TrainConfig
     from higgs_tune.model.loading import build_model_from_config
     from higgs_tune.training.build import build_optimizer, parameter_counts, prepare_for_training
 
+    optim = {"lora": "adamw_torch", "qlora": "paged_adamw_8bit", "full": "adamw_8bit"}[mode]
     cfg = TrainConfig(
         full=mode == "full",
         gradient_checkpointing=checkpointing,
         learning_rate=1e-5,
         lora=LoraConfig(dropout=0.0),
+        optim=optim,
+        **options,
     )
     with torch.device(device):
-        model = build_model_from_config(config)
-    model.to(torch.bfloat16 if device.type == "cuda" else torch.float32)
-    wrapped = prepare_for_training(model, cfg).train()
-    n_lora = parameter_counts(wrapped)[0] if mode == "lora" else 0
+        model = build_model_from_config(config, fast_dual_ffn=cfg.fast_dual_ffn)
+    model.to(torch.bfloat16 if device.type == "cuda" and mode != "full" else torch.float32)
+    if mode == "qlora":
+        wrapped = _quantised_lora(model, cfg, device)
+    else:
+        wrapped = prepare_for_training(model, cfg).train()
+    n_lora = parameter_counts(wrapped)[0] if mode != "full" else 0
     return wrapped, build_optimizer(cfg, wrapped), n_lora
 
 
-def full_size_setting(args, config, device, mode: str, checkpointing: bool, example: dict) -> dict:
+def _quantised_lora(model, cfg, device: torch.device):
+    """`model` saved, then loaded by the trainer's `build_model` with its base quantised to NF4."""
+    import dataclasses
+    import tempfile
+
+    from higgs_tune.training.build import build_model
+
+    with tempfile.TemporaryDirectory(prefix="qlora-base-") as folder:
+        model.save_pretrained(folder)
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        cfg = dataclasses.replace(cfg, model=folder, quantization="nf4")
+        return build_model(cfg, use_bf16=device.type == "cuda").train()
+
+
+def full_size_setting(
+    args, config, device, mode: str, checkpointing: bool, example: dict, layer: str = "fast"
+) -> dict:
     """Time `args.steps` steps (after `args.warmup_steps`) of one setting on a freshly built model."""
     from higgs_tune.training.loss import combine
 
-    wrapped, optimizer, n_lora = full_size_model(config, device, mode, checkpointing)
+    wrapped, optimizer, n_lora = full_size_model(
+        config, device, mode, checkpointing, fast_dual_ffn=layer == "fast"
+    )
+    gc.collect()  # the unquantised model QLoRA was loaded from (decoder layers hold reference cycles)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     weights = torch.ones(config.num_codebooks, device=device)
     frames = example["audio_index"].numel()
 

@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python bench/train.py                # tiny model, CPU (or --device cuda), ~2 minutes
     PYTHONPATH=src python bench/train.py --full-size    # full-size architecture, random bf16, CUDA only
+    PYTHONPATH=src python bench/train.py --dual-ffn --steps 20    # stock vs sync-free DualFFN layer
 
 Default mode. One run builds the tiny model (`higgs_tune.tiny.model`), a pool of synthetic clips of 1 to
 20 s (`higgs_tune.tiny.synth.synth_speech`) and cloning pairs drawn from it, then trains the same LoRA on the
@@ -12,6 +13,10 @@ Each path's first batch is a warm-up and is not timed. The naive path runs on th
 `--naive-samples` samples only (its codec calls are what make it slow); every figure is a rate or a
 fraction, and the naive padding over the whole epoch is printed too, computed from the same lengths.
 Each path also reports its GPU-syncing operations per forward + backward (`measure.py`).
+
+`--dual-ffn`: transformers' DualFFN layer against the sync-free one (`dual_ffn.py`): step time, tokens/s
+and GPU-syncing operations per micro-batch, with ratios; tiny model on CPU by default, real one with
+`--full-size --device cuda`.
 
 `--full-size` (CUDA): the real architecture with random weights, LoRA and full fine-tuning, tokens/s,
 MFU and peak GPU memory (`full_size.py`, which also gives the FLOPs formula).
@@ -30,6 +35,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from dual_ffn import run_dual_ffn
 from full_size import run_full_size
 from train_paths import run_naive, run_ours
 
@@ -203,6 +209,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=None, help="where the data goes (default: a new temp folder)")
     p.add_argument("--full-size", action="store_true", help="full-size architecture on CUDA instead")
+    p.add_argument(
+        "--dual-ffn",
+        action="store_true",
+        help="stock vs sync-free DualFFN layer (tiny model unless --full-size)",
+    )
+    p.add_argument("--checkpointing", action="store_true", help="--dual-ffn with gradient checkpointing")
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup-steps", type=int, default=2)
@@ -223,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
         device = torch.device(args.device)
         result = (run_naive if args.worker == "naive" else run_ours)(spec, args, device)
         Path(args.result).write_text(json.dumps(result))
+    elif args.dual_ffn:
+        run_dual_ffn(args)
     elif args.full_size:
         if not torch.cuda.is_available():
             sys.exit(

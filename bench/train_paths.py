@@ -165,7 +165,7 @@ def run_ours(spec: dict, args: argparse.Namespace, device: torch.device) -> dict
     torch.manual_seed(0)
     cfg = bench_config(spec, args, device)
     started = time.perf_counter()
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, overwrite=True)  # each repeat starts afresh, its length pass included
     setup_s = time.perf_counter() - started
     trainer.model.train()
     prepared = trainer.data.prepared

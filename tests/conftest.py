@@ -69,6 +69,7 @@ def eval_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir, prepared_
     Arabic and English, with 0.5 s clips so it takes seconds; the report and listening-test tests share it."""
     from transformers import GenerationConfig
 
+    from higgs_tune.checkpoint import resolve_checkpoint
     from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
     from higgs_tune.inference.settings import LengthLimit
     from higgs_tune.tiny.eval_models import build_tiny_eval_models
@@ -87,7 +88,8 @@ def eval_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir, prepared_
     heldout.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     short = LengthLimit(min_seconds=0.5, max_seconds=0.5)
     settings = EvalSettings(asr_model=str(asr), speaker_model=str(speaker), language="ar", limit=short)
-    evaluate(heldout, str(tiny_model_dir), root / "run", root / "eval", True, settings)
+    checkpoint = resolve_checkpoint(root / "run", "best")  # as `eval --adapter RUN` does
+    evaluate(heldout, str(tiny_model_dir), checkpoint, root / "eval", True, settings)
     return root / "eval"
 
 

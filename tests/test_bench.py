@@ -21,7 +21,7 @@ def bench():
     """The bench's modules, imported as `python bench/train.py` imports them (bench/ first on the path)."""
     sys.path.insert(0, str(BENCH))
     try:
-        modules = ("train", "measure", "full_size", "train_paths")
+        modules = ("train", "measure", "full_size", "train_paths", "dual_ffn", "gpu_extras")
         yield SimpleNamespace(**{name: importlib.import_module(name) for name in modules})
     finally:
         sys.path.remove(str(BENCH))
@@ -58,21 +58,34 @@ def test_full_size_flops_formula(bench):
 
 
 def test_full_size_path_runs_on_a_small_config(bench, capsys):
-    """The --full-size code (model build, LoRA and full steps, with and without checkpointing, MFU),
-    run on CPU with the tiny architecture; the real one needs a CUDA GPU."""
+    """The --full-size code (model build; LoRA with both DualFFN layers, with and without checkpointing;
+    QLoRA; full with 8-bit AdamW; MFU), run on CPU with the tiny architecture; the real one needs a GPU."""
     args = bench.train.parse_args(["--full-size", "--seq-len", "160", "--steps", "1", "--warmup-steps", "0"])
     args.peak_tflops = 1.0
     rows = bench.full_size.run_full_size(
         args, config=tiny_lm_config(build_tiny_tokenizer()), device=torch.device("cpu")
     )
-    assert [(r["mode"], r["checkpointing"]) for r in rows] == [
-        ("lora", False),
-        ("lora", True),
-        ("full", False),
-        ("full", True),
+    assert [(r["mode"], r["checkpointing"], r["layer"]) for r in rows] == [
+        ("lora", False, "stock"),
+        ("lora", False, "fast"),
+        ("lora", True, "stock"),
+        ("lora", True, "fast"),
+        ("qlora", True, "fast"),
+        ("full", True, "fast"),
     ]
     assert all(r["tokens_per_s"] > 0 and r["mfu"] > 0 and r["sync_ops"] > 0 for r in rows)
     assert "MFU" in capsys.readouterr().out
+
+
+def test_sync_free_layer_makes_a_handful_of_syncs_per_micro_batch(bench, capsys):
+    """Stock: 17-18 syncing ops per layer per forward + backward; sync-free: the route, the model's one
+    boolean index of its audio embeddings and one scalar read, whatever the number of layers."""
+    args = bench.train.parse_args(["--dual-ffn", "--seq-len", "160", "--steps", "1", "--warmup-steps", "0"])
+    config = tiny_lm_config(build_tiny_tokenizer())
+    rows = bench.dual_ffn.run_dual_ffn(args, config=config, device=torch.device("cpu"))
+    assert rows["stock"]["sync_ops"] >= 17 * config.num_hidden_layers
+    assert rows["fast"]["sync_ops"] <= 3
+    assert rows["fast"]["tokens_per_s"] > 0 and "sync-free" in capsys.readouterr().out
 
 
 def test_naive_baseline_builds_the_processors_batch(bench, tiny_model_dir, sample_data_dir, tiny_model):
@@ -92,6 +105,17 @@ def test_naive_baseline_builds_the_processors_batch(bench, tiny_model_dir, sampl
     inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
     out = tiny_model(**inputs)
     assert torch.isfinite(out.loss) and out.logits.shape[:2] == (2, longest)  # logits at every position
+
+
+def test_cloning_speed_on_the_tiny_model(bench, tiny_model_dir, prepared_dir, tmp_path, capsys):
+    """gpu.sh's cloning real-time factor, through generate_codes, at two batch sizes (CPU, tiny model)."""
+    (tmp_path / "tiny-model").symlink_to(tiny_model_dir)
+    (tmp_path / "tiny-prepared").symlink_to(prepared_dir)
+    args = SimpleNamespace(work=str(tmp_path), full_size=False, frames=4, batch_sizes=[1, 2])
+    rows = bench.gpu_extras.run_rtf(args)
+    assert [r["batch"] for r in rows] == [1, 2]
+    assert all(0 < r["audio_s"] <= r["batch"] * 4 / 25 and r["rtf"] > 0 for r in rows)
+    assert "audio s / wall s" in capsys.readouterr().out
 
 
 def test_gpu_script_dry_run_on_cpu() -> None:

@@ -56,7 +56,7 @@ def test_data_to_clone_through_the_cli(tiny_model_dir, sample_data_dir, tmp_path
     run(
         "train", "--model", tiny_model_dir, "--data", tmp_path / "data", "--out", tmp_path / "run",
         "--resume", "max_steps=4", "save_steps=2", "logging_steps=1", "per_device_train_batch_size=2",
-        "warmup_steps=0",
+        "warmup_steps=0", "prompt.system_prompt=Speak as the reference does.",  # --resume refuses a change
     )  # fmt: skip
     assert [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
             if "loss" in line][-1] == 4  # fmt: skip

@@ -173,7 +173,7 @@ def test_all_problems_are_reported_in_one_error(tmp_path: Path) -> None:
         ("bf16=maybe", "bf16 must be true or false, or 'auto', got 'maybe'"),
         ("lora.target_modules=q_proj", "lora.target_modules must be a list of strings, got 'q_proj'"),
         ("codebook_weights=[1, x]", "codebook_weights must be a list of numbers, or null, got [1, 'x']"),
-        ("optim=adam", "optim must be one of 'adamw_torch', 'adamw_8bit', got 'adam'"),
+        ("optim=adam", "optim must be one of 'adamw_torch', 'adamw_8bit', 'paged_adamw_8bit', got 'adam'"),
         ("prompt=5", "section 'prompt' must be a mapping of keys to values, got 5"),
     ],
 )
@@ -192,7 +192,9 @@ def test_type_errors_name_the_expected_type(override: str, expected: str) -> Non
         (["lora.target_modules=[]"], "lora.target_modules must name at least one module"),
         (["seed=-1"], "seed must be >= 0 and < 4294967296, got -1"),
         (["save_steps=0"], "save_steps must be >= 1, got 0"),
-        (["adam_beta2=.nan"], "adam_beta2 must be >= 0 and < 1, got nan"),
+        (["adam_beta2=.nan"], "adam_beta2 must be a finite number, got nan"),
+        (["learning_rate=.inf"], "learning_rate must be a finite number, got inf"),
+        (["max_steps=null", "num_train_epochs=-.inf"], "num_train_epochs must be a finite number, got -inf"),
     ],
 )
 def test_range_and_cross_field_checks(overrides: list[str], expected: str) -> None:

@@ -2,12 +2,17 @@
 
 Data flows one way, one subpackage per stage; a stage imports only the stages before it:
 
+    ingest/      raw audio -> corpus     recordings and datasets cut at pauses (silero-vad), transcribed
+                                         (Whisper), filtered, written resumably as clips + utterances.jsonl;
+                                         the one exception to the rule: it reuses data/'s checks,
+                                         evaluation/'s ASR and CER, model/'s model lookup and
+                                         prepared/'s rank split
     data/        manifest -> samples     reading manifests, pairing utterances, validating clips and texts
     model/       the model's inputs      loading, the chat template, the one prompt builder, codec codes
     prepared/    samples -> codes        every distinct clip encoded once into shards; the reader
     training/    codes -> examples -> batches -> model     label masking, collation, batch plans, the one
-                                         loss, stop health, the trainer
-    inference/   model -> speech         cloning with the training prompt, merging a fine-tune
+                                         loss, stop health, the trainer, trackers, model cards
+    inference/   model -> speech         cloning with the training prompt, merging a fine-tune, pushing it
     evaluation/  speech -> metrics       ASR (WER/CER), speaker similarity, signal checks, the eval report
     tiny/        fixtures                a random 2-layer model, synthetic voices, a small dataset, the demo
 
@@ -30,6 +35,7 @@ Glossary (one word per idea):
     clone        generate the target speech of a sample from its reference (`inference.clone`)
     preview      a clip cloned from a held-out prompt while training, to listen to (`training.previews`)
     evaluate     clone a held-out manifest and measure words, voice and stopping (`evaluation.evaluate`)
+    model card   the README.md of a folder of weights, in the Hub's format (`training.card`)
 """
 
 __version__ = "0.1.0"

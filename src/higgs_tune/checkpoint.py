@@ -3,9 +3,15 @@
 A checkpoint folder `RUN/checkpoint-<step>/` holds
 
     adapter/ or model/     the LoRA adapter (peft) or the full weights (HF layout), for cloning and merging
-    state/                 accelerate's training state: optimizer, scheduler, RNG of every process
+    state/                 the training state: trainable weights (safetensors) and optimizer (accelerate's
+                           `save_state`, loaded with `weights_only=True`), the schedule and every
+                           process's random generators as JSON (`write_plain_state`)
     trainer_state.json     step, mode, base model, prompt settings, config, the run's best checkpoint
     train_config.yaml      the exact run configuration
+
+Nothing in a checkpoint is unpickled: a run folder may come from anyone, and a pickle runs code when it is
+loaded. The schedule and the random generators, which accelerate would pickle (its custom checkpointing
+loads with full pickle), are written as plain JSON here instead.
 
 It is written to `RUN/.tmp-checkpoint-<step>/` and renamed into place when complete, so a process killed
 mid-save leaves only a temporary folder that `--resume` ignores.
@@ -19,23 +25,28 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+import torch
+
 from higgs_tune.config import TrainConfig
+from higgs_tune.files import write_json, write_text_atomic
 from higgs_tune.typed_config import config_to_dict
 
 if TYPE_CHECKING:
-    import torch
     from accelerate import Accelerator
 
 log = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
+SCHEDULER_STATE = "scheduler.json"
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
@@ -106,14 +117,22 @@ def training_mode(cfg: TrainConfig) -> Literal["full", "lora"]:
     return "full" if cfg.full else "lora"
 
 
-def trainer_state(cfg: TrainConfig, step: int, metrics: dict | None = None, best: dict | None = None) -> dict:
+def trainer_state(
+    cfg: TrainConfig,
+    step: int,
+    metrics: dict | None = None,
+    best: dict | None = None,
+    base: dict | None = None,
+) -> dict:
     """What `trainer_state.json` records: enough to resume the run and to clone with its prompt settings,
-    and the run's best checkpoint so far (`best`: `training.best.BestCheckpoint.state()`)."""
+    the run's best checkpoint so far (`best`: `training.best.BestCheckpoint.state()`), and the base model
+    it was trained on (`base`: `model.fingerprint.base_fingerprint`), checked wherever an adapter loads."""
     return {
         **(best or {}),
         "step": step,
         "mode": training_mode(cfg),
         "model": cfg.model,
+        "base": base,
         "text_head": cfg.text_loss_weight > 0,
         "prompt": asdict(cfg.prompt),
         "config": config_to_dict(cfg),
@@ -162,7 +181,8 @@ def finalize(run_dir: Path, step: int, trainer_state: dict, keep: int | None) ->
     """Write the trainer state last, rename the temporary folder into place and prune old checkpoints.
 
     Pruning keeps the newest `keep` checkpoints and, beyond them, the best one the state records, as
-    transformers does: the checkpoint a run is loaded from is never deleted."""
+    transformers does, and never the one just written (should the folder hold checkpoints of higher
+    steps): the checkpoint a run is loaded from is never deleted."""
     tmp = temporary_dir(run_dir, step)
     (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2, ensure_ascii=False))
     final = Path(run_dir) / f"checkpoint-{step}"
@@ -170,9 +190,9 @@ def finalize(run_dir: Path, step: int, trainer_state: dict, keep: int | None) ->
         shutil.rmtree(final)
     tmp.rename(final)
     if keep is not None:
-        best = trainer_state.get("best_model_checkpoint")
+        spared = {final.name, trainer_state.get("best_model_checkpoint")}
         for old in checkpoint_dirs(run_dir)[:-keep]:
-            if old.name != best:
+            if old.name not in spared:
                 shutil.rmtree(old, ignore_errors=True)
     log.info("saved %s", final)
     return final
@@ -183,3 +203,63 @@ def remove_stale_temporaries(run_dir: Path) -> None:
     for p in Path(run_dir).glob(".tmp-checkpoint-*"):
         log.warning("removing incomplete checkpoint %s left by an interrupted save", p)
         shutil.rmtree(p, ignore_errors=True)
+
+
+def _rng_file(state_dir: Path, rank: int) -> Path:
+    return Path(state_dir) / f"rng_state_{rank}.json"
+
+
+def random_states() -> dict:
+    """This process's random generators (Python, NumPy, torch CPU and CUDA) as plain JSON data."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().tolist(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return states
+
+
+def set_random_states(states: dict) -> None:
+    """Restore what `random_states` returned."""
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in states["cuda"]])
+
+
+def write_plain_state(state_dir: Path, scheduler, accelerator: Accelerator) -> None:
+    """After accelerate's `save_state` (every process): this process's random generators as JSON in place
+    of accelerate's pickle of them, and (main process) the schedule's state as JSON."""
+    rank = accelerator.process_index
+    (Path(state_dir) / f"random_states_{rank}.pkl").unlink(missing_ok=True)
+    write_text_atomic(_rng_file(state_dir, rank), json.dumps(random_states()))
+    if accelerator.is_main_process:
+        write_json(Path(state_dir) / SCHEDULER_STATE, scheduler.state_dict())
+
+
+def read_plain_state(state_dir: Path, scheduler, accelerator: Accelerator) -> None:
+    """Restore what `write_plain_state` wrote: the schedule, and this process's random generators."""
+    schedule = Path(state_dir) / SCHEDULER_STATE
+    if not schedule.is_file():
+        raise FileNotFoundError(
+            f"{schedule} is missing: the checkpoint was saved by an older higgs-tune, whose pickled state "
+            "is never loaded; start a new run (its adapter/ or model/ still loads for cloning)"
+        )
+    scheduler.load_state_dict(json.loads(schedule.read_text()))
+    rng = _rng_file(state_dir, accelerator.process_index)
+    if rng.is_file():
+        set_random_states(json.loads(rng.read_text()))
+    else:
+        log.warning(
+            "%s is missing (the run was saved by fewer processes): process %d continues with fresh random "
+            "generators, so dropout and sampling differ from the interrupted run",
+            rng,
+            accelerator.process_index,
+        )

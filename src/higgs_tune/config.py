@@ -28,6 +28,9 @@ from typing import Any, Literal
 
 from higgs_tune.typed_config import ConfigError, bounded
 
+TextNormalisation = Literal["none", "whitespace", "arabic", "arabic_no_diacritics"]
+"""How transcripts are normalised before they are prompted; the rules are `data.text_normalisation`'s."""
+
 
 @dataclass(frozen=True)
 class PromptConfig:
@@ -39,6 +42,10 @@ class PromptConfig:
     scene: str | None = "Audio is recorded from a quiet room."
     """Scene description for samples that carry none of their own (the base model's default scene);
     None means no scene block."""
+    text_normalisation: TextNormalisation | None = None
+    """How the reference transcript and the target text are normalised (`data.text_normalisation`). null
+    takes what the prepared data records (`prepare --text-normalisation`); a checkpoint records the value its
+    run trained with, so `clone` and `eval` normalise the texts they are given the same way."""
 
 
 @dataclass(frozen=True)
@@ -142,14 +149,24 @@ class TrainConfig:
     """Longest example in tokens; longer ones are skipped."""
     dataloader_num_workers: int = bounded(0, ge=0)
     """Background processes loading batches; 0 loads them in the training process."""
-    optim: Literal["adamw_torch", "adamw_8bit"] = "adamw_torch"
-    """Optimizer; adamw_8bit (bitsandbytes) keeps its state in 8 bits, for full fine-tuning on less memory."""
+    optim: Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit"] = "adamw_torch"
+    """Optimizer; adamw_8bit (bitsandbytes) keeps its state in 8 bits, for full fine-tuning on less memory;
+    paged_adamw_8bit also pages that state to CPU memory when the GPU runs short (on CUDA only)."""
+    quantization: Literal["none", "nf4", "int8"] = "none"
+    """QLoRA: load the frozen base's Linear weights in 4-bit NF4 or 8 bits (bitsandbytes) and train LoRA
+    adapters on it; the adapters merge onto the unquantised base (`merge`). LoRA only."""
+    fast_dual_ffn: bool = True
+    """Route text and audio positions through the decoder layers by index, without a host-device sync per
+    layer (`model.fast_dual_ffn`); same weights and outputs as transformers' layer, which false restores."""
     preview_steps: int = bounded(0, ge=0)
     """Clone a few held-out prompts every this many steps and log audio + speech checks; 0 turns it off."""
     num_preview_prompts: int = bounded(2, ge=1)
     """How many held-out prompts `preview_steps` clones."""
     attn_implementation: str = "sdpa"
     """transformers attention backend, e.g. sdpa, eager or flash_attention_2."""
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Experiment trackers that get the metrics, the run config and the previews' audio: any of
+    tensorboard (RUN/tensorboard/), wandb, trackio; [none] for metrics.jsonl only."""
     prompt: PromptConfig = field(default_factory=PromptConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
 
@@ -178,6 +195,13 @@ class TrainConfig:
                 f"so the longest allowed example fits in a batch; raise it or lower {prefix}max_seq_len"
             )
         problems.extend(_best_model_checks(values, prefix))
+        problems.extend(_report_to_checks(values.get("report_to"), prefix))
+        if values.get("full") and values.get("quantization", "none") != "none":
+            problems.append(
+                f"{prefix}quantization={values['quantization']} quantises the frozen base for LoRA (QLoRA), "
+                f"but {prefix}full=true trains every weight; set {prefix}full=false or "
+                f"{prefix}quantization=none"
+            )
         weights = values.get("codebook_weights")
         if weights is not None:
             negative = [f"{w!r} at index {i}" for i, w in enumerate(weights) if not w >= 0]
@@ -219,6 +243,24 @@ def _best_model_checks(values: Mapping[str, Any], prefix: str) -> list[str]:
             f"{prefix}early_stopping_patience needs held-out evaluations, but {prefix}eval_fraction is 0; "
             f"set {prefix}eval_fraction > 0 or {prefix}early_stopping_patience=null"
         )
+    return problems
+
+
+REPORT_TO = ("tensorboard", "wandb", "trackio", "none")
+"""The trackers `report_to` can name (accelerate's trackers of those names); none means no tracker."""
+
+
+def _report_to_checks(report_to: list[str] | None, prefix: str) -> list[str]:
+    """Every tracker is one we know, and `none` stands alone."""
+    if report_to is None:
+        return []
+    problems = [
+        f"{prefix}report_to: unknown tracker {name!r}; choose from {', '.join(REPORT_TO)}"
+        for name in report_to
+        if name not in REPORT_TO
+    ]
+    if "none" in report_to and len(report_to) > 1:
+        problems.append(f"{prefix}report_to: 'none' cannot be combined with other trackers; drop it")
     return problems
 
 

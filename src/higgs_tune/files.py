@@ -3,28 +3,87 @@
 Prepared shards, manifests, caches and indexes all go through `write_atomic`: the bytes go to a temporary
 file in the same folder, are flushed to disk (fsync), and the temporary file is renamed over the target,
 which POSIX makes atomic. A reader, or a resumed run, sees the old file or the new one.
+
+A full disk is the one write failure users meet in practice, and each writer words it its own way
+(`OSError: [Errno 28]`, safetensors' "os error 28", torch's "inline_container.cc ... unexpected pos",
+numpy's "6272 requested and 4032 written").
+`full_disk_named` turns all of them into one `DiskFullError` that names the file or folder being written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
-from collections.abc import Callable
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from higgs_tune.errors import DiskFullError
+
+# Below this much free space, a short write that names no cause (below) is taken for a full disk.
+NEARLY_FULL_BYTES = 1 << 20
+# How writers that lose the errno word a short write: torch.save, numpy ("6272 requested and 4032 written").
+SHORT_WRITE_WORDS = ("inline_container", "file write failed", "requested and")
+
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through a temporary file beside `path`, flushed to disk, then renamed over `path`."""
+    """Write through a temporary file beside `path`, flushed to disk, then renamed over `path`.
+
+    The temporary name is unique per call, so two processes writing one folder never share one, and it is
+    removed when the write fails, so a full disk leaves no partial file behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with full_disk_named(path), open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def is_disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether `error`, raised while writing into `folder`, means that its device has no space left."""
+    if isinstance(error, DiskFullError):
+        return True
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    text = str(error)
+    if "No space left on device" in text or "os error 28" in text:
+        return True
+    if any(words in text for words in SHORT_WRITE_WORDS):
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(_existing(folder)).free < NEARLY_FULL_BYTES
+    return False
+
+
+@contextlib.contextmanager
+def full_disk_named(path: Path) -> Iterator[None]:
+    """Re-raise a full-disk failure of any writer inside the block as `DiskFullError` naming `path`."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as e:
+        if is_disk_full(e, Path(path)):
+            raise DiskFullError(path) from e
+        raise
+
+
+def _existing(path: Path) -> Path:
+    """The nearest existing folder at or above `path`, whose device is the one written to."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import operator
 import re
 import types
@@ -30,10 +31,12 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from higgs_tune.errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """Every problem found in a config, reported together; each line names the key and the fix."""
 
     def __init__(self, problems: Sequence[str], where: str = "config") -> None:
@@ -193,7 +196,13 @@ _COMPARISONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": ope
 
 
 def _bounds_problem(name: str, value: Any, bounds: Mapping[str, float]) -> str | None:
-    """The out-of-range message for ``value``, or None when in range or None; NaN is never in range."""
+    """The out-of-range message for ``value``, or None when in range or None; NaN is never in range.
+
+    Infinity and NaN are refused for every number, bounded or not: no setting means anything at infinity,
+    and `learning_rate=.inf` would only surface later as a non-finite loss.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name} must be a finite number, got {value!r}"
     if value is None or all(_COMPARISONS[op](value, limit) for op, limit in bounds.items()):
         return None
     wanted = " and ".join(f"{op} {limit}" for op, limit in bounds.items())

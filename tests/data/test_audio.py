@@ -128,3 +128,46 @@ def test_write_wav_clips_and_refuses_nonfinite(tmp_path):
     with pytest.raises(ValueError, match="shape"):
         write_wav(tmp_path / "none.wav", np.zeros((0,)))
     assert not Path(tmp_path / "bad.wav").exists()
+
+
+def lying_rate(path: Path, rate: int) -> Path:
+    """Rewrite a WAV header's sample rate (and byte rate) to `rate`, leaving the samples as they are."""
+    raw = bytearray(path.read_bytes())
+    block_align = int.from_bytes(raw[32:34], "little")
+    raw[24:28] = rate.to_bytes(4, "little")
+    raw[28:32] = (rate * block_align).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("call", [audio_info, load_audio, scan_audio])
+def test_a_header_claiming_an_absurd_rate_is_refused_before_decoding(make_wav, call, monkeypatch):
+    """A small file whose header claims 1 Hz would be 'hours long', and resampling it to 24 kHz would ask
+    for tens of GB: the rate is refused from the header, before anything is decoded."""
+    path = lying_rate(make_wav("lies.wav", seconds=0.5), 1)
+    monkeypatch.setattr(sf, "read", lambda *a, **k: pytest.fail("decoded a file with an absurd rate"))
+    monkeypatch.setattr(sf, "blocks", lambda *a, **k: pytest.fail("decoded a file with an absurd rate"))
+    with pytest.raises(AudioError, match="lies.wav: its header claims a sample rate of 1 Hz, outside 4000-"):
+        call(path)
+
+
+def test_a_symbolic_link_loop_or_dangling_link_says_so(tmp_path):
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop)
+    with pytest.raises(AudioError, match="loop.wav: is a symbolic link loop") as caught:
+        audio_info(loop)
+    assert caught.value.code == "audio_missing"
+    dangling = tmp_path / "dangling.wav"
+    dangling.symlink_to(tmp_path / "gone.wav")
+    with pytest.raises(AudioError, match="dangling.wav: is a symbolic link to .*gone.wav, which is missing"):
+        load_audio(dangling)
+
+
+def test_a_format_soundfile_cannot_read_names_the_readable_ones_and_the_conversion(tmp_path):
+    m4a = tmp_path / "voice.m4a"
+    m4a.write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00M4A isommp42" + bytes(64))  # an MP4 header
+    with pytest.raises(AudioError) as caught:
+        audio_info(m4a)
+    message = str(caught.value)
+    assert "readable formats are WAV, FLAC" in message
+    assert "`ffmpeg -i voice.m4a -ar 24000 voice.flac`" in message

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -237,7 +238,7 @@ def test_chatml_problems(tmp_path):
         (
             '{\n  "ref_audio": "a.wav"\n}\n',
             "manifest_unreadable",
-            "one JSON object spread over several lines",
+            "JSON Lines needs one object per line.*1 JSON object spread",
         ),
     ],
 )
@@ -315,3 +316,35 @@ def test_a_chatml_system_message_is_reported_not_dropped_silently(tmp_path, capl
     with caplog.at_level("WARNING"):
         read_manifest(tmp_path / "m.json")
     assert "system_not_used" in caplog.text or "is not used" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("encode", "named"),
+    [
+        (lambda text: text.encode("utf-16"), "UTF-16LE (byte order mark FF FE)"),  # Notepad's "Unicode"
+        (lambda text: b"\xfe\xff" + text.encode("utf-16-be"), "UTF-16BE (byte order mark FE FF)"),
+        (lambda text: text.encode("utf-32"), "UTF-32LE (byte order mark FF FE 00 00)"),
+        (lambda text: text.encode("utf-16-le"), "UTF-16LE (no byte order mark)"),
+    ],
+)
+def test_a_utf16_or_utf32_manifest_names_its_encoding_and_the_fix(tmp_path, encode, named):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(encode(json.dumps(flat(id="a")) + "\n"))
+    scan = scan_manifest(path)
+    assert [p.code for p in scan.problems] == ["manifest_unreadable"]
+    with pytest.raises(SampleError, match=re.escape(f"is {named} text, not UTF-8; save it as UTF-8")):
+        read_manifest(path)
+
+
+def test_pretty_printed_json_lines_is_one_error_saying_one_object_per_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(
+        "".join(json.dumps(flat(id=f"s{i}"), indent=2) + "\n" for i in range(3)), encoding="utf-8"
+    )
+    scan = scan_manifest(path)
+    assert len(scan.problems) == 1
+    assert "JSON Lines needs one object per line" in scan.problems[0].message
+    assert "3 JSON objects spread over several lines" in scan.problems[0].message
+    # A genuinely broken line among good ones is still reported on its own line.
+    path.write_text(json.dumps(flat(id="a")) + "\n{broken\n", encoding="utf-8")
+    assert codes(scan_manifest(path)) == [("invalid_json", "m:1")]

@@ -3,8 +3,10 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard
 
 from higgs_tune.config import TrainConfig
 from higgs_tune.evaluation.evaluate import _compare, render_markdown
@@ -49,6 +51,8 @@ def test_eval_baseline_report_covers_every_sample(tiny_model_dir, prepared_dir, 
     assert "Fine-tuning" in markdown.splitlines()[2]
     assert all(i in markdown for i in ids)
     assert (out / "wer.png").stat().st_size > 0 and (out / "similarity.png").stat().st_size > 0
+    card = ModelCard.load(Path(report["adapter"]) / "adapter" / "README.md")  # eval updated its card
+    assert card.data.eval_results[0].metric_value == report["summary"]["finetuned"]["wer"]
 
 
 def _summary(wer, sim, eos):

@@ -116,7 +116,9 @@ def test_missing_references_are_named_before_any_cloning(tiny_model, processor, 
 
     samples = read_manifest(sample_data_dir["manifest_jsonl"])[:3]
     samples[2] = replace(samples[2], ref_audio=tmp_path / "gone.wav")
-    with pytest.raises(SampleError, match=f"sample '{samples[2].id}': reference audio .*gone.wav not found"):
+    with pytest.raises(
+        SampleError, match=f"sample '{samples[2].id}': reference audio .*gone.wav: file not found"
+    ):
         clone_manifest(
             tiny_model,
             processor,

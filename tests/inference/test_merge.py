@@ -3,6 +3,7 @@
 import json
 
 import torch
+from huggingface_hub import ModelCard
 from transformers import HiggsAudioV2ForConditionalGeneration, HiggsAudioV2Processor
 
 from higgs_tune.config import PromptConfig, TrainConfig
@@ -48,6 +49,9 @@ def test_merged_logits_equal_adapter_logits(tiny_model_dir, prepared_dir, proces
         "the adapter must have changed something"
     )
     assert json.loads((out / PROMPT_FILE).read_text())["scene"] == "Quiet room."
+    card = ModelCard.load(out / "README.md")  # the merged model's card, as huggingface_hub reads it
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-to-speech"
+    assert card.data.to_dict()["higgs_tune"]["kind"] == "merged" and "`Quiet room.`" in card.text
 
 
 def test_merge_takes_the_best_checkpoint_of_a_run_unless_told_last(tiny_model_dir, prepared_dir, tmp_path):

@@ -298,7 +298,7 @@ BAD = {  # sample id -> (target file, what the error must say)
     "zero_len": ("clips/empty.wav", "contains no audio samples"),
     "nan": ("clips/nan.wav", "NaN"),
     "garbage": ("clips/garbage.wav", "cannot be decoded"),
-    "blip": ("clips/blip.wav", "shorter than one codec frame"),
+    "blip": ("clips/blip.wav", "shorter than --min-seconds"),  # known from the header, before decoding
 }
 
 

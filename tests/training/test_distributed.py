@@ -77,14 +77,19 @@ def test_two_processes_match_one_with_the_same_global_batch(
     assert evals[0] == pytest.approx(evals[1], rel=1e-5) and len(evals[0]) == 2
     # Every process saved its RNG state into the one checkpoint that rank 0 put in place.
     state = two_process_run / "checkpoint-2" / "state"
-    assert (state / "random_states_0.pkl").is_file() and (state / "random_states_1.pkl").is_file()
+    assert (state / "rng_state_0.json").is_file() and (state / "rng_state_1.json").is_file()
     assert not list(two_process_run.glob(".tmp-checkpoint-*"))
 
 
 def test_two_process_token_budget_run_resumes_exactly(tiny_model_dir, prepared_dir, tmp_path):
     """Token budgets under DDP: ranks take different micro-batch sizes; stopping after a checkpoint and
-    resuming gives the uninterrupted run's losses."""
-    budget = ["max_tokens_per_batch=400", "max_seq_len=400", "gradient_accumulation_steps=2"]
+    resuming gives the uninterrupted run's losses, LoRA dropout (each rank's own random state) included."""
+    budget = [
+        "max_tokens_per_batch=400",
+        "max_seq_len=400",
+        "gradient_accumulation_steps=2",
+        "lora.dropout=0.1",
+    ]
     full = tmp_path / "full"
     _torchrun(tiny_model_dir, prepared_dir, full, *COMMON, *budget)
     plan = json.loads((full / "data_plan.json").read_text())

@@ -61,27 +61,36 @@ def clone(
     checkpoint: CheckpointOpt = "best",
 ) -> None:
     """Clone a voice: speak TEXT in the voice of REF_AUDIO, or every sample of a --manifest."""
-    from higgs_tune.inference.clone import clone_manifest, clone_one
+    _check_texts({"--ref-text": ref_text, "--text": text, "--system-prompt": system_prompt, "--scene": scene})
+    from higgs_tune.data.manifests import read_manifest
+    from higgs_tune.inference.clone import check_reference, clone_manifest, clone_one
     from higgs_tune.inference.generate import load_for_cloning
 
     given = [v is not None for v in (ref_audio, ref_text, text)]
     one_sample, batch = manifest is None and all(given), manifest is not None and not any(given)
     if not (one_sample or batch):
         raise typer.BadParameter("give either --manifest, or all of --ref-audio, --ref-text and --text")
-    if ref_audio is not None and not ref_audio.is_file():
-        raise FileNotFoundError(f"{ref_audio}: reference audio not found")
+    # Bad input is refused before the model loads (minutes for the real one), not after.
+    if ref_audio is not None:
+        check_reference(ref_audio)
+    samples = None if manifest is None else read_manifest(manifest, require_target=False)
     adapter = checkpoint_of(adapter, checkpoint)
     lm, processor, settings = load_for_cloning(model, adapter, system_prompt=system_prompt, scene=scene)
     sampling = sampling_config(greedy, temperature, top_p, top_k, ras_window, seed)
-    if manifest is not None:
-        from higgs_tune.data.manifests import read_manifest
-
-        samples = read_manifest(manifest, require_target=False)
+    if samples is not None:
         limit = LengthLimit(chars_per_second=chars_per_second, max_seconds=max_seconds)
         clone_manifest(lm, processor, samples, out, settings, sampling, limit, batch_size=batch_size)
         return
     result = clone_one(lm, processor, ref_audio, ref_text, text, settings, sampling, max_seconds=max_seconds)
     _write_clone(result, out, codes_out, processor, max_seconds)
+
+
+def _check_texts(texts: dict[str, str | None]) -> None:
+    """Refuse a control token in a text given on the command line, as `validate` refuses it in a manifest
+    (`data.problems.special_token_problem`), before any model is loaded."""
+    from higgs_tune.data.problems import raise_for_errors, text_problems
+
+    raise_for_errors(text_problems(texts, "clone", None))
 
 
 def _write_clone(result: Clone, out: Path, codes_out: Path | None, processor, max_seconds: float) -> None:

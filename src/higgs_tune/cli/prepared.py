@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from higgs_tune.cli.app import ModelOpt, app
+from higgs_tune.config import TextNormalisation
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS
 
 log = logging.getLogger("higgs_tune")
@@ -26,12 +27,29 @@ def encode(
     from higgs_tune.model.codes import encode_file
     from higgs_tune.model.loading import load_processor
 
+    _check_distinct_stems(audio)
     processor = load_processor(model)
     out.mkdir(parents=True, exist_ok=True)
     for path in audio:
         codes = encode_file(processor, path)
         np.save(out / f"{path.stem}.npy", codes)
         log.info("%s -> %s %s", path, out / f"{path.stem}.npy", tuple(codes.shape))
+
+
+def _check_distinct_stems(audio: list[Path]) -> None:
+    """Refuse, before writing anything, two inputs that would write one NAME.npy (a.wav and a.flac, or
+    x/a.wav and y/a.wav): the second would silently overwrite the first's codes."""
+    from higgs_tune.data.samples import SampleError
+
+    seen: dict[str, Path] = {}
+    for path in audio:
+        if path.stem in seen and seen[path.stem] != path:
+            raise SampleError(
+                str(path),
+                f"would write {path.stem}.npy, as {seen[path.stem]} does; encode files with the same name "
+                "into separate --out folders (or rename one)",
+            )
+        seen[path.stem] = path
 
 
 @app.command()
@@ -53,6 +71,10 @@ def prepare(
     device: Annotated[
         str | None, typer.Option(help="Where the codec runs: cuda or cpu (default: cuda if any).")
     ] = None,
+    text_normalisation: Annotated[
+        TextNormalisation,
+        typer.Option(help="Normalise the transcripts (README, 'Text normalisation'); clones use the same."),
+    ] = "none",
 ) -> None:
     """Encode every distinct clip of a manifest once into a prepared dataset for training.
 
@@ -73,4 +95,6 @@ def prepare(
         skipped=skipped,
         min_seconds=min_seconds,
         max_seconds=max_seconds,
+        source_dir=manifest.parent,
+        text_normalisation=text_normalisation,
     )

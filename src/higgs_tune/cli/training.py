@@ -23,9 +23,21 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Delete the checkpoints and logs of an earlier run in --out first."),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="With --resume: accept settings that change what the run trains."),
+    ] = False,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value config overrides.")] = None,
 ) -> None:
-    """Fine-tune on a prepared dataset (LoRA by default)."""
+    """Fine-tune on a prepared dataset (LoRA by default).
+
+    A non-empty --out is refused unless --resume (continue the run in it) or --overwrite (delete its
+    checkpoints and logs first; other files stay).
+    """
     from higgs_tune.config import TrainConfig
     from higgs_tune.training.trainer import train as run_training
     from higgs_tune.typed_config import load_config
@@ -35,5 +47,5 @@ def train(
     if full:
         items.append("full=true")
     cfg = load_config(TrainConfig, config, items)
-    final = run_training(cfg, resume=resume)
+    final = run_training(cfg, resume=resume, overwrite=overwrite, force=force)
     log.info("training done; last checkpoint: %s", final)

@@ -7,8 +7,10 @@ message or, worse, a silently half-read clip.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,12 @@ CLIP_LEVEL = 0.999  # |x| at or above this counts as full scale (int16 max is 0.
 _BLOCK_FRAMES = 1 << 16
 # Streaming WAV writers leave the data size at 0 or at (nearly) 4 GiB because they do not know it yet.
 _UNKNOWN_SIZE_FROM = 0x7FFFF000
+# Sample rates a real recording can have. Outside them the header lies (or the file is not audio): a small
+# file claiming 1 Hz would be "hours long" and resampling it to 24 kHz would ask for tens of GB.
+MIN_SAMPLE_RATE = 4_000
+MAX_SAMPLE_RATE = 768_000
+# The formats most often met that libsndfile cannot read, and the conversion that fixes them.
+READABLE_FORMATS = "WAV, FLAC, OGG (Vorbis/Opus), MP3, AIFF"
 
 
 class AudioError(SampleError):
@@ -73,19 +81,54 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
     full transcript with half the audio.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "audio_missing", "file not found")
-    if not path.is_file():
-        raise AudioError(path, "audio_missing", "is not a regular file")
+    check_file(path)
     try:
         info = sf.info(str(path))
     except (sf.SoundFileError, OSError) as e:
-        raise AudioError(path, "audio_unreadable", f"cannot be decoded as audio ({_reason(e)})") from e
+        raise undecodable(path, e) from e
     _check_wav_complete(path)
     if info.frames <= 0:
         raise AudioError(path, "audio_empty", "contains no audio samples")
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            path,
+            "audio_unreadable",
+            f"its header claims a sample rate of {info.samplerate} Hz, outside {MIN_SAMPLE_RATE}-"
+            f"{MAX_SAMPLE_RATE} Hz: the header is broken; re-export the file",
+        )
     return AudioInfo(
         path, int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype
+    )
+
+
+def check_file(path: Path) -> None:
+    """Raise `AudioError` unless `path` is a regular file, saying why: missing, a folder, or a symbolic
+    link that leads nowhere (a loop, or a missing target), which `exists()` alone reports as missing."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise AudioError(
+                path, "audio_missing", "is a symbolic link loop; point the link at a file"
+            ) from e
+        if path.is_symlink():
+            target = os.readlink(path)
+            raise AudioError(
+                path, "audio_missing", f"is a symbolic link to {target}, which is missing"
+            ) from e
+        raise AudioError(path, "audio_missing", "file not found") from e
+    if not stat.S_ISREG(mode):
+        raise AudioError(path, "audio_missing", "is not a regular file")
+
+
+def undecodable(path: Path, e: Exception) -> AudioError:
+    """The error for a file libsndfile cannot open, with the formats it reads and how to convert the file
+    (M4A/AAC, WMA and video containers are the usual cases)."""
+    return AudioError(
+        path,
+        "audio_unreadable",
+        f"cannot be decoded as audio ({_reason(e)}); readable formats are {READABLE_FORMATS}: convert it, "
+        f"e.g. `ffmpeg -i {path.name} -ar 24000 {path.stem}.flac`",
     )
 
 
@@ -137,7 +180,7 @@ def load_audio(path: str | os.PathLike[str], target_sr: int = TARGET_SR) -> np.n
     try:
         data, sr = sf.read(str(info.path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, OSError) as e:
-        raise AudioError(info.path, "audio_unreadable", f"cannot be decoded as audio ({_reason(e)})") from e
+        raise undecodable(info.path, e) from e
     if data.shape[0] == 0:
         raise AudioError(info.path, "audio_empty", "contains no audio samples")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]

@@ -35,7 +35,7 @@ from higgs_tune.data.manifest_entries import (
     system_message_problems,
     unused_key_problems,
 )
-from higgs_tune.data.problems import Problem, raise_for_errors
+from higgs_tune.data.problems import Problem, raise_for_errors, text_problems
 from higgs_tune.data.samples import Sample
 from higgs_tune.files import write_text_atomic
 
@@ -68,6 +68,17 @@ def scan_manifest(path: str | os.PathLike[str], *, require_target: bool = True) 
         return scan
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
+    encoding = _other_encoding(raw)
+    if encoding is not None:
+        scan.problems.append(
+            Problem(
+                "manifest_unreadable",
+                str(path),
+                f"is {encoding} text, not UTF-8; save it as UTF-8 (e.g. `iconv -f {encoding.split()[0]} "
+                f"-t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}`) and read that",
+            )
+        )
+        return scan
     entries = _entries(raw, path, scan)
     base = path.parent.absolute()
     unknown: dict[tuple[str, str], UnusedKey] = {}
@@ -81,6 +92,9 @@ def scan_manifest(path: str | os.PathLike[str], *, require_target: bool = True) 
             continue
         entry = Entry(where, sample_id, base)
         sample = parse_entry(obj, entry, require_target, unknown)
+        if sample is not None:
+            texts = {"ref_text": sample.ref_text, "text": sample.text, "scene": sample.scene}
+            entry.problems.extend(text_problems(texts, where, sample_id))
         scan.problems.extend(entry.problems)
         if entry.system is not None:
             systems.setdefault(entry.system, UnusedKey(where)).count += 1
@@ -113,6 +127,29 @@ def read_manifest(path: str | os.PathLike[str], *, require_target: bool = True) 
     for problem in scan.problems:
         log.warning("%s", problem.describe())
     return scan.samples
+
+
+# Byte order marks of the encodings editors (Notepad, Excel, PowerShell) save text in; UTF-32 first, since
+# its little-endian mark begins with UTF-16's.
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32LE"),
+    (b"\x00\x00\xfe\xff", "UTF-32BE"),
+    (b"\xff\xfe", "UTF-16LE"),
+    (b"\xfe\xff", "UTF-16BE"),
+)
+
+
+def _other_encoding(raw: bytes) -> str | None:
+    """The encoding of a manifest saved as UTF-16 or UTF-32 (by its byte order mark, or by the zero bytes
+    around its first ASCII character when it has none); None for UTF-8 or anything else."""
+    for bom, name in _BOMS:
+        if raw.startswith(bom):
+            return f"{name} (byte order mark {bom.hex(' ').upper()})"
+    if len(raw) >= 2 and raw[0] and not raw[1]:
+        return "UTF-16LE (no byte order mark)"
+    if len(raw) >= 2 and not raw[0] and raw[1]:
+        return "UTF-16BE (no byte order mark)"
+    return None
 
 
 def _entries(raw: bytes, path: Path, scan: ManifestScan) -> Iterable[tuple[str, Any, str | None]]:
@@ -159,7 +196,9 @@ def _json_list_entries(raw: bytes, path: Path, scan: ManifestScan) -> list[tuple
 
 def _jsonl_entries(raw: bytes, path: Path, scan: ManifestScan) -> Iterator[tuple[str, Any, str | None]]:
     """(where, object, None) per non-blank line, or (where, None, why) for a line that is not JSON; broken
-    lines still count as entries so that default ids do not shift when one is fixed."""
+    lines still count as entries so that default ids do not shift when one is fixed. A pretty-printed file
+    (objects spread over lines) is one problem, not one per line."""
+    objects = None  # objects spread over lines, counted at the first broken line
     for number, line in enumerate(raw.split(b"\n"), start=1):
         where = f"{path} line {number}"
         if not line.strip():
@@ -169,24 +208,41 @@ def _jsonl_entries(raw: bytes, path: Path, scan: ManifestScan) -> Iterator[tuple
         except UnicodeDecodeError as e:
             yield where, None, f"is not UTF-8 text (byte {e.start} of the line)"
         except json.JSONDecodeError as e:
-            if number == 1 and _is_single_object(raw):
+            objects = _spread_objects(raw) if objects is None else objects
+            if objects:
                 scan.problems.append(
                     Problem(
                         "manifest_unreadable",
                         str(path),
-                        "holds one JSON object spread over several lines; expected a JSON list of entries "
-                        "or JSON Lines (one object per line)",
+                        f"JSON Lines needs one object per line, but this file holds {objects} JSON "
+                        f"object{'s' if objects > 1 else ''} spread over several lines (pretty-printed?); "
+                        f"write one object per line (e.g. `jq -c . {path.name}`) or a JSON list",
                     )
                 )
                 return
             yield where, None, f"is not valid JSON: {e.msg} at column {e.colno}"
 
 
-def _is_single_object(raw: bytes) -> bool:
+def _spread_objects(raw: bytes) -> int:
+    """How many objects a file of JSON objects written one after another holds when some span several
+    lines (pretty-printed JSON Lines); 0 when it is not such a file, so its lines are reported one by one."""
     try:
-        return isinstance(json.loads(raw.decode("utf-8")), dict)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return False
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return 0
+    decoder, pos, count = json.JSONDecoder(), 0, 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            return count
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            return 0
+        if not isinstance(obj, dict):
+            return 0
+        count, pos = count + 1, end
 
 
 def _relative(path: Path, base: Path) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from higgs_tune.data.problems import Problem, raise_for_errors
+from higgs_tune.data.problems import Problem, raise_for_errors, text_problems
 from higgs_tune.data.samples import Sample, SampleError
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,9 @@ def _utterance(
     scene = obj.get("scene")
     if scene is not None and not isinstance(scene, str):
         need("wrong_type", "scene must be a string")
+    problems.extend(
+        text_problems({"text": text, "scene": scene if isinstance(scene, str) else None}, where, sample_id)
+    )
     if len(problems) > before or audio_name is None or text is None or sample_id is None:
         return None
     return Utterance(sample_id, base / audio_name, text, str(speaker).strip(), (scene or "").strip() or None)

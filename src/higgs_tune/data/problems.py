@@ -7,6 +7,8 @@ will fix on the fly (downmix, resample) or that a human should look at (silence,
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,10 @@ CODES: dict[str, tuple[str, str]] = {
     "too_short": (ERROR, "clip shorter than --min-seconds"),
     "too_long": (ERROR, "clip longer than --max-seconds"),
     "same_ref_and_target": (ERROR, "reference and target are the same file"),
+    "special_token_in_text": (
+        ERROR,
+        "a text holds a model control token such as <|eot_id|> or <|AUDIO_OUT|>",
+    ),
     "system_not_used": (WARNING, "a ChatML system message differs from the run's prompt.system_prompt"),
     "unknown_field": (WARNING, "an entry has a key that is not used (typo?)"),
     "multi_channel": (WARNING, "clip has several channels; it will be downmixed to mono"),
@@ -44,6 +50,10 @@ CODES: dict[str, tuple[str, str]] = {
     "chars_per_second": (WARNING, "text length does not fit the clip duration (wrong transcript?)"),
     "duplicate_pair": (WARNING, "same reference and target as an earlier sample"),
     "no_arabic_script": (WARNING, "target text has no Arabic letters although --language ar"),
+    # found by `higgs-tune ingest`, which rejects such clips (CORPUS/rejected.jsonl)
+    "low_snr": (WARNING, "estimated signal-to-noise ratio is low: speech buried in noise"),
+    "little_speech": (WARNING, "the voice activity detector found little speech in the clip"),
+    "transcript_mismatch": (WARNING, "the transcript differs from what ASR hears (CER over --max-cer)"),
 }
 
 
@@ -124,3 +134,38 @@ def same_clip_problem(
         "same_ref_and_target",
         f"reference and target are the same clip ({how}); a clone of itself teaches nothing",
     )
+
+
+# The spelling of Higgs Audio v2's (and Llama 3's) control tokens: <|eot_id|>, <|AUDIO_OUT|>,
+# <|reserved_special_token_6|>, ... No transcript says this, so any such span is refused, whichever model.
+SPECIAL_TOKEN = re.compile(r"<\|[^\s<>|]{1,64}\|>")
+
+
+def special_token_problem(text: str, field: str) -> tuple[str, str] | None:
+    """(code, message) when a text holds a control token, else None: one rule for `validate`, `prepare`,
+    `pairs`, `clone --text` and any other reader of user text.
+
+    A text is never turned into control tokens (the prompt builder tokenizes it as plain text), but a
+    transcript that holds one was not written for speech, and trained as written it would teach the model to
+    say "less-than bar eot..." where the text meant something else: it is refused, naming the token. Its
+    compatibility form (NFKC) is checked too, because the Arabic text normalisations apply NFKC, which turns
+    full-width look-alikes into the real brackets and bars.
+    """
+    found = SPECIAL_TOKEN.search(text) or SPECIAL_TOKEN.search(unicodedata.normalize("NFKC", text))
+    if found is None:
+        return None
+    return (
+        "special_token_in_text",
+        f"{field} holds the control token {found.group()!r}; texts are spoken words, never control tokens: "
+        "remove it (or write it out in words)",
+    )
+
+
+def text_problems(texts: dict[str, str | None], where: str, sample_id: str | None) -> list[Problem]:
+    """The problems of a sample's texts (field name -> text; None for an absent optional one)."""
+    problems = []
+    for field, text in texts.items():
+        found = None if text is None else special_token_problem(text, field)
+        if found is not None:
+            problems.append(Problem(found[0], where, found[1], sample_id))
+    return problems

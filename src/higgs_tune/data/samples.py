@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from higgs_tune.errors import UserError
 
-class SampleError(ValueError):
+
+class SampleError(UserError):
     """A problem with one input sample or file; the message always names the sample (or file) and the fix."""
 
     def __init__(self, where: str, problem: str) -> None:

@@ -33,7 +33,7 @@ class Transcriber:
     clip is never transcribed as, say, Farsi or translated; None lets Whisper detect it per clip.
     `dtype` defaults to float16 on CUDA (Whisper's own precision) and float32 elsewhere. `max_new_tokens`
     caps each window's tokens (None: the checkpoint's limit, 448 for the released models).
-    `local_files_only` loads without asking the hub (see `measuring.local_files_only`).
+    `local_files_only` loads without asking the hub (see `model.reference.check_model_reference`).
     """
 
     def __init__(

@@ -26,10 +26,11 @@ from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
 from higgs_tune.evaluation.teacher_forced import teacher_forced_stop_health
 from higgs_tune.evaluation.text_metrics import char_errors, word_errors
 from higgs_tune.files import write_json, write_text_atomic
-from higgs_tune.inference.clone import clone_manifest
+from higgs_tune.inference.clone import clone_manifest, screen_references
 from higgs_tune.inference.generate import load_for_cloning
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 from higgs_tune.inference.speech_checks import CUT, SILENT, TOO_LONG, TOO_SHORT
+from higgs_tune.training.card import record_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ def evaluate(
     manifest: Path, model_id: str, adapter: Path | None, out: Path, baseline: bool, settings: EvalSettings
 ) -> dict:
     """Clone and measure; writes `report.json`, `report.md` and PNG plots into `out`. Returns the report."""
-    samples = read_manifest(manifest, require_target=False)
+    # References too short or too long are skipped for every system alike, and listed in the report.
+    samples, skipped = screen_references(read_manifest(manifest, require_target=False))
     out = Path(out)
     # Before any cloning: a measuring model that cannot be loaded ends the run now, not after it.
     s = settings
@@ -184,6 +186,7 @@ def evaluate(
         "summary": {name: _aggregate(rows) for name, rows in systems.items()},
         "stop_health": {name: run.stop_health for name, run in runs.items()},
         "samples": systems,
+        "skipped": skipped,
     }
     if "finetuned" in systems and "base" in systems:
         report["comparison"] = _compare(systems["finetuned"], systems["base"])
@@ -193,6 +196,8 @@ def evaluate(
     from higgs_tune.evaluation.html_report import write_html_report  # it imports this module
 
     write_html_report(report, out)
+    if adapter is not None:  # the checkpoint's model card carries its latest figures
+        record_evaluation(adapter, report)
     log.info("evaluation report: %s (to listen: %s)", out / "report.md", out / "report.html")
     return report
 

@@ -8,7 +8,9 @@ at once has no audio: it is kept, without checks, and flagged silent (and cut wh
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from higgs_tune.config import PromptConfig
+from higgs_tune.data.audio import AudioError, audio_info
+from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS, duration_problem
 from higgs_tune.data.samples import SampleError
 from higgs_tune.files import write_jsonl
 from higgs_tune.inference.generate import generate_codes
@@ -79,6 +83,7 @@ def clone_one(
     max_seconds: float,
 ) -> Clone:
     """Clone one sample whose reference is a clip on disk, generating at most `max_seconds` of audio."""
+    check_reference(ref_audio)
     rate = processor.audio_tokenizer.config.frame_rate
     item = {"ref_text": ref_text, "ref_codes": encode_file(processor, ref_audio), "text": text}
     return clone_samples(model, processor, [item], settings, sampling, [int(max_seconds * rate)])[0]
@@ -94,14 +99,17 @@ def clone_manifest(
     limit: LengthLimit,
     batch_size: int = 8,
 ) -> list[dict]:
-    """Clone every sample of a manifest in batches: `out/<id>.wav`, `out/<id>.npy` and `out/results.jsonl`.
+    """Clone every sample of a manifest in batches: `out/<name>.wav`, `out/<name>.npy` (`clip_file_name`)
+    and `out/results.jsonl`; samples whose reference is too short or too long are listed in
+    `out/skipped.jsonl` instead (`screen_references`).
 
     Reference clips are encoded once each, however many samples share them. Returns the result rows.
     """
     from tqdm import tqdm
 
-    _check_references(samples)  # before any work, not batches later
+    samples, skipped = screen_references(samples)  # before any work, not batches later
     out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "skipped.jsonl", skipped)
     rate = processor.audio_tokenizer.config.frame_rate
     ref_codes: dict[Path, np.ndarray] = {}
     rows = []
@@ -128,14 +136,57 @@ def clone_manifest(
     return rows
 
 
-def _check_references(samples: list) -> None:
-    """Name the first sample whose reference audio is missing (and how many more there are)."""
-    missing = [s for s in samples if not s.ref_audio.is_file()]
-    if missing:
-        more = f" (and {len(missing) - 1} more samples)" if len(missing) > 1 else ""
+def check_reference(path: Path) -> float:
+    """The duration of a reference clip read from its header, or a `SampleError` saying what is wrong:
+    missing or unreadable (`audio_info`), or outside the durations `validate` accepts
+    (`data.problems.MIN_SECONDS`-`MAX_SECONDS`), beyond which the model was never trained."""
+    seconds = audio_info(path).duration
+    if duration_problem(seconds, MIN_SECONDS, MAX_SECONDS) is not None:
         raise SampleError(
-            f"sample {missing[0].id!r}", f"reference audio {missing[0].ref_audio} not found{more}"
+            str(path),
+            f"reference audio is {seconds:.2f} s; a reference must be {MIN_SECONDS:g}-{MAX_SECONDS:g} s "
+            "long (as `validate` requires): cut or choose another clip",
         )
+    return seconds
+
+
+def screen_references(samples: list) -> tuple[list, list[dict]]:
+    """(samples to clone, skipped) for a manifest: a reference that is missing or unreadable stops the run
+    before any cloning, naming the first sample (and how many more); one of a length the model was not
+    trained on skips its sample, each one logged and counted (rows of `skipped.jsonl`: id, code, problem)."""
+    kept, skipped, broken = [], [], []
+    durations: dict[Path, float | AudioError] = {}  # a reference shared by many samples is read once
+    for s in samples:
+        if s.ref_audio not in durations:
+            try:
+                durations[s.ref_audio] = audio_info(s.ref_audio).duration
+            except AudioError as e:
+                durations[s.ref_audio] = e
+        seconds = durations[s.ref_audio]
+        if isinstance(seconds, AudioError):
+            broken.append((s, seconds))
+            continue
+        problem = duration_problem(seconds, MIN_SECONDS, MAX_SECONDS)
+        if problem is None:
+            kept.append(s)
+            continue
+        message = (
+            f"reference audio {s.ref_audio} is {seconds:.2f} s, outside {MIN_SECONDS:g}-{MAX_SECONDS:g} s"
+        )
+        log.warning("sample %r skipped: %s", s.id, message)
+        skipped.append({"id": s.id, "code": problem[0], "problem": message})
+    if broken:
+        (first, e), more = broken[0], f" (and {len(broken) - 1} more samples)" if len(broken) > 1 else ""
+        raise SampleError(f"sample {first.id!r}", f"reference audio {e.path}: {e.problem}{more}")
+    if skipped:
+        log.warning(
+            "skipped %d of %d samples whose reference is too short or too long", len(skipped), len(samples)
+        )
+    if not kept and samples:
+        raise SampleError(
+            "manifest", f"no sample left to clone: all {len(samples)} references are too short or too long"
+        )
+    return kept, skipped
 
 
 def _write_clone(sample, clone: Clone, out: Path, processor) -> dict:
@@ -143,7 +194,7 @@ def _write_clone(sample, clone: Clone, out: Path, processor) -> dict:
     audio is recorded without a wav, never dropped."""
     from higgs_tune.data.audio import write_wav
 
-    name = _safe_name(sample.id)
+    name = clip_file_name(sample.id)
     np.save(out / f"{name}.npy", clone.codes)
     sr = processor.feature_extractor.sampling_rate
     wav = write_wav(out / f"{name}.wav", clone.audio, sr).name if clone.audio.size else None
@@ -161,6 +212,19 @@ def _write_clone(sample, clone: Clone, out: Path, processor) -> dict:
     }
 
 
-def _safe_name(sample_id: str) -> str:
-    """A file name for a sample id (ids may contain ':' or '/')."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)
+def clip_file_name(sample_id: str) -> str:
+    """The file name stem of a sample's clone: distinct for distinct ids, the same on every run.
+
+    An id that is already a plain lower-case name (letters, digits, `-`, `_`, `.`; not starting with a dot;
+    at most `_MAX_PLAIN` characters, in NFC form) is its own name. Any other id gets a readable slug of it
+    plus `~` and a hash of the exact id, so `spk/1`, `spk:1`, `Spk_1` and `spk_1` never share a file, even
+    on a case-insensitive file system. A plain name never contains `~`, so it cannot equal a hashed one.
+    """
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id.lower())[:_MAX_PLAIN]
+    if slug == sample_id and not slug.startswith(".") and unicodedata.is_normalized("NFC", slug):
+        return slug
+    digest = hashlib.sha1(sample_id.encode("utf-8")).hexdigest()[:10]
+    return f"{slug.lstrip('.')}~{digest}"
+
+
+_MAX_PLAIN = 100  # file names stay far below the usual 255-byte limit

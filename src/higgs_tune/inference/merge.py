@@ -17,6 +17,7 @@ from typing import Literal
 
 from higgs_tune import checkpoint
 from higgs_tune.model.loading import AUDIO_TOKENIZER_SUBDIR, load_finetuned, load_processor
+from higgs_tune.training.card import write_merged_card
 
 log = logging.getLogger(__name__)
 
@@ -42,5 +43,6 @@ def merge_adapter(model_id: str, adapter: Path, out: Path, which: Literal["best"
     processor.audio_tokenizer = HiggsAudioV2TokenizerModel.from_pretrained(codec_dir)
     processor.save_pretrained(out)
     (out / PROMPT_FILE).write_text(json.dumps(asdict(settings), indent=2, ensure_ascii=False))
+    write_merged_card(out, adapter)
     log.info("merged %s into %s -> %s", adapter, model_id, out)
     return out

@@ -6,6 +6,9 @@ same path. The one exception is the processor's audio tokenizer (the codec): tra
 pointer to it (`audio_tokenizer_name_or_path` in processor_config.json, loaded as given, so a local pointer is
 an absolute path). A folder that carries its own codec in `audio_tokenizer/` is self-contained: that codec is
 used even when the pointer names another place (the folder was moved or copied), so folders stay relocatable.
+
+Before any of that, `model.reference.check_model_reference` makes a mistyped `--model` one clear line
+at once, before transformers spends minutes retrying the hub.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from transformers import (
 from transformers.utils import CHAT_TEMPLATE_FILE, PROCESSOR_NAME
 
 from higgs_tune.config import PromptConfig
+from higgs_tune.model import fast_dual_ffn as fast_dual_ffn_layer
+from higgs_tune.model.reference import check_model_reference
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ def load_processor(
 
     `device` places the codec, which encodes reference audio inside the processor call; None leaves it on CPU.
     """
+    check_model_reference(model_id_or_path)
     bundled = _bundled_codec_dir(model_id_or_path)
     if bundled is None:
         processor = HiggsAudioV2Processor.from_pretrained(model_id_or_path)
@@ -59,14 +65,19 @@ def load_model(
     dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
     attn_implementation: str | None = None,
+    fast_dual_ffn: bool = True,
+    quantization_config: object | None = None,
 ) -> HiggsAudioV2ForConditionalGeneration:
     """The LM, with the text head only if asked for.
 
     `use_text_head` is forwarded by `from_pretrained` to the model's `__init__` (it is not a config field),
     which builds `text_lm_head` so its saved weights load; without it they are skipped as expected-unused.
     The head is only needed for a text loss; generation uses the audio head alone. `dtype=None` keeps
-    transformers' default for the checkpoint; `device=None` loads on CPU.
+    transformers' default for the checkpoint; `device=None` loads on CPU. `fast_dual_ffn` routes the
+    decoder layers without host syncs (`fast_dual_ffn.install`; same weights, same outputs);
+    `quantization_config` (transformers' `BitsAndBytesConfig`) quantises the base for QLoRA.
     """
+    check_model_reference(model_id_or_path)
     kwargs: dict[str, object] = {}
     if dtype is not None:
         kwargs["dtype"] = dtype
@@ -74,19 +85,25 @@ def load_model(
         kwargs["device_map"] = device
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
     model = HiggsAudioV2ForConditionalGeneration.from_pretrained(
         model_id_or_path, use_text_head=use_text_head, **kwargs
     )
+    if fast_dual_ffn:
+        fast_dual_ffn_layer.install(model)
     return keep_audio_embeddings_in_weight_dtype(model)
 
 
 def build_model_from_config(
-    config: HiggsAudioV2Config, *, use_text_head: bool = False, seed: int = 0
+    config: HiggsAudioV2Config, *, use_text_head: bool = False, seed: int = 0, fast_dual_ffn: bool = True
 ) -> HiggsAudioV2ForConditionalGeneration:
     """A freshly initialised model for `config`; same seed, same weights. The global RNG is left untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = HiggsAudioV2ForConditionalGeneration(config, use_text_head=use_text_head)
+    if fast_dual_ffn:
+        fast_dual_ffn_layer.install(model)
     return keep_audio_embeddings_in_weight_dtype(model)
 
 
@@ -174,7 +191,10 @@ def load_finetuned(
     if state["mode"] == "lora":
         from peft import PeftModel
 
+        from higgs_tune.model.fingerprint import base_fingerprint, check_base
+
         base = load_model(model_id_or_path, use_text_head=use_text_head)
+        check_base(state.get("base"), base_fingerprint(base, model_id_or_path), ckpt)
         model = PeftModel.from_pretrained(base, str(ckpt / "adapter")).merge_and_unload()
     else:
         model = load_model(ckpt / "model", use_text_head=use_text_head)

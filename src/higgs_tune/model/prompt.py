@@ -9,15 +9,23 @@ token-exact prefix of the training prompt, which a test checks.
 The text comes from the checkpoint's own chat template through `HiggsAudioV2Processor.apply_chat_template`,
 and audio placeholders are expanded with the processor's own `get_audio_tokens`, so the prompt is the one the
 processor would build from raw audio; only the codec call is skipped because codes are prepared once.
+
+Texts are never control tokens: a transcript holding `<|eot_id|>` or `<|AUDIO_OUT|>` is tokenized as the
+characters it is, so it cannot forge a turn or an audio placeholder, while a plain text gives exactly the
+ids the processor gives (`_tokenize`). The transcripts are normalised by the run's setting first
+(`data.text_normalisation`), so training and cloning prompt the same spelling.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import re
+from dataclasses import dataclass, replace
 
 import torch
 
 from higgs_tune.config import PromptConfig
+from higgs_tune.data.text_normalisation import normalise_text
 
 
 @dataclass(frozen=True)
@@ -91,10 +99,21 @@ def build_prompt(
     """Build the model inputs of one cloning prompt from texts and codec codes ([K, T] each).
 
     With `target_codes` the target turn is included (training); without, the prompt ends where generation
-    starts (cloning). Everything else is identical.
+    starts (cloning). Everything else is identical. The transcripts are normalised by
+    `settings.text_normalisation`, and every text is tokenized as plain text (`_tokenize`).
     """
     with_target = target_codes is not None
-    conversation = build_conversation(ref_text, text, settings, scene=scene, with_target=with_target)
+    how = settings.text_normalisation
+    texts = [
+        normalise_text(ref_text, how),
+        normalise_text(text, how),
+        settings.system_prompt,
+        settings.scene,
+        scene,
+    ]
+    slots = [_TEXT_SLOT.format(i) if t else t for i, t in enumerate(texts)]
+    in_slots = replace(settings, system_prompt=slots[2], scene=slots[3])
+    conversation = build_conversation(slots[0], slots[1], in_slots, scene=slots[4], with_target=with_target)
     rendered = processor.apply_chat_template(
         conversation, tokenize=False, add_generation_prompt=not with_target
     )
@@ -109,9 +128,7 @@ def build_prompt(
     text_with_audio = pieces[0]
     for frames, piece in zip(delayed, pieces[1:], strict=True):
         text_with_audio += processor.get_audio_tokens(frames.shape[0]) + piece
-    input_ids = processor.tokenizer(text_with_audio, add_special_tokens=False, return_tensors="pt")[
-        "input_ids"
-    ][0]
+    input_ids = _tokenize(processor.tokenizer, text_with_audio, texts)
 
     segments, start = [], 0
     for frames in delayed:
@@ -122,6 +139,47 @@ def build_prompt(
     if n_placeholders != audio_input_ids.shape[0]:
         raise ValueError(
             f"prompt has {n_placeholders} audio placeholders but {audio_input_ids.shape[0]} audio frames; "
-            "a text contains an audio special token"
+            "the model's chat template does not match the Higgs Audio v2 cloning format"
         )
     return PromptTokens(input_ids=input_ids, audio_input_ids=audio_input_ids, audio_segments=tuple(segments))
+
+
+# Where a text goes in the rendered template: private-use characters, which no template writes.
+_TEXT_SLOT = "\ue000{}\ue001"
+_SLOTS = re.compile("\ue000(\\d+)\ue001")
+
+
+def _tokenize(tokenizer, rendered: str, texts: list[str | None]) -> torch.Tensor:
+    """Token ids of a rendered prompt whose texts sit in slots: the template's control tokens are control
+    tokens, the texts are never.
+
+    The fast tokenizer splits its input at added (control) tokens and tokenizes the plain runs between them
+    on their own, so splitting the same way here gives it exactly the ids it would give the whole string;
+    the only difference is that each plain run, texts filled in (trimmed, as the template trims them), is
+    tokenized with special-token parsing off. A text holding `<|eot_id|>` is thus read as the characters it
+    is and cannot forge a turn or an audio placeholder. A token the tokenizer does not treat as special (an
+    added token that is not) would still be parsed; it is refused rather than passed on.
+    """
+    control, control_ids = _control_tokens(tokenizer)
+    ids: list[int] = []
+    for i, run in enumerate(control.split(rendered)):
+        if i % 2:  # a run of control tokens, all the template's own
+            ids += tokenizer(run, add_special_tokens=False, split_special_tokens=False)["input_ids"]
+        elif run:
+            plain = _SLOTS.sub(lambda m: (texts[int(m.group(1))] or "").strip(), run)
+            run_ids = tokenizer(plain, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            leaked = control_ids.intersection(run_ids)
+            if leaked:
+                names = ", ".join(tokenizer.convert_ids_to_tokens(sorted(leaked)))
+                raise ValueError(f"text {plain!r} holds the control token(s) {names}; remove them")
+            ids += run_ids
+    return torch.tensor(ids, dtype=torch.long)
+
+
+@functools.lru_cache(maxsize=8)
+def _control_tokens(tokenizer) -> tuple[re.Pattern[str], frozenset[int]]:
+    """A pattern matching runs of the tokenizer's added tokens (longest first, so none matches a prefix),
+    and their ids."""
+    added = tokenizer.added_tokens_decoder
+    tokens = sorted((t.content for t in added.values()), key=len, reverse=True)
+    return re.compile("((?:" + "|".join(map(re.escape, tokens)) + ")+)"), frozenset(added)

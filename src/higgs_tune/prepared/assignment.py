@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from higgs_tune.data.audio import AudioError
+from higgs_tune.data.audio import AudioError, check_file
 from higgs_tune.data.samples import Sample, SampleError
 from higgs_tune.files import content_hash
 from higgs_tune.prepared.shards import shard_name
@@ -27,11 +27,10 @@ HASH_BATCH = 1024
 
 def _hash_or_problem(path: Path) -> str | AudioError:
     try:
+        check_file(path)
         return content_hash(path)
-    except FileNotFoundError:
-        return AudioError(path, "audio_missing", "file not found")
-    except IsADirectoryError:
-        return AudioError(path, "audio_missing", "is not a regular file")
+    except AudioError as e:
+        return e
     except OSError as e:
         return AudioError(path, "audio_unreadable", f"cannot be read ({e.strerror or e})")
 

@@ -6,8 +6,9 @@ finishing step lists every skipped sample; both go through `clip_problems`, so t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from higgs_tune.data.problems import same_clip_problem
 from higgs_tune.data.samples import Sample, SampleError
@@ -24,9 +25,13 @@ class Skipped:
 
 
 def clip_problems(
-    s: Sample, assignment: Assignment, failed: dict[str, tuple[str, str]]
+    s: Sample,
+    assignment: Assignment,
+    failed: dict[str, tuple[str, str]],
+    shown: Callable[[Path], str] = str,
 ) -> list[tuple[str, str]]:
-    """(code, message) for each clip of a sample that cannot be used, naming the sample's own file.
+    """(code, message) for each clip of a sample that cannot be used, naming the sample's own file as
+    `shown` writes it (as given for the console; without its folders for skipped.jsonl).
 
     `failed` maps the clips that could not be encoded to their (code, message). Prepare knows the clips'
     content hashes, not whether two names are one file: the same bytes are the same clip.
@@ -39,10 +44,10 @@ def clip_problems(
     for role, path in (("reference audio", s.ref_audio), ("target audio", s.audio)):
         if path in assignment.unreadable:
             error = assignment.unreadable[path]
-            problems.append((error.code, f"{role} {path}: {error.problem}"))
+            problems.append((error.code, f"{role} {shown(path)}: {error.problem}"))
         elif assignment.clip_of[path] in failed:
             code, problem = failed[assignment.clip_of[path]]
-            problems.append((code, f"{role} {path}: {problem}"))
+            problems.append((code, f"{role} {shown(path)}: {problem}"))
     return problems
 
 

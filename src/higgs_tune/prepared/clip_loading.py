@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from higgs_tune.data.audio import AudioError, load_audio
+from higgs_tune.data.audio import AudioError, audio_info, load_audio
+from higgs_tune.data.problems import duration_problem
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,17 @@ class LoadedClip:
     problem: str | None = None
 
 
-def _load(clip: str, path: Path, sampling_rate: int) -> LoadedClip:
+Bounds = tuple[float, float] | None  # (min_seconds, max_seconds) of an accepted clip; None: no check
+
+
+def _load(clip: str, path: Path, sampling_rate: int, bounds: Bounds) -> LoadedClip:
+    """Load one clip; a clip whose header says it is too short or too long (or whose header is absurd) is
+    refused before decoding, as `validate` judges it, so a lying header never costs its claimed memory."""
     try:
+        if bounds is not None:
+            problem = duration_problem(audio_info(path).duration, *bounds)
+            if problem is not None:
+                return LoadedClip(clip, path, None, *problem)
         return LoadedClip(clip, path, load_audio(path, sampling_rate))
     except AudioError as e:
         return LoadedClip(clip, path, None, e.code, e.problem)
@@ -55,21 +65,26 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _load_job(job: tuple[str, Path, int]) -> LoadedClip:
+def _load_job(job: tuple[str, Path, int, Bounds]) -> LoadedClip:
     return _load(*job)
 
 
 def load_clips(
-    jobs: Iterable[tuple[str, Path]], sampling_rate: int, workers: int, prefetch: int | None = None
+    jobs: Iterable[tuple[str, Path]],
+    sampling_rate: int,
+    workers: int,
+    prefetch: int | None = None,
+    bounds: Bounds = None,
 ) -> Iterator[LoadedClip]:
-    """Load (clip, path) jobs in `workers` processes (0: in this process), yielding results in job order.
+    """Load (clip, path) jobs in `workers` processes (0: in this process), yielding results in job order;
+    with `bounds`, clips whose header puts them outside (min_seconds, max_seconds) are not decoded.
 
     At most `prefetch` clips (default 4 per worker) are loaded ahead of the consumer, so memory stays
     bounded when the codec is slower than the loading workers, as it is on a CPU.
     """
     if workers <= 0:
         for clip, path in jobs:
-            yield _load(clip, path, sampling_rate)
+            yield _load(clip, path, sampling_rate, bounds)
         return
     todo = iter(jobs)
     pool = ProcessPoolExecutor(
@@ -81,7 +96,7 @@ def load_clips(
     pending: deque[Future[LoadedClip]] = deque()
 
     def submit(job: tuple[str, Path]) -> None:
-        pending.append(pool.submit(_load_job, (*job, sampling_rate)))
+        pending.append(pool.submit(_load_job, (*job, sampling_rate, bounds)))
 
     try:
         for job in islice(todo, prefetch or 4 * workers):

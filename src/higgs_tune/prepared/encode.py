@@ -82,7 +82,10 @@ def encode_shards(run: PrepareRun) -> None:
     sampling_rate = run.processor.feature_extractor.sampling_rate
     jobs = ((clip, run.assignment.first_path[clip]) for _, clips in todo for clip in clips)
     progress = _Progress(count, enabled=run.rank == 0)
-    with closing(load_clips(jobs, sampling_rate, run.workers)) as loaded, _codec_threads(run):
+    with (
+        closing(load_clips(jobs, sampling_rate, run.workers, bounds=run.bounds)) as loaded,
+        _codec_threads(run),
+    ):
         for name, clips in todo:
             results = [_encode(run, next(loaded), progress) for _ in clips]
             write_shard(run.out, name, results, run.codec.num_quantizers)
@@ -150,7 +153,9 @@ def _encode(run: PrepareRun, loaded: LoadedClip, progress: _Progress) -> ShardCl
         if not run.skip_bad:
             raise_for_bad(run.samples, run.assignment, {loaded.clip: (loaded.problem_code, loaded.problem)})
         progress.add(0.0)
-        return ShardClip(loaded.clip, loaded.path, problem_code=loaded.problem_code, problem=loaded.problem)
+        return ShardClip(
+            loaded.clip, run.recorded(loaded.path), problem_code=loaded.problem_code, problem=loaded.problem
+        )
     codes = encode_waveform(run.processor, loaded.audio)
     progress.add(loaded.audio.size / run.codec.sample_rate)
-    return ShardClip(loaded.clip, loaded.path, codes)
+    return ShardClip(loaded.clip, run.recorded(loaded.path), codes)

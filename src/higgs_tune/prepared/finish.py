@@ -24,12 +24,18 @@ log = logging.getLogger(__name__)
 
 
 def source_digest(
-    samples: Sequence[Sample], skipped: Sequence[Skipped], model_id: str, bounds: tuple[float, float]
+    samples: Sequence[Sample],
+    skipped: Sequence[Skipped],
+    model_id: str,
+    bounds: tuple[float, float],
+    text_normalisation: str = "none",
 ) -> str:
-    """What a finished dataset was made from: every sample's fields, the model and the duration bounds,
-    not the file bytes (hashing every file again just to learn that there is nothing to do would defeat
-    the point)."""
-    digest = hashlib.sha1(json.dumps([model_id, *bounds]).encode())
+    """What a finished dataset was made from: every sample's fields, the model, the duration bounds and
+    the text normalisation, not the file bytes (hashing every file again just to learn that there is
+    nothing to do would defeat the point). No normalisation adds nothing, so datasets prepared before the
+    setting existed keep their digest."""
+    header = [model_id, *bounds] + ([text_normalisation] if text_normalisation != "none" else [])
+    digest = hashlib.sha1(json.dumps(header).encode())
     for s in samples:
         fields = [s.id, str(s.ref_audio), s.ref_text, s.text, str(s.audio), s.speaker, s.scene]
         digest.update(json.dumps(fields, ensure_ascii=False).encode())
@@ -50,8 +56,8 @@ def finished_index(out: Path, source: str) -> dict | None:
     if index.get("source") != source:
         raise SampleError(
             str(out),
-            f"already holds a prepared dataset of other samples, another model ({index.get('model')}) or "
-            "other duration bounds; use another --out or delete that folder",
+            f"already holds a prepared dataset of other samples, another model ({index.get('model')}), "
+            "other duration bounds or another text normalisation; use another --out or delete that folder",
         )
     return index if (out / "samples.jsonl").exists() else None
 
@@ -87,7 +93,7 @@ def finish_dataset(run: PrepareRun) -> dict:
         raise RuntimeError(f"{len(missing)} assigned clips are in no shard of {run.out}")
     records, skipped = [], list(run.skipped)
     for s in run.samples:
-        problems = clip_problems(s, run.assignment, failed)
+        problems = clip_problems(s, run.assignment, failed, run.shown)
         if problems:
             skipped.append(Skipped(s.id, problems[0][0], "; ".join(message for _, message in problems)))
         else:
@@ -115,6 +121,7 @@ def _index(
         "format": FORMAT,
         "version": VERSION,
         "model": run.model_id,
+        "codec": run.codec_digest,
         "num_codebooks": run.codec.num_quantizers,
         "frame_rate": run.codec.frame_rate,
         "num_samples": len(records),
@@ -125,6 +132,7 @@ def _index(
         "audio_hours": round(sum(frames[c] for c in used) / run.codec.frame_rate / 3600, 4),
         "num_processes": run.world,
         "shard_size": run.shard_size,
+        "text_normalisation": run.text_normalisation,
         "source": run.source,
         "shards": shards,
     }
@@ -135,7 +143,10 @@ def _remove_leftovers(out: Path, shards: list[str]) -> None:
     temporary files of killed writes, markers and model records: a finished folder holds the dataset."""
     keep = {Path(name).name + suffix for name in shards for suffix in (".npy", ".jsonl")}
     for path in (out / "clips").iterdir():
-        if path.name not in keep and path.name.startswith(("shard-", "done-", "failed-", "model")):
+        temporary = path.name.startswith(".") and path.name.endswith(".tmp")
+        if temporary or (
+            path.name not in keep and path.name.startswith(("shard-", "done-", "failed-", "model"))
+        ):
             path.unlink()
 
 

@@ -34,17 +34,21 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from higgs_tune.config import TextNormalisation
 from higgs_tune.data.manifests import read_manifest, scan_manifest
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS, Problem, raise_for_errors
 from higgs_tune.data.samples import Sample, SampleError
+from higgs_tune.data.text_normalisation import normalise_sample
 from higgs_tune.prepared.assignment import assign_clips
 from higgs_tune.prepared.bad_samples import Skipped, raise_for_bad
 from higgs_tune.prepared.encode import encode_shards
 from higgs_tune.prepared.finish import finish_dataset, finished_index, source_digest
+from higgs_tune.prepared.lock import folder_lock
 from higgs_tune.prepared.ranks import (
     process_rank,
     report_done,
@@ -82,6 +86,8 @@ def read_samples(manifest: Path, skip_bad: bool = False) -> tuple[list[Sample], 
         )
         for where, problems in by_entry.items()
     ]
+    if manifest.is_absolute():  # skipped.jsonl goes with the dataset: no folders of its maker in it
+        skipped = [replace(k, problem=k.problem.replace(str(manifest), manifest.name, 1)) for k in skipped]
     return scan.samples, skipped
 
 
@@ -112,8 +118,11 @@ def prepare_dataset(
     skipped: Sequence[Skipped] = (),
     min_seconds: float = MIN_SECONDS,
     max_seconds: float = MAX_SECONDS,
+    source_dir: Path | None = None,
+    text_normalisation: TextNormalisation = "none",
 ) -> dict:
-    """Encode every distinct clip of `samples` once and write a prepared dataset to `out`.
+    """Encode every distinct clip of `samples` once and write a prepared dataset to `out`, clip paths
+    relative to `source_dir` (the manifest's folder) or not at all, never absolute (`PrepareRun.recorded`).
 
     Resumes an interrupted run; does nothing for a finished one. Under torchrun or accelerate launch each
     process encodes its share of the clips (RANK, WORLD_SIZE from the environment). A bad clip raises a
@@ -121,42 +130,46 @@ def prepare_dataset(
     using it and lists them, with `skipped` (entries already dropped from the manifest), in skipped.jsonl.
     Bad means what `higgs-tune validate` calls an error: unreadable, a clip outside [`min_seconds`,
     `max_seconds`] (the same defaults), or a reference that is the target itself (the same bytes).
+    The texts are stored normalised by `text_normalisation` (`data.text_normalisation`), and the index
+    records it, so that training prompts with it and clones normalise their texts the same way.
     Returns the index (also written to `out/index.json`), in every process.
 
-    Several processes must see `out` on one file system: they coordinate through files in it alone. Loading
-    workers (`workers` > 0, default up to 4) are spawned, so a calling script needs the usual
-    `if __name__ == "__main__":` guard, as for any multiprocessing code.
+    Several processes must see `out` on one file system: they coordinate through files in it alone; another
+    run writing `out` meanwhile is refused (`prepared.lock`). Loading workers (`workers` > 0, default up
+    to 4) are spawned, so a calling script needs the usual `if __name__ == "__main__":` guard.
     """
     _check_settings(shard_size, min_seconds, max_seconds)
-    out = Path(out)
-    rank, world = process_rank()
-    bounds = (min_seconds, max_seconds)
-    source = source_digest(samples, skipped, model_id, bounds)
+    out, (rank, world), bounds = Path(out), process_rank(), (min_seconds, max_seconds)
+    samples = [normalise_sample(s, text_normalisation) for s in samples]
+    source = source_digest(samples, skipped, model_id, bounds, text_normalisation)
     index = _already_prepared(out, source)
     if index is not None:
         return index
-    (out / "clips").mkdir(parents=True, exist_ok=True)
-    assignment = assign_clips(samples, progress=rank == 0)
-    index = finished_index(out, source)  # another rank may have finished while this one was hashing
-    if index is not None:
-        return index
-    run = PrepareRun(
-        out=out,
-        samples=list(samples),
-        skipped=list(skipped),
-        assignment=assignment,
-        processor=processor,
-        model_id=model_id,
-        source=source,
-        skip_bad=skip_bad,
-        workers=default_workers() if workers is None else workers,
-        rank=rank,
-        world=world,
-        shard_size=shard_size,
-        bounds=bounds,
-        digest=run_digest(source, assignment, skip_bad, world, shard_size),
-    )
-    return _encode_and_finish(run)
+    with folder_lock(out, rank):  # another prepare writing `out` is refused here, naming it
+        (out / "clips").mkdir(parents=True, exist_ok=True)
+        assignment = assign_clips(samples, progress=rank == 0)
+        index = finished_index(out, source)  # another rank may have finished while this one was hashing
+        if index is not None:
+            return index
+        run = PrepareRun(
+            out=out,
+            samples=list(samples),
+            skipped=list(skipped),
+            assignment=assignment,
+            processor=processor,
+            model_id=model_id,
+            source=source,
+            skip_bad=skip_bad,
+            workers=default_workers() if workers is None else workers,
+            rank=rank,
+            world=world,
+            shard_size=shard_size,
+            bounds=bounds,
+            digest=run_digest(source, assignment, skip_bad, world, shard_size),
+            source_dir=source_dir,
+            text_normalisation=text_normalisation,
+        )
+        return _encode_and_finish(run)
 
 
 def _check_settings(shard_size: int, min_seconds: float, max_seconds: float) -> None:

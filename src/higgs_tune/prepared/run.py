@@ -33,8 +33,32 @@ class PrepareRun:
     shard_size: int
     bounds: tuple[float, float]  # (min_seconds, max_seconds) of an accepted clip
     digest: str  # identity of this very run (`ranks.run_digest`), checked in the markers of other ranks
+    text_normalisation: str = "none"  # how the texts were normalised (`data.text_normalisation`)
+    source_dir: Path | None = None  # the manifest's folder, which recorded clip paths are relative to
+
+    def recorded(self, path: Path) -> str | None:
+        """A clip's path as the dataset records it: relative to the manifest's folder (`../x.wav` included),
+        or None, only the content hash, for a clip given by an absolute path elsewhere (or without a
+        manifest), so a shared dataset never shows the folders its maker keeps files in."""
+        if self.source_dir is None:
+            return None
+        try:
+            return Path(path).absolute().relative_to(self.source_dir.absolute()).as_posix()
+        except ValueError:
+            return None
+
+    def shown(self, path: Path) -> str:
+        """A clip's path as skipped.jsonl names it: recorded, else its file name alone."""
+        return self.recorded(path) or Path(path).name
 
     @property
     def codec(self):
         """The codec's config: codebooks, frame rate, hop length."""
         return self.processor.audio_tokenizer.config
+
+    @property
+    def codec_digest(self) -> str:
+        """The codec's identity (`model.fingerprint.codec_digest`); training checks its model has it."""
+        from higgs_tune.model.fingerprint import codec_digest
+
+        return codec_digest(self.processor.audio_tokenizer)

@@ -31,7 +31,9 @@ class ShardClip:
     they are the line's `code` and `problem`)."""
 
     clip: str
-    path: Path
+    path: (
+        str | None
+    )  # relative to the manifest's folder; None: the content hash alone (`PrepareRun.recorded`)
     codes: np.ndarray | None = None
     problem_code: str | None = None
     problem: str | None = None
@@ -41,11 +43,12 @@ def write_shard(root: Path, name: str, clips: list[ShardClip], num_codebooks: in
     """Write `root/name.npy` (uint16 codes of the usable clips, end to end) and `root/name.jsonl`."""
     lines, arrays, offset = [], [], 0
     for c in clips:
+        source = {} if c.path is None else {"path": c.path}
         if c.codes is None:
-            lines.append({"clip": c.clip, "path": str(c.path), "code": c.problem_code, "problem": c.problem})
+            lines.append({"clip": c.clip, **source, "code": c.problem_code, "problem": c.problem})
             continue
         frames = int(c.codes.shape[1])
-        lines.append({"clip": c.clip, "offset": offset, "frames": frames, "path": str(c.path)})
+        lines.append({"clip": c.clip, "offset": offset, "frames": frames, **source})
         arrays.append(c.codes.astype(np.uint16))
         offset += frames
     codes = np.concatenate(arrays, axis=1) if arrays else np.zeros((num_codebooks, 0), dtype=np.uint16)

@@ -80,7 +80,7 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     samples = _prepared_samples(paths, speakers, utterances)
     log.info("5/7 train (LoRA, %d steps) -> %s", steps, paths["run"])
     cfg = demo_config(paths["model"], paths["prepared"], paths["run"], steps)
-    train(cfg)
+    train(cfg, overwrite=True)  # the demo rebuilds its model and data, so an earlier demo run is stale
     checkpoint = resolve_checkpoint(paths["run"], "best")  # the best held-out loss, as `eval --adapter RUN`
     losses = [json.loads(line) for line in (paths["run"] / "metrics.jsonl").read_text().splitlines()]
     train_losses = [r["loss"] for r in losses if "loss" in r]

@@ -89,7 +89,7 @@ def memorise_and_clone(
     target = _prepared_target(prepared, sample.id)
     one = out / "prepared"
     prepare_dataset([sample], load_processor(model), one, model_id=str(model), workers=0)
-    checkpoint = train(memorise_config(model, one, out / "run", steps))
+    checkpoint = train(memorise_config(model, one, out / "run", steps), overwrite=True)  # rebuilt each time
     clone_model, processor, settings = load_for_cloning(str(model), checkpoint)
     rate = processor.audio_tokenizer.config.frame_rate
     clone = clone_one(

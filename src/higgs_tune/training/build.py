@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 
 import torch
 
 from higgs_tune.config import TrainConfig
+from higgs_tune.model.fingerprint import base_fingerprint
 from higgs_tune.model.loading import load_model
 from higgs_tune.training.loss import CloningLossModel
 
@@ -96,13 +98,54 @@ def build_model(cfg: TrainConfig, use_bf16: bool, uniform_dtype: bool = False) -
     in bf16). Full fine-tuning keeps float32 master weights under autocast.
     """
     dtype = torch.bfloat16 if use_bf16 and not cfg.full and not uniform_dtype else torch.float32
+    quantization = quantization_config(cfg, dtype)
     model = load_model(
         cfg.model,
         use_text_head=cfg.text_loss_weight > 0,
         dtype=dtype,
         attn_implementation=cfg.attn_implementation,
+        fast_dual_ffn=cfg.fast_dual_ffn,
+        quantization_config=quantization,
+        # bitsandbytes quantises while placing the weights, so a quantised base is loaded onto its GPU.
+        device=_local_cuda_device() if quantization is not None else None,
     )
-    return prepare_for_training(model, cfg)
+    base = base_fingerprint(model, cfg.model)
+    wrapped = prepare_for_training(model, cfg)
+    wrapped.base_fingerprint = base  # recorded in every checkpoint (`checkpoint.trainer_state`)
+    return wrapped
+
+
+def quantization_config(cfg: TrainConfig, compute_dtype: torch.dtype):
+    """transformers' `BitsAndBytesConfig` for `cfg.quantization` (None for none): the decoder's Linear
+    weights in NF4 (double-quantised) or int8; the heads stay unquantised (the audio head is small and may be
+    trained whole), as do embeddings and norms, kept in `compute_dtype`."""
+    if cfg.quantization == "none":
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        raise RuntimeError(
+            f"quantization={cfg.quantization} needs bitsandbytes: pip install bitsandbytes"
+        ) from e
+    from transformers import BitsAndBytesConfig
+
+    skip = ["audio_lm_head", "text_lm_head"]
+    if cfg.quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+        llm_int8_skip_modules=skip,
+    )
+
+
+def _local_cuda_device() -> str | None:
+    """This process's GPU (LOCAL_RANK under a launcher), or None on a machine without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -116,12 +159,13 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
         {"params": no_decay, "weight_decay": 0.0},
     ]
     kwargs = {"lr": cfg.learning_rate, "betas": (cfg.adam_beta1, cfg.adam_beta2)}
-    if cfg.optim == "adamw_8bit":
+    if cfg.optim in ("adamw_8bit", "paged_adamw_8bit"):
         try:
             import bitsandbytes as bnb
         except ImportError as e:
-            raise RuntimeError("optim=adamw_8bit needs bitsandbytes: pip install bitsandbytes") from e
-        return bnb.optim.AdamW8bit(groups, **kwargs)
+            raise RuntimeError(f"optim={cfg.optim} needs bitsandbytes: pip install bitsandbytes") from e
+        paged = cfg.optim == "paged_adamw_8bit"
+        return (bnb.optim.PagedAdamW8bit if paged else bnb.optim.AdamW8bit)(groups, **kwargs)
     return torch.optim.AdamW(groups, **kwargs)
 
 

@@ -15,14 +15,18 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from higgs_tune.config import TrainConfig
+from higgs_tune.data.text_normalisation import training_normalisation
+from higgs_tune.errors import UserError
 from higgs_tune.files import write_json, write_text_atomic
+from higgs_tune.model.fingerprint import codec_digest
 from higgs_tune.prepared.dataset import PreparedData, PreparedSample
 from higgs_tune.training.batching import FixedBatches, TokenBudgetBatches, pack, padding_fraction
 from higgs_tune.training.collate import Collator
@@ -30,6 +34,30 @@ from higgs_tune.training.distributed import gather_from_ranks
 from higgs_tune.training.examples import ExampleDataset, example_lengths
 
 log = logging.getLogger(__name__)
+
+
+class CodecMismatchError(UserError):
+    """Prepared codes made with another codec than the one of the model being trained."""
+
+
+def check_codec(data: PreparedData, processor, model_id: str) -> None:
+    """Refuse prepared codes of another codec: they would train the model on noise, silently.
+
+    Datasets prepared before the codec digest was recorded are checked on codebooks and frame rate.
+    """
+    codec = processor.audio_tokenizer
+    recorded = data.index.get("codec")
+    same = (
+        recorded == codec_digest(codec)
+        if recorded is not None
+        else (data.index.get("num_codebooks"), data.index.get("frame_rate"))
+        == (codec.config.num_quantizers, codec.config.frame_rate)
+    )
+    if not same:
+        raise CodecMismatchError(
+            f"{data.root} was prepared with the codec of {data.index.get('model')}, not that of {model_id}: "
+            f"prepare the manifest again with --model {model_id}, or train the model it was prepared for"
+        )
 
 
 def split_indices(data: PreparedData, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -49,15 +77,23 @@ def split_indices(data: PreparedData, fraction: float, seed: int) -> tuple[list[
     return sorted(keyed[n_eval:]), held_out
 
 
+class TooFewSamplesError(UserError):
+    """The training set is too small for the run (after the held-out split and the length filter)."""
+
+
 class TrainingData:
     """The examples of one run, split, length-filtered and planned into this rank's micro-batches."""
 
     def __init__(self, cfg: TrainConfig, processor, accelerator: Accelerator, run_dir: Path) -> None:
-        self.cfg = cfg
         self.processor = processor
         self.accelerator = accelerator
         self.run_dir = run_dir
         self.prepared = PreparedData(Path(cfg.data))
+        check_codec(self.prepared, processor, cfg.model)
+        # The run prompts with the text normalisation its data was prepared with (the trainer takes this cfg).
+        recorded = self.prepared.index.get("text_normalisation", "none")
+        how = training_normalisation(cfg.prompt.text_normalisation, recorded, cfg.data)
+        self.cfg = cfg = replace(cfg, prompt=replace(cfg.prompt, text_normalisation=how))
         train_idx, eval_idx = split_indices(self.prepared, cfg.eval_fraction, cfg.seed)
         if cfg.eval_fraction > 0 and not eval_idx and accelerator.is_main_process:
             log.warning(
@@ -135,6 +171,13 @@ class TrainingData:
     def _batch_plan(self) -> FixedBatches | TokenBudgetBatches:
         """This rank's batch plan: by length within the token budget, or of the micro-batch size."""
         cfg, acc = self.cfg, self.accelerator
+        if len(self.train_set) < acc.num_processes:
+            raise TooFewSamplesError(
+                f"{cfg.data}: {len(self.train_set)} training samples (of {len(self.prepared)}, "
+                f"{len(self.eval_set)} held out, {len(self.skipped_ids)} longer than max_seq_len="
+                f"{cfg.max_seq_len}) cannot give each of {acc.num_processes} processes a micro-batch; "
+                "add data, raise max_seq_len, lower eval_fraction or use fewer processes"
+            )
         if cfg.max_tokens_per_batch is not None:
             return TokenBudgetBatches(
                 [self.lengths[i] for i in self.train_set.indices],
@@ -194,6 +237,10 @@ class TrainingData:
                     num_workers=self.cfg.dataloader_num_workers,
                     # Pinned batches make the trainer's non-blocking copies to the GPU truly asynchronous.
                     pin_memory=self.accelerator.device.type == "cuda",
+                    # Its own generator: a loader otherwise draws its workers' base seed from the global
+                    # one, which LoRA dropout draws from too, and a resumed run builds one more loader
+                    # (at the resumed step) than the interrupted run did.
+                    generator=torch.Generator().manual_seed(self.cfg.seed + epoch),
                 )
                 for batch in loader:
                     batch["epoch"] = epoch

@@ -16,6 +16,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, gather_object
 
 from higgs_tune.config import TrainConfig
+from higgs_tune.training.trackers import log_with
 
 
 def check_backends(cfg: TrainConfig) -> None:
@@ -49,6 +50,7 @@ def make_accelerator(cfg: TrainConfig, bf16: bool) -> Accelerator:
         # Without an accelerator, accelerate only runs distributed (gloo) when told it is on CPU;
         # otherwise `torchrun` on a CPU machine would start N independent single-process runs.
         cpu=not torch.accelerator.is_available(),
+        log_with=log_with(cfg),
     )
     for engine, wanted in (("FSDP", DistributedType.FSDP), ("DEEPSPEED", DistributedType.DEEPSPEED)):
         asked = os.environ.get(f"ACCELERATE_USE_{engine}", "false").lower() == "true"

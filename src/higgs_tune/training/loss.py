@@ -61,6 +61,7 @@ class LossSums:
 
     audio_per_codebook: torch.Tensor  # [K] summed cross-entropy per codebook
     text: torch.Tensor  # [] summed text cross-entropy (0 without a text head)
+    audio_per_row: torch.Tensor | None = None  # [B] each row's summed cross-entropy: -log p(its target audio)
     stop_health: StopHealthSums | None = None  # in eval mode only (held-out evaluation, `eval`)
 
 
@@ -117,14 +118,16 @@ class CloningLossModel(nn.Module):
             # so DDP never finds it unused.
             text_logits = self.higgs.text_lm_head(hidden.index_select(0, text_index)).float()
             text = F.cross_entropy(text_logits, text_targets, ignore_index=IGNORE, reduction="sum")
+        # Which batch row (clip) each scored position belongs to: per-clip sums serve DPO and stop health.
+        clip_of_row = torch.div(audio_index, input_ids.shape[1], rounding_mode="floor")
+        per_row = ce.new_zeros(input_ids.shape[0]).index_add(0, clip_of_row, ce.sum(-1))
         health = None
         if not self.training:
             # Held-out evaluation: the same logits also say whether the model is learning to stop.
-            clip_of_row = torch.div(audio_index, input_ids.shape[1], rounding_mode="floor")
             health = stop_health_sums(
                 audio_logits, audio_targets, clip_of_row, self.higgs.config.audio_stream_eos_id
             )
-        return LossSums(audio_per_codebook=ce.sum(0), text=text, stop_health=health)
+        return LossSums(audio_per_codebook=ce.sum(0), audio_per_row=per_row, text=text, stop_health=health)
 
 
 def combine(

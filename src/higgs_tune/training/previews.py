@@ -1,5 +1,6 @@
 """Clones during training: every `preview_steps`, clone a fixed few held-out prompts and log the audio and
-its speech checks, so a user hears the run improve (or start trailing silence) before it ends.
+its speech checks to every tracker that takes them (`trackers`), so a user hears the run improve (or start
+trailing silence) before it ends.
 
 Generation runs on the main process with the live (unmerged) model; it needs every weight in one place,
 so it is skipped under FSDP and DeepSpeed ZeRO-3, where weights are sharded across processes.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,6 +18,9 @@ from higgs_tune.config import PromptConfig
 from higgs_tune.inference.clone import Clone, clone_samples
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 from higgs_tune.inference.speech_checks import summarize
+
+if TYPE_CHECKING:
+    from higgs_tune.training.trackers import Trackers
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +37,8 @@ class TrainingPreviews:
         self.settings = settings
         self.limit = limit or LengthLimit(max_seconds=15.0)
 
-    def run(self, model, step: int, writer) -> dict:
-        """Clone the prompts with `model`, log audio and checks to TensorBoard; returns the metrics row."""
+    def run(self, model, step: int, trackers: Trackers) -> dict:
+        """Clone the prompts with `model`, log audio and checks to the trackers; returns the metrics row."""
         rate = self.processor.audio_tokenizer.config.frame_rate
         sr = self.processor.feature_extractor.sampling_rate
         limits = [self.limit.frames(it["text"], rate) for it in self.items]
@@ -47,16 +52,17 @@ class TrainingPreviews:
             )
         model.train(was_training)
         checks = [clone.checks for clone in clones if clone.checks is not None]
-        rows = []
+        rows, clips, scalars = [], {}, {}
         for item, clone in zip(self.items, clones, strict=True):
             seconds = clone.checks.duration_s if clone.checks else 0.0
             rows.append({"id": item["id"], "seconds": seconds, "flags": clone.flags})
-            if writer is not None and clone.checks is not None:
-                _log_clone(writer, item["id"], clone, step, sr)
-        summary = summarize(checks)
-        if writer is not None:
-            for flag, count in summary["flags"].items():
-                writer.add_scalar(f"preview_flags/{flag}", count, step)
+            if clone.checks is not None:
+                clips[f"previews/{item['id']}"] = clone.audio
+                scalars.update(_check_scalars(item["id"], clone))
+        for flag, count in summarize(checks)["flags"].items():
+            scalars[f"preview_flags/{flag}"] = count
+        trackers.log({"step": step, **scalars})
+        trackers.log_audio(clips, sr, step)
         log.info(
             "step %d previews: %s",
             step,
@@ -65,9 +71,10 @@ class TrainingPreviews:
         return {"step": step, "previews": rows}
 
 
-def _log_clone(writer, name: str, clone: Clone, step: int, sr: int) -> None:
-    """One clip's audio and the float measurements of its speech checks, to TensorBoard."""
-    writer.add_audio(f"previews/{name}", torch.from_numpy(clone.audio)[None], step, sample_rate=sr)
-    for key, value in asdict(clone.checks).items():
-        if isinstance(value, float):
-            writer.add_scalar(f"preview_checks/{name}/{key}", value, step)
+def _check_scalars(name: str, clone: Clone) -> dict[str, float]:
+    """The float measurements of one clip's speech checks, by tracker tag."""
+    return {
+        f"preview_checks/{name}/{key}": value
+        for key, value in asdict(clone.checks).items()
+        if isinstance(value, float)
+    }

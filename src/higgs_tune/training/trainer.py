@@ -27,7 +27,6 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from accelerate.utils import DistributedType, set_seed
@@ -35,24 +34,27 @@ from tqdm import tqdm
 
 from higgs_tune import checkpoint
 from higgs_tune.config import TrainConfig, resolve_codebook_weights
+from higgs_tune.errors import UserError
+from higgs_tune.files import full_disk_named
 from higgs_tune.model.loading import load_processor
 from higgs_tune.training.best import BestCheckpoint
 from higgs_tune.training.build import build_model, build_optimizer, lr_lambda, parameter_counts
+from higgs_tune.training.card import write_checkpoint_card
 from higgs_tune.training.collate import LOSS_INPUTS
 from higgs_tune.training.data import TrainingData
 from higgs_tune.training.distributed import check_backends, make_accelerator, sum_over_ranks, uses_bf16
 from higgs_tune.training.loss import LossSums, combine
 from higgs_tune.training.previews import TrainingPreviews
+from higgs_tune.training.resume import restore, resume_point, trim_metrics
+from higgs_tune.training.run_folder import prepare_run_folder
 from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics, stop_health_warnings
+from higgs_tune.training.trackers import Trackers
 from higgs_tune.typed_config import require, save_config
-
-if TYPE_CHECKING:
-    from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError):
     """The loss became NaN or infinite; the message names the step, the batch and the last good save."""
 
 
@@ -60,12 +62,18 @@ class Trainer:
     """Holds one run's state; `run()` trains to `max_steps` (or early stopping), saving and measuring the
     held-out set on the way.
 
-    Set-up is a sequence of named steps, in an order that matters: the seed is set before the model is
-    built (LoRA initialisation draws from it), the batch plan exists before the schedule (its length in
+    Set-up is a sequence of named steps, in an order that matters: the run folder is checked (and the
+    resumed run's config compared) before anything is loaded or written, the seed is set before the model
+    is built (LoRA initialisation draws from it), the batch plan exists before the schedule (its length in
     epochs), and the optimizer state is restored (`--resume`) before anything is written to the run folder.
+
+    `resume` continues the run in the folder (`training.resume`; `force` accepts settings that change what
+    it trains); `overwrite` deletes an earlier run's checkpoints and logs first (`training.run_folder`).
     """
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+    def __init__(
+        self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False, force: bool = False
+    ) -> None:
         require(cfg, "model", "data", "output_dir")
         check_backends(cfg)
         self.cfg = cfg
@@ -75,20 +83,28 @@ class Trainer:
         self.best = BestCheckpoint(cfg)
         self.last_eval: dict[str, float] = {}
         self.accelerator = make_accelerator(cfg, self.bf16)
+        prepare_run_folder(self.accelerator, self.run_dir, resume, overwrite)
         set_seed(cfg.seed)
         self._setup_data()
+        # Compared once the data has filled in what it decides (the prompt's text normalisation).
+        resume_from = resume_point(self.run_dir, self.cfg, force) if resume else None
         self._setup_model_and_optimizer()
-        if resume:
-            self._resume()
+        if resume_from is not None:
+            self.step = restore(self.accelerator, resume_from, self.scheduler, self.best)
+        if resume and self.accelerator.is_main_process:
+            trim_metrics(self.run_dir, self.step)
         self._setup_run_dir()
         self.previews = self._setup_previews()
-        self.writer = self._setup_writer()
+        self.trackers = Trackers(self.accelerator, self.cfg, self.run_dir)
+        if resume:  # the interrupted run's events after the checkpoint are logged again
+            self.trackers.purge_from(self.step + 1)
 
     def _setup_data(self) -> None:
         """The processor, the run's data and batch plan, and the run's length in optimizer steps."""
         self.processor = load_processor(self.cfg.model)
         self.frame_rate = float(self.processor.audio_tokenizer.config.frame_rate)
         self.data = TrainingData(self.cfg, self.processor, self.accelerator, self.run_dir)
+        self.cfg = self.data.cfg  # its prompt's text normalisation is the data's
         self.max_steps = self.cfg.max_steps or self.data.steps_for_epochs(self.cfg.num_train_epochs)
 
     def _setup_model_and_optimizer(self) -> None:
@@ -105,7 +121,6 @@ class Trainer:
             self._fill_deepspeed_config()
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, self.max_steps))
-        acc.register_for_checkpointing(self.scheduler)
         checkpoint.keep_trainable_weights(acc, acc.unwrap_model(self.model))
         if acc.is_main_process:
             log.info(
@@ -136,24 +151,6 @@ class Trainer:
         if ds.get("gradient_clipping", "auto") == "auto":
             ds["gradient_clipping"] = self.cfg.max_grad_norm
 
-    def _resume(self) -> None:
-        """Continue from the run's last complete checkpoint (after removing interrupted saves)."""
-        acc = self.accelerator
-        if acc.is_main_process:
-            checkpoint.remove_stale_temporaries(self.run_dir)
-        acc.wait_for_everyone()
-        last = checkpoint.last_checkpoint(self.run_dir)
-        if last is None:
-            log.warning("--resume: no complete checkpoint in %s, starting from step 0", self.run_dir)
-            return
-        # The training state holds the trainable weights only (`checkpoint.keep_trainable_weights`); the
-        # frozen base weights were just loaded from the model itself.
-        acc.load_state(str(last / "state"), strict=False)
-        state = checkpoint.read_trainer_state(last)
-        self.step = state["step"]
-        self.best.restore(state)
-        log.info("resumed from %s at step %d", last, self.step)
-
     def _setup_run_dir(self) -> None:
         """The run folder, with the run's config and its batch plan (main process)."""
         if self.accelerator.is_main_process:
@@ -171,14 +168,6 @@ class Trainer:
             return None
         prompts = self.data.preview_prompts(cfg.num_preview_prompts)
         return TrainingPreviews(self.processor, prompts, cfg.prompt)
-
-    def _setup_writer(self) -> SummaryWriter | None:
-        """The TensorBoard writer of the main process; None on the others."""
-        if not self.accelerator.is_main_process:
-            return None
-        from torch.utils.tensorboard import SummaryWriter
-
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def to_device(self, batch: dict) -> dict:
         """A micro-batch's loss inputs on this process's device, copied without blocking the host."""
@@ -302,26 +291,31 @@ class Trainer:
         if acc.is_main_process and tmp.exists():
             shutil.rmtree(tmp)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp / "state"))
+        with full_disk_named(tmp):
+            acc.save_state(str(tmp / "state"))
+            checkpoint.write_plain_state(tmp / "state", self.scheduler, acc)
+        acc.wait_for_everyone()  # every process's state is in the folder before it is renamed
         state_dict = acc.get_state_dict(self.model)
         final = None
         if acc.is_main_process:
-            checkpoint.write_weights(tmp, acc.unwrap_model(self.model).model, state_dict, self.cfg)
-            save_config(self.cfg, tmp / "train_config.yaml")
-            state = checkpoint.trainer_state(self.cfg, self.step, metrics, self.best.state())
-            final = checkpoint.finalize(self.run_dir, self.step, state, self.cfg.save_total_limit)
+            wrapper = acc.unwrap_model(self.model)
+            with full_disk_named(tmp):
+                checkpoint.write_weights(tmp, wrapper.model, state_dict, self.cfg)
+                save_config(self.cfg, tmp / "train_config.yaml")
+                base = wrapper.base_fingerprint
+                state = checkpoint.trainer_state(self.cfg, self.step, metrics, self.best.state(), base)
+                write_checkpoint_card(tmp, state)
+                final = checkpoint.finalize(self.run_dir, self.step, state, self.cfg.save_total_limit)
         acc.wait_for_everyone()
         return final or self.run_dir / f"checkpoint-{self.step}"
 
     def _log(self, metrics: dict) -> None:
         if not self.accelerator.is_main_process:
             return
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+        path = self.run_dir / "metrics.jsonl"
+        with full_disk_named(path), open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")
-        for k, v in metrics.items():
-            if k != "step" and isinstance(v, int | float):
-                self.writer.add_scalar(f"train/{k}" if not k.startswith("eval") else k, v, metrics["step"])
-        self.writer.flush()
+        self.trackers.log(metrics)
 
     def run(self) -> Path:
         """Train to `max_steps`, or until early stopping ends the run; returns the final checkpoint folder."""
@@ -365,8 +359,7 @@ class Trainer:
                     break
         finally:  # also when a non-finite loss or an interrupt stops the run
             bar.close()
-            if self.writer is not None:
-                self.writer.close()
+            self.trackers.finish()
         return final or checkpoint.last_checkpoint(self.run_dir)
 
     def _evaluate_and_save(self) -> Path | None:
@@ -380,7 +373,7 @@ class Trainer:
         is_best = (self.step % cfg.eval_steps == 0 or last) and self.evaluate()
         if self.previews is not None and self.step % cfg.preview_steps == 0:
             higgs = self.accelerator.unwrap_model(self.model).higgs
-            self._log(self.previews.run(higgs, self.step, self.writer))
+            self._log(self.previews.run(higgs, self.step, self.trackers))
         stop = self.best.should_stop()
         if stop and self.accelerator.is_main_process:
             log.info(
@@ -414,6 +407,6 @@ class Trainer:
         return metrics
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Run a fine-tune described by `cfg`; returns the final checkpoint folder."""
-    return Trainer(cfg, resume=resume).run()
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, force: bool = False) -> Path:
+    """Run a fine-tune described by `cfg` (`Trainer` says what the flags do); returns the final checkpoint."""
+    return Trainer(cfg, resume=resume, overwrite=overwrite, force=force).run()

@@ -1,0 +1,80 @@
+"""The `prefs` command: preference pairs from a model's own sampled clones, for `train objective=dpo`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from higgs_tune.cli.app import (
+    SAMPLING,
+    CheckpointOpt,
+    ModelOpt,
+    RasWindowOpt,
+    SeedOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
+    app,
+    checkpoint_of,
+    sampling_config,
+)
+
+log = logging.getLogger("higgs_tune")
+
+
+@app.command("prefs")
+def preferences_command(
+    model: ModelOpt,
+    manifest: Annotated[Path, typer.Option(help="Prompts: a manifest (target audio optional).")],
+    out: Annotated[Path, typer.Option(help="Preference folder to write (a rerun continues it).")],
+    adapter: Annotated[Path | None, typer.Option(help="Run or checkpoint folder to sample from.")] = None,
+    candidates: Annotated[int, typer.Option(help="Sampled clones per prompt.")] = 4,
+    strategy: Annotated[
+        Literal["best_vs_worst", "margin"],
+        typer.Option(help="One pair per prompt, or every pair whose rewards differ by --margin."),
+    ] = "best_vs_worst",
+    margin: Annotated[float, typer.Option(help="Least reward difference that makes a pair.")] = 0.05,
+    cer_weight: Annotated[float, typer.Option(help="Reward weight of the CER (subtracted).")] = 1.0,
+    similarity_weight: Annotated[float, typer.Option(help="Reward weight of speaker similarity.")] = 0.5,
+    flag_weight: Annotated[float, typer.Option(help="Reward lost per speech-check flag.")] = 0.25,
+    asr_model: Annotated[str, typer.Option(help="Whisper model for CER (default: as in eval).")] = "",
+    speaker_model: Annotated[str, typer.Option(help="Speaker model (default: as in eval).")] = "",
+    language: Annotated[str | None, typer.Option(help="Language of the texts (e.g. ar).")] = None,
+    device: Annotated[str, typer.Option(help="Device for generation and measuring models.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.")] = 8,
+    temperature: TemperatureOpt = SAMPLING.temperature,
+    top_p: TopPOpt = SAMPLING.top_p,
+    top_k: TopKOpt = SAMPLING.top_k,
+    ras_window: RasWindowOpt = SAMPLING.ras_window,
+    seed: SeedOpt = SAMPLING.seed,
+    checkpoint: CheckpointOpt = "best",
+) -> None:
+    """Clone each prompt N times with sampling, score every clip like eval, and keep chosen/rejected pairs.
+
+    A silent or cut candidate is always the worst; prompts whose candidates are all alike are skipped and
+    counted. Then: `higgs-tune train objective=dpo prefs=OUT ...`.
+    """
+    from higgs_tune.data.manifests import read_manifest
+    from higgs_tune.evaluation.measuring import default_measuring_models
+    from higgs_tune.preferences.reward import RewardWeights
+    from higgs_tune.preferences.run import PrefsSettings, make_preferences
+
+    default_asr, default_speaker = default_measuring_models(model)
+    settings = PrefsSettings(
+        candidates=candidates,
+        sampling=sampling_config(False, temperature, top_p, top_k, ras_window, seed),
+        weights=RewardWeights(cer=cer_weight, similarity=similarity_weight, flag=flag_weight),
+        strategy=strategy,
+        margin=margin,
+        asr_model=asr_model or default_asr,
+        speaker_model=speaker_model or default_speaker,
+        language=language,
+        device=device,
+        batch_size=batch_size,
+    )
+    samples = read_manifest(manifest, require_target=False)
+    summary = make_preferences(model, checkpoint_of(adapter, checkpoint), samples, out, settings)
+    typer.echo(f"{summary['pairs']} pairs from {summary['prompts']} prompts: {out / 'prefs.jsonl'}")

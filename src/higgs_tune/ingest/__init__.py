@@ -1,0 +1,1 @@
+"""Raw audio -> corpus: `higgs-tune ingest` (sources, slicing, filters, transcribe, corpus, run)."""

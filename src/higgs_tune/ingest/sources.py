@@ -1,0 +1,218 @@
+"""Where raw audio comes from: the layouts users arrive with, each read as a stream of recordings.
+
+A `Recording` is one piece of audio with its speaker and, when the source has one, its transcript. Every
+source yields its recordings in a fixed order (sorted paths, table order, dataset order), so that a re-run
+numbers them the same way and can skip what an earlier run finished. Nothing is decoded here: a recording
+carries a path or the encoded bytes, and the worker that slices it decodes it.
+
+Understood layouts (`detect_source` picks one):
+
+* a folder written by `datasets`' `save_to_disk` (a `Dataset` or a `DatasetDict`, with `--split`);
+* a Common Voice release folder: `validated.tsv` (`client_id`, `path`, `sentence`) and `clips/`;
+* an LJSpeech-style folder: `metadata.csv` (`id|text[|normalized text]`) and `wavs/ID.wav`;
+* any other folder: recordings of any length in sub-folders named for their speaker (files at the top
+  take the folder's own name; a `speakers.csv` with `file,speaker` rows overrides both), with a
+  transcript in a same-named `.txt` when there is one;
+* a Hugging Face Hub dataset name (`--config`, `--split`), streamed; this needs the network.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from higgs_tune.data.audio import load_audio, resample
+from higgs_tune.data.samples import SampleError
+from higgs_tune.ingest.settings import SourceOptions
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
+# Audio formats users have that libsndfile cannot decode: named in the error rather than skipped silently.
+UNDECODABLE_EXTENSIONS = (".m4a", ".aac", ".wma", ".mp4", ".webm", ".amr", ".3gp", ".mka", ".ac3")
+AUDIO_COLUMNS = ("audio",)
+TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text")
+SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id")
+SPEAKERS = "speakers.csv"
+SOURCE_KINDS = ("dataset", "common_voice", "ljspeech", "folder", "hub")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One piece of raw audio: a file (`path`) or encoded bytes from a dataset row (`data`).
+
+    `key` names it uniquely and stably within its source (a relative path, a table row, a dataset index):
+    the name of its clips, its line in the summary, its place in the resume records.
+    """
+
+    key: str
+    speaker: str
+    text: str | None = None
+    path: Path | None = None
+    data: bytes | None = None
+
+    def decode(self, sr: int) -> np.ndarray:
+        """Mono float32 at `sr`; a `SampleError` naming the recording when it cannot be decoded."""
+        if self.path is not None:
+            return load_audio(self.path, sr)
+        try:
+            audio, rate = sf.read(io.BytesIO(self.data or b""), dtype="float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError, TypeError) as e:
+            raise SampleError(self.key, f"audio bytes cannot be decoded ({e})") from e
+        if audio.shape[0] == 0:
+            raise SampleError(self.key, "contains no audio samples")
+        return resample(audio.mean(axis=1), rate, sr)
+
+
+def detect_source(source: str) -> str:
+    """The layout of `source` (one of `SOURCE_KINDS`), from the files it holds."""
+    path = Path(source)
+    if not path.exists():
+        if path.is_absolute() or source.startswith((".", "~")) or source.count("/") > 1:
+            raise SampleError(source, "no such file or folder")
+        return "hub"
+    if not path.is_dir():
+        raise SampleError(source, "is a file; give a folder of recordings or a dataset folder")
+    if any((path / name).is_file() for name in ("dataset_info.json", "state.json", "dataset_dict.json")):
+        return "dataset"
+    if (path / "validated.tsv").is_file():
+        return "common_voice"
+    if (path / "metadata.csv").is_file():
+        return "ljspeech"
+    return "folder"
+
+
+def read_source(source: str, options: SourceOptions) -> Iterator[Recording]:
+    """The recordings of `source` in their fixed order."""
+    kind = detect_source(source)
+    if kind == "dataset":
+        from datasets import load_from_disk
+
+        return dataset_recordings(_pick_split(load_from_disk(source), source, options.split), options)
+    if kind == "hub":
+        from datasets import load_dataset
+
+        try:
+            dataset = load_dataset(source, options.config, split=options.split or "train", streaming=True)
+        except (OSError, ValueError) as e:  # no such folder nor hub dataset, offline, a wrong config/split
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SampleError(source, f"is not a folder here, and as a hub dataset it fails: {reason}") from e
+        return dataset_recordings(dataset, options)
+    return {"common_voice": common_voice, "ljspeech": ljspeech, "folder": folder}[kind](Path(source))
+
+
+def folder(root: Path) -> Iterator[Recording]:
+    """Recordings under `root`: speaker from the first sub-folder, text from a same-named `.txt`."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    bad = [p for p in files if p.suffix.lower() in UNDECODABLE_EXTENSIONS]
+    if bad:
+        raise SampleError(
+            str(bad[0]),
+            f"{bad[0].suffix} audio is not supported ({len(bad)} such files); supported: "
+            f"{', '.join(AUDIO_EXTENSIONS)}. Convert them first, e.g. ffmpeg -i IN{bad[0].suffix} OUT.flac",
+        )
+    audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
+    if not audio:
+        raise SampleError(str(root), f"has no audio files (supported: {', '.join(AUDIO_EXTENSIONS)})")
+    speakers = _speaker_table(root / SPEAKERS)
+    for path in audio:
+        relative = path.relative_to(root)
+        speaker = relative.parts[0] if len(relative.parts) > 1 else root.resolve().name
+        speaker = speakers.get(relative.as_posix(), speaker)
+        transcript = path.with_suffix(".txt")
+        text = transcript.read_text(encoding="utf-8-sig").strip() if transcript.is_file() else None
+        yield Recording(relative.as_posix(), speaker, text or None, path=path)
+
+
+def _speaker_table(path: Path) -> dict[str, str]:
+    """`speakers.csv` (`file,speaker`, file relative to the folder): speakers that the folder names do not
+    tell, e.g. a flat folder of several voices. Empty when there is no such file."""
+    if not path.is_file():
+        return {}
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"file", "speaker"} <= set(reader.fieldnames or ()):
+            raise SampleError(str(path), "needs the columns file and speaker")
+        return {row["file"].strip(): row["speaker"].strip() for row in reader if row["speaker"].strip()}
+
+
+def ljspeech(root: Path) -> Iterator[Recording]:
+    """LJSpeech layout: `metadata.csv` rows `id|text|normalized text`, audio in `wavs/`; one speaker, the
+    folder's name. The normalized text (numbers spelled out) is used when present."""
+    speaker = root.resolve().name
+    with open(root / "metadata.csv", encoding="utf-8-sig", newline="") as f:
+        for number, row in enumerate(csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE), start=1):
+            if not row:
+                continue
+            if len(row) < 2:
+                raise SampleError(f"{root / 'metadata.csv'} line {number}", "expected `id|text`")
+            text = (row[2] if len(row) > 2 and row[2].strip() else row[1]).strip()
+            yield Recording(f"wavs/{row[0]}", speaker, text or None, path=root / "wavs" / f"{row[0]}.wav")
+
+
+def common_voice(root: Path) -> Iterator[Recording]:
+    """Common Voice release layout: `validated.tsv` (`client_id`, `path`, `sentence`), audio in `clips/`."""
+    table = root / "validated.tsv"
+    with open(table, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        missing = {"client_id", "path", "sentence"} - set(reader.fieldnames or ())
+        if missing:
+            raise SampleError(str(table), f"has no column {', '.join(sorted(missing))}")
+        for row in reader:
+            text = (row["sentence"] or "").strip()
+            yield Recording(
+                f"clips/{row['path']}", row["client_id"], text or None, path=root / "clips" / row["path"]
+            )
+
+
+def _pick_split(dataset, source: str, split: str | None):
+    """A `DatasetDict` needs a split: `--split`, else its only one; a `Dataset` is taken as it is."""
+    from datasets import DatasetDict
+
+    if not isinstance(dataset, DatasetDict):
+        return dataset
+    if split is None and len(dataset) == 1:
+        return next(iter(dataset.values()))
+    if split not in dataset:
+        raise SampleError(source, f"has splits {', '.join(dataset)}; choose one with --split")
+    return dataset[split]
+
+
+def _column(names: list[str], given: str | None, usual: tuple[str, ...], option: str) -> str | None:
+    if given is not None:
+        if given not in names:
+            raise SampleError(option, f"the dataset has no column {given!r}; its columns: {', '.join(names)}")
+        return given
+    return next((name for name in usual if name in names), None)
+
+
+def dataset_recordings(dataset, options: SourceOptions) -> Iterator[Recording]:
+    """Rows of a `datasets` dataset (on disk or streamed), one at a time, audio left encoded: the
+    dataset is never loaded whole and decoding happens in the workers."""
+    from datasets import Audio
+
+    names = list(dataset.column_names or dataset.features or [])
+    audio = _column(names, options.audio_column, AUDIO_COLUMNS, "--audio-column")
+    if audio is None:
+        raise SampleError(
+            "--audio-column", f"no audio column found; the dataset's columns: {', '.join(names)}"
+        )
+    text = _column(names, options.text_column, TEXT_COLUMNS, "--text-column")
+    speaker = _column(names, options.speaker_column, SPEAKER_COLUMNS, "--speaker-column")
+    rows = dataset.cast_column(audio, Audio(decode=False))
+    for index, row in enumerate(rows):
+        cell = row[audio] or {}
+        data, path = cell.get("bytes"), cell.get("path")
+        value = str(row[text]).strip() if text is not None and row[text] is not None else ""
+        who = str(row[speaker]).strip() if speaker is not None and row[speaker] is not None else ""
+        yield Recording(
+            f"row {index}",
+            who or "speaker",
+            value or None,
+            path=Path(path) if data is None and path else None,
+            data=data,
+        )

@@ -1,0 +1,89 @@
+"""Transcripts for clips that have none, and the check of those that do, with the project's Whisper.
+
+The ASR is `evaluation.asr.Transcriber` (model loading, batching, forced language), loaded once in the main
+process (on the GPU when there is one) the first time a chunk needs it, and found the way `eval` finds its
+models (`model.reference.check_model_reference`: a folder, the local cache, or a reachable hub). A chunk's
+clips are transcribed together, so a re-run batches them the same way and writes the same text.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from higgs_tune.ingest.corpus import read_clip
+from higgs_tune.ingest.filters import mismatch_finding, text_findings
+from higgs_tune.ingest.recordings import ChunkResult
+from higgs_tune.ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+
+class ChunkTranscriber:
+    """Fills in `text` of a chunk's clips (and checks given texts with `check_transcripts`); clips the
+    ASR rejects are moved to the rejected rows and their files deleted."""
+
+    def __init__(self, settings: IngestSettings, out: Path) -> None:
+        self.settings = settings
+        self.out = out
+        self._asr = None
+
+    def needs(self, row: dict) -> bool:
+        return row["text"] is None or self.settings.check_transcripts
+
+    def __call__(self, result: ChunkResult) -> None:
+        todo = [row for row in result.kept if self.needs(row)]
+        if not todo:
+            return
+        heard = self._transcriber().transcribe([read_clip(self.out, row["audio"]) for row in todo])
+        for row, text in zip(todo, heard, strict=True):
+            finding = self._finding(row, text)
+            if row["text"] is None:
+                row["text"] = text
+            if finding is not None:
+                result.kept.remove(row)
+                (self.out / row["audio"]).unlink(missing_ok=True)
+                code, message = finding
+                rejected = {k: row[k] for k in ("source", "speaker", "start", "end", "duration", "text")}
+                result.rejected.append({**rejected, "code": code, "message": message})
+
+    def _finding(self, row: dict, heard: str) -> tuple[str, str] | None:
+        if row["text"] is None:
+            found = text_findings(heard, row["duration"])
+            return found[0] if found else None
+        filters = self.settings.filters
+        return mismatch_finding(row["text"], heard, self.settings.language, filters.max_cer)
+
+    def _transcriber(self):
+        if self._asr is None:
+            from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL, Transcriber
+            from higgs_tune.evaluation.measuring import MeasuringModelError
+            from higgs_tune.model.reference import check_model_reference
+
+            model = self.settings.asr_model or DEFAULT_ASR_MODEL
+            local = check_model_reference(model, "--asr-model")
+            try:
+                self._asr = Transcriber(
+                    model,
+                    language=self.settings.language,
+                    device=self.settings.device or _default_device(),
+                    batch_size=self.settings.asr_batch_size,
+                    max_new_tokens=self.settings.asr_max_new_tokens,
+                    local_files_only=local,
+                )
+            except (OSError, ValueError) as e:
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise MeasuringModelError(
+                    f"cannot load the ASR model {model!r} ({reason}); pass another with --asr-model"
+                ) from e
+        return self._asr
+
+
+def _default_device() -> str:
+    """This process's GPU (`LOCAL_RANK` under torchrun) when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"

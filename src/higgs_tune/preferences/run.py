@@ -1,0 +1,119 @@
+"""`higgs-tune prefs`: preference pairs made from a model's own clones, scored like `eval` scores.
+
+The measuring models load first (a wrong name fails before any cloning); then prompts go in batches: each
+is cloned N times with sampling, every candidate is scored and given a reward, pairs are chosen, and the
+prompt is written whole (`store.write_prompt`). A rerun continues where a killed one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from higgs_tune.data.audio import load_audio
+from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
+from higgs_tune.evaluation.measuring import load_measuring_models
+from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
+from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+from higgs_tune.model.codes import encode_file
+from higgs_tune.preferences import store
+from higgs_tune.preferences.candidates import sample_candidates, score_candidates
+from higgs_tune.preferences.pairs import Strategy, choose_pairs
+from higgs_tune.preferences.reward import RewardWeights, candidate_reward
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrefsSettings:
+    """How candidates are drawn, measured, rewarded and paired."""
+
+    candidates: int = 4
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    limit: LengthLimit = field(default_factory=LengthLimit)
+    weights: RewardWeights = field(default_factory=RewardWeights)
+    strategy: Strategy = "best_vs_worst"
+    margin: float = 0.05
+    asr_model: str = DEFAULT_ASR_MODEL
+    speaker_model: str = DEFAULT_SPEAKER_MODEL
+    language: str | None = None
+    device: str = "cpu"
+    batch_size: int = 8
+
+
+def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Path, s: PrefsSettings) -> dict:
+    """Write the preference folder `out` for `samples` (a manifest's samples); returns its summary."""
+    from higgs_tune.inference.generate import load_for_cloning
+
+    if s.sampling.greedy or s.candidates < 2:
+        raise ValueError("preference candidates need sampling (not --greedy) and --candidates of 2 or more")
+    out = Path(out)
+    store.check_settings(out, {"model": model_id, "adapter": str(adapter), **asdict(s)})
+    measuring = load_measuring_models(s.asr_model, s.speaker_model, s.language, s.device, s.batch_size)
+    model, processor, settings = load_for_cloning(model_id, adapter)
+    model.to(s.device)
+    keys = [store.prompt_key(x.id) for x in samples]
+    todo = [x for x, k in zip(samples, keys, strict=True) if k not in store.done_keys(out)]
+    log.info(
+        "%d prompts, %d already done; %d candidates each",
+        len(samples),
+        len(samples) - len(todo),
+        s.candidates,
+    )
+    rate = processor.audio_tokenizer.config.frame_rate
+    for start in tqdm(range(0, len(todo), s.batch_size), desc="prefs", unit="batch"):
+        batch = todo[start : start + s.batch_size]
+        refs = [encode_file(processor, x.ref_audio) for x in batch]
+        items = [
+            {"ref_text": x.ref_text, "ref_codes": r, "text": x.text, "scene": x.scene}
+            for x, r in zip(batch, refs, strict=True)
+        ]
+        limits = [s.limit.frames(x.text, rate) for x in batch]
+        candidates = sample_candidates(model, processor, items, settings, s.sampling, limits, s.candidates)
+        for sample, ref, clones in zip(batch, refs, candidates, strict=True):
+            _finish_prompt(out, sample, ref, clones, measuring, s)
+    summary = store.finish(out, keys)
+    log.info(
+        "%d prompts -> %d pairs in %s; %d skipped as all alike",
+        summary["prompts"],
+        summary["pairs"],
+        out / "prefs.jsonl",
+        len(summary["skipped_all_alike"]),
+    )
+    return summary
+
+
+def _finish_prompt(
+    out: Path, sample, ref_codes: np.ndarray, clones: list, measuring: tuple, s: PrefsSettings
+) -> None:
+    """Score one prompt's candidates, pair them, and write the prompt whole."""
+    speaker = measuring[1]
+    reference = speaker.embed([load_audio(sample.ref_audio)])[0]
+    scores = score_candidates(clones, sample.text, reference, measuring, s.language)
+    for score in scores:
+        score["reward"] = candidate_reward(score["cer"], score["similarity"], score["flags"], s.weights)
+    rewards = [score["reward"] for score in scores]
+    pairs = choose_pairs(rewards, s.strategy, s.margin)
+    finite = [r for r in rewards if math.isfinite(r)]
+    record = {
+        "key": store.prompt_key(sample.id),
+        "id": sample.id,
+        "ref_text": sample.ref_text,
+        "text": sample.text,
+        "scene": sample.scene,
+        "candidates": [{**score, "reward": _json_number(score["reward"])} for score in scores],
+        "pairs": pairs,
+        "spread": (max(finite) - min(finite)) if len(finite) > 1 else 0.0,
+    }
+    used = {i for pair in pairs for i in pair}
+    store.write_prompt(out, record, ref_codes, {i: clones[i].codes for i in sorted(used)})
+
+
+def _json_number(x: float) -> float | None:
+    """JSON has no infinity: an unusable candidate's reward is written as null."""
+    return x if math.isfinite(x) else None

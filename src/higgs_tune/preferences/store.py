@@ -1,0 +1,104 @@
+"""The preference folder: one file per finished prompt, then `prefs.jsonl` with one line per pair.
+
+    PREFS/settings.json          what made the candidates (a rerun with other settings is refused)
+    PREFS/prompts/<key>.json     one finished prompt: its candidates' scores and rewards, and its pairs
+    PREFS/codes/<key>-ref.npy    the prompt's reference codes [K, T]
+    PREFS/codes/<key>-<i>.npy    candidate i's codes [K, T], for candidates in a pair
+    PREFS/prefs.jsonl            one line per (chosen, rejected) pair, in manifest order
+    PREFS/summary.json           prompts, pairs, prompts skipped as all alike, reward spread
+
+A prompt's file is written last and atomically, after its codes, so a killed run leaves only prompts that
+are whole; a rerun skips them (`done_keys`). Keys are a digest of the sample id: any id maps to a distinct,
+safe file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from higgs_tune.errors import UserError
+from higgs_tune.files import read_jsonl, write_atomic, write_json, write_jsonl
+
+PROMPTS, CODES = "prompts", "codes"
+
+
+def prompt_key(sample_id: str) -> str:
+    """A safe, distinct file name for a sample id."""
+    return hashlib.sha1(sample_id.encode()).hexdigest()[:16]
+
+
+def check_settings(out: Path, settings: dict) -> None:
+    """Record the settings of a new folder; refuse to continue one made with other settings."""
+    path = out / "settings.json"
+    if path.exists():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if changed:
+            raise UserError(
+                f"{out} holds preferences made with other settings ({', '.join(changed)}): "
+                "use another --out, or the same settings to continue it"
+            )
+        return
+    write_json(path, settings)
+
+
+def done_keys(out: Path) -> set[str]:
+    """Keys of the prompts already finished in `out`."""
+    return {p.stem for p in (out / PROMPTS).glob("*.json")}
+
+
+def write_prompt(out: Path, record: dict, ref_codes: np.ndarray, codes: dict[int, np.ndarray]) -> None:
+    """A finished prompt: its codes first, then its record (which marks it done)."""
+    key = record["key"]
+    for name, c in [("ref", ref_codes), *codes.items()]:
+        write_atomic(out / CODES / f"{key}-{name}.npy", lambda f, c=c: np.save(f, c))
+    write_json(out / PROMPTS / f"{key}.json", record)
+
+
+def finish(out: Path, keys: list[str]) -> dict:
+    """Write `prefs.jsonl` (pairs in manifest order) and `summary.json`; returns the summary."""
+    records = [json.loads((out / PROMPTS / f"{k}.json").read_text(encoding="utf-8")) for k in keys]
+    lines = [
+        {
+            "id": r["id"],
+            "ref_text": r["ref_text"],
+            "text": r["text"],
+            "scene": r.get("scene"),
+            "ref_codes": f"{CODES}/{r['key']}-ref.npy",
+            "chosen": {"codes": f"{CODES}/{r['key']}-{a}.npy", **r["candidates"][a]},
+            "rejected": {"codes": f"{CODES}/{r['key']}-{b}.npy", **r["candidates"][b]},
+        }
+        for r in records
+        for a, b in r["pairs"]
+    ]
+    write_jsonl(out / "prefs.jsonl", lines)
+    spreads = [r["spread"] for r in records if r["pairs"]]
+    summary = {
+        "prompts": len(records),
+        "pairs": len(lines),
+        "skipped_all_alike": [r["id"] for r in records if not r["pairs"]],
+        "reward_spread": {
+            "min": min(spreads, default=None),
+            "median": float(np.median(spreads)) if spreads else None,
+            "max": max(spreads, default=None),
+        },
+    }
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def read_pairs(prefs: Path) -> list[dict]:
+    """The pairs of a preference folder, codes paths made absolute; a clear error when it is not one."""
+    path = Path(prefs) / "prefs.jsonl"
+    if not path.is_file():
+        raise UserError(
+            f"{prefs}: not a preference folder (no prefs.jsonl); make one with `higgs-tune prefs`"
+        )
+    pairs = read_jsonl(path)
+    if not pairs:
+        raise UserError(f"{path}: no pairs (every prompt's candidates were alike); see summary.json")
+    return pairs

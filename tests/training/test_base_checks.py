@@ -1,0 +1,54 @@
+"""A run records its base model and meets only it; training meets only codes of its own codec."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from conftest import train_config
+
+from higgs_tune import checkpoint
+from higgs_tune.model.fingerprint import BaseMismatchError, base_fingerprint
+from higgs_tune.model.loading import load_finetuned, load_model, load_processor
+from higgs_tune.prepared.dataset import PreparedData
+from higgs_tune.tiny.model import build_tiny_model
+from higgs_tune.training.data import CodecMismatchError, check_codec
+from higgs_tune.training.trainer import train
+
+
+@pytest.fixture(scope="module")
+def other_tiny_model_dir(tmp_path_factory):
+    """A tiny model of the same shapes with other weights and another codec (seed 1)."""
+    return build_tiny_model(tmp_path_factory.mktemp("other") / "higgs-tiny-1", seed=1)
+
+
+def test_checkpoint_records_its_base_and_loading_checks_it(
+    tiny_model_dir, other_tiny_model_dir, prepared_dir, tmp_path, caplog
+) -> None:
+    run = tmp_path / "run"
+    last = train(train_config(tiny_model_dir, prepared_dir, run, "max_steps=1", "save_steps=1"))
+    recorded = checkpoint.read_trainer_state(last)["base"]
+    assert recorded == base_fingerprint(load_model(tiny_model_dir), tiny_model_dir)
+    with caplog.at_level(logging.WARNING, logger="higgs_tune"):
+        load_finetuned(tiny_model_dir, last)
+    assert "same shapes but another" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="higgs_tune"):
+        load_finetuned(other_tiny_model_dir, last)
+    assert "same shapes but another weights" in caplog.text
+
+
+def test_adapter_on_a_base_of_other_shapes_is_refused(tiny_model_dir, prepared_dir, tmp_path) -> None:
+    last = train(train_config(tiny_model_dir, prepared_dir, tmp_path / "run", "max_steps=1", "save_steps=1"))
+    state = checkpoint.read_trainer_state(last)
+    state["base"]["shapes"] = "0" * 16
+    (last / checkpoint.TRAINER_STATE).write_text(json.dumps(state))
+    with pytest.raises(BaseMismatchError, match="other shapes"):
+        load_finetuned(tiny_model_dir, last)
+
+
+def test_codes_of_another_codec_are_refused(prepared_dir, processor, other_tiny_model_dir) -> None:
+    data = PreparedData(prepared_dir)
+    check_codec(data, processor, "tiny")
+    with pytest.raises(CodecMismatchError, match="prepare the manifest again"):
+        check_codec(data, load_processor(other_tiny_model_dir), str(other_tiny_model_dir))
