@@ -63,6 +63,75 @@ def prepared_dir(
     return out
 
 
+@pytest.fixture(scope="session")
+def eval_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir, prepared_dir, sample_data_dir) -> Path:
+    """What `eval --baseline` writes (report.json, clones, report.html) for a 1-step LoRA run on 3 samples,
+    Arabic and English, with 0.5 s clips so it takes seconds; the report and listening-test tests share it."""
+    from transformers import GenerationConfig
+
+    from higgs_tune.checkpoint import resolve_checkpoint
+    from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
+    from higgs_tune.inference.settings import LengthLimit
+    from higgs_tune.tiny.eval_models import build_tiny_eval_models
+    from higgs_tune.training.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("eval-dir")
+    Trainer(train_config(tiny_model_dir, prepared_dir, root / "run", "max_steps=1")).run()
+    asr, speaker = build_tiny_eval_models(root / "eval-models")
+    # The tiny Whisper writes text up to its token limit (448): 24 tokens are as good a transcript here,
+    # and 20 times faster.
+    whisper = GenerationConfig.from_pretrained(asr)
+    whisper.max_length = 24
+    whisper.save_pretrained(asr)
+    heldout = sample_data_dir["manifest_jsonl"].parent / "heldout_eval_dir.jsonl"
+    lines = sample_data_dir["manifest_jsonl"].read_text(encoding="utf-8").splitlines()[:3]
+    heldout.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    short = LengthLimit(min_seconds=0.5, max_seconds=0.5)
+    settings = EvalSettings(asr_model=str(asr), speaker_model=str(speaker), language="ar", limit=short)
+    checkpoint = resolve_checkpoint(root / "run", "best")  # as `eval --adapter RUN` does
+    evaluate(heldout, str(tiny_model_dir), checkpoint, root / "eval", True, settings)
+    return root / "eval"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium driven by playwright; skipped, saying why, where either is not installed."""
+    from higgs_tune.tiny.demo import CHROMIUM  # Debian's: playwright never downloads a browser here
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"browser tests need {CHROMIUM}: apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (.[dev])")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM))
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, path: Path):
+    """A new page at `path` (file://) and the list its console errors, page errors and failed requests
+    are collected into; downloads are accepted."""
+    page = browser.new_context(accept_downloads=True).new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+    page.goto(path.resolve().as_uri())
+    return page, errors
+
+
+# Loads every <audio> on the page (they are preload="none") and reports how each went.
+AUDIO_STATES_JS = """async () => Promise.all([...document.querySelectorAll("audio")].map((a) =>
+  new Promise((resolve) => {
+    const done = (how) => resolve({src: a.getAttribute("src"), how, ready: a.readyState,
+                                   duration: a.duration, error: a.error && a.error.code});
+    a.addEventListener("loadedmetadata", () => done("loaded"), {once: true});
+    a.addEventListener("error", () => done("error"), {once: true});
+    setTimeout(() => done("timeout"), 10000);
+    a.preload = "metadata";
+    a.load();
+  })))"""
+
+
 def tone(seconds: float, sr: int = 24_000, channels: int = 1, seed: int = 0) -> np.ndarray:
     """A harmonic tone with a little noise and a syllable-like envelope, at a sane level (about -20 dBFS)."""
     rng = np.random.default_rng(seed)

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "training",
     "inference",
     "evaluation",
+    "listening",
     "preferences",
     "push",
 )

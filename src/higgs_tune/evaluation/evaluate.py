@@ -193,9 +193,12 @@ def evaluate(
     write_json(out / "report.json", report)
     _plots(systems, out)
     write_text_atomic(out / "report.md", render_markdown(report))
+    from higgs_tune.evaluation.html_report import write_html_report  # it imports this module
+
+    write_html_report(report, out)
     if adapter is not None:  # the checkpoint's model card carries its latest figures
         record_evaluation(adapter, report)
-    log.info("evaluation report: %s", out / "report.md")
+    log.info("evaluation report: %s (to listen: %s)", out / "report.md", out / "report.html")
     return report
 
 
@@ -252,20 +255,7 @@ def render_markdown(report: dict) -> str:
         "| metric | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    for key, label, pct in (
-        ("wer", "WER (lower is better)", True),
-        ("cer", "CER (lower is better)", True),
-        ("similarity", "speaker similarity (higher is better)", False),
-        ("stopped_by_eos", "ended by EOS", True),
-        ("right_length", "right length and ended by EOS", True),
-    ):
-        lines.append(f"| {label} | " + " | ".join(_fmt(summary[n][key], pct) for n in names) + " |")
-    lines.append("| clips with no flag | " + " | ".join(str(summary[n]["clean"]) for n in names) + " |")
-    all_flags = sorted({f for n in names for f in summary[n]["flags"]})
-    for flag in all_flags:
-        lines.append(
-            f"| flag: {flag} | " + " | ".join(str(summary[n]["flags"].get(flag, 0)) for n in names) + " |"
-        )
+    lines += ["| " + " | ".join(cells) + " |" for cells in summary_table(summary, names)]
     if "comparison" in report:
         c = report["comparison"]
         lines += [
@@ -289,6 +279,24 @@ def render_markdown(report: dict) -> str:
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def summary_table(summary: dict, names: list[str]) -> list[list[str]]:
+    """The summary table's rows, a label then one cell per system: shared by `report.md` and `report.html`."""
+    rows = [
+        [label] + [_fmt(summary[n][key], pct) for n in names]
+        for key, label, pct in (
+            ("wer", "WER (lower is better)", True),
+            ("cer", "CER (lower is better)", True),
+            ("similarity", "speaker similarity (higher is better)", False),
+            ("stopped_by_eos", "ended by EOS", True),
+            ("right_length", "right length and ended by EOS", True),
+        )
+    ]
+    rows.append(["clips with no flag"] + [str(summary[n]["clean"]) for n in names])
+    for flag in sorted({f for n in names for f in summary[n]["flags"]}):
+        rows.append([f"flag: {flag}"] + [str(summary[n]["flags"].get(flag, 0)) for n in names])
+    return rows
 
 
 def _stop_health_table(health: dict, names: list[str]) -> list[str]:

@@ -1,8 +1,9 @@
 """`higgs-tune demo`: the whole loop on the built-in default, on CPU in a few minutes.
 
 tiny model -> synthetic voices -> validate -> prepare -> LoRA training -> memorise one sample and clone it
-exactly -> evaluate, each step through the same functions the individual commands call, printing where
-everything went and the held-out stop health of the LoRA run.
+exactly -> evaluate (report.md, report.html to listen to, and a blind A/B listening test), each step through
+the same functions the individual commands call, printing where everything went and the held-out stop
+health of the LoRA run.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pathlib import Path
 from higgs_tune.checkpoint import resolve_checkpoint
 from higgs_tune.config import TrainConfig
 from higgs_tune.data.manifests import read_manifest, write_manifest_jsonl
+from higgs_tune.data.samples import SampleError
 from higgs_tune.data.validate import validate_manifest
 from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
+from higgs_tune.evaluation.listening import write_listening_test
 from higgs_tune.files import write_json
 from higgs_tune.model.loading import load_processor
 from higgs_tune.prepared.dataset import PreparedData
@@ -30,6 +33,8 @@ from higgs_tune.training.trainer import train
 from higgs_tune.typed_config import load_config
 
 log = logging.getLogger(__name__)
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, for the screenshots (and the browser tests)
 
 
 def demo_config(model: Path, data: Path, run: Path, steps: int) -> TrainConfig:
@@ -92,6 +97,7 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     settings = EvalSettings(asr_model=str(asr_model), speaker_model=str(speaker_model))
     report = evaluate(heldout_manifest, str(paths["model"]), checkpoint, out / "eval", True, settings)
     paths["report"] = out / "eval" / "report.md"
+    _listening_pages(out, paths)
     summary = {
         "wall_seconds": round(time.perf_counter() - started, 1),
         "first_loss": train_losses[0],
@@ -120,6 +126,17 @@ def _prepared_samples(paths: dict[str, Path], speakers: int, utterances: int) ->
     samples = read_manifest(manifest)
     prepare_dataset(samples, load_processor(paths["model"]), paths["prepared"], model_id=str(paths["model"]))
     return samples
+
+
+def _listening_pages(out: Path, paths: dict[str, Path]) -> None:
+    """The pages to listen to, added to `paths`: `report.html` (`evaluate` wrote it), a blind A/B test of
+    the same clones, and a screenshot of each."""
+    paths["report_html"] = out / "eval" / "report.html"
+    try:
+        paths["listening_test"] = write_listening_test(out / "eval", out / "ab")
+    except SampleError as e:  # a tiny random model may stop every clone at once
+        log.warning("no listening test: %s", e)
+    paths.update(screenshots({k: paths[k] for k in ("report_html", "listening_test") if k in paths}, out))
 
 
 STOP_HEALTH_KEYS = ("eval_loss", "eval_eos_prob", "eval_early_stop_risk", "eval_accuracy")
@@ -152,5 +169,34 @@ def _finished(
         "is what is cloned)\n"
         f"  evaluation     {paths['report']} (held-out clones of a 2-layer random model are not speech; tiny "
         "random ASR and speaker models: the numbers exercise the pipeline, they do not measure speech)\n"
-        f"  summary        {out / 'demo_summary.json'}"
+        f"  listen         {paths['report_html']} (open it in a browser: each sample's reference, base and "
+        "fine-tuned clone, side by side)\n"
+        f"  blind A/B test {paths.get('listening_test', 'not written (no clone with audio)')} (score the "
+        f"exported answers with: higgs-tune listen-score {out / 'ab' / 'key.json'} ANSWERS.json)\n"
+        + "".join(f"  screenshot     {paths[k]}\n" for k in paths if k.startswith("screenshot_"))
+        + f"  summary        {out / 'demo_summary.json'}"
     )
+
+
+def screenshots(pages: dict[str, Path], out: Path) -> dict[str, Path]:
+    """A full-page screenshot of each page (name -> file) in headless Chromium, written into
+    `out/screenshots/`, to see the report without a browser at hand; none, with the reason logged, where
+    Chromium or playwright is not installed. Returns `screenshot_<name>` -> PNG."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        log.info("no screenshots: playwright is not installed (pip install -e '.[dev]')")
+        return {}
+    if not CHROMIUM.is_file():
+        log.info("no screenshots: %s is not installed (apt-get install chromium)", CHROMIUM)
+        return {}
+    shots = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM))
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for name, path in pages.items():
+            page.goto(path.resolve().as_uri())
+            shots[f"screenshot_{name}"] = out / "screenshots" / f"{name}.png"
+            page.screenshot(path=str(shots[f"screenshot_{name}"]), full_page=True)
+        browser.close()
+    return shots

@@ -1,0 +1,153 @@
+"""The blind A/B listening test: a page that hides which clone is which, keeps answers across a reload,
+exports them, and `listen-score` un-blinds them into a preference with a Wilson interval."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import AUDIO_STATES_JS, open_page
+
+from higgs_tune.evaluation.listening import write_listening_test
+from higgs_tune.evaluation.listening_score import score_listening_test, wilson_interval
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys, caplog):
+    """Run `higgs-tune ARGS` in this process (without its logging set-up, which would outlive the test):
+    returns the exit status, stdout, and stderr with the log."""
+    import higgs_tune.cli
+
+    monkeypatch.setattr(higgs_tune.cli, "setup_logging", lambda: None)
+
+    def run(*args) -> tuple[int, str, str]:
+        caplog.clear()
+        monkeypatch.setattr(sys, "argv", ["higgs-tune", *map(str, args)])
+        with pytest.raises(SystemExit) as exit_:
+            higgs_tune.cli.main()
+        out, err = capsys.readouterr()
+        return exit_.value.code, out, err + caplog.text
+
+    return run
+
+
+def test_ab_page_hides_the_systems_and_round_trips_answers_into_listen_score(
+    eval_dir, browser, tmp_path, run_cli
+):
+    code, stdout, _ = run_cli("listen", eval_dir, "--out", tmp_path / "ab", "--seed", "3")
+    assert code == 0 and "index.html" in stdout
+    key = json.loads((tmp_path / "ab" / "key.json").read_text())
+    trials = key["trials"]
+    assert len(trials) + len(key["left_out"]) == 3 and trials
+    page_html = (tmp_path / "ab" / "index.html").read_text(encoding="utf-8")
+    for secret in ("finetuned", "fine-tune", "base", "key.json", "eval"):
+        assert secret not in page_html.lower(), secret
+    assert not list((tmp_path / "ab").rglob("*finetuned*")) and not list((tmp_path / "ab").rglob("*base*"))
+
+    page, errors = open_page(browser, tmp_path / "ab" / "index.html")
+    states = page.evaluate(AUDIO_STATES_JS)
+    assert len(states) == 3 * len(trials)  # reference, A and B
+    assert all(s["how"] == "loaded" and s["duration"] > 0 for s in states), states
+    texts = page.locator(".trial .text")
+    directions = {texts.nth(i).evaluate("(e) => getComputedStyle(e).direction") for i in range(texts.count())}
+    assert "rtl" in directions  # the Arabic samples read right to left
+    page.fill("#listener", "ana")
+    choices = {"similar": "A", "natural": "same"}
+    for t in trials:
+        for question, choice in choices.items():
+            page.check(f"input[name='{t['trial']}/{question}'][value='{choice}']")
+    page.reload()  # answers survive in the browser's storage
+    assert page.input_value("#listener") == "ana"
+    assert page.is_checked(f"input[name='{trials[0]['trial']}/similar'][value='A']")
+    assert page.inner_text("#progress") == f"{len(trials)} of {len(trials)} answered"
+    with page.expect_download() as download:
+        page.click("#export")
+    answers = tmp_path / "answers.json"
+    download.value.save_as(answers)
+    assert not errors, errors
+
+    code, stdout, _ = run_cli("listen-score", tmp_path / "ab" / "key.json", answers)
+    assert code == 0, stdout
+    tuned_as_a = sum(t["A"] == "finetuned" for t in trials)
+    assert f"fine-tune {tuned_as_a}, base {len(trials) - tuned_as_a}, same 0, unanswered 0" in stdout
+    assert f"fine-tune 0, base 0, same {len(trials)}, unanswered 0" in stdout and "ana" in stdout
+
+
+def test_ab_order_is_seeded_and_mixed(eval_dir, tmp_path):
+    orders = {}
+    for seed in range(6):
+        write_listening_test(eval_dir, tmp_path / f"ab{seed}", seed)
+        orders[seed] = json.loads((tmp_path / f"ab{seed}" / "key.json").read_text())["trials"]
+    write_listening_test(eval_dir, tmp_path / "again", 0)
+    assert json.loads((tmp_path / "again" / "key.json").read_text())["trials"] == orders[0]
+    firsts = {t["A"] for trials in orders.values() for t in trials}
+    assert firsts == {"base", "finetuned"}
+
+
+def _key(tmp_path: Path, trials: int) -> Path:
+    key = {
+        "test_id": "abc",
+        "trials": [
+            {
+                "trial": f"t{i:03d}",
+                "id": f"s{i}",
+                **({"A": "finetuned", "B": "base"} if i % 2 else {"A": "base", "B": "finetuned"}),
+            }
+            for i in range(trials)
+        ],
+    }
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps(key))
+    return path
+
+
+def _answers(tmp_path: Path, name: str, answers: dict, test_id: str = "abc") -> Path:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"test_id": test_id, "listener": name, "answers": answers}))
+    return path
+
+
+def test_listen_score_unblinds_pools_listeners_and_counts_ties_apart(tmp_path):
+    key = _key(tmp_path, 4)  # t000 and t002 play the base as A; t001 and t003 the fine-tune
+    one = _answers(tmp_path, "one", {"t000": {"similar": "B", "natural": "A"}, "t001": {"similar": "A"}})
+    two = _answers(
+        tmp_path,
+        "two",
+        {"t001": {"similar": "B"}, "t002": {"similar": "B"}, "t003": {"similar": "same", "natural": "B"}},
+    )
+    preferences, listeners = score_listening_test(key, [one, two])
+    assert listeners == ["one", "two"]
+    similar, natural = preferences
+    assert (similar.finetuned, similar.base, similar.same, similar.unanswered) == (3, 1, 1, 3)
+    assert (natural.finetuned, natural.base, natural.same, natural.unanswered) == (0, 2, 0, 6)
+    assert similar.share == 0.75 and natural.share == 0.0
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    assert wilson_interval(7, 10) == pytest.approx((0.3968, 0.8922), abs=1e-4)
+    assert wilson_interval(0, 5) == pytest.approx((0.0, 0.4345), abs=1e-4)
+    assert wilson_interval(0, 0) is None
+
+
+def test_listen_score_names_the_file_and_the_fix(tmp_path, run_cli):
+    key = _key(tmp_path, 2)
+    cases = {
+        _answers(tmp_path, "other", {}, test_id="xyz"): "pass the key.json",
+        _answers(tmp_path, "typo", {"t000": {"similar": "C"}}): "'similar' = 'C'",
+        _answers(tmp_path, "unknown", {"t999": {"similar": "A"}}): "unknown sample 't999'",
+    }
+    for path, message in cases.items():
+        code, _, err = run_cli("listen-score", key, path)
+        assert code == 2 and str(path) in err and message in err and "Traceback" not in err, err
+    answers = tmp_path / "other.json"
+    code, _, err = run_cli("listen-score", answers, answers)  # answers where the key should be
+    assert code == 2 and f"{answers}: is not a listening test's key.json" in err, err
+
+
+def test_listen_needs_an_eval_with_a_baseline(tmp_path, run_cli):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "report.json").write_text(json.dumps({"samples": {"finetuned": []}}))
+    code, _, err = run_cli("listen", tmp_path / "eval", "--out", tmp_path / "ab")
+    assert code == 2 and "--baseline" in err and "Traceback" not in err, err
