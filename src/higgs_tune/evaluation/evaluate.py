@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from higgs_tune.checkpoint import resolve_checkpoint
 from higgs_tune.config import PromptConfig
 from higgs_tune.data.audio import TARGET_SR, load_audio
 from higgs_tune.data.manifests import read_manifest
@@ -196,8 +197,8 @@ def evaluate(
     from higgs_tune.evaluation.html_report import write_html_report  # it imports this module
 
     write_html_report(report, out)
-    if adapter is not None:  # the checkpoint's model card carries its latest figures
-        record_evaluation(adapter, report)
+    if adapter is not None:  # the measured checkpoint's model card carries its latest figures
+        record_evaluation(resolve_checkpoint(adapter), report)
     log.info("evaluation report: %s (to listen: %s)", out / "report.md", out / "report.html")
     return report
 
