@@ -26,6 +26,12 @@ import torch
 
 from higgs_tune.config import PromptConfig
 from higgs_tune.data.text_normalisation import normalise_text
+from higgs_tune.errors import UserError
+
+
+class PromptError(UserError):
+    """A prompt that cannot be built as the model expects: a chat template of another format, or a
+    control token inside a text; the message names it and the fix."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ def build_prompt(
     delayed = [delayed_codes(processor, c) for c in clips]
     pieces = rendered.split(processor.audio_token)
     if len(pieces) != len(delayed) + 1:
-        raise ValueError(
+        raise PromptError(
             f"chat template rendered {len(pieces) - 1} audio placeholders for {len(delayed)} clips; "
             "the model's chat template does not match the Higgs Audio v2 cloning format"
         )
@@ -137,7 +143,7 @@ def build_prompt(
     audio_input_ids = torch.cat(delayed, dim=0)
     n_placeholders = int(audio_positions(processor, input_ids).sum())
     if n_placeholders != audio_input_ids.shape[0]:
-        raise ValueError(
+        raise PromptError(
             f"prompt has {n_placeholders} audio placeholders but {audio_input_ids.shape[0]} audio frames; "
             "the model's chat template does not match the Higgs Audio v2 cloning format"
         )
@@ -171,7 +177,7 @@ def _tokenize(tokenizer, rendered: str, texts: list[str | None]) -> torch.Tensor
             leaked = control_ids.intersection(run_ids)
             if leaked:
                 names = ", ".join(tokenizer.convert_ids_to_tokens(sorted(leaked)))
-                raise ValueError(f"text {plain!r} holds the control token(s) {names}; remove them")
+                raise PromptError(f"text {plain!r} holds the control token(s) {names}; remove them")
             ids += run_ids
     return torch.tensor(ids, dtype=torch.long)
 
