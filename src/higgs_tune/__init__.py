@@ -13,12 +13,14 @@ Data flows one way, one subpackage per stage; a stage imports only the stages be
     training/    codes -> examples -> batches -> model     label masking, collation, batch plans, the one
                                          loss, stop health, the trainer, trackers, model cards
     inference/   model -> speech         cloning with the training prompt, merging a fine-tune, pushing it
-    evaluation/  speech -> metrics       ASR (WER/CER), speaker similarity, signal checks, the eval report
+    evaluation/  speech -> metrics       ASR (WER/CER), speaker similarity, signal checks, the eval report,
+                                         the HTML listening report and the blind A/B test
+    preferences/ metrics -> pairs        sampled candidates scored like eval, rewarded and paired for DPO
     tiny/        fixtures                a random 2-layer model, synthetic voices, a small dataset, the demo
 
 At the top: `cli/` (one module of commands per stage), `config.py` (the run's settings) and `typed_config.py`
 (loading them from YAML and key=value), `checkpoint.py` (what a checkpoint holds and which one is used),
-`files.py` (the one atomic write), `logs.py`.
+`files.py` (the one atomic write), `errors.py` (the one-line `UserError`), `logs.py`.
 
 Glossary (one word per idea):
 
@@ -36,6 +38,8 @@ Glossary (one word per idea):
     preview      a clip cloned from a held-out prompt while training, to listen to (`training.previews`)
     evaluate     clone a held-out manifest and measure words, voice and stopping (`evaluation.evaluate`)
     model card   the README.md of a folder of weights, in the Hub's format (`training.card`)
+    candidate    one sampled clone of a prompt, scored for preference pairs (`preferences.candidates`)
+    fingerprint  what a checkpoint records of its base model, checked where it loads (`model.fingerprint`)
 """
 
 __version__ = "0.1.0"
