@@ -114,7 +114,13 @@ def open_page(browser, path: Path):
     errors: list[str] = []
     page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
     page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+    # A reload aborts the media requests still in flight (net::ERR_ABORTED): not a missing file.
+    page.on(
+        "requestfailed",
+        lambda r: (
+            "ERR_ABORTED" not in (r.failure or "") and errors.append(f"request failed: {r.url} ({r.failure})")
+        ),
+    )
     page.goto(path.resolve().as_uri())
     return page, errors
 

@@ -127,7 +127,7 @@ def test_unknown_key_suggests_the_fix(override: str, expected: str) -> None:
 
 def test_unknown_key_without_a_near_match_lists_the_valid_keys() -> None:
     (problem,) = problems_of(["prompt.zzz=1"])
-    assert problem == "unknown key 'prompt.zzz' (valid keys here: system_prompt, scene)"
+    assert problem == "unknown key 'prompt.zzz' (valid keys here: system_prompt, scene, text_normalisation)"
 
 
 def test_all_problems_are_reported_in_one_error(tmp_path: Path) -> None:
