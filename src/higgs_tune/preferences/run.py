@@ -58,7 +58,8 @@ def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Pa
     model, processor, settings = load_for_cloning(model_id, adapter)
     model.to(s.device)
     keys = [store.prompt_key(x.id) for x in samples]
-    todo = [x for x, k in zip(samples, keys, strict=True) if k not in store.done_keys(out)]
+    done_keys = store.done_keys(out)
+    todo = [x for x, k in zip(samples, keys, strict=True) if k not in done_keys]
     log.info(
         "%d prompts, %d already done; %d candidates each",
         len(samples),

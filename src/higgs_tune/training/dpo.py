@@ -50,7 +50,7 @@ class PairCollator:
 
 def clip_logprobs(model: CloningLossModel, batch: dict) -> torch.Tensor:
     """log p(clip | prompt) of every row of `batch`: minus its summed cross-entropy over labelled codes."""
-    sums = model(**{k: batch[k] for k in LOSS_INPUTS})
+    sums = model(**{k: batch[k] for k in LOSS_INPUTS}, per_row=True)
     return -sums.audio_per_row
 
 

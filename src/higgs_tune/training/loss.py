@@ -94,7 +94,10 @@ class CloningLossModel(nn.Module):
         audio_targets: torch.Tensor,
         text_index: torch.Tensor,
         text_targets: torch.Tensor,
+        per_row: bool = False,
     ) -> LossSums:
+        """The loss sums of a batch; with `per_row` also each row's summed cross-entropy (DPO scores
+        whole clips), which the training step of SFT does not need."""
         hidden = self.higgs.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -120,14 +123,14 @@ class CloningLossModel(nn.Module):
             text = F.cross_entropy(text_logits, text_targets, ignore_index=IGNORE, reduction="sum")
         # Which batch row (clip) each scored position belongs to: per-clip sums serve DPO and stop health.
         clip_of_row = torch.div(audio_index, input_ids.shape[1], rounding_mode="floor")
-        per_row = ce.new_zeros(input_ids.shape[0]).index_add(0, clip_of_row, ce.sum(-1))
+        row_sums = ce.new_zeros(input_ids.shape[0]).index_add(0, clip_of_row, ce.sum(-1)) if per_row else None
         health = None
         if not self.training:
             # Held-out evaluation: the same logits also say whether the model is learning to stop.
             health = stop_health_sums(
                 audio_logits, audio_targets, clip_of_row, self.higgs.config.audio_stream_eos_id
             )
-        return LossSums(audio_per_codebook=ce.sum(0), audio_per_row=per_row, text=text, stop_health=health)
+        return LossSums(audio_per_codebook=ce.sum(0), audio_per_row=row_sums, text=text, stop_health=health)
 
 
 def combine(
