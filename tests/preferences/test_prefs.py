@@ -34,6 +34,7 @@ def test_prefs_writes_every_prompt_whole_and_a_rerun_does_nothing_new(
     out = tmp_path / "prefs"
     summary = make_preferences(str(tiny_model_dir), None, samples, out, settings)
     assert summary["prompts"] == 2
+    assert store.read_prompt(out)["system_prompt"] == "Generate audio following instruction."
     records = [json.loads(p.read_text()) for p in sorted((out / "prompts").glob("*.json"))]
     assert sorted(r["id"] for r in records) == sorted(s.id for s in samples)
     for r in records:

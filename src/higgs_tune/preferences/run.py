@@ -56,6 +56,7 @@ def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Pa
     store.check_settings(out, {"model": model_id, "adapter": str(adapter), **asdict(s)})
     measuring = load_measuring_models(s.asr_model, s.speaker_model, s.language, s.device, s.batch_size)
     model, processor, settings = load_for_cloning(model_id, adapter)
+    store.record_prompt(out, asdict(settings))
     model.to(s.device)
     keys = [store.prompt_key(x.id) for x in samples]
     done_keys = store.done_keys(out)

@@ -1,6 +1,7 @@
 """The preference folder: one file per finished prompt, then `prefs.jsonl` with one line per pair.
 
     PREFS/settings.json          what made the candidates (a rerun with other settings is refused)
+    PREFS/prompt.json            the prompt settings the candidates were cloned with (DPO trains with them)
     PREFS/prompts/<key>.json     one finished prompt: its candidates' scores and rewards, and its pairs
     PREFS/codes/<key>-ref.npy    the prompt's reference codes [K, T]
     PREFS/codes/<key>-<i>.npy    candidate i's codes [K, T], for candidates in a pair
@@ -44,6 +45,25 @@ def check_settings(out: Path, settings: dict) -> None:
             )
         return
     write_json(path, settings)
+
+
+def record_prompt(out: Path, prompt: dict) -> None:
+    """Record the prompt settings the model clones with: `train objective=dpo` builds its examples with
+    exactly these, so the log-probabilities it raises and lowers are those of the prompt that drew them."""
+    path = out / "prompt.json"
+    if path.exists() and json.loads(path.read_text(encoding="utf-8")) != prompt:
+        raise UserError(f"{path}: the model now clones with other prompt settings; use another --out")
+    write_json(path, prompt)
+
+
+def read_prompt(prefs: Path) -> dict:
+    """The prompt settings a preference folder's candidates were cloned with."""
+    path = Path(prefs) / "prompt.json"
+    if not path.is_file():
+        raise UserError(
+            f"{prefs}: no prompt.json; make the folder again with this version of `higgs-tune prefs`"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def done_keys(out: Path) -> set[str]:
