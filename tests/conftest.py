@@ -294,3 +294,34 @@ def malformed_corpus(tmp_path: Path, make_wav: WavFactory) -> tuple[Path, dict[s
         "bad_speaker": {"wrong_type"},
     }
     return path, expected
+
+
+def synthetic_prefs(prepared_dir: Path, model: Path, out: Path, pairs: int = 6, swap: bool = False) -> Path:
+    """A preference folder as `prefs` writes it, without sampling: for each of the first `pairs` prepared
+    samples the chosen clip is its own target clip and the rejected one the next sample's target clip
+    (`swap` reverses them). DPO on it must learn to prefer the chosen clips."""
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from higgs_tune.config import PromptConfig
+    from higgs_tune.files import write_json, write_jsonl
+    from higgs_tune.prepared.dataset import PreparedData
+
+    data = PreparedData(prepared_dir)
+    (out / "codes").mkdir(parents=True)
+    write_json(out / "settings.json", {"model": str(model), "adapter": "None"})
+    write_json(out / "prompt.json", asdict(PromptConfig()))
+    lines = []
+    for i in range(pairs):
+        s, other = data[i], data[(i + 1) % pairs]
+        np.save(out / "codes" / f"{i}-ref.npy", s.ref_codes)
+        good, bad = (s.target_codes, other.target_codes)[:: -1 if swap else 1]
+        sides = {}
+        for name, codes in (("good", good), ("bad", bad)):
+            np.save(out / "codes" / f"{i}-{name}.npy", codes)
+            sides[name] = {"codes": f"codes/{i}-{name}.npy", "frames": codes.shape[1], "stopped_by_eos": True}
+        common = {"id": s.id, "ref_text": s.ref_text, "text": s.text, "scene": s.scene}
+        lines.append({**common, "ref_codes": f"codes/{i}-ref.npy", "chosen": sides["good"], "rejected": sides["bad"]})
+    write_jsonl(out / "prefs.jsonl", lines)
+    return out

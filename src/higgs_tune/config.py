@@ -76,13 +76,33 @@ class LoraConfig:
 
 
 @dataclass(frozen=True)
+class DpoConfig:
+    """Direct preference optimisation settings (`objective: dpo`; `training.dpo`)."""
+
+    beta: float = bounded(0.1, gt=0)
+    """How strongly the model is held to the reference (the starting model): the implicit reward is beta times
+    the log-probability gained over it; a larger beta keeps the model closer. 0.1 is the usual start."""
+    sft_weight: float = bounded(0.0, ge=0)
+    """Weight of an SFT term, the chosen clips' per-frame cross-entropy, added to the DPO loss so that the
+    chosen speech stays likely rather than only more likely than the rejected one; 0 is plain DPO."""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One fine-tuning run. Names follow transformers' TrainingArguments where the two overlap."""
 
+    objective: Literal["sft", "dpo"] = "sft"
+    """sft imitates the prepared data (`data`); dpo raises chosen over rejected clips of a preference folder
+    (`prefs`, from `higgs-tune prefs`), held to the starting model (`training.dpo`)."""
     model: str | None = None
     """Hub id or local path of a HiggsAudioV2ForConditionalGeneration checkpoint (required to train)."""
     data: str | None = None
     """Training data location (required to train)."""
+    prefs: str | None = None
+    """Preference folder from `higgs-tune prefs` (objective dpo only)."""
+    init_adapter: str | None = None
+    """Start LoRA from this run's (best) or checkpoint's adapter instead of fresh adapters: the SFT run
+    before DPO, or the previous DPO round. Its own LoRA shape is used (the lora section is ignored)."""
     output_dir: str | None = None
     """Where checkpoints, logs and the saved config go (required to train)."""
     full: bool = False
@@ -169,6 +189,7 @@ class TrainConfig:
     tensorboard (RUN/tensorboard/), wandb, trackio; [none] for metrics.jsonl only."""
     prompt: PromptConfig = field(default_factory=PromptConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    dpo: DpoConfig = field(default_factory=DpoConfig)
 
     @staticmethod
     def _checks(values: Mapping[str, Any], prefix: str) -> list[str]:
@@ -195,6 +216,7 @@ class TrainConfig:
                 f"so the longest allowed example fits in a batch; raise it or lower {prefix}max_seq_len"
             )
         problems.extend(_best_model_checks(values, prefix))
+        problems.extend(_objective_checks(values, prefix))
         problems.extend(_report_to_checks(values.get("report_to"), prefix))
         if values.get("full") and values.get("quantization", "none") != "none":
             problems.append(
@@ -221,11 +243,13 @@ BEST_MODEL_METRICS = (
     "eval_early_stop_risk",
     "eval_accuracy_codebook_<k>",
     "eval_eos_prob_codebook_<k>",
+    "eval_reward_accuracy",
+    "eval_reward_margin",
 )
 """Held-out metrics a run can pick its best checkpoint by (the keys of the held-out rows of metrics.jsonl;
 `<k>` is a codebook index)."""
 _BEST_MODEL_METRIC = re.compile(
-    r"eval_(loss|accuracy|eos_prob|early_stop_risk|(accuracy|eos_prob)_codebook_\d+)"
+    r"eval_(loss|accuracy|eos_prob|early_stop_risk|(accuracy|eos_prob)_codebook_\d+|reward_accuracy|reward_margin)"
 )
 
 
@@ -243,6 +267,32 @@ def _best_model_checks(values: Mapping[str, Any], prefix: str) -> list[str]:
             f"{prefix}early_stopping_patience needs held-out evaluations, but {prefix}eval_fraction is 0; "
             f"set {prefix}eval_fraction > 0 or {prefix}early_stopping_patience=null"
         )
+    return problems
+
+
+def _objective_checks(values: Mapping[str, Any], prefix: str) -> list[str]:
+    """What each objective trains on, and the settings DPO has no use for."""
+    p, problems = prefix, []
+    if values.get("init_adapter") is not None and values.get("full"):
+        problems.append(f"{p}init_adapter starts LoRA from an adapter, but {p}full=true; drop one of them")
+    if values.get("objective") != "dpo":
+        if values.get("prefs") is not None:
+            problems.append(f"{p}prefs is read by {p}objective=dpo only; set it, or drop {p}prefs")
+        if str(values.get("metric_for_best_model")).startswith("eval_reward_"):
+            problems.append(
+                f"{p}metric_for_best_model={values['metric_for_best_model']} is measured by "
+                f"{p}objective=dpo only; use eval_loss"
+            )
+        return problems
+    if values.get("data") is not None:
+        problems.append(f"{p}objective=dpo trains on {p}prefs, not {p}data; drop {p}data")
+    if values.get("max_tokens_per_batch") is not None:
+        problems.append(
+            f"{p}objective=dpo batches pairs by {p}per_device_train_batch_size; "
+            f"set {p}max_tokens_per_batch=null"
+        )
+    if values.get("text_loss_weight"):
+        problems.append(f"{p}objective=dpo scores audio only; set {p}text_loss_weight=0")
     return problems
 
 

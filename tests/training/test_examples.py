@@ -47,6 +47,19 @@ def test_stream_eos_is_learned_and_filler_is_not(processor):
         assert (column[: k + 1] == IGNORE).all()
 
 
+def test_a_clip_that_did_not_end_learns_its_codes_but_no_stream_eos(processor):
+    """A candidate cut at its length limit (DPO): the model never chose to stop there, so no EOS label."""
+    tgt = _codes(5, 3)
+    args = (processor, "s", "ref", _codes(4, 4), "target", tgt, PromptConfig())
+    ended, cut = build_example(*args).audio_labels, build_example(*args, ended=False).audio_labels
+    assert torch.equal(
+        build_example(*args, ended=False).audio_input_ids, build_example(*args).audio_input_ids
+    )
+    assert ((ended != IGNORE) & (cut == IGNORE)).sum(0).tolist() == [1] * 8
+    assert (cut != processor.audio_stream_eos_id).all()
+    assert torch.equal(cut[cut != IGNORE], ended[cut != IGNORE])
+
+
 def test_text_head_learns_only_closing_tokens(processor):
     ex = build_example(
         processor, "s", "ref", _codes(4, 5), "target", _codes(6, 6), PromptConfig(), learn_text=True

@@ -20,6 +20,16 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Run folder (checkpoints, logs).")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config file.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
+    objective: Annotated[
+        str | None,
+        typer.Option(help="sft (imitate --data, the default) or dpo (prefer --prefs' chosen clips)."),
+    ] = None,
+    prefs: Annotated[
+        Path | None, typer.Option(help="Preference folder from `higgs-tune prefs` (dpo).")
+    ] = None,
+    init_adapter: Annotated[
+        Path | None, typer.Option(help="Start LoRA from this run's adapter (the SFT run before DPO).")
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the run's last checkpoint.")
     ] = False,
@@ -33,7 +43,7 @@ def train(
     ] = False,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value config overrides.")] = None,
 ) -> None:
-    """Fine-tune on a prepared dataset (LoRA by default).
+    """Fine-tune on a prepared dataset (LoRA by default), or on preference pairs with --objective dpo.
 
     A non-empty --out is refused unless --resume (continue the run in it) or --overwrite (delete its
     checkpoints and logs first; other files stay).
@@ -43,7 +53,15 @@ def train(
     from higgs_tune.typed_config import load_config
 
     items = list(overrides or [])
-    items += [f"{k}={v}" for k, v in (("model", model), ("data", data), ("output_dir", out)) if v is not None]
+    named = (
+        ("model", model),
+        ("data", data),
+        ("output_dir", out),
+        ("objective", objective),
+        ("prefs", prefs),
+        ("init_adapter", init_adapter),
+    )
+    items += [f"{k}={v}" for k, v in named if v is not None]
     if full:
         items.append("full=true")
     cfg = load_config(TrainConfig, config, items)

@@ -12,10 +12,12 @@ import logging
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from higgs_tune.config import TrainConfig
+from higgs_tune.errors import UserError
 from higgs_tune.model.fingerprint import base_fingerprint
 from higgs_tune.model.loading import load_model
 from higgs_tune.training.loss import CloningLossModel
@@ -72,7 +74,9 @@ def prepare_for_training(model: torch.nn.Module, cfg: TrainConfig) -> CloningLos
     if cfg.gradient_checkpointing:
         # Non-reentrant checkpointing needs no input gradients, so it works with frozen embeddings (LoRA).
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    if not cfg.full:
+    if cfg.init_adapter is not None:
+        model = _from_adapter(model, cfg)
+    elif not cfg.full:
         import peft
 
         lora = peft.LoraConfig(
@@ -88,6 +92,23 @@ def prepare_for_training(model: torch.nn.Module, cfg: TrainConfig) -> CloningLos
     if frozen:
         log.info("froze %d tensors that cannot reach an audio-only loss (last layer's text MLP)", len(frozen))
     return wrapped
+
+
+def _from_adapter(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+    """`model` with the trainable LoRA adapter of `cfg.init_adapter` (a run's best checkpoint, or a
+    checkpoint folder): its own LoRA shape and targets, checked against this base."""
+    from peft import PeftModel
+
+    from higgs_tune import checkpoint
+    from higgs_tune.model.fingerprint import check_base
+
+    ckpt = checkpoint.resolve_checkpoint(Path(cfg.init_adapter))
+    state = checkpoint.read_trainer_state(ckpt)
+    if state["mode"] != "lora":
+        raise UserError(f"init_adapter={cfg.init_adapter}: {ckpt} holds a full fine-tune, not a LoRA adapter")
+    check_base(state.get("base"), base_fingerprint(model, cfg.model), ckpt)
+    log.info("LoRA starts from the adapter of %s (step %d)", ckpt, state["step"])
+    return PeftModel.from_pretrained(model, str(ckpt / "adapter"), is_trainable=True)
 
 
 def build_model(cfg: TrainConfig, use_bf16: bool, uniform_dtype: bool = False) -> CloningLossModel:

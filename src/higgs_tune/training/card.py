@@ -89,17 +89,30 @@ def checkpoint_facts(state: dict) -> dict:
         "base_model": state["model"],
         "step": state["step"],
         "prompt": state["prompt"],
-        "data": data_summary(str(Path(cfg["data"]).resolve())),
+        "data": data_summary(str(Path(cfg["data"]).resolve())) if cfg.get("data") else None,
         "training": {
             "learning_rate": cfg["learning_rate"],
             "max_steps": cfg["max_steps"],
             "num_train_epochs": cfg["num_train_epochs"],
             "text_head": state["text_head"],
             **({"lora": cfg["lora"]} if state["mode"] == "lora" else {}),
+            **({"dpo": _dpo_facts(cfg)} if cfg.get("objective") == "dpo" else {}),
             **({"eval_loss": held_out["eval_loss"]} if "eval_loss" in held_out else {}),
         },
         "license": base_model_license(state["model"]),
         "evaluation": None,
+    }
+
+
+def _dpo_facts(cfg: dict) -> dict:
+    """What a DPO run preferred and from where it started."""
+    summary = Path(cfg["prefs"]) / "summary.json"
+    pairs = json.loads(summary.read_text(encoding="utf-8")).get("pairs") if summary.is_file() else None
+    return {
+        **cfg["dpo"],
+        "prefs": str(Path(cfg["prefs"]).resolve()),
+        "pairs": pairs,
+        "init": cfg["init_adapter"],
     }
 
 
@@ -174,7 +187,7 @@ def render(facts: dict) -> str:
     sections = [
         f"# {_title(facts)}",
         _about(facts),
-        _data_section(facts["data"]),
+        _data_section(facts["data"], facts["training"].get("dpo")),
         _prompt_section(facts["prompt"]),
         _training_section(facts["training"]),
         _evaluation_section(facts["evaluation"]),
@@ -223,7 +236,11 @@ def hub_id(model: str) -> str | None:
     return model
 
 
-def _data_section(data: dict | None) -> str:
+def _data_section(data: dict | None, dpo: dict | None = None) -> str:
+    if dpo is not None:
+        return (
+            f"## Training data\n\n{dpo['pairs']} preference pairs of `{dpo['prefs']}` (`higgs-tune prefs`)."
+        )
     if data is None:
         return "## Training data\n\nThe prepared dataset was not found when this card was written."
     languages = ", ".join(data["languages"]) or "not recognised from the script (set `language` above)"
@@ -261,6 +278,12 @@ def _training_section(training: dict) -> str:
         lines.append(
             f"- LoRA rank {lora['r']}, alpha {lora['alpha']}, on {', '.join(lora['target_modules'])}"
             + (", audio head trained" if lora["train_audio_head"] else "")
+        )
+    if "dpo" in training:
+        dpo = training["dpo"]
+        lines.append(
+            f"- objective: DPO (beta {dpo['beta']:g}, SFT weight {dpo['sft_weight']:g}), from "
+            + (f"the adapter of `{dpo['init']}`" if dpo["init"] else "the base model")
         )
     if "eval_loss" in training:
         lines.append(f"- held-out loss at this step: {training['eval_loss']:.4f}")

@@ -150,11 +150,15 @@ class TrainingData:
             write_text_atomic(cache, json.dumps({"key": key, "lengths": lengths}))
         return lengths
 
+    def sample_id(self, i: int) -> str:
+        """The id of the `i`-th sample, as errors and reports name it."""
+        return self.prepared.records[i]["id"]
+
     def _skip_over_length(self, train_idx: list[int], eval_idx: list[int]) -> tuple[list[int], list[int]]:
         """Drop examples longer than `max_seq_len` from both splits, and say so once, with their ids."""
         limit = self.cfg.max_seq_len
         over = sorted(i for i in (*train_idx, *eval_idx) if self.lengths[i] > limit)
-        self.skipped_ids = [self.prepared.records[i]["id"] for i in over]
+        self.skipped_ids = [self.sample_id(i) for i in over]
         if over and self.accelerator.is_main_process:
             shown = ", ".join(self.skipped_ids[:10]) + (", ..." if len(over) > 10 else "")
             log.warning(
@@ -173,7 +177,7 @@ class TrainingData:
         cfg, acc = self.cfg, self.accelerator
         if len(self.train_set) < acc.num_processes:
             raise TooFewSamplesError(
-                f"{cfg.data}: {len(self.train_set)} training samples (of {len(self.prepared)}, "
+                f"{cfg.data or cfg.prefs}: {len(self.train_set)} training samples (of {len(self.lengths)}, "
                 f"{len(self.eval_set)} held out, {len(self.skipped_ids)} longer than max_seq_len="
                 f"{cfg.max_seq_len}) cannot give each of {acc.num_processes} processes a micro-batch; "
                 "add data, raise max_seq_len, lower eval_fraction or use fewer processes"
@@ -256,14 +260,18 @@ class TrainingData:
         Every rank yields the same number of batches (FSDP gathers weights collectively in each forward);
         a rank short of batches repeats its last one with weight 0.
         """
+        for weight, idx in self.rank_share(self._eval_batches()):
+            yield weight, self.collator([self.eval_set[i] for i in idx])
+
+    def rank_share(self, batches: list[list[int]]) -> Iterator[tuple[float, list[int]]]:
+        """This rank's strided share of `batches`, as (weight, batch); a rank short of batches repeats its
+        last one with weight 0, so every rank yields as many (FSDP gathers weights in each forward)."""
         acc = self.accelerator
-        batches = self._eval_batches()
         per_rank = math.ceil(len(batches) / acc.num_processes)
         mine = batches[acc.process_index :: acc.num_processes]
         weights = [1.0] * len(mine) + [0.0] * (per_rank - len(mine))
         mine = mine + [mine[-1] if mine else batches[0]] * (per_rank - len(mine))
-        for weight, idx in zip(weights, mine, strict=True):
-            yield weight, self.collator([self.eval_set[i] for i in idx])
+        yield from zip(weights, mine, strict=True)
 
     def _eval_batches(self) -> list[list[int]]:
         """Held-out batches: by length within the token budget, or of the micro-batch size."""

@@ -7,17 +7,20 @@ clip y_l, DPO minimises
 
 where log p(y|x) is the sum of the log-probabilities of every labelled code of the clip: each frame's 8
 codebooks and the stream EOS, exactly what supervised training learns (the same `build_example` prompt and
-`mask_labels` masks, so DPO cannot score a position SFT does not). The reference p_ref is the starting
-model; with LoRA it is the same model with its adapter disabled, so no second copy is held in memory.
-`beta * (log p - log p_ref)` is a candidate's implicit reward; the step logs its accuracy (chosen above
-rejected) and margin. An optional SFT term on the chosen clip keeps the model from drifting away from
-speech it already made well.
+`mask_labels` masks, so DPO cannot score a position SFT does not; a candidate cut at its length limit has
+no EOS label). `beta * (log p - log p_ref)` is a candidate's implicit reward; the step logs its accuracy
+(chosen above rejected) and margin. An optional SFT term on the chosen clip keeps the model from drifting
+away from speech it already made well.
+
+The reference p_ref is the starting model: the model before its first step (with fresh LoRA adapters that
+is the base, since peft starts them at zero; with `init_adapter` the base plus that adapter). Its
+log-probabilities of every pair are computed once, before training, by the same `clip_logprobs`
+(`DpoTrainer`), so no second copy of the model is held and no reference forward pass runs in a step; that
+works alike for LoRA, full fine-tuning, FSDP and DeepSpeed.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -30,10 +33,12 @@ from higgs_tune.training.loss import CloningLossModel
 
 @dataclass(frozen=True)
 class PreferencePair:
-    """One prompt with two clips of it, both built by `build_example` (same prompt, same masks)."""
+    """One prompt with two clips of it, both built by `build_example` (same prompt, same masks), and the
+    reference model's log-probabilities of both (None before the reference pass)."""
 
     chosen: Example
     rejected: Example
+    reference: tuple[float, float] | None = None
 
 
 class PairCollator:
@@ -45,28 +50,23 @@ class PairCollator:
     def __call__(self, pairs: list[PreferencePair]) -> dict:
         batch = self.collate([p.chosen for p in pairs] + [p.rejected for p in pairs])
         batch["num_pairs"] = len(pairs)
+        batch["num_chosen_frames"] = sum(_labelled_frames(p.chosen) for p in pairs)
+        if all(p.reference is not None for p in pairs):
+            batch["reference_logp"] = torch.tensor(
+                [p.reference[0] for p in pairs] + [p.reference[1] for p in pairs], dtype=torch.float32
+            )
         return batch
+
+
+def _labelled_frames(example: Example) -> int:
+    """Labelled frames of an example (labelled codes over codebooks; the stream EOS counts as one)."""
+    return int((example.audio_labels != IGNORE).sum()) // example.audio_labels.shape[1]
 
 
 def clip_logprobs(model: CloningLossModel, batch: dict) -> torch.Tensor:
     """log p(clip | prompt) of every row of `batch`: minus its summed cross-entropy over labelled codes."""
     sums = model(**{k: batch[k] for k in LOSS_INPUTS}, per_row=True)
     return -sums.audio_per_row
-
-
-@contextlib.contextmanager
-def reference_of(
-    model: CloningLossModel, reference: CloningLossModel | None = None
-) -> Iterator[CloningLossModel]:
-    """The reference model: `reference` when given (full fine-tuning keeps a frozen copy), else `model` with
-    its LoRA adapter disabled (peft's `disable_adapter`), which is exactly the starting model."""
-    if reference is not None:
-        yield reference
-        return
-    if not hasattr(model.model, "disable_adapter"):
-        raise ValueError("DPO without LoRA needs a frozen reference model: pass `reference`")
-    with model.model.disable_adapter():
-        yield model
 
 
 def dpo_loss(
@@ -76,20 +76,20 @@ def dpo_loss(
     ref_rejected: torch.Tensor,
     beta: float,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The DPO loss of each pair [P] from the four log-probabilities, and the implicit rewards' figures."""
+    """The DPO loss of each pair [P] from the four log-probabilities, and each pair's figures [P]: whether
+    its implicit rewards rank it right (`reward_accuracy`), their margin, both rewards and log-probs."""
     chosen_reward = beta * (chosen - ref_chosen)
     rejected_reward = beta * (rejected - ref_rejected)
     margin = chosen_reward - rejected_reward
-    losses = -F.logsigmoid(margin)
-    parts = {
-        "reward_accuracy": (margin > 0).float().mean(),
-        "reward_margin": margin.mean(),
-        "chosen_reward": chosen_reward.mean(),
-        "rejected_reward": rejected_reward.mean(),
-        "chosen_logp": chosen.mean(),
-        "rejected_logp": rejected.mean(),
+    figures = {
+        "reward_accuracy": (margin > 0).float(),
+        "reward_margin": margin,
+        "chosen_reward": chosen_reward,
+        "rejected_reward": rejected_reward,
+        "chosen_logp": chosen,
+        "rejected_logp": rejected,
     }
-    return losses, {k: v.detach() for k, v in parts.items()}
+    return -F.logsigmoid(margin), {k: v.detach() for k, v in figures.items()}
 
 
 def dpo_step_loss(
@@ -97,29 +97,27 @@ def dpo_step_loss(
     batch: dict,
     beta: float,
     sft_weight: float = 0.0,
-    reference: CloningLossModel | None = None,
+    step_pairs: float | None = None,
+    step_chosen_frames: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The loss to backpropagate for a batch from `PairCollator`: mean DPO loss over its pairs, plus
-    `sft_weight` times the chosen clips' mean per-frame cross-entropy. The reference pass runs without
-    gradients."""
+    """This batch's share of a step's loss: its pairs' DPO losses summed over the step's pair count, plus
+    `sft_weight` times its chosen clips' cross-entropy summed over the step's labelled chosen frames.
+
+    The counts default to this batch's own (a step of one batch). Summed over a step's micro-batches and
+    processes, loss and figures are the step's means whatever the split, as in SFT (`trainer`). The batch
+    carries the reference log-probabilities (`PairCollator`, from the reference pass).
+    """
     pairs = batch["num_pairs"]
+    step_pairs = step_pairs or pairs
     logp = clip_logprobs(model, batch)
-    with torch.no_grad(), reference_of(model, reference) as ref:
-        ref_logp = clip_logprobs(ref, batch)
-    losses, parts = dpo_loss(logp[:pairs], logp[pairs:], ref_logp[:pairs], ref_logp[pairs:], beta)
-    loss = losses.mean()
+    reference = batch["reference_logp"].to(logp.device)
+    losses, figures = dpo_loss(logp[:pairs], logp[pairs:], reference[:pairs], reference[pairs:], beta)
+    parts = {k: v.sum() / step_pairs for k, v in figures.items()}
+    parts["dpo_loss"] = losses.detach().sum() / step_pairs
+    loss = losses.sum() / step_pairs
     if sft_weight > 0:
-        num_codebooks = batch["audio_targets"].shape[-1]
-        chosen_frames = _labelled_frames(batch, pairs) / num_codebooks
-        sft = -logp[:pairs].sum() / chosen_frames.clamp(min=1.0)
+        frames = step_chosen_frames or max(batch["num_chosen_frames"], 1)
+        sft = -logp[:pairs].sum() / frames
         loss = loss + sft_weight * sft
         parts["sft_loss"] = sft.detach()
-    parts["dpo_loss"] = losses.mean().detach()
     return loss, parts
-
-
-def _labelled_frames(batch: dict, pairs: int) -> torch.Tensor:
-    """Labelled codes in the chosen rows (rows < `pairs`), counted from the loss targets."""
-    rows = torch.div(batch["audio_index"], batch["input_ids"].shape[1], rounding_mode="floor")
-    labelled = (batch["audio_targets"] != IGNORE).sum(-1)
-    return labelled[rows < pairs].sum().float()

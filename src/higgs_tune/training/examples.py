@@ -34,7 +34,9 @@ class Example:
         return int(self.input_ids.shape[0])
 
 
-def mask_labels(processor, prompt: PromptTokens, learn_text: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_labels(
+    processor, prompt: PromptTokens, learn_text: bool, ended: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The one place that decides what is learned. Returns (labels [L], audio_labels [F, K]).
 
     Layout of the target clip of T frames after the delay pattern (K = 8 codebooks, here T = 3, K = 4 for
@@ -52,6 +54,9 @@ def mask_labels(processor, prompt: PromptTokens, learn_text: bool) -> tuple[torc
     logits processor at generation time, so learning them would only dilute the loss. Reference audio,
     system and user text, and padding are never learned. With `learn_text` the target turn's closing
     text tokens (`<|audio_eos|><|eot_id|>`) carry text labels for the text head.
+
+    A clip that did not end (`ended=False`: a generated candidate cut at its length limit, scored by DPO)
+    has no stream-EOS label, since the model never chose to stop there: learned p = k+1 .. k+T.
     """
     input_ids = prompt.input_ids
     audio_labels = torch.full_like(prompt.audio_input_ids, IGNORE)
@@ -60,7 +65,7 @@ def mask_labels(processor, prompt: PromptTokens, learn_text: bool) -> tuple[torc
     num_frames = target_len - 2 - (num_codebooks - 1)  # T
     position = torch.arange(target_len)[:, None]
     codebook = torch.arange(num_codebooks)[None, :]
-    learned = (position > codebook) & (position <= codebook + num_frames + 1)
+    learned = (position > codebook) & (position <= codebook + num_frames + int(ended))
     target = prompt.audio_input_ids[target_start : target_start + target_len]
     audio_labels[target_start : target_start + target_len] = torch.where(learned, target, IGNORE)
 
@@ -81,12 +86,14 @@ def build_example(
     settings: PromptConfig,
     learn_text: bool = False,
     scene: str | None = None,
+    ended: bool = True,
 ) -> Example:
-    """A training example for one sample, built with the same prompt function as cloning uses."""
+    """A training example for one sample, built with the same prompt function as cloning uses (`ended`:
+    see `mask_labels`)."""
     prompt = build_prompt(
         processor, ref_text, ref_codes, text, settings, target_codes=target_codes, scene=scene
     )
-    labels, audio_labels = mask_labels(processor, prompt, learn_text)
+    labels, audio_labels = mask_labels(processor, prompt, learn_text, ended)
     return Example(
         sample_id=sample_id,
         input_ids=prompt.input_ids,

@@ -74,7 +74,7 @@ class Trainer:
     def __init__(
         self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False, force: bool = False
     ) -> None:
-        require(cfg, "model", "data", "output_dir")
+        require(cfg, "model", "prefs" if cfg.objective == "dpo" else "data", "output_dir")
         check_backends(cfg)
         self.cfg = cfg
         self.run_dir = Path(cfg.output_dir)
@@ -173,7 +173,7 @@ class Trainer:
         """A micro-batch's loss inputs on this process's device, copied without blocking the host."""
         return {k: batch[k].to(self.accelerator.device, non_blocking=True) for k in LOSS_INPUTS}
 
-    def _global_counts(self, group: list[dict]) -> tuple[float, float]:
+    def _step_counts(self, group: list[dict]) -> tuple[float, float]:
         """Labelled audio frames and text tokens of the whole step, summed over micro-batches and ranks."""
         local = torch.tensor(
             [sum(b["num_audio_frames"] for b in group), sum(b["num_text_tokens"] for b in group)],
@@ -186,7 +186,7 @@ class Trainer:
     def train_step(self, group: list[dict]) -> dict[str, torch.Tensor]:
         """One optimizer step over a group of micro-batches; returns detached metrics on device."""
         acc, cfg = self.accelerator, self.cfg
-        frames, text = self._global_counts(group)
+        counts = self._step_counts(group)
         # Each rank's share of sum/N; DDP (and FSDP, DeepSpeed) average gradients over ranks and
         # accelerate (DeepSpeed) divides by the accumulation steps, so scale back up to get exactly
         # d(sum over the step / N).
@@ -194,8 +194,7 @@ class Trainer:
         totals: dict[str, torch.Tensor] = {}
         for j, batch in enumerate(group):
             with acc.accumulate(self.model), acc.autocast():
-                sums = self.model(**self.to_device(batch))
-                loss, parts = combine(sums, frames, text, self.codebook_weights, cfg.text_loss_weight)
+                loss, parts = self._loss(batch, counts)
                 parts["loss"] = loss.detach()
                 for k, v in parts.items():
                     totals[k] = totals.get(k, 0) + v
@@ -216,6 +215,11 @@ class Trainer:
             norm.detach() if isinstance(norm, torch.Tensor) else torch.tensor(float(norm or 0))
         )
         return totals
+
+    def _loss(self, batch: dict, counts: tuple[float, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A micro-batch's share of the step's loss (normalised by the step's `counts`), and its parts."""
+        sums = self.model(**self.to_device(batch))
+        return combine(sums, *counts, self.codebook_weights, self.cfg.text_loss_weight)
 
     def _check_finite(self, loss: torch.Tensor, group: list[dict]) -> None:
         if bool(torch.isfinite(loss)):
@@ -409,4 +413,8 @@ class Trainer:
 
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, force: bool = False) -> Path:
     """Run a fine-tune described by `cfg` (`Trainer` says what the flags do); returns the final checkpoint."""
+    if cfg.objective == "dpo":
+        from higgs_tune.training.dpo_trainer import DpoTrainer  # it builds on this module's Trainer
+
+        return DpoTrainer(cfg, resume=resume, overwrite=overwrite, force=force).run()
     return Trainer(cfg, resume=resume, overwrite=overwrite, force=force).run()
