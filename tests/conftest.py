@@ -322,6 +322,8 @@ def synthetic_prefs(prepared_dir: Path, model: Path, out: Path, pairs: int = 6, 
             np.save(out / "codes" / f"{i}-{name}.npy", codes)
             sides[name] = {"codes": f"codes/{i}-{name}.npy", "frames": codes.shape[1], "stopped_by_eos": True}
         common = {"id": s.id, "ref_text": s.ref_text, "text": s.text, "scene": s.scene}
-        lines.append({**common, "ref_codes": f"codes/{i}-ref.npy", "chosen": sides["good"], "rejected": sides["bad"]})
+        lines.append(
+            {**common, "ref_codes": f"codes/{i}-ref.npy", "chosen": sides["good"], "rejected": sides["bad"]}
+        )
     write_jsonl(out / "prefs.jsonl", lines)
     return out
