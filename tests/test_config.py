@@ -269,7 +269,8 @@ def test_a_bad_metric_for_best_model_lists_the_valid_ones_with_every_other_probl
         "early_stopping_patience must be >= 1, got 0",
         "max_steps must be >= 1, got 0",
         "metric_for_best_model: unknown metric 'eval_los'; valid metrics: eval_loss, eval_accuracy, "
-        "eval_eos_prob, eval_early_stop_risk, eval_accuracy_codebook_<k>, eval_eos_prob_codebook_<k>",
+        "eval_eos_prob, eval_early_stop_risk, eval_accuracy_codebook_<k>, eval_eos_prob_codebook_<k>, "
+        "eval_reward_accuracy, eval_reward_margin",
     ]
     (problem,) = problems_of(["early_stopping_patience=3", "eval_fraction=0"])
     assert "early_stopping_patience needs held-out evaluations, but eval_fraction is 0" in problem

@@ -91,20 +91,20 @@ class DpoConfig:
 class TrainConfig:
     """One fine-tuning run. Names follow transformers' TrainingArguments where the two overlap."""
 
-    objective: Literal["sft", "dpo"] = "sft"
-    """sft imitates the prepared data (`data`); dpo raises chosen over rejected clips of a preference folder
-    (`prefs`, from `higgs-tune prefs`), held to the starting model (`training.dpo`)."""
     model: str | None = None
     """Hub id or local path of a HiggsAudioV2ForConditionalGeneration checkpoint (required to train)."""
     data: str | None = None
     """Training data location (required to train)."""
+    output_dir: str | None = None
+    """Where checkpoints, logs and the saved config go (required to train)."""
+    objective: Literal["sft", "dpo"] = "sft"
+    """sft imitates the prepared data (`data`); dpo raises chosen over rejected clips of a preference folder
+    (`prefs`, from `higgs-tune prefs`), held to the starting model (`training.dpo`)."""
     prefs: str | None = None
     """Preference folder from `higgs-tune prefs` (objective dpo only)."""
     init_adapter: str | None = None
     """Start LoRA from this run's (best) or checkpoint's adapter instead of fresh adapters: the SFT run
     before DPO, or the previous DPO round. Its own LoRA shape is used (the lora section is ignored)."""
-    output_dir: str | None = None
-    """Where checkpoints, logs and the saved config go (required to train)."""
     full: bool = False
     """Full fine-tuning of every weight instead of LoRA adapters."""
     max_steps: int | None = bounded(200, ge=1)
