@@ -107,11 +107,17 @@ def test_eval_cli_takes_a_baseline_adapter_and_refuses_it_beside_baseline(
     run_a = eval_dir.parent / "run"
 
     refused = tmp_path / "refused"
-    code, _, err = run_cli(*common, "--baseline", "--baseline-adapter", run_a, "--out", refused)
-    assert code == 2 and "Traceback" not in err
-    lines = [line for line in err.splitlines() if "--baseline-adapter" in line]
-    assert len(lines) == 1 and "--baseline " in lines[0], err
-    assert not refused.exists()  # refused before anything was loaded or written
+    no_adapter = [a for a in common if a not in ("--adapter", other_run)]
+    for args, why in (
+        ([*common, "--baseline", "--baseline-adapter", run_a], "pass one of them"),
+        ([*no_adapter, "--baseline-adapter", run_a], "needs --adapter"),
+        ([*common, "--baseline-adapter", other_run], "the same checkpoint"),
+    ):
+        code, _, err = run_cli(*args, "--out", refused)
+        assert code == 2 and "Traceback" not in err
+        lines = [line for line in err.splitlines() if "--baseline-adapter" in line]
+        assert len(lines) == 1 and why in lines[0], err
+        assert not refused.exists()  # refused before anything was loaded or written
 
     out = tmp_path / "eval"
     code, stdout, err = run_cli(*common, "--baseline-adapter", run_a, "--checkpoint", "last", "--out", out)
