@@ -65,7 +65,7 @@ def _handmade_eval(make_wav, tmp_path: Path) -> tuple[Path, dict]:
     }
     write_json(out / "report.json", report)
     write_text_atomic(out / "report.md", render_markdown(report))
-    _plots(systems, out)
+    _plots(report, out)
     write_html_report(report, out)
     return out, report
 

@@ -33,6 +33,13 @@ def evaluate_command(
     out: Annotated[Path, typer.Option(help="Folder for clones, report.json, report.md and plots.")],
     adapter: Annotated[Path | None, typer.Option(help="Run or checkpoint folder to evaluate.")] = None,
     baseline: Annotated[bool, typer.Option("--baseline", help="Also clone with the base model.")] = False,
+    baseline_adapter: Annotated[
+        Path | None,
+        typer.Option(
+            help="Compare with the base model plus this run or checkpoint (e.g. the SFT run a DPO run "
+            "started from) instead of the bare base model; implies the comparison, not with --baseline."
+        ),
+    ] = None,
     asr_model: Annotated[
         str, typer.Option(help="Whisper model id or folder for WER/CER (default: see below).")
     ] = "",
@@ -53,9 +60,10 @@ def evaluate_command(
     """Clone a held-out set and report WER/CER, speaker similarity, speech checks and stop health.
 
     The ASR and speaker models default to those the --model folder carries in eval-models/ (the tiny
-    model does), else the released ones; they are loaded before any cloning.
+    model does), else the released ones; they are loaded before any cloning. --checkpoint picks the
+    checkpoint of --adapter and of --baseline-adapter alike.
     """
-    from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
+    from higgs_tune.evaluation.evaluate import EvalSettings, evaluate, system_titles
     from higgs_tune.evaluation.measuring import MeasuringModelError, default_measuring_models
 
     default_asr, default_speaker = default_measuring_models(model)
@@ -68,13 +76,22 @@ def evaluate_command(
         sampling=sampling_config(greedy, temperature, top_p, top_k, ras_window, seed),
     )
     try:
-        report = evaluate(manifest, model, checkpoint_of(adapter, checkpoint), out, baseline, settings)
+        report = evaluate(
+            manifest,
+            model,
+            checkpoint_of(adapter, checkpoint),
+            out,
+            baseline,
+            settings,
+            baseline_adapter=checkpoint_of(baseline_adapter, checkpoint),
+        )
     except MeasuringModelError as e:
         log.error("%s", e)
         raise typer.Exit(2) from None
+    titles = system_titles(report)
     for name, summary in report["summary"].items():
         typer.echo(
-            f"{name}: WER {summary['wer']:.3f}, CER {summary['cer']:.3f}, similarity "
+            f"{titles[name]}: WER {summary['wer']:.3f}, CER {summary['cer']:.3f}, similarity "
             f"{summary['similarity'] if summary['similarity'] is None else round(summary['similarity'], 3)}, "
             f"ended by EOS {summary['stopped_by_eos']:.0%}, right length {summary['right_length']:.0%}"
         )

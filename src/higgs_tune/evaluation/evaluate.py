@@ -3,6 +3,10 @@ similarity of output and reference), and whether each clip stops cleanly (speech
 
 With `--baseline` the base model clones the same set with the same sampling, side by side, and the report
 says per sample what got better or worse, so one glance at `report.md` tells whether fine-tuning helped.
+With `--baseline-adapter RUN` the baseline is the base model with that adapter instead (an SFT run against
+the DPO run started from it, say): the same comparison between two fine-tunes. The baseline keeps its
+system key `base` (its clones lie in `base/`) so every reader of a report (`listen`, the HTML page) works
+unchanged; the reports call the two systems "baseline" and "tuned" and name both adapters.
 Each system also gets the teacher-forced stop health the trainer logs (`teacher_forced`), and the report
 records the prompt settings each was cloned with. The measuring models are loaded first (`measuring`), so
 one that cannot be loaded ends the run before any cloning.
@@ -21,6 +25,7 @@ from higgs_tune.checkpoint import resolve_checkpoint
 from higgs_tune.config import PromptConfig
 from higgs_tune.data.audio import TARGET_SR, load_audio
 from higgs_tune.data.manifests import read_manifest
+from higgs_tune.errors import UserError
 from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
 from higgs_tune.evaluation.measuring import load_measuring_models
 from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
@@ -159,10 +164,39 @@ def _compare(tuned: list[dict], base: list[dict]) -> dict[str, list[str]]:
     return {"better": better, "worse": worse}
 
 
+def _check_systems(adapter: Path | None, baseline: bool, baseline_adapter: Path | None) -> None:
+    """A baseline adapter is compared with a tuned one, and is itself the baseline: refuse what would
+    leave the comparison ambiguous or empty, before anything is loaded."""
+    if baseline_adapter is None:
+        return
+    if baseline:
+        raise UserError(
+            "--baseline compares with the base model, --baseline-adapter with the base model plus an "
+            "adapter: pass one of them"
+        )
+    if adapter is None:
+        raise UserError("--baseline-adapter needs --adapter: the tuned adapter to compare with it")
+    if Path(adapter).resolve() == Path(baseline_adapter).resolve():
+        raise UserError(
+            f"--adapter and --baseline-adapter are the same checkpoint ({adapter}): nothing to compare"
+        )
+
+
 def evaluate(
-    manifest: Path, model_id: str, adapter: Path | None, out: Path, baseline: bool, settings: EvalSettings
+    manifest: Path,
+    model_id: str,
+    adapter: Path | None,
+    out: Path,
+    baseline: bool,
+    settings: EvalSettings,
+    baseline_adapter: Path | None = None,
 ) -> dict:
-    """Clone and measure; writes `report.json`, `report.md` and PNG plots into `out`. Returns the report."""
+    """Clone and measure; writes `report.json`, `report.md` and PNG plots into `out`. Returns the report.
+
+    The baseline system (key `base`) is the base model with `baseline`, or the base model with
+    `baseline_adapter` (a checkpoint folder; it implies the comparison, and `baseline` must then be False).
+    """
+    _check_systems(adapter, baseline, baseline_adapter)
     # References too short or too long are skipped for every system alike, and listed in the report.
     samples, skipped = screen_references(read_manifest(manifest, require_target=False))
     out = Path(out)
@@ -172,14 +206,15 @@ def evaluate(
     runs: dict[str, SystemRun] = {}
     if adapter is not None:
         runs["finetuned"] = _run_system(model_id, adapter, samples, out / "finetuned", settings)
-    if adapter is None or baseline:
-        runs["base"] = _run_system(model_id, None, samples, out / "base", settings)
+    if adapter is None or baseline or baseline_adapter is not None:
+        runs["base"] = _run_system(model_id, baseline_adapter, samples, out / "base", settings)
     systems = {name: run.rows for name, run in runs.items()}
     _score(systems, samples, out, settings, measuring)
     report = {
         "manifest": str(manifest),
         "model": model_id,
         "adapter": str(adapter) if adapter else None,
+        "baseline_adapter": str(baseline_adapter) if baseline_adapter else None,
         "asr_model": settings.asr_model,
         "speaker_model": settings.speaker_model,
         "language": settings.language,
@@ -192,15 +227,48 @@ def evaluate(
     if "finetuned" in systems and "base" in systems:
         report["comparison"] = _compare(systems["finetuned"], systems["base"])
     write_json(out / "report.json", report)
-    _plots(systems, out)
+    _plots(report, out)
     write_text_atomic(out / "report.md", render_markdown(report))
     from higgs_tune.evaluation.html_report import write_html_report  # it imports this module
 
     write_html_report(report, out)
     if adapter is not None:  # the measured checkpoint's model card carries its latest figures
-        record_evaluation(resolve_checkpoint(adapter), report)
+        record_evaluation(resolve_checkpoint(adapter), _card_figures(report))
     log.info("evaluation report: %s (to listen: %s)", out / "report.md", out / "report.html")
     return report
+
+
+def _card_figures(report: dict) -> dict:
+    """The report as the tuned checkpoint's model card takes it: a card calls its other system "base", so
+    against a baseline adapter it gets the tuned figures alone rather than the adapter's under that name."""
+    if not report["baseline_adapter"]:
+        return report
+    rest = {k: v for k, v in report.items() if k not in ("summary", "comparison")}
+    return {**rest, "summary": {"finetuned": report["summary"]["finetuned"]}}
+
+
+def system_titles(report: dict) -> dict[str, str]:
+    """What the reports call each system: the base model and the fine-tune, or, against a baseline adapter,
+    the baseline and the tuned adapter (both named in the reports' heading, `evaluated`)."""
+    if report.get("baseline_adapter"):
+        return {"base": "baseline", "finetuned": "tuned"}
+    return {"base": "base model", "finetuned": "fine-tuned"}
+
+
+def evaluated(report: dict) -> list[tuple[str, str]]:
+    """The model and adapter(s) evaluated, as (label, path) for the reports' heading."""
+    if report.get("baseline_adapter"):
+        return [
+            ("Model", report["model"]),
+            ("tuned: adapter", report["adapter"]),
+            ("baseline: adapter", report["baseline_adapter"]),
+        ]
+    return [("Model", report["model"])] + ([("adapter", report["adapter"])] if report["adapter"] else [])
+
+
+def subject(report: dict) -> str:
+    """What the verdict and the per-sample comparison judge."""
+    return "the tuned adapter" if report.get("baseline_adapter") else "fine-tuning"
 
 
 def _fmt(value: float | None, percent: bool = False) -> str:
@@ -209,13 +277,15 @@ def _fmt(value: float | None, percent: bool = False) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
 
 
-def _verdict(summary: dict, comparison: dict | None) -> str:
-    """One line a newcomer reads first: did fine-tuning help, on words, voice and stopping.
+def _verdict(report: dict) -> str:
+    """One line a newcomer reads first: did fine-tuning (or the tuned adapter, against a baseline adapter)
+    help, on words, voice and stopping.
 
     Each measure votes only when it moved by more than its noise margin, and the per-sample comparison
     votes too, so a run whose samples mostly got worse needs a clear win on the other measures to read
     "helped".
     """
+    summary, comparison = report["summary"], report.get("comparison")
     t, b = summary["finetuned"], summary["base"]
     parts = [
         f"WER {_fmt(b['wer'], True)} -> {_fmt(t['wer'], True)}",
@@ -238,22 +308,23 @@ def _verdict(summary: dict, comparison: dict | None) -> str:
     gains = sum(after > before + margin for before, after, margin in votes)
     losses = sum(after < before - margin for before, after, margin in votes)
     word = "helped" if gains > losses else "hurt" if losses > gains else "made no clear difference"
-    return f"**Fine-tuning {word}**: " + "; ".join(parts) + "."
+    return f"**{subject(report).capitalize()} {word}**: " + "; ".join(parts) + "."
 
 
 def render_markdown(report: dict) -> str:
-    """The human report: verdict, summary table, per-sample table (side by side with the base model)."""
+    """The human report: verdict, summary table, per-sample table (side by side with the baseline)."""
     summary, systems = report["summary"], report["samples"]
     names = [n for n in ("base", "finetuned") if n in summary]
+    titles = system_titles(report)
     lines = ["# Evaluation report", ""]
     if len(names) == 2:
-        lines += [_verdict(summary, report.get("comparison")), ""]
+        lines += [_verdict(report), ""]
     lines += [
-        f"Model `{report['model']}`" + (f", adapter `{report['adapter']}`" if report["adapter"] else ""),
+        "; ".join(f"{label} `{path}`" for label, path in evaluated(report)),
         f"ASR `{report['asr_model']}`, speaker model `{report['speaker_model']}`, "
         f"language {report['language'] or 'any'}; {summary[names[0]]['samples']} samples.",
         "",
-        "| metric | " + " | ".join(names) + " |",
+        "| metric | " + " | ".join(titles[n] for n in names) + " |",
         "|---|" + "---|" * len(names),
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in summary_table(summary, names)]
@@ -261,12 +332,14 @@ def render_markdown(report: dict) -> str:
         c = report["comparison"]
         lines += [
             "",
-            f"Better with fine-tuning ({len(c['better'])}): {', '.join(c['better']) or 'none'}.",
-            f"Worse with fine-tuning ({len(c['worse'])}): {', '.join(c['worse']) or 'none'}.",
+            f"Better with {subject(report)} ({len(c['better'])}): {', '.join(c['better']) or 'none'}.",
+            f"Worse with {subject(report)} ({len(c['worse'])}): {', '.join(c['worse']) or 'none'}.",
         ]
-    lines += _stop_health_table(report.get("stop_health") or {}, names)
+    lines += _stop_health_table(report.get("stop_health") or {}, names, titles)
     lines += ["", "![WER](wer.png) ![similarity](similarity.png)", "", "## Per sample", ""]
-    header = "| id |" + "".join(f" {n} WER | {n} sim | {n} s | {n} flags |" for n in names)
+    header = "| id |" + "".join(
+        f" {t} WER | {t} sim | {t} s | {t} flags |" for t in (titles[n] for n in names)
+    )
     lines += [header, "|---|" + "---|---|---|---|" * len(names)]
     for i, row in enumerate(systems[names[0]]):
         cells = [row["id"]]
@@ -300,7 +373,7 @@ def summary_table(summary: dict, names: list[str]) -> list[list[str]]:
     return rows
 
 
-def _stop_health_table(health: dict, names: list[str]) -> list[str]:
+def _stop_health_table(health: dict, names: list[str], titles: dict[str, str]) -> list[str]:
     """Teacher-forced stop health on the targets, per system (nothing when no sample has a target)."""
     names = [n for n in names if health.get(n)]
     if not names:
@@ -309,7 +382,7 @@ def _stop_health_table(health: dict, names: list[str]) -> list[str]:
         "",
         "Stop health, teacher-forced on the target audio (as the trainer logs it):",
         "",
-        "| measure | " + " | ".join(names) + " |",
+        "| measure | " + " | ".join(titles[n] for n in names) + " |",
         "|---|" + "---|" * len(names),
     ]
     for key, label in (
@@ -326,20 +399,21 @@ def _stop_health_table(health: dict, names: list[str]) -> list[str]:
     return lines
 
 
-def _plots(systems: dict[str, list[dict]], out: Path) -> None:
+def _plots(report: dict, out: Path) -> None:
     """Histograms of per-sample WER and speaker similarity, one colour per system."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    titles = system_titles(report)
     for key, title in (("wer", "WER per sample"), ("similarity", "Speaker similarity per sample")):
         fig, ax = plt.subplots(figsize=(6, 3.5))
         plotted = False
-        for name, rows in systems.items():
+        for name, rows in report["samples"].items():
             values = [r[key] for r in rows if r[key] is not None]
             if values:
-                ax.hist(values, bins=20, alpha=0.6, label=name)
+                ax.hist(values, bins=20, alpha=0.6, label=titles[name])
                 plotted = True
         ax.set_title(title)
         ax.set_xlabel(key)

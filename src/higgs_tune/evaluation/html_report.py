@@ -21,14 +21,13 @@ from urllib.parse import quote
 import numpy as np
 
 from higgs_tune.data.audio import TARGET_SR, load_audio
-from higgs_tune.evaluation.evaluate import _fmt, _verdict, summary_table
+from higgs_tune.evaluation.evaluate import _fmt, _verdict, evaluated, subject, summary_table, system_titles
 from higgs_tune.files import content_hash, write_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 REFERENCES = "references"  # copies of the reference clips, inside the report folder
 SPECTROGRAMS = "spectrograms"
-SYSTEM_TITLES = {"base": "base model", "finetuned": "fine-tuned"}
 # Shared with the listening page (`listening`): plain, readable, and no web font.
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:90em}
@@ -101,21 +100,22 @@ def write_html_report(report: dict, out: Path) -> Path:
     systems = report["samples"]
     summary = report["summary"]
     both = len(names) == 2
-    sort_label = "WER change (fine-tuned - base)" if both else "WER"
+    titles = system_titles(report)
+    sort_label = f"WER change ({titles['finetuned']} - {titles['base']})" if both else "WER"
     rows = [_sample_row(i, names, systems, out) for i in range(len(systems[names[0]]))]
     page = _PAGE.substitute(
         style=STYLE,
-        verdict=_verdict_html(_verdict(summary, report.get("comparison"))) if both else "",
+        verdict=_verdict_html(_verdict(report)) if both else "",
         meta=_meta(report, summary[names[0]]["samples"]),
-        system_headers="".join(f"<th>{SYSTEM_TITLES[n]}</th>" for n in names),
+        system_headers="".join(f"<th>{titles[n]}</th>" for n in names),
         summary_rows="\n".join(
             "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
             for cells in summary_table(summary, names)
         ),
-        comparison=_comparison(report.get("comparison")),
+        comparison=_comparison(report),
         sort_label=sort_label,
         flag_options=_flag_options(names, systems),
-        clip_headers="".join(f"<th>{SYSTEM_TITLES[n]}</th>" for n in names),
+        clip_headers="".join(f"<th>{titles[n]}</th>" for n in names),
         sample_rows="\n".join(rows),
     )
     path = out / "report.html"
@@ -133,19 +133,20 @@ def _verdict_html(line: str) -> str:
 def _meta(report: dict, samples: int) -> str:
     """What was evaluated with what, escaped."""
     e = html.escape
-    adapter = f", adapter <code>{e(report['adapter'])}</code>" if report.get("adapter") else ""
+    systems = "; ".join(f"{e(label)} <code>{e(path)}</code>" for label, path in evaluated(report))
     return (
-        f"Model <code>{e(report['model'])}</code>{adapter}; ASR <code>{e(report['asr_model'])}</code>, "
+        f"{systems}; ASR <code>{e(report['asr_model'])}</code>, "
         f"speaker model <code>{e(report['speaker_model'])}</code>, "
         f"language {e(report['language'] or 'any')}; {samples} samples."
     )
 
 
-def _comparison(comparison: dict | None) -> str:
+def _comparison(report: dict) -> str:
+    comparison = report.get("comparison")
     if comparison is None:
         return ""
     parts = [
-        f"{word} with fine-tuning ({len(ids)}): {html.escape(', '.join(ids) or 'none')}."
+        f"{word} with {subject(report)} ({len(ids)}): {html.escape(', '.join(ids) or 'none')}."
         for word, ids in (("Better", comparison["better"]), ("Worse", comparison["worse"]))
     ]
     return "<p>" + "<br>".join(parts) + "</p>"
