@@ -66,8 +66,11 @@ def _cached_reference(run: Path) -> torch.Tensor:
     return torch.tensor([cached["chosen"], cached["rejected"]], dtype=torch.float64).T
 
 
-def test_reference_is_the_starting_model_and_the_base_never_changes(tiny_model_dir, prefs_dir, tmp_path):
+def test_reference_is_the_starting_model_and_the_base_never_changes(
+    tiny_model_dir, prefs_dir, tmp_path, caplog
+):
     trainer = DpoTrainer(dpo_config(tiny_model_dir, prefs_dir, tmp_path / "run"))
+    assert "were drawn from" not in caplog.text  # the model that drew the candidates is the one trained
     base = load_model(tiny_model_dir)
     # Fresh LoRA adapters start at zero: the starting model is the base.
     torch.testing.assert_close(_cached_reference(tmp_path / "run"), _starting_logprobs(base, trainer))
@@ -97,7 +100,7 @@ def test_dpo_prefers_the_chosen_clips_and_swapped_pairs_the_other_way(
     assert a["chosen_logp"] - a["rejected_logp"] > 0 > b["rejected_logp"] - b["chosen_logp"]
 
 
-def test_dpo_starts_from_an_sft_adapter(tiny_model_dir, prepared_dir, prefs_dir, tmp_path) -> None:
+def test_dpo_starts_from_an_sft_adapter(tiny_model_dir, prepared_dir, prefs_dir, tmp_path, caplog) -> None:
     from conftest import train_config
 
     sft = tmp_path / "sft"
@@ -107,6 +110,7 @@ def test_dpo_starts_from_an_sft_adapter(tiny_model_dir, prepared_dir, prefs_dir,
         )
     )
     trainer = DpoTrainer(dpo_config(tiny_model_dir, prefs_dir, tmp_path / "dpo", f"init_adapter={sft}"))
+    assert "were drawn from model" in caplog.text  # the candidates came from the base, not the adapter
     merged, _ = load_finetuned(tiny_model_dir, sft)
     reference = _cached_reference(tmp_path / "dpo")
     torch.testing.assert_close(reference, _starting_logprobs(merged, trainer), rtol=1e-4, atol=1e-2)

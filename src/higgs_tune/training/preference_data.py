@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
+from higgs_tune.checkpoint import resolve_checkpoint
 from higgs_tune.config import PromptConfig, TrainConfig
 from higgs_tune.errors import UserError
 from higgs_tune.files import content_hash, write_json, write_text_atomic
@@ -166,9 +167,8 @@ class PreferenceData(TrainingData):
                 problems.append(f"{file}: not [{k}, frames] codes in 0..{size - 1} (shape {codes.shape})")
         if problems:
             raise UserError(
-                f"{self.root}: {len(problems)} codes files unusable for this model's codec (made with another"
-                " "
-                "model, or damaged); make the folder again with `higgs-tune prefs`: "
+                f"{self.root}: {len(problems)} codes files unusable for this model's codec (made with "
+                "another model, or damaged); make the folder again with `higgs-tune prefs`: "
                 + "; ".join(problems[:10])
             )
 
@@ -303,5 +303,14 @@ class PreferenceData(TrainingData):
 
 
 def _norm(source: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
-    """A (model, adapter) pair with local paths resolved, for comparing where candidates came from."""
-    return tuple(str(Path(x).resolve()) if x is not None and Path(x).exists() else x for x in source)
+    """A (model, adapter) pair with local paths resolved and a run folder resolved to the checkpoint it
+    loads (`prefs --adapter RUN` records the checkpoint), for comparing where candidates came from."""
+    model, adapter = source
+    if model is not None and Path(model).exists():
+        model = str(Path(model).resolve())
+    if adapter is not None and Path(adapter).exists():
+        try:
+            adapter = str(resolve_checkpoint(Path(adapter)).resolve())
+        except FileNotFoundError:  # not a run: compared as given
+            adapter = str(Path(adapter).resolve())
+    return model, adapter
