@@ -66,19 +66,22 @@ def _cached_reference(run: Path) -> torch.Tensor:
     return torch.tensor([cached["chosen"], cached["rejected"]], dtype=torch.float64).T
 
 
-def test_reference_is_the_starting_model_and_the_base_never_changes(
-    tiny_model_dir, prefs_dir, tmp_path, caplog
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_reference_is_the_starting_model_and_a_lora_base_never_changes(
+    tiny_model_dir, prefs_dir, tmp_path, caplog, mode
 ):
-    trainer = DpoTrainer(dpo_config(tiny_model_dir, prefs_dir, tmp_path / "run"))
+    """The reference needs no second model: fresh LoRA adapters start at zero and full fine-tuning has not
+    stepped yet, so in both the starting model that scores the pairs is the base."""
+    extra = ["full=true", "max_steps=2"] if mode == "full" else []
+    trainer = DpoTrainer(dpo_config(tiny_model_dir, prefs_dir, tmp_path / "run", *extra))
     assert "were drawn from" not in caplog.text  # the model that drew the candidates is the one trained
     base = load_model(tiny_model_dir)
-    # Fresh LoRA adapters start at zero: the starting model is the base.
     torch.testing.assert_close(_cached_reference(tmp_path / "run"), _starting_logprobs(base, trainer))
     trainer.run()
     named = trainer.model.model.named_parameters()
-    frozen = {n.removeprefix("base_model.model.").replace(".base_layer", ""): p for n, p in named}
-    changed = [n for n, p in base.named_parameters() if not torch.equal(p, frozen[n].to(p.dtype))]
-    assert changed == []
+    weights = {n.removeprefix("base_model.model.").replace(".base_layer", ""): p for n, p in named}
+    changed = [n for n, p in base.named_parameters() if not torch.equal(p, weights[n].to(p.dtype))]
+    assert (changed == []) == (mode == "lora")
     first = _rows(tmp_path / "run")[0]
     assert first["reward_margin"] == pytest.approx(0.0, abs=1e-3)  # step 1 scores the reference itself
 
