@@ -14,6 +14,7 @@ from higgs_tune.inference.settings import LengthLimit
 from higgs_tune.preferences import store
 from higgs_tune.preferences.run import PrefsSettings, make_preferences
 from higgs_tune.tiny.eval_models import build_tiny_eval_models
+from higgs_tune.training.preference_data import read_pairs, read_prompt
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_prefs_writes_every_prompt_whole_and_a_rerun_does_nothing_new(
     out = tmp_path / "prefs"
     summary = make_preferences(str(tiny_model_dir), None, samples, out, settings)
     assert summary["prompts"] == 2
-    assert store.read_prompt(out)["system_prompt"] == "Generate audio following instruction."
+    assert read_prompt(out)["system_prompt"] == "Generate audio following instruction."
     records = [json.loads(p.read_text()) for p in sorted((out / "prompts").glob("*.json"))]
     assert sorted(r["id"] for r in records) == sorted(s.id for s in samples)
     for r in records:
@@ -72,7 +73,7 @@ def test_pairs_file_lists_chosen_and_rejected_codes_in_manifest_order(tmp_path: 
         }
         store.write_prompt(tmp_path, record, codes[0], {i: codes[i] for p in pairs for i in p})
     summary = store.finish(tmp_path, [store.prompt_key(x) for x in ("a", "b", "c")])
-    pairs = store.read_pairs(tmp_path)
+    pairs = read_pairs(tmp_path)
     assert [(p["id"], p["chosen"]["reward"], p["rejected"]["reward"]) for p in pairs] == [
         ("b", 2.0, 0.0),
         ("c", 1.0, 0.0),

@@ -10,7 +10,8 @@
 
 A prompt's file is written last and atomically, after its codes, so a killed run leaves only prompts that
 are whole; a rerun skips them (`done_keys`). Keys are a digest of the sample id: any id maps to a distinct,
-safe file name.
+safe file name. The reader is `training.preference_data` (`train objective=dpo`): training comes before
+this stage in the pipeline, so it reads the folder without importing it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from higgs_tune.errors import UserError
-from higgs_tune.files import read_jsonl, write_atomic, write_json, write_jsonl
+from higgs_tune.files import write_atomic, write_json, write_jsonl
 
 PROMPTS, CODES = "prompts", "codes"
 
@@ -54,16 +55,6 @@ def record_prompt(out: Path, prompt: dict) -> None:
     if path.exists() and json.loads(path.read_text(encoding="utf-8")) != prompt:
         raise UserError(f"{path}: the model now clones with other prompt settings; use another --out")
     write_json(path, prompt)
-
-
-def read_prompt(prefs: Path) -> dict:
-    """The prompt settings a preference folder's candidates were cloned with."""
-    path = Path(prefs) / "prompt.json"
-    if not path.is_file():
-        raise UserError(
-            f"{prefs}: no prompt.json; make the folder again with this version of `higgs-tune prefs`"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def done_keys(out: Path) -> set[str]:
@@ -109,16 +100,3 @@ def finish(out: Path, keys: list[str]) -> dict:
     }
     write_json(out / "summary.json", summary)
     return summary
-
-
-def read_pairs(prefs: Path) -> list[dict]:
-    """The pairs of a preference folder, codes paths made absolute; a clear error when it is not one."""
-    path = Path(prefs) / "prefs.jsonl"
-    if not path.is_file():
-        raise UserError(
-            f"{prefs}: not a preference folder (no prefs.jsonl); make one with `higgs-tune prefs`"
-        )
-    pairs = read_jsonl(path)
-    if not pairs:
-        raise UserError(f"{path}: no pairs (every prompt's candidates were alike); see summary.json")
-    return pairs

@@ -27,8 +27,7 @@ from accelerate import Accelerator
 from higgs_tune.checkpoint import resolve_checkpoint
 from higgs_tune.config import PromptConfig, TrainConfig
 from higgs_tune.errors import UserError
-from higgs_tune.files import content_hash, write_json, write_text_atomic
-from higgs_tune.preferences.store import read_pairs, read_prompt
+from higgs_tune.files import content_hash, read_jsonl, write_json, write_text_atomic
 from higgs_tune.prepared.dataset import PreparedSample
 from higgs_tune.training.batching import FixedBatches
 from higgs_tune.training.data import TooFewSamplesError, TrainingData
@@ -39,6 +38,29 @@ log = logging.getLogger(__name__)
 
 Reference = dict[int, tuple[float, float]]
 """The reference model's log-probabilities (chosen, rejected) of each pair, by pair index."""
+
+
+def read_pairs(prefs: Path) -> list[dict]:
+    """The pairs of a preference folder, codes paths made absolute; a clear error when it is not one."""
+    path = Path(prefs) / "prefs.jsonl"
+    if not path.is_file():
+        raise UserError(
+            f"{prefs}: not a preference folder (no prefs.jsonl); make one with `higgs-tune prefs`"
+        )
+    pairs = read_jsonl(path)
+    if not pairs:
+        raise UserError(f"{path}: no pairs (every prompt's candidates were alike); see summary.json")
+    return pairs
+
+
+def read_prompt(prefs: Path) -> dict:
+    """The prompt settings a preference folder's candidates were cloned with."""
+    path = Path(prefs) / "prompt.json"
+    if not path.is_file():
+        raise UserError(
+            f"{prefs}: no prompt.json; make the folder again with this version of `higgs-tune prefs`"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def split_pairs(pairs: list[dict], fraction: float, seed: int) -> tuple[list[int], list[int]]:
