@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from higgs_tune.cli.app import (
+    LENGTH_LIMIT,
     SAMPLING,
     CheckpointOpt,
     ModelOpt,
@@ -45,6 +46,12 @@ def preferences_command(
     language: Annotated[str | None, typer.Option(help="Language of the texts (e.g. ar).")] = None,
     device: Annotated[str, typer.Option(help="Device for generation and measuring models.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.")] = 8,
+    max_seconds: Annotated[
+        float, typer.Option(help="Cut a candidate after this much audio (it is then 'cut', the worst).")
+    ] = LENGTH_LIMIT.max_seconds,
+    chars_per_second: Annotated[
+        float, typer.Option(help="Per-prompt limit from the text at this slow rate (as clone --manifest).")
+    ] = LENGTH_LIMIT.chars_per_second,
     temperature: TemperatureOpt = SAMPLING.temperature,
     top_p: TopPOpt = SAMPLING.top_p,
     top_k: TopKOpt = SAMPLING.top_k,
@@ -59,6 +66,7 @@ def preferences_command(
     """
     from higgs_tune.data.manifests import read_manifest
     from higgs_tune.evaluation.measuring import default_measuring_models
+    from higgs_tune.inference.settings import LengthLimit
     from higgs_tune.preferences.reward import RewardWeights
     from higgs_tune.preferences.run import PrefsSettings, make_preferences
 
@@ -66,6 +74,7 @@ def preferences_command(
     settings = PrefsSettings(
         candidates=candidates,
         sampling=sampling_config(False, temperature, top_p, top_k, ras_window, seed),
+        limit=LengthLimit(chars_per_second=chars_per_second, max_seconds=max_seconds),
         weights=RewardWeights(cer=cer_weight, similarity=similarity_weight, flag=flag_weight),
         strategy=strategy,
         margin=margin,

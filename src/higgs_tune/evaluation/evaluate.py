@@ -23,14 +23,14 @@ import numpy as np
 
 from higgs_tune.checkpoint import resolve_checkpoint
 from higgs_tune.config import PromptConfig
-from higgs_tune.data.audio import TARGET_SR, load_audio
+from higgs_tune.data.audio import load_audio
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.errors import UserError
 from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
+from higgs_tune.evaluation.clip_scores import score_clips
 from higgs_tune.evaluation.measuring import load_measuring_models
 from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
 from higgs_tune.evaluation.teacher_forced import teacher_forced_stop_health
-from higgs_tune.evaluation.text_metrics import char_errors, word_errors
 from higgs_tune.files import write_json, write_text_atomic
 from higgs_tune.inference.clone import clone_manifest, screen_references
 from higgs_tune.inference.generate import load_for_cloning
@@ -91,32 +91,19 @@ def _run_system(model_id: str, adapter: Path | None, samples: list, out: Path, s
 def _score(
     systems: dict[str, list[dict]], samples: list, out: Path, s: EvalSettings, measuring: tuple
 ) -> None:
-    """Add WER, CER and speaker similarity to every row, with the measuring models loaded up front."""
-    from higgs_tune.evaluation.speaker import cosine_similarity
-
+    """Add WER, CER and speaker similarity to every row (`clip_scores.score_clips`), with the measuring
+    models loaded up front."""
     by_id = {x.id: x for x in samples}
-    transcriber, speaker = measuring
+    speaker = measuring[1]
     refs = {x.ref_audio: load_audio(x.ref_audio) for x in samples}
     ref_embeddings = dict(zip(refs, speaker.embed(list(refs.values())), strict=True))
     for name, rows in systems.items():
-        # A clone without audio (it stopped at once) says nothing: an empty transcript, all words missed.
         audios = [load_audio(out / name / r["wav"]) if r["wav"] else np.zeros(0, np.float32) for r in rows]
-        spoken = [i for i, a in enumerate(audios) if a.size]
-        transcripts = dict(zip(spoken, transcriber.transcribe([audios[i] for i in spoken]), strict=True))
-        hypotheses = [transcripts.get(i, "") for i in range(len(rows))]
-        for row, audio, hyp in zip(rows, audios, hypotheses, strict=True):
-            sample = by_id[row["id"]]
-            row["transcript"] = hyp
-            words = word_errors(sample.text, hyp, s.language)
-            chars = char_errors(sample.text, hyp, s.language)
-            row["wer"], row["cer"] = words.rate, chars.rate
-            row["word_errors"], row["ref_words"] = words.errors, words.reference_length
-            row["char_errors"], row["ref_chars"] = chars.errors, chars.reference_length
-            if audio.size / TARGET_SR >= speaker.min_seconds:
-                emb = speaker.embed([audio])[0]
-                row["similarity"] = float(cosine_similarity(emb, ref_embeddings[sample.ref_audio]))
-            else:
-                row["similarity"] = None
+        clips = [by_id[row["id"]] for row in rows]
+        texts, references = [x.text for x in clips], [ref_embeddings[x.ref_audio] for x in clips]
+        scores = score_clips(audios, texts, references, measuring, s.language)
+        for row, score in zip(rows, scores, strict=True):
+            row.update(score)
 
 
 def _aggregate(rows: list[dict]) -> dict:

@@ -1,8 +1,9 @@
 """Candidates: each prompt cloned N times with sampling, then every clip scored by the eval models.
 
 Candidate i of every prompt is drawn with sampling seed `seed + i`, so a rerun draws the same candidates.
-Scoring is `eval`'s: CER against the target text with the language's normalisation, cosine similarity of
-speaker embeddings to the reference clip, and the speech checks of the clip (`inference.speech_checks`).
+Scoring is `eval`'s own (`evaluation.clip_scores`): WER and CER against the target text with the language's
+normalisation, cosine similarity of speaker embeddings to the reference clip; and the speech checks of the
+clip (`inference.speech_checks`), made when it was cloned, as for `eval`'s clones.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import dataclasses
 import numpy as np
 
 from higgs_tune.config import PromptConfig
-from higgs_tune.data.audio import TARGET_SR
-from higgs_tune.evaluation.text_metrics import char_errors
+from higgs_tune.evaluation.clip_scores import score_clips
 from higgs_tune.inference.clone import Clone, clone_samples
 from higgs_tune.inference.settings import SamplingConfig
 
@@ -41,29 +41,16 @@ def sample_candidates(
 def score_candidates(
     clones: list[Clone], text: str, reference_embedding: np.ndarray, measuring: tuple, language: str | None
 ) -> list[dict]:
-    """CER, similarity and flags of each candidate of one prompt (a clip without audio: CER 1, no
-    similarity)."""
-    from higgs_tune.evaluation.speaker import cosine_similarity
-
-    transcriber, speaker = measuring
-    spoken = [i for i, c in enumerate(clones) if c.audio.size]
-    transcripts = dict(zip(spoken, transcriber.transcribe([clones[i].audio for i in spoken]), strict=True))
-    scores = []
-    for i, clone in enumerate(clones):
-        long_enough = clone.audio.size / TARGET_SR >= speaker.min_seconds
-        similarity = (
-            float(cosine_similarity(speaker.embed([clone.audio])[0], reference_embedding))
-            if long_enough
-            else None
-        )
-        scores.append(
-            {
-                "transcript": transcripts.get(i, ""),
-                "cer": char_errors(text, transcripts[i], language).rate if i in spoken else 1.0,
-                "similarity": similarity,
-                "flags": clone.flags,
-                "stopped_by_eos": clone.stopped_by_eos,
-                "frames": int(clone.codes.shape[1]),
-            }
-        )
-    return scores
+    """The scores `eval` gives each candidate of one prompt (`clip_scores.score_clips`: transcript, WER,
+    CER, similarity), with its flags, how it ended and its length in frames."""
+    audios, n = [c.audio for c in clones], len(clones)
+    scores = score_clips(audios, [text] * n, [reference_embedding] * n, measuring, language)
+    return [
+        {
+            **score,
+            "flags": clone.flags,
+            "stopped_by_eos": clone.stopped_by_eos,
+            "frames": int(clone.codes.shape[1]),
+        }
+        for score, clone in zip(scores, clones, strict=True)
+    ]

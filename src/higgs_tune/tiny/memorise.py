@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MEMORISE_STEPS = 120
 """Full fine-tuning steps on the one sample: enough for greedy decoding to reproduce it on the tiny model."""
+MEMORISE_LEARNING_RATE = 3e-3
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,11 @@ class MemorisedClone:
         return {**asdict(self), "wav": str(self.wav) if self.wav else None}
 
 
-def memorise_config(model: Path, data: Path, run: Path, steps: int) -> TrainConfig:
-    """Full fine-tuning at a high constant learning rate on one sample, nothing held out: the quickest
-    way for a tiny model to make the sample's codes its greedy choice at every frame."""
+def memorise_config(
+    model: Path, data: Path, run: Path, steps: int, learning_rate: float = MEMORISE_LEARNING_RATE
+) -> TrainConfig:
+    """Full fine-tuning at a high constant learning rate on one sample (or a few), nothing held out: the
+    quickest way for a tiny model to make the sample's codes its greedy choice at every frame."""
     return load_config(
         TrainConfig,
         None,
@@ -70,7 +73,7 @@ def memorise_config(model: Path, data: Path, run: Path, steps: int) -> TrainConf
             f"output_dir={run}",
             "full=true",
             f"max_steps={steps}",
-            "learning_rate=3e-3",
+            f"learning_rate={learning_rate}",
             "warmup_steps=0",
             "lr_scheduler_type=constant",
             "per_device_train_batch_size=1",
@@ -87,9 +90,7 @@ def memorise_and_clone(
     """Train `model` on `sample` alone until memorised, clone it greedily and compare with its codes in
     `prepared` (the main run's prepared data). Writes into `out`: the one-sample data, the run, clone.wav."""
     target = _prepared_target(prepared, sample.id)
-    one = out / "prepared"
-    prepare_dataset([sample], load_processor(model), one, model_id=str(model), workers=0)
-    checkpoint = train(memorise_config(model, one, out / "run", steps), overwrite=True)  # rebuilt each time
+    checkpoint = memorise(model, [sample], out, steps)
     clone_model, processor, settings = load_for_cloning(str(model), checkpoint)
     rate = processor.audio_tokenizer.config.frame_rate
     clone = clone_one(
@@ -109,6 +110,17 @@ def memorise_and_clone(
         stopped_by_eos=clone.stopped_by_eos,
         identical=clone.codes.shape == target.shape and bool(np.array_equal(clone.codes, target)),
     )
+
+
+def memorise(
+    model: Path, samples: list[Sample], out: Path, steps: int, learning_rate: float = MEMORISE_LEARNING_RATE
+) -> Path:
+    """Fully fine-tune `model` on `samples` alone (prepared into `out/prepared`, trained into `out/run`,
+    rebuilt each time); returns the checkpoint. With a few samples it stops like them: a model to sample
+    candidates from that really ends its clips (the preference tests)."""
+    data = out / "prepared"
+    prepare_dataset(samples, load_processor(model), data, model_id=str(model), workers=0)
+    return train(memorise_config(model, data, out / "run", steps, learning_rate), overwrite=True)
 
 
 def _prepared_target(prepared: PreparedData, sample_id: str) -> np.ndarray:
