@@ -63,26 +63,32 @@ def prepared_dir(
     return out
 
 
+def fast_tiny_eval_models(root: Path) -> tuple[Path, Path]:
+    """The tiny ASR and speaker models (`tiny.eval_models`) in `root`. The tiny Whisper writes text up to its
+    token limit (448): 24 tokens are as good a transcript here, and 20 times faster."""
+    from transformers import GenerationConfig
+
+    from higgs_tune.tiny.eval_models import build_tiny_eval_models
+
+    asr, speaker = build_tiny_eval_models(root)
+    whisper = GenerationConfig.from_pretrained(asr)
+    whisper.max_length = 24
+    whisper.save_pretrained(asr)
+    return asr, speaker
+
+
 @pytest.fixture(scope="session")
 def eval_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir, prepared_dir, sample_data_dir) -> Path:
     """What `eval --baseline` writes (report.json, clones, report.html) for a 1-step LoRA run on 3 samples,
     Arabic and English, with 0.5 s clips so it takes seconds; the report and listening-test tests share it."""
-    from transformers import GenerationConfig
-
     from higgs_tune.checkpoint import resolve_checkpoint
     from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
     from higgs_tune.inference.settings import LengthLimit
-    from higgs_tune.tiny.eval_models import build_tiny_eval_models
     from higgs_tune.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("eval-dir")
     Trainer(train_config(tiny_model_dir, prepared_dir, root / "run", "max_steps=1")).run()
-    asr, speaker = build_tiny_eval_models(root / "eval-models")
-    # The tiny Whisper writes text up to its token limit (448): 24 tokens are as good a transcript here,
-    # and 20 times faster.
-    whisper = GenerationConfig.from_pretrained(asr)
-    whisper.max_length = 24
-    whisper.save_pretrained(asr)
+    asr, speaker = fast_tiny_eval_models(root / "eval-models")
     heldout = sample_data_dir["manifest_jsonl"].parent / "heldout_eval_dir.jsonl"
     lines = sample_data_dir["manifest_jsonl"].read_text(encoding="utf-8").splitlines()[:3]
     heldout.write_text("".join(line + "\n" for line in lines), encoding="utf-8")

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fast_tiny_eval_models
 
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.errors import UserError
 from higgs_tune.inference.settings import LengthLimit
 from higgs_tune.preferences import store
 from higgs_tune.preferences.run import PrefsSettings, make_preferences
-from higgs_tune.tiny.eval_models import build_tiny_eval_models
 from higgs_tune.training.preference_data import read_pairs, read_prompt
 
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> PrefsSettings:
-    asr, speaker = build_tiny_eval_models(tmp_path_factory.mktemp("eval-models"))
+    asr, speaker = fast_tiny_eval_models(tmp_path_factory.mktemp("eval-models"))
     return PrefsSettings(
         candidates=2,
         limit=LengthLimit(min_seconds=0.5, max_seconds=1.0),
