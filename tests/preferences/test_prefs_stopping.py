@@ -30,6 +30,7 @@ from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 from higgs_tune.inference.speech_checks import check_speech
 from higgs_tune.preferences.reward import ALWAYS_WORST
 from higgs_tune.preferences.run import PrefsSettings, make_preferences
+from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.tiny.memorise import memorise
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -47,6 +48,7 @@ class StoppingModel:
     manifest: Path
     asr: Path
     speaker: Path
+    target_frames: dict[str, int]  # the length of each prompt's memorised target, by sample id
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -69,7 +71,9 @@ def stopping(tmp_path_factory, tiny_model_dir, sample_data_dir) -> StoppingModel
     manifest.write_text("".join(source.read_text().splitlines(keepends=True)[:2]))
     checkpoint = memorise(tiny_model_dir, read_manifest(manifest), root / "memorise", STEPS, LEARNING_RATE)
     asr, speaker = fast_tiny_eval_models(root)
-    return StoppingModel(tiny_model_dir, checkpoint, manifest, asr, speaker)
+    data = PreparedData(root / "memorise" / "prepared")
+    targets = {r["id"]: data[i].target_codes.shape[1] for i, r in enumerate(data.records)}
+    return StoppingModel(tiny_model_dir, checkpoint, manifest, asr, speaker, targets)
 
 
 def prefs_settings(m: StoppingModel) -> PrefsSettings:
@@ -116,7 +120,9 @@ def pair_lines(out: Path) -> list[dict]:
 def test_pairs_of_a_model_that_stops_put_the_better_candidate_first(prefs, stopping) -> None:
     prompts = list(records(prefs).values())
     candidates = [c for r in prompts for c in r["candidates"]]
-    assert any(c["stopped_by_eos"] for c in candidates)
+    for r in prompts:  # memorised: some candidate ends by EOS exactly where the prompt's target ends
+        ends = [c["frames"] for c in r["candidates"] if c["stopped_by_eos"]]
+        assert stopping.target_frames[r["id"]] in ends, (r["id"], stopping.target_frames, ends)
     usable = [c for c in candidates if c["reward"] is not None]
     assert usable and all(c["stopped_by_eos"] and not ALWAYS_WORST & set(c["flags"]) for c in usable)
     assert all(ALWAYS_WORST & set(c["flags"]) for c in candidates if c["reward"] is None)
