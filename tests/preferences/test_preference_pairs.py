@@ -33,3 +33,4 @@ def test_prompts_whose_candidates_are_alike_give_no_pair() -> None:
     assert choose_pairs([0.30, 0.31, 0.29], "best_vs_worst", 0.05) == []
     assert choose_pairs([0.30, 0.31, 0.29], "margin", 0.05) == []
     assert choose_pairs([-math.inf, -math.inf], "best_vs_worst", 0.05) == []
+    assert choose_pairs([0.3, 0.3], "best_vs_worst", 0.0) == []  # never a candidate against itself

@@ -206,7 +206,7 @@ def test_candidate_scores_are_those_eval_gives_the_same_clips(prefs, stopping, p
             assert checks.flags == candidate["flags"], (record["id"], i)
 
 
-def test_prefs_names_a_missing_manifest_or_an_adapter_that_is_no_run_before_loading_any_model(
+def test_prefs_names_a_missing_manifest_a_non_run_adapter_or_one_candidate_before_loading_any_model(
     sample_data_dir, tmp_path
 ) -> None:
     """In process (`cli.main` turns these errors into one line and exit 2): the model named does not exist,
@@ -228,4 +228,6 @@ def test_prefs_names_a_missing_manifest_or_an_adapter_that_is_no_run_before_load
     not_a_run.mkdir()
     message = str(prefs_error("--manifest", sample_data_dir["manifest_jsonl"], "--adapter", not_a_run))
     assert f"{not_a_run}: neither a checkpoint nor a run folder" in message
+    message = str(prefs_error("--manifest", sample_data_dir["manifest_jsonl"], "--candidates", 1))
+    assert "--candidates of 2 or more" in message and "got 1 candidates" in message
     assert not (tmp_path / "prefs").exists()

@@ -23,7 +23,8 @@ def choose_pairs(rewards: list[float], strategy: Strategy, margin: float) -> lis
     if strategy == "best_vs_worst":
         best = max(usable, key=lambda i: rewards[i])
         worst = min(range(len(rewards)), key=lambda i: rewards[i])
-        return [(best, worst)] if _apart(rewards[best], rewards[worst], margin) else []
+        # all equal: max and min pick the same candidate, which is no pair
+        return [(best, worst)] if best != worst and _apart(rewards[best], rewards[worst], margin) else []
     return [
         (a, b) if rewards[a] > rewards[b] else (b, a)
         for a, b in itertools.combinations(range(len(rewards)), 2)

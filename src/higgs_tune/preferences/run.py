@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from higgs_tune.data.audio import load_audio
+from higgs_tune.errors import UserError
 from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
 from higgs_tune.evaluation.measuring import load_measuring_models
 from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
@@ -50,8 +51,11 @@ def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Pa
     """Write the preference folder `out` for `samples` (a manifest's samples); returns its summary."""
     from higgs_tune.inference.generate import load_for_cloning
 
-    if s.sampling.greedy or s.candidates < 2:
-        raise ValueError("preference candidates need sampling (not --greedy) and --candidates of 2 or more")
+    if s.sampling.greedy or s.candidates < 2 or s.margin < 0:
+        raise UserError(
+            "preference candidates need sampling (not greedy), --candidates of 2 or more and a --margin of "
+            f"0 or more (got {s.candidates} candidates, margin {s.margin:g})"
+        )
     out = Path(out)
     store.check_settings(out, {"model": model_id, "adapter": str(adapter), **asdict(s)})
     measuring = load_measuring_models(s.asr_model, s.speaker_model, s.language, s.device, s.batch_size)
