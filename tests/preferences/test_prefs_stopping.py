@@ -34,8 +34,9 @@ from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.tiny.memorise import memorise
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-# The fewest steps (at this rate) after which the tiny model ends both prompts at their own length; sampled
-# at this temperature, some candidates then stop far too early (too short: unusable) and the rest do not.
+# Enough steps at this rate for the tiny model to end both prompts at their own length (30 are not: most
+# candidates then stop far too early; at 3e-3, 60 are not); sampled this hot, some candidates still stop far
+# too early (too short: unusable) and the rest do not, so pairs exist.
 STEPS, LEARNING_RATE = 45, 1e-2
 TEMPERATURE, CANDIDATES, SEED = 1.5, 4, 0
 MAX_SECONDS = 2.0  # the targets are 1.3-1.5 s: room to run late, and a cap on a candidate that never stops
