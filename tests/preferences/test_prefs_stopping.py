@@ -105,8 +105,13 @@ def cli_env() -> dict[str, str]:
 def prefs(stopping, tmp_path_factory) -> Path:
     """One uninterrupted `prefs` run on the memorised model, in this process."""
     out = tmp_path_factory.mktemp("prefs") / "prefs"
-    make_preferences(str(stopping.model), stopping.checkpoint, read_manifest(stopping.manifest), out,
-                     prefs_settings(stopping))  # fmt: skip
+    make_preferences(
+        str(stopping.model),
+        stopping.checkpoint,
+        read_manifest(stopping.manifest),
+        out,
+        prefs_settings(stopping),
+    )
     return out
 
 
@@ -160,8 +165,13 @@ def test_prefs_killed_after_its_first_prompt_resumes_to_what_an_uninterrupted_ru
     # The rerun in this process (a second CLI start costs seconds): it continues the folder only if the
     # settings the CLI recorded are those of `prefs_settings`.
     with caplog.at_level(logging.INFO, logger="higgs_tune"):
-        make_preferences(str(stopping.model), stopping.checkpoint, read_manifest(stopping.manifest), out,
-                         prefs_settings(stopping))  # fmt: skip
+        make_preferences(
+            str(stopping.model),
+            stopping.checkpoint,
+            read_manifest(stopping.manifest),
+            out,
+            prefs_settings(stopping),
+        )
     assert "2 prompts, 1 already done" in caplog.text
     resumed = records(out)
     assert sorted(r["id"] for r in resumed.values()) == sorted(x.id for x in read_manifest(stopping.manifest))
@@ -232,3 +242,95 @@ def test_prefs_names_a_missing_manifest_a_non_run_adapter_or_one_candidate_befor
     message = str(prefs_error("--manifest", sample_data_dir["manifest_jsonl"], "--candidates", 1))
     assert "--candidates of 2 or more" in message and "got 1 candidates" in message
     assert not (tmp_path / "prefs").exists()
+
+
+def test_the_loop_through_the_cli_sft_then_prefs_then_dpo_then_eval_against_the_sft_adapter(
+    stopping, tmp_path
+) -> None:
+    """The README's round, as a user types it, on the memorised model (merged into a model folder to stand
+    for a base that speaks): a short SFT LoRA run, `prefs` from it, `train --objective dpo` starting from
+    it, and `eval --baseline-adapter` comparing the two adapters."""
+    from typer.testing import CliRunner
+
+    from higgs_tune.cli import app
+
+    def run(*args: object) -> str:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, (args[0], result.output[-3000:], result.exception)
+        return result.output
+
+    base, sft, prefs, dpo = (tmp_path / name for name in ("base", "sft", "prefs", "dpo"))
+    run("merge", "--model", stopping.model, "--adapter", stopping.checkpoint, "--out", base)
+    prepared = stopping.checkpoint.parents[1] / "prepared"
+    quiet = ["report_to=[none]", "warmup_steps=0", "eval_fraction=0", "per_device_train_batch_size=2"]
+    run(
+        "train",
+        "--model",
+        base,
+        "--data",
+        prepared,
+        "--out",
+        sft,
+        "max_steps=2",
+        "learning_rate=1e-5",
+        *quiet,
+    )
+    scoring = ["--asr-model", stopping.asr, "--speaker-model", stopping.speaker, "--batch-size", 1]
+    run(
+        "prefs",
+        "--model",
+        base,
+        "--adapter",
+        sft,
+        "--manifest",
+        stopping.manifest,
+        "--out",
+        prefs,
+        "--candidates",
+        CANDIDATES,
+        "--temperature",
+        TEMPERATURE,
+        "--max-seconds",
+        MAX_SECONDS,
+        *scoring,
+    )
+    assert pair_lines(prefs), "the SFT adapter's candidates gave no pair"
+    run(
+        "train",
+        "--objective",
+        "dpo",
+        "--model",
+        base,
+        "--prefs",
+        prefs,
+        "--init-adapter",
+        sft,
+        "--out",
+        dpo,
+        "max_steps=3",
+        "learning_rate=1e-3",
+        "logging_steps=1",
+        *quiet,
+    )
+    rows = [json.loads(line) for line in (dpo / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[0]["reward_margin"] == pytest.approx(0, abs=1e-2)
+    assert {"reward_accuracy", "chosen_logp", "rejected_logp", "dpo_loss"} <= set(rows[-1])
+    card = (dpo / "checkpoint-3" / "adapter" / "README.md").read_text()
+    assert "objective: DPO" in card and str(sft) in card
+    out = run(
+        "eval",
+        "--model",
+        base,
+        "--manifest",
+        stopping.manifest,
+        "--out",
+        tmp_path / "eval",
+        "--adapter",
+        dpo,
+        "--baseline-adapter",
+        sft,
+        "--greedy",
+        *scoring,
+    )
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert len(report["summary"]) == 2 and "report.md" in out
