@@ -82,6 +82,10 @@ def test_reference_is_the_starting_model_and_a_lora_base_never_changes(
     weights = {n.removeprefix("base_model.model.").replace(".base_layer", ""): p for n, p in named}
     changed = [n for n, p in base.named_parameters() if not torch.equal(p, weights[n].to(p.dtype))]
     assert (changed == []) == (mode == "lora")
+    if mode == "lora":  # after training, the adapter disabled still gives the reference exactly
+        with trainer.model.model.disable_adapter():
+            after = _starting_logprobs(trainer.model.model, trainer)
+        torch.testing.assert_close(_cached_reference(tmp_path / "run"), after)
     first = _rows(tmp_path / "run")[0]
     assert first["reward_margin"] == pytest.approx(0.0, abs=1e-3)  # step 1 scores the reference itself
 
