@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -333,3 +334,22 @@ def synthetic_prefs(prepared_dir: Path, model: Path, out: Path, pairs: int = 6, 
         )
     write_jsonl(out / "prefs.jsonl", lines)
     return out
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys, caplog):
+    """Run `higgs-tune ARGS` in this process (without its logging set-up, which would outlive the test):
+    returns the exit status, stdout, and stderr with the log."""
+    import higgs_tune.cli
+
+    monkeypatch.setattr(higgs_tune.cli, "setup_logging", lambda: None)
+
+    def run(*args) -> tuple[int, str, str]:
+        caplog.clear()
+        monkeypatch.setattr(sys, "argv", ["higgs-tune", *map(str, args)])
+        with pytest.raises(SystemExit) as exit_:
+            higgs_tune.cli.main()
+        out, err = capsys.readouterr()
+        return exit_.value.code, out, err + caplog.text
+
+    return run

@@ -4,7 +4,6 @@ run started from it), the baseline cloning exactly as `eval --adapter` alone clo
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,24 +72,6 @@ def test_two_adapters_are_compared_and_the_baseline_clones_as_eval_adapter_alone
     # The tuned checkpoint's card gets its own figures, never the baseline adapter's as "base".
     card = (run_b / "adapter" / "README.md").read_text(encoding="utf-8")
     assert "| measure | finetuned |" in card
-
-
-@pytest.fixture
-def run_cli(monkeypatch, capsys, caplog):
-    """Run `higgs-tune ARGS` in this process as `cli.main` runs it; returns (status, stdout, stderr + log)."""
-    import higgs_tune.cli
-
-    monkeypatch.setattr(higgs_tune.cli, "setup_logging", lambda: None)
-
-    def run(*args) -> tuple[int, str, str]:
-        caplog.clear()
-        monkeypatch.setattr(sys, "argv", ["higgs-tune", *map(str, args)])
-        with pytest.raises(SystemExit) as exit_:
-            higgs_tune.cli.main()
-        out, err = capsys.readouterr()
-        return exit_.value.code, out, err + caplog.text
-
-    return run
 
 
 def test_eval_cli_takes_a_baseline_adapter_and_refuses_it_beside_baseline(

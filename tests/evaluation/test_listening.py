@@ -4,7 +4,6 @@ exports them, and `listen-score` un-blinds them into a preference with a Wilson 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,25 +11,6 @@ from conftest import AUDIO_STATES_JS, open_page
 
 from higgs_tune.evaluation.listening import write_listening_test
 from higgs_tune.evaluation.listening_score import score_listening_test, wilson_interval
-
-
-@pytest.fixture
-def run_cli(monkeypatch, capsys, caplog):
-    """Run `higgs-tune ARGS` in this process (without its logging set-up, which would outlive the test):
-    returns the exit status, stdout, and stderr with the log."""
-    import higgs_tune.cli
-
-    monkeypatch.setattr(higgs_tune.cli, "setup_logging", lambda: None)
-
-    def run(*args) -> tuple[int, str, str]:
-        caplog.clear()
-        monkeypatch.setattr(sys, "argv", ["higgs-tune", *map(str, args)])
-        with pytest.raises(SystemExit) as exit_:
-            higgs_tune.cli.main()
-        out, err = capsys.readouterr()
-        return exit_.value.code, out, err + caplog.text
-
-    return run
 
 
 def test_ab_page_hides_the_systems_and_round_trips_answers_into_listen_score(

@@ -25,6 +25,12 @@ TemperatureOpt = Annotated[float, typer.Option(help="Sampling temperature.")]
 TopPOpt = Annotated[float, typer.Option(help="Nucleus sampling mass.")]
 TopKOpt = Annotated[int, typer.Option(help="Top-k sampling (0: off).")]
 RasWindowOpt = Annotated[int, typer.Option(help="Repetition-aware sampling window (0: off).")]
+LengthLimitOpt = Annotated[
+    float, typer.Option(help="Cut generation after this much audio (such a clip is flagged 'cut').")
+]
+CharsPerSecondOpt = Annotated[
+    float, typer.Option(help="With a manifest: each clip's limit from its text at this slow speaking rate.")
+]
 SeedOpt = Annotated[int, typer.Option(help="Sampling seed (the same for every system and sample batch).")]
 CheckpointOpt = Annotated[
     Literal["best", "last"],

@@ -11,8 +11,10 @@ import typer
 from higgs_tune.cli.app import (
     LENGTH_LIMIT,
     SAMPLING,
+    CharsPerSecondOpt,
     CheckpointOpt,
     GreedyOpt,
+    LengthLimitOpt,
     ModelOpt,
     RasWindowOpt,
     SeedOpt,
@@ -46,12 +48,8 @@ def clone(
     top_p: TopPOpt = SAMPLING.top_p,
     top_k: TopKOpt = SAMPLING.top_k,
     ras_window: RasWindowOpt = SAMPLING.ras_window,
-    max_seconds: Annotated[
-        float, typer.Option(help="Cut generation after this much audio.")
-    ] = LENGTH_LIMIT.max_seconds,
-    chars_per_second: Annotated[
-        float, typer.Option(help="With --manifest: per-sample limit from the text at this slow rate.")
-    ] = LENGTH_LIMIT.chars_per_second,
+    max_seconds: LengthLimitOpt = LENGTH_LIMIT.max_seconds,
+    chars_per_second: CharsPerSecondOpt = LENGTH_LIMIT.chars_per_second,
     batch_size: Annotated[int, typer.Option(help="With --manifest: samples per generation batch.")] = 8,
     system_prompt: Annotated[
         str | None, typer.Option(help="Override the checkpoint's system prompt.")

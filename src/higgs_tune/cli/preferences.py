@@ -11,7 +11,9 @@ import typer
 from higgs_tune.cli.app import (
     LENGTH_LIMIT,
     SAMPLING,
+    CharsPerSecondOpt,
     CheckpointOpt,
+    LengthLimitOpt,
     ModelOpt,
     RasWindowOpt,
     SeedOpt,
@@ -46,12 +48,8 @@ def preferences_command(
     language: Annotated[str | None, typer.Option(help="Language of the texts (e.g. ar).")] = None,
     device: Annotated[str, typer.Option(help="Device for generation and measuring models.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.")] = 8,
-    max_seconds: Annotated[
-        float, typer.Option(help="Cut a candidate after this much audio (it is then 'cut', the worst).")
-    ] = LENGTH_LIMIT.max_seconds,
-    chars_per_second: Annotated[
-        float, typer.Option(help="Per-prompt limit from the text at this slow rate (as clone --manifest).")
-    ] = LENGTH_LIMIT.chars_per_second,
+    max_seconds: LengthLimitOpt = LENGTH_LIMIT.max_seconds,
+    chars_per_second: CharsPerSecondOpt = LENGTH_LIMIT.chars_per_second,
     temperature: TemperatureOpt = SAMPLING.temperature,
     top_p: TopPOpt = SAMPLING.top_p,
     top_k: TopKOpt = SAMPLING.top_k,

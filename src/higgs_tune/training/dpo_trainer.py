@@ -41,6 +41,8 @@ HELD_OUT = (
 class DpoTrainer(Trainer):
     """DPO on the pairs of `cfg.prefs`, from the starting model (`cfg.model`, plus `cfg.init_adapter`)."""
 
+    STEP_COUNTS = ("num_pairs", "num_chosen_frames")
+
     def _setup_data(self) -> None:
         """The processor, the pairs and their batch plan, and the run's length in optimizer steps."""
         self.processor = load_processor(self.cfg.model)
@@ -77,17 +79,7 @@ class DpoTrainer(Trainer):
             log.info("reference pass: %d pairs scored by the starting model", len(reference))
         self.data.use_reference(reference, key)
 
-    def _step_counts(self, group: list[dict]) -> tuple[float, float]:
-        """Pairs and labelled chosen frames of the whole step, summed over micro-batches and ranks."""
-        local = torch.tensor(
-            [sum(b["num_pairs"] for b in group), sum(b["num_chosen_frames"] for b in group)],
-            dtype=torch.float64,
-            device=self.accelerator.device,
-        )
-        pairs, frames = sum_over_ranks(self.accelerator, local).tolist()
-        return pairs, frames
-
-    def _loss(self, batch: dict, counts: tuple[float, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _loss(self, batch: dict, counts: tuple[float, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """A micro-batch's share of the step's DPO loss (`dpo.dpo_step_loss`)."""
         dpo = self.cfg.dpo
         inputs = {**batch, **self.to_device(batch)}

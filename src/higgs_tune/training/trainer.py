@@ -173,15 +173,17 @@ class Trainer:
         """A micro-batch's loss inputs on this process's device, copied without blocking the host."""
         return {k: batch[k].to(self.accelerator.device, non_blocking=True) for k in LOSS_INPUTS}
 
-    def _step_counts(self, group: list[dict]) -> tuple[float, float]:
-        """Labelled audio frames and text tokens of the whole step, summed over micro-batches and ranks."""
+    STEP_COUNTS = ("num_audio_frames", "num_text_tokens")
+    """The batch counts a step's loss is normalised by (`_loss`), summed over the step's micro-batches."""
+
+    def _step_counts(self, group: list[dict]) -> tuple[float, ...]:
+        """The `STEP_COUNTS` of the whole step, summed over micro-batches and ranks."""
         local = torch.tensor(
-            [sum(b["num_audio_frames"] for b in group), sum(b["num_text_tokens"] for b in group)],
+            [sum(b[name] for b in group) for name in self.STEP_COUNTS],
             dtype=torch.float64,
             device=self.accelerator.device,
         )
-        frames, text = sum_over_ranks(self.accelerator, local).tolist()
-        return frames, text
+        return tuple(sum_over_ranks(self.accelerator, local).tolist())
 
     def train_step(self, group: list[dict]) -> dict[str, torch.Tensor]:
         """One optimizer step over a group of micro-batches; returns detached metrics on device."""
@@ -216,7 +218,7 @@ class Trainer:
         )
         return totals
 
-    def _loss(self, batch: dict, counts: tuple[float, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _loss(self, batch: dict, counts: tuple[float, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """A micro-batch's share of the step's loss (normalised by the step's `counts`), and its parts."""
         sums = self.model(**self.to_device(batch))
         return combine(sums, *counts, self.codebook_weights, self.cfg.text_loss_weight)
