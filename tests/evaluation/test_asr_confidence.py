@@ -80,8 +80,33 @@ def test_a_clip_has_the_same_confidence_alone_and_in_a_batch(asr):
         assert batched.confidence == pytest.approx(one.confidence, abs=1e-5)
 
 
-def test_clips_over_30_s_get_a_confidence_from_their_windows(asr):
-    long = np.tile(NOISE, 20)  # 40 s: long-form transcription, window by window
-    heard = asr.transcribe_with_confidence([long, NOISE])
-    assert [h.text for h in heard] == asr.transcribe([long, NOISE])
-    assert 0 <= heard[0].confidence <= 1
+def test_a_clip_over_30_s_is_scored_window_by_window(asr):
+    long = np.tile(NOISE, 20)  # 40 s: long-form transcription, two 30 s windows
+    ((text, confidence),) = asr.transcribe_with_confidence([long])
+    assert text == asr.transcribe([long])[0]
+    wave = resample(long, TARGET_SR, asr.sampling_rate)
+    extractor = asr.processor.feature_extractor
+    features = extractor(
+        [wave], sampling_rate=asr.sampling_rate, return_tensors="pt", truncation=False, padding="longest"
+    ).input_features
+    with torch.inference_mode():
+        written = asr.model.generate(
+            features, language="en", task="transcribe", return_timestamps=True, max_new_tokens=TOKENS
+        )[0].tolist()
+    # the precondition: each window wrote TOKENS tokens and no segment end, so the second starts at 30 s
+    assert len(written) == 2 * TOKENS
+    # by hand: one teacher-forced pass per window, on its 30 s of features (the last one padded)
+    prompt = asr.processor.tokenizer.convert_tokens_to_ids(list(PROMPT[:3]))  # timestamps on
+    frames, end_of_text, chosen = extractor.nb_max_frames, asr.processor.tokenizer.eos_token_id, []
+    for window in range(2):
+        tokens = written[window * TOKENS : (window + 1) * TOKENS]
+        part = features[..., window * frames : (window + 1) * frames]
+        part = torch.nn.functional.pad(part, (0, frames - part.shape[-1]))
+        with torch.inference_mode():
+            ids = torch.tensor([prompt + tokens])
+            logits = asr.model(input_features=part, decoder_input_ids=ids).logits[0, len(prompt) - 1 : -1]
+        logprobs = logits.log_softmax(-1)[torch.arange(TOKENS), torch.tensor(tokens)]
+        chosen += [lp for lp, t in zip(logprobs.tolist(), tokens, strict=True) if t < end_of_text]
+    assert len(chosen) < len(written)  # the windows' timestamps are no text
+    assert 0 <= confidence <= 1
+    assert confidence == pytest.approx(float(np.exp(np.mean(chosen))), abs=1e-5)
