@@ -13,6 +13,8 @@ exactly the babbling a broken fine-tune produces.
 probabilities its own distribution (the raw logits, before generation suppresses or forces any token) gave
 the text tokens it chose, taken from the same generate call. Special tokens (end of text, timestamps) and
 the padding after a row's end do not count, so a clip gets the same confidence alone or in any batch.
+It costs memory: generate keeps every step's logits until the batch is done (batch x tokens x vocabulary;
+for whisper-large-v3 at 8 clips and 448 tokens, 0.37 GB in float16, scored in float32 copies).
 """
 
 from __future__ import annotations
