@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from speech import TEXTS, write_common_voice, write_folder, write_ljspeech, write_saved_dataset
+from speech import SR, TEXTS, clip, write_common_voice, write_folder, write_ljspeech, write_saved_dataset
 
 from higgs_tune.data.pairs import build_pairs
 from higgs_tune.data.problems import CODES
@@ -78,6 +78,11 @@ def test_untranscribed_long_recordings_are_cut_and_transcribed(tmp_path, asr_dir
     assert {row["code"] for row in rejected} <= {"chars_per_second", "empty_text"}
     assert summary.kept + summary.rejected == len(cut) + 4
     assert {row["speaker"] for row in kept} == {"amal", "omar"}
+    # the ASR's confidence: on every clip it transcribed, on none with a given transcript
+    transcribed = [row for row in kept if row["source"].endswith("long.flac")]
+    assert transcribed and all(0 <= row["asr_confidence"] <= 1 for row in transcribed)
+    given = [row for row in kept if not row["source"].endswith("long.flac")]
+    assert len(given) == 4 and not any("asr_confidence" in row for row in given)
 
 
 def test_the_transcript_check_rejects_text_the_asr_does_not_hear(tmp_path, asr_dir):
@@ -93,7 +98,8 @@ def test_the_transcript_check_rejects_text_the_asr_does_not_hear(tmp_path, asr_d
         asr_model=str(asr_dir), check_transcripts=True, filters=FilterSettings(max_seconds=8.0, max_cer=1e9)
     )
     ingest(str(source), tmp_path / "lenient", lenient)
-    assert len(rows(tmp_path / "lenient" / "utterances.jsonl")) == 3
+    kept = rows(tmp_path / "lenient" / "utterances.jsonl")
+    assert len(kept) == 3 and not any("asr_confidence" in row for row in kept)  # checked, not transcribed
 
 
 def test_a_resumed_corpus_must_keep_its_settings(tmp_path):
@@ -133,4 +139,22 @@ def test_a_speaker_table_names_the_voices_of_a_flat_folder(tmp_path):
 
 
 def test_the_ingest_codes_are_problem_codes():
-    assert {"low_snr", "little_speech", "transcript_mismatch"} <= CODES.keys()
+    assert {"low_snr", "little_speech", "transcript_mismatch", "low_asr_confidence"} <= CODES.keys()
+
+
+def test_asr_confidences_do_not_depend_on_batching_and_unsure_transcripts_are_rejected(tmp_path, asr_dir):
+    for i in range(3):
+        (tmp_path / "rec" / "spk").mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / "rec" / "spk" / f"clip{i}.wav", clip(1.2, i), SR)  # no transcript: the ASR's
+    source, asr = str(tmp_path / "rec"), str(asr_dir)
+    ingest(source, tmp_path / "together", settings(asr_model=asr))  # one batch of 3
+    ingest(source, tmp_path / "apart", settings(asr_model=asr, chunk_size=1))  # 3 batches of 1
+    kept = rows(tmp_path / "together" / "utterances.jsonl")
+    assert len(kept) == 3 and all(0 <= row["asr_confidence"] <= 1 for row in kept)
+    together, apart = (tmp_path / name / "utterances.jsonl" for name in ("together", "apart"))
+    assert together.read_bytes() == apart.read_bytes()  # so a resumed run writes the same corpus
+    unsure = FilterSettings(max_seconds=8.0, min_asr_confidence=0.5)  # the tiny Whisper's is about 0.005
+    summary = ingest(source, tmp_path / "unsure", settings(asr_model=asr, filters=unsure))
+    assert summary.kept == 0 and summary.reasons["low_asr_confidence"] == 3
+    message = rows(tmp_path / "unsure" / "rejected.jsonl")[0]["message"]
+    assert "ASR confidence 0.00" in message and "low_asr_confidence" in summary.table()

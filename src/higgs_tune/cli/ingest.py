@@ -35,6 +35,9 @@ MinSecondsOpt = Annotated[float, typer.Option(help="Shortest clip kept.")]
 MaxSecondsOpt = Annotated[float, typer.Option(help="Longest clip; longer recordings are cut at pauses.")]
 PauseOpt = Annotated[float, typer.Option(help="Pauses this long (s) are sentence ends: cut there.")]
 MaxCerOpt = Annotated[float, typer.Option(help="Highest CER of a given text against the ASR's.")]
+MinConfidenceOpt = Annotated[
+    float, typer.Option(help="Lowest ASR confidence (0-1) of a transcript the ASR wrote (0: all kept).")
+]
 SnrOpt = Annotated[float, typer.Option(help="Lowest estimated SNR (dB) kept.")]
 SpeechOpt = Annotated[float, typer.Option(help="Least share of a clip that must be speech.")]
 SplitOpt = Annotated[str | None, typer.Option(help="Dataset split (hub, or a saved DatasetDict).")]
@@ -64,6 +67,7 @@ def ingest(
     asr_model: AsrModelOpt = None,
     check_transcripts: CheckOpt = False,
     max_cer: MaxCerOpt = _FILTER.max_cer,
+    min_asr_confidence: MinConfidenceOpt = _FILTER.min_asr_confidence,
     workers: WorkersOpt = 1,
     min_seconds: MinSecondsOpt = _SLICE.min_seconds,
     max_seconds: MaxSecondsOpt = _SLICE.max_seconds,
@@ -92,7 +96,9 @@ def ingest(
     try:
         settings = IngestSettings(
             slicing=SliceSettings(min_seconds, max_seconds, sentence_pause),
-            filters=FilterSettings(min_seconds, max_seconds, min_snr_db, min_speech_fraction, max_cer),
+            filters=FilterSettings(
+                min_seconds, max_seconds, min_snr_db, min_speech_fraction, max_cer, min_asr_confidence
+            ),
             source=SourceOptions(split, config, audio_column, text_column, speaker_column),
             language=language,
             asr_model=asr_model,

@@ -54,6 +54,7 @@ CODES: dict[str, tuple[str, str]] = {
     "low_snr": (WARNING, "estimated signal-to-noise ratio is low: speech buried in noise"),
     "little_speech": (WARNING, "the voice activity detector found little speech in the clip"),
     "transcript_mismatch": (WARNING, "the transcript differs from what ASR hears (CER over --max-cer)"),
+    "low_asr_confidence": (WARNING, "the ASR was unsure of the transcript it wrote (--min-asr-confidence)"),
 }
 
 

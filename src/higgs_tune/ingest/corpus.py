@@ -2,7 +2,8 @@
 
     CORPUS/clips/NAME.flac       24 kHz mono clips (16-bit FLAC)
     CORPUS/utterances.jsonl      one kept clip per line: id, audio, text, speaker, duration, source,
-                                 start, end (seconds in the recording); what `higgs-tune pairs` reads
+                                 start, end (seconds in the recording), and asr_confidence where the
+                                 ASR wrote the text; what `higgs-tune pairs` reads
     CORPUS/rejected.jsonl        one rejected clip per line: source, speaker, start, end, duration, code
                                  (a `data.problems` code), message
     CORPUS/ingest.json           the source and the settings that decide the content

@@ -9,7 +9,9 @@ memory, and the speaking-rate bounds are its fixed ones, so a corpus that `inges
 * `little_speech`: less than `min_speech_fraction` of the clip is speech (music, noise, long silences);
 * `transcript_mismatch`: the given transcript's CER against the ASR's (with the project's Arabic-aware
   normalisation, `evaluation.text_metrics`) over `max_cer`; a mismatched transcript teaches the model to
-  say the wrong words.
+  say the wrong words;
+* `low_asr_confidence`: Whisper's confidence in a transcript it wrote is under `min_asr_confidence`
+  (off at 0): an unsure transcript is likely a wrong one.
 """
 
 from __future__ import annotations
@@ -106,4 +108,14 @@ def mismatch_finding(text: str, heard: str, language: str | None, max_cer: float
     return (
         "transcript_mismatch",
         f"CER {rate:.2f} between the given text and the ASR's {heard[:60]!r} (over --max-cer {max_cer:g})",
+    )
+
+
+def confidence_finding(confidence: float | None, minimum: float) -> Finding | None:
+    """`low_asr_confidence` when Whisper's confidence in the transcript it wrote is under `minimum`."""
+    if confidence is None or confidence >= minimum:
+        return None
+    return (
+        "low_asr_confidence",
+        f"ASR confidence {confidence:.3f} in its transcript, under --min-asr-confidence {minimum:g}",
     )

@@ -36,6 +36,11 @@ class FilterSettings:
     min_snr_db: float = 15.0
     min_speech_fraction: float = 0.4
     max_cer: float = 0.3
+    min_asr_confidence: float = 0.0  # 0: every ASR transcript is kept
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_asr_confidence <= 1:
+            raise ValueError(f"--min-asr-confidence must be in [0, 1], got {self.min_asr_confidence}")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """Transcripts for clips that have none, and the check of those that do, with the project's Whisper.
 
+A clip Whisper transcribed keeps Whisper's confidence in its text (`asr_confidence`, rounded to 4
+decimals, see `evaluation.asr`); a clip with a given transcript has none, checked or not.
+
 The ASR is `evaluation.asr.Transcriber` (model loading, batching, forced language), loaded once in the main
 process (on the GPU when there is one) the first time a chunk needs it, and found the way `eval` finds its
 models (`model.reference.check_model_reference`: a folder, the local cache, or a reachable hub). A chunk's
@@ -15,7 +18,7 @@ from pathlib import Path
 import torch
 
 from higgs_tune.ingest.corpus import read_clip
-from higgs_tune.ingest.filters import mismatch_finding, text_findings
+from higgs_tune.ingest.filters import confidence_finding, mismatch_finding, text_findings
 from higgs_tune.ingest.recordings import ChunkResult
 from higgs_tune.ingest.settings import IngestSettings
 
@@ -38,11 +41,14 @@ class ChunkTranscriber:
         todo = [row for row in result.kept if self.needs(row)]
         if not todo:
             return
-        heard = self._transcriber().transcribe([read_clip(self.out, row["audio"]) for row in todo])
-        for row, text in zip(todo, heard, strict=True):
-            finding = self._finding(row, text)
-            if row["text"] is None:
+        clips = [read_clip(self.out, row["audio"]) for row in todo]
+        heard = self._transcriber().transcribe_with_confidence(clips)
+        for row, (text, confidence) in zip(todo, heard, strict=True):
+            finding = self._finding(row, text, confidence)
+            if row["text"] is None:  # a given text keeps no confidence: it is not the text Whisper wrote
                 row["text"] = text
+                if confidence is not None:
+                    row["asr_confidence"] = round(confidence, 4)
             if finding is not None:
                 result.kept.remove(row)
                 (self.out / row["audio"]).unlink(missing_ok=True)
@@ -50,11 +56,11 @@ class ChunkTranscriber:
                 rejected = {k: row[k] for k in ("source", "speaker", "start", "end", "duration", "text")}
                 result.rejected.append({**rejected, "code": code, "message": message})
 
-    def _finding(self, row: dict, heard: str) -> tuple[str, str] | None:
+    def _finding(self, row: dict, heard: str, confidence: float | None) -> tuple[str, str] | None:
+        filters = self.settings.filters
         if row["text"] is None:
             found = text_findings(heard, row["duration"])
-            return found[0] if found else None
-        filters = self.settings.filters
+            return found[0] if found else confidence_finding(confidence, filters.min_asr_confidence)
         return mismatch_finding(row["text"], heard, self.settings.language, filters.max_cer)
 
     def _transcriber(self):
