@@ -12,6 +12,8 @@ from conftest import train_config
 
 from higgs_tune.checkpoint import resolve_checkpoint
 from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
+from higgs_tune.evaluation.listening import write_listening_test
+from higgs_tune.evaluation.listening_score import Preference, render_preferences
 from higgs_tune.inference.settings import LengthLimit
 from higgs_tune.training.trainer import Trainer
 
@@ -72,6 +74,12 @@ def test_two_adapters_are_compared_and_the_baseline_clones_as_eval_adapter_alone
     # The tuned checkpoint's card gets its own figures, never the baseline adapter's as "base".
     card = (run_b / "adapter" / "README.md").read_text(encoding="utf-8")
     assert "| measure | finetuned |" in card
+    # The blind listening test keeps those names for its un-blinded result.
+    write_listening_test(out, tmp_path / "ab")
+    key = json.loads((tmp_path / "ab" / "key.json").read_text(encoding="utf-8"))
+    assert key["systems"] == {"base": "baseline", "finetuned": "tuned"}
+    said = render_preferences([Preference("similar", 2, 1, 0, 0)], ["ana"], key["systems"])
+    assert "tuned preferred in 2 of 3" in said and "baseline 1" in said
 
 
 def test_eval_cli_takes_a_baseline_adapter_and_refuses_it_beside_baseline(

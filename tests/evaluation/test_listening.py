@@ -51,8 +51,8 @@ def test_ab_page_hides_the_systems_and_round_trips_answers_into_listen_score(
     code, stdout, _ = run_cli("listen-score", tmp_path / "ab" / "key.json", answers)
     assert code == 0, stdout
     tuned_as_a = sum(t["A"] == "finetuned" for t in trials)
-    assert f"fine-tune {tuned_as_a}, base {len(trials) - tuned_as_a}, same 0, unanswered 0" in stdout
-    assert f"fine-tune 0, base 0, same {len(trials)}, unanswered 0" in stdout and "ana" in stdout
+    assert f"fine-tuned {tuned_as_a}, base model {len(trials) - tuned_as_a}, same 0, unanswered 0" in stdout
+    assert f"fine-tuned 0, base model 0, same {len(trials)}, unanswered 0" in stdout and "ana" in stdout
 
 
 def test_ab_order_is_seeded_and_mixed(eval_dir, tmp_path):
@@ -97,8 +97,8 @@ def test_listen_score_unblinds_pools_listeners_and_counts_ties_apart(tmp_path):
         "two",
         {"t001": {"similar": "B"}, "t002": {"similar": "B"}, "t003": {"similar": "same", "natural": "B"}},
     )
-    preferences, listeners = score_listening_test(key, [one, two])
-    assert listeners == ["one", "two"]
+    preferences, listeners, systems = score_listening_test(key, [one, two])
+    assert listeners == ["one", "two"] and systems == {"base": "base model", "finetuned": "fine-tuned"}
     similar, natural = preferences
     assert (similar.finetuned, similar.base, similar.same, similar.unanswered) == (3, 1, 1, 3)
     assert (natural.finetuned, natural.base, natural.same, natural.unanswered) == (0, 2, 0, 6)

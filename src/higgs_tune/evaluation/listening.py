@@ -20,6 +20,7 @@ from pathlib import Path
 from string import Template
 
 from higgs_tune.data.samples import SampleError
+from higgs_tune.evaluation.evaluate import system_titles
 from higgs_tune.evaluation.html_report import STYLE, audio_html, copy_clip
 from higgs_tune.files import content_hash, write_json, write_text_atomic
 
@@ -88,7 +89,7 @@ def write_listening_test(eval_dir: Path, out: Path, seed: int = 0) -> Path:
     folder. Samples where either system wrote no audio are left out (and named in the key). Returns the
     page's path."""
     eval_dir, out = Path(eval_dir), Path(out)
-    rows = _paired_rows(eval_dir)
+    rows, systems = _paired_rows(eval_dir)
     audible = [(t, b) for t, b in rows if t["wav"] and b["wav"]]
     if not audible:
         raise SampleError(str(eval_dir), "no sample has audio from both systems: nothing to listen to")
@@ -104,7 +105,13 @@ def write_listening_test(eval_dir: Path, out: Path, seed: int = 0) -> Path:
         sections.append(_write_trial(trial, number, {"finetuned": tuned, "base": base}, eval_dir, out))
     test_id = hashlib.sha1(f"{content_hash(eval_dir / 'report.json')}:{seed}".encode()).hexdigest()[:12]
     left_out = [t["id"] for t, b in rows if not (t["wav"] and b["wav"])]
-    key = {"test_id": test_id, "eval_dir": str(eval_dir), "seed": seed, "questions": QUESTIONS}
+    key = {
+        "test_id": test_id,
+        "eval_dir": str(eval_dir),
+        "seed": seed,
+        "questions": QUESTIONS,
+        "systems": systems,
+    }
     write_json(out / "key.json", {**key, "trials": trials, "left_out": left_out})
     test = {"test_id": test_id, "trials": [t["trial"] for t in trials], "questions": list(QUESTIONS)}
     page = _PAGE.substitute(
@@ -147,16 +154,18 @@ def _write_trial(trial: dict, number: int, rows: dict[str, dict], eval_dir: Path
     )
 
 
-def _paired_rows(eval_dir: Path) -> list[tuple[dict, dict]]:
-    """The (fine-tuned, base) result rows of each sample from `eval_dir/report.json`."""
+def _paired_rows(eval_dir: Path) -> tuple[list[tuple[dict, dict]], dict[str, str]]:
+    """The (fine-tuned, base) result rows of each sample from `eval_dir/report.json`, and what the report
+    calls the two systems (`evaluate.system_titles`: the base model, or a baseline adapter)."""
     path = eval_dir / "report.json"
     if not path.is_file():
         raise SampleError(str(eval_dir), "no report.json: pass the folder that `higgs-tune eval --out` wrote")
-    samples = json.loads(path.read_text(encoding="utf-8"))["samples"]
+    report = json.loads(path.read_text(encoding="utf-8"))
+    samples = report["samples"]
     if any(name not in samples for name in SYSTEMS):
         raise SampleError(
             str(path),
             "a listening test compares the fine-tune with the base model: run "
             "`higgs-tune eval --adapter RUN --baseline` to clone with both",
         )
-    return list(zip(samples["finetuned"], samples["base"], strict=True))
+    return list(zip(samples["finetuned"], samples["base"], strict=True)), system_titles(report)

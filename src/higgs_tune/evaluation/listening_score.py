@@ -19,6 +19,7 @@ from higgs_tune.data.samples import SampleError
 from higgs_tune.evaluation.listening import CHOICES, QUESTIONS
 
 Z_95 = 1.959964  # the standard normal quantile of 0.975
+DEFAULT_SYSTEMS = {"finetuned": "fine-tuned", "base": "base model"}
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,11 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def score_listening_test(key_path: Path, answer_paths: list[Path]) -> tuple[list[Preference], list[str]]:
-    """Un-blind every answer file against `key.json`; returns each question's preference and the
-    listeners' names (as they typed them, or the file name)."""
+def score_listening_test(
+    key_path: Path, answer_paths: list[Path]
+) -> tuple[list[Preference], list[str], dict[str, str]]:
+    """Un-blind every answer file against `key.json`; returns each question's preference, the listeners'
+    names (as they typed them, or the file name) and what the key calls the two systems."""
     key = _read_json(key_path)
     if not {"test_id", "trials"} <= key.keys():
         raise SampleError(str(key_path), "is not a listening test's key.json (`higgs-tune listen` writes it)")
@@ -70,7 +73,8 @@ def score_listening_test(key_path: Path, answer_paths: list[Path]) -> tuple[list
                 choice = given.get(question)
                 side = "unanswered" if choice is None else "same" if choice == "same" else entry[choice]
                 counts[question][side] += 1
-    return [Preference(q, **c) for q, c in counts.items()], listeners
+    systems = key.get("systems") or DEFAULT_SYSTEMS  # keys written before the names were recorded
+    return [Preference(q, **c) for q, c in counts.items()], listeners, systems
 
 
 def _read_json(path: Path) -> dict:
@@ -108,17 +112,20 @@ def _read_answers(path: Path, key: dict, blind: dict[str, dict]) -> dict:
     return answers
 
 
-def render_preferences(preferences: list[Preference], listeners: list[str]) -> str:
-    """The un-blinded result, one line per question."""
+def render_preferences(
+    preferences: list[Preference], listeners: list[str], systems: dict[str, str] = DEFAULT_SYSTEMS
+) -> str:
+    """The un-blinded result, one line per question, the systems named as the eval report names them."""
+    tuned, base = systems["finetuned"], systems["base"]
     lines = [f"{len(listeners)} listener(s): {', '.join(listeners)}"]
     for p in preferences:
-        counts = f"fine-tune {p.finetuned}, base {p.base}, same {p.same}, unanswered {p.unanswered}"
+        counts = f"{tuned} {p.finetuned}, {base} {p.base}, same {p.same}, unanswered {p.unanswered}"
         if p.share is None:
             lines.append(f"{QUESTIONS[p.question]} no answer chose a side ({counts})")
             continue
         low, high = p.interval
         lines.append(
-            f"{QUESTIONS[p.question]} fine-tune preferred in {p.finetuned} of {p.finetuned + p.base} "
+            f"{QUESTIONS[p.question]} {tuned} preferred in {p.finetuned} of {p.finetuned + p.base} "
             f"answers that chose a side: {100 * p.share:.0f}% (95% CI {100 * low:.0f}-{100 * high:.0f}%, "
             f"Wilson); {counts}"
         )
