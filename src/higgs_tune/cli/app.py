@@ -31,6 +31,10 @@ LengthLimitOpt = Annotated[
 CharsPerSecondOpt = Annotated[
     float, typer.Option(help="With a manifest: each clip's limit from its text at this slow speaking rate.")
 ]
+RunDeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", help="Device for generation and measuring models (default: cuda if any)."),
+]
 SeedOpt = Annotated[int, typer.Option(help="Sampling seed (the same for every system and sample batch).")]
 CheckpointOpt = Annotated[
     Literal["best", "last"],
@@ -59,3 +63,12 @@ def sampling_config(
         ras_window=ras_window or None,
         seed=seed,
     )
+
+
+def run_device(device: str | None) -> str:
+    """The device a command clones and measures on: the one asked for, else the GPU when there is one."""
+    if device is not None:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -14,12 +14,14 @@ from higgs_tune.cli.app import (
     GreedyOpt,
     ModelOpt,
     RasWindowOpt,
+    RunDeviceOpt,
     SeedOpt,
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
     app,
     checkpoint_of,
+    run_device,
     sampling_config,
 )
 
@@ -47,7 +49,7 @@ def evaluate_command(
         str, typer.Option(help="WavLM x-vector model id or folder (default: see below).")
     ] = "",
     language: Annotated[str | None, typer.Option(help="Language of the texts (e.g. ar).")] = None,
-    device: Annotated[str, typer.Option(help="Device for generation and measuring models.")] = "cpu",
+    device: RunDeviceOpt = None,
     batch_size: Annotated[int, typer.Option(help="Samples per generation / ASR batch.")] = 8,
     greedy: GreedyOpt = SAMPLING.greedy,
     temperature: TemperatureOpt = SAMPLING.temperature,
@@ -71,7 +73,7 @@ def evaluate_command(
         asr_model=asr_model or default_asr,
         speaker_model=speaker_model or default_speaker,
         language=language,
-        device=device,
+        device=run_device(device),
         batch_size=batch_size,
         sampling=sampling_config(greedy, temperature, top_p, top_k, ras_window, seed),
     )

@@ -16,12 +16,14 @@ from higgs_tune.cli.app import (
     LengthLimitOpt,
     ModelOpt,
     RasWindowOpt,
+    RunDeviceOpt,
     SeedOpt,
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
     app,
     checkpoint_of,
+    run_device,
     sampling_config,
 )
 
@@ -46,7 +48,7 @@ def preferences_command(
     asr_model: Annotated[str, typer.Option(help="Whisper model for CER (default: as in eval).")] = "",
     speaker_model: Annotated[str, typer.Option(help="Speaker model (default: as in eval).")] = "",
     language: Annotated[str | None, typer.Option(help="Language of the texts (e.g. ar).")] = None,
-    device: Annotated[str, typer.Option(help="Device for generation and measuring models.")] = "cpu",
+    device: RunDeviceOpt = None,
     batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.")] = 8,
     max_seconds: LengthLimitOpt = LENGTH_LIMIT.max_seconds,
     chars_per_second: CharsPerSecondOpt = LENGTH_LIMIT.chars_per_second,
@@ -79,7 +81,7 @@ def preferences_command(
         asr_model=asr_model or default_asr,
         speaker_model=speaker_model or default_speaker,
         language=language,
-        device=device,
+        device=run_device(device),
         batch_size=batch_size,
     )
     samples = read_manifest(manifest, require_target=False)
