@@ -101,17 +101,16 @@ def cli_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
 
 
+def run_prefs(m: StoppingModel, out: Path) -> None:
+    """`prefs` in this process with the settings of `prefs_settings`."""
+    make_preferences(str(m.model), m.checkpoint, read_manifest(m.manifest), out, prefs_settings(m))
+
+
 @pytest.fixture(scope="module")
 def prefs(stopping, tmp_path_factory) -> Path:
     """One uninterrupted `prefs` run on the memorised model, in this process."""
     out = tmp_path_factory.mktemp("prefs") / "prefs"
-    make_preferences(
-        str(stopping.model),
-        stopping.checkpoint,
-        read_manifest(stopping.manifest),
-        out,
-        prefs_settings(stopping),
-    )
+    run_prefs(stopping, out)
     return out
 
 
@@ -165,13 +164,7 @@ def test_prefs_killed_after_its_first_prompt_resumes_to_what_an_uninterrupted_ru
     # The rerun in this process (a second CLI start costs seconds): it continues the folder only if the
     # settings the CLI recorded are those of `prefs_settings`.
     with caplog.at_level(logging.INFO, logger="higgs_tune"):
-        make_preferences(
-            str(stopping.model),
-            stopping.checkpoint,
-            read_manifest(stopping.manifest),
-            out,
-            prefs_settings(stopping),
-        )
+        run_prefs(stopping, out)
     assert "2 prompts, 1 already done" in caplog.text
     resumed = records(out)
     assert sorted(r["id"] for r in resumed.values()) == sorted(x.id for x in read_manifest(stopping.manifest))
