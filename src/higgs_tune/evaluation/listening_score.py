@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from higgs_tune.data.samples import SampleError
+from higgs_tune.evaluation.evaluate import system_titles
 from higgs_tune.evaluation.listening import CHOICES, QUESTIONS
 
 Z_95 = 1.959964  # the standard normal quantile of 0.975
-DEFAULT_SYSTEMS = {"finetuned": "fine-tuned", "base": "base model"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def score_listening_test(
                 choice = given.get(question)
                 side = "unanswered" if choice is None else "same" if choice == "same" else entry[choice]
                 counts[question][side] += 1
-    systems = key.get("systems") or DEFAULT_SYSTEMS  # keys written before the names were recorded
+    systems = key.get("systems") or system_titles({})  # keys written before the names were recorded
     return [Preference(q, **c) for q, c in counts.items()], listeners, systems
 
 
@@ -113,9 +113,10 @@ def _read_answers(path: Path, key: dict, blind: dict[str, dict]) -> dict:
 
 
 def render_preferences(
-    preferences: list[Preference], listeners: list[str], systems: dict[str, str] = DEFAULT_SYSTEMS
+    preferences: list[Preference], listeners: list[str], systems: dict[str, str] | None = None
 ) -> str:
     """The un-blinded result, one line per question, the systems named as the eval report names them."""
+    systems = systems or system_titles({})
     tuned, base = systems["finetuned"], systems["base"]
     lines = [f"{len(listeners)} listener(s): {', '.join(listeners)}"]
     for p in preferences:

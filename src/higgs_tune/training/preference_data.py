@@ -127,11 +127,11 @@ class PreferenceData(TrainingData):
         self.pairs = read_pairs(self.root)
         self.cfg = cfg = replace(cfg, prompt=self._prompt_of_candidates(cfg))
         self._check_source(cfg)
-        self._check_codes()
+        frames = self._check_codes()
         train_idx, eval_idx = split_pairs(self.pairs, cfg.eval_fraction, cfg.seed)
         if cfg.eval_fraction > 0 and not eval_idx and accelerator.is_main_process:
             log.warning("pairs of a single prompt: no held-out pairs, so no held-out DPO metrics")
-        self.lengths = self._pair_lengths()
+        self.lengths = self._pair_lengths(frames)
         train_idx, eval_idx = self._skip_over_length(train_idx, eval_idx)
         self.train_set = PairDataset(self.root, self.pairs, processor, cfg.prompt, train_idx)
         self.eval_set = PairDataset(self.root, self.pairs, processor, cfg.prompt, eval_idx)
@@ -165,11 +165,12 @@ class PreferenceData(TrainingData):
                 *starts,
             )
 
-    def _check_codes(self) -> None:
-        """Every codes file exists with this codec's codebooks and code range; all problems at once."""
+    def _check_codes(self) -> dict[str, int]:
+        """Every codes file exists with this codec's codebooks and code range (all problems at once);
+        returns each file's length in frames."""
         codec = self.processor.audio_tokenizer.config
         k, size = codec.num_quantizers, codec.codebook_size
-        problems = []
+        problems, frames = [], {}
         paths = sorted(
             {p for r in self.pairs for p in (r["ref_codes"], r["chosen"]["codes"], r["rejected"]["codes"])}
         )
@@ -187,23 +188,22 @@ class PreferenceData(TrainingData):
                 or codes.max() >= size
             ):
                 problems.append(f"{file}: not [{k}, frames] codes in 0..{size - 1} (shape {codes.shape})")
+            frames[path] = codes.shape[-1]
         if problems:
             raise UserError(
                 f"{self.root}: {len(problems)} codes files unusable for this model's codec (made with "
                 "another model, or damaged); make the folder again with `higgs-tune prefs`: "
                 + "; ".join(problems[:10])
             )
+        return frames
 
-    def _pair_lengths(self) -> list[int]:
-        """Each pair's sequence length: that of its longer clip's example (`examples.example_lengths`)."""
-        frames = {
-            r["ref_codes"]: np.load(self.root / r["ref_codes"], mmap_mode="r").shape[1] for r in self.pairs
-        }
+    def _pair_lengths(self, frames: dict[str, int]) -> list[int]:
+        """Each pair's sequence length: that of its longer clip's example (`examples.example_lengths`),
+        from the codes files' lengths in frames (`_check_codes`)."""
         records = []
         for r in self.pairs:
-            longer = max(r["chosen"], r["rejected"], key=lambda side: side["frames"])
-            frames[longer["codes"]] = longer["frames"]
-            records.append({**r, "ref_clip": r["ref_codes"], "target_clip": longer["codes"]})
+            longer = max(r["chosen"]["codes"], r["rejected"]["codes"], key=frames.__getitem__)
+            records.append({**r, "ref_clip": r["ref_codes"], "target_clip": longer})
         view = SimpleNamespace(records=records, clip_frames=frames.__getitem__)
         return example_lengths(self.processor, view, self.cfg.prompt, range(len(records)))
 
@@ -214,9 +214,8 @@ class PreferenceData(TrainingData):
             raise TooFewSamplesError(
                 f"{self.root}: {len(self.train_set)} training pairs ({len(self.eval_set)} held out, "
                 f"{len(self.skipped_ids)} longer than max_seq_len={self.cfg.max_seq_len}) cannot give each "
-                "of "
-                f"{acc.num_processes} processes a micro-batch; make more pairs (`prefs --candidates`, more "
-                "prompts), lower eval_fraction or use fewer processes"
+                f"of {acc.num_processes} processes a micro-batch; make more pairs (`prefs --candidates`, "
+                "more prompts), lower eval_fraction or use fewer processes"
             )
         return FixedBatches(
             len(self.train_set), self._micro_batch_size(), self.cfg.seed, acc.process_index, acc.num_processes
