@@ -19,16 +19,57 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from higgs_tune.errors import DiskFullError
+from higgs_tune.errors import DiskFullError, UserError
 
 # Below this much free space, a short write that names no cause (below) is taken for a full disk.
 NEARLY_FULL_BYTES = 1 << 20
 # How writers that lose the errno word a short write: torch.save, numpy ("6272 requested and 4032 written").
 SHORT_WRITE_WORDS = ("inline_container", "file write failed", "requested and")
+
+
+class OutputInUseError(UserError):
+    """An output path that holds what this command did not write: refused, never overwritten or deleted."""
+
+
+def check_output_folder(folder: Path, option: str = "--out") -> None:
+    """Refuse an output folder that is a file or holds anything, before any work starts.
+
+    Whatever is in a folder that exists was put there by the user or by an earlier run, and a command that
+    writes a folder of outputs (a merged model, a listening test) would overwrite or delete some of it, so
+    only a missing or empty folder is taken. The message lists a few of its entries and names the fix.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputInUseError(f"{option} {folder} is a file; give a new or empty folder")
+    entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if entries:
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise OutputInUseError(
+            f"{option} {folder} is not empty ({shown}): nothing in it is overwritten or deleted; "
+            "give a new or empty folder"
+        )
+
+
+def check_output_file(
+    path: Path, option: str = "--out", overwrite: bool = False, inputs: Iterable[Path] = ()
+) -> None:
+    """Refuse an output file path that is a folder, one of the command's `inputs`, or (unless `overwrite`)
+    a file that exists, before any work starts, so a long run never ends in a refused or destructive write.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputInUseError(f"{option} {path} is a folder; give a file name")
+    for given in inputs:
+        if path.exists() and Path(given).exists() and os.path.samefile(path, given):
+            raise OutputInUseError(f"{option} {path} is one of this command's inputs; give another file name")
+    if path.exists() and not overwrite:
+        raise OutputInUseError(
+            f"{option} {path} exists: give another file name, or add --overwrite to replace it"
+        )
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
