@@ -63,9 +63,12 @@ def test_two_processes_match_one_with_the_same_global_batch(
     Trainer(load_config(TrainConfig, None, [*overrides, *COMMON, "per_device_train_batch_size=4"])).run()
     single, double = _losses(one), _losses(two_process_run)
     assert sorted(double) == list(range(1, STEPS + 1)), "rank 0 alone logs, once per step"
+    # After the first step the weights have passed through Adam, which turns the summation order of a
+    # near-zero gradient entry (one batch of 4 against two of 2) into a difference of up to the step size:
+    # the loss barely feels it, the gradient norm a little more, so it gets the looser tolerance.
     for step in single:
-        for key in ("loss", "grad_norm", "lr"):
-            assert double[step][key] == pytest.approx(single[step][key], rel=1e-5), (step, key)
+        for key, rel in (("loss", 1e-5), ("grad_norm", 1e-4), ("lr", 1e-7)):
+            assert double[step][key] == pytest.approx(single[step][key], rel=rel), (step, key)
     evals = [
         [
             json.loads(line)["eval_loss"]

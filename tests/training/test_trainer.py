@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -66,8 +67,19 @@ def test_lora_changes_adapters_and_leaves_base_bit_identical(tiny_model_dir, pre
     assert any("audio_mlp" in n for n in adapters if n not in unchanged)
 
 
+def _record_gradient(into: list, optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    """A step pre-hook: the whole gradient the optimizer is about to apply, as one vector."""
+    into.append(torch.cat([p.grad.flatten() for g in optimizer.param_groups for p in g["params"]]))
+
+
 def test_accumulation_matches_larger_micro_batch(tiny_model_dir, prepared_dir, tmp_path):
-    """Micro-batch 4 x 1 and micro-batch 1 x 4 over the same samples give the same update."""
+    """Micro-batch 4 x 1 and micro-batch 1 x 4 over the same samples give the same gradient.
+
+    What accumulation must get right is the gradient handed to the optimizer, so that is compared, taken
+    just before the step. The weights after Adam are not: Adam divides by the gradient's own scale, so on
+    a parameter whose gradient is near zero the float32 summation order (which differs between one batch
+    of 4 and four of 1) becomes a relative difference of the whole update.
+    """
     results = []
     for bs, accum in ((4, 1), (1, 4)):
         cfg = _cfg(
@@ -82,14 +94,20 @@ def test_accumulation_matches_larger_micro_batch(tiny_model_dir, prepared_dir, t
             "eval_fraction=0",
         )
         trainer = Trainer(cfg)
+        grads: list[torch.Tensor] = []
+        trainer.optimizer.optimizer.register_step_pre_hook(partial(_record_gradient, grads))
         trainer.run()
-        params = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
-        results.append((params, _metrics(tmp_path / f"run{bs}")[0]))
-    (p4, m4), (p1, m1) = results
+        assert len(grads) == 1
+        results.append((grads[0], _metrics(tmp_path / f"run{bs}")[0]))
+    (g4, m4), (g1, m1) = results
     assert m4["loss"] == pytest.approx(m1["loss"], rel=1e-5)
     assert m4["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-4)
-    # Adam divides by the gradient's own scale, so updates are compared against the step size (lr 1e-3).
-    torch.testing.assert_close(p4, p1, rtol=0, atol=1e-5)
+    # Each gradient entry is a float32 sum over thousands of positions, so summing in another order moves
+    # it by a few ulps of the largest terms: compared against the gradient's scale, not entry by entry.
+    # A missing or doubled normalisation (a factor of 4 or 1/4) is far outside this.
+    scale = float(g4.abs().max())
+    torch.testing.assert_close(g1, g4, rtol=0, atol=1e-5 * scale)
+    assert float((g1 - g4).norm() / g4.norm()) < 1e-5
 
 
 def test_resume_gives_the_same_losses_with_dropout(tiny_model_dir, prepared_dir, tmp_path):
