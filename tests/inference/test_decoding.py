@@ -23,13 +23,19 @@ def scripted_code(codebook: int, step: int) -> int:
 
 
 class ScriptedHead(torch.nn.Module):
-    """Audio logits by step: codebook 0 says its scripted code, then the stream EOS from step `eos_step`
-    on (never, when None); codebooks 1-7 always prefer a code, so they miss their own EOS slot and only
-    the delay-pattern logits processor ends them. Counts its calls (= generated positions)."""
+    """Audio logits by step: codebook `stopper` (0 unless said) says its scripted code, then the stream
+    EOS from step `eos_step` on (never, when None); the other codebooks always prefer a code, so they miss
+    their own EOS slot and only the delay-pattern logits processor ends them. Counts its calls
+    (= generated positions)."""
 
-    def __init__(self, codebook_size: int, eos_id: int, eos_step: int | None) -> None:
+    def __init__(self, codebook_size: int, eos_id: int, eos_step: int | None, stopper: int = 0) -> None:
         super().__init__()
-        self.codebook_size, self.eos_id, self.eos_step = codebook_size, eos_id, eos_step
+        self.codebook_size, self.eos_id, self.eos_step, self.stopper = (
+            codebook_size,
+            eos_id,
+            eos_step,
+            stopper,
+        )
         self.calls = 0
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -37,7 +43,7 @@ class ScriptedHead(torch.nn.Module):
         self.calls += 1
         logits = torch.zeros(*hidden.shape[:-1], K, self.codebook_size)
         for k in range(K):
-            stop = k == 0 and self.eos_step is not None and step >= self.eos_step
+            stop = k == self.stopper and self.eos_step is not None and step >= self.eos_step
             logits[..., k, self.eos_id if stop else scripted_code(k, step)] = 10.0
         return logits.flatten(-2).to(hidden.dtype)
 
@@ -46,10 +52,10 @@ class ScriptedHead(torch.nn.Module):
 def scripted_model(tiny_model_dir):
     """A fresh tiny model (the session one stays untouched) whose audio head is set per test."""
 
-    def build(eos_step: int | None):
+    def build(eos_step: int | None, stopper: int = 0):
         model = load_model(tiny_model_dir).eval()
         model.audio_lm_head = ScriptedHead(
-            model.config.codebook_size, model.config.audio_stream_eos_id, eos_step
+            model.config.codebook_size, model.config.audio_stream_eos_id, eos_step, stopper
         )
         return model
 
@@ -86,6 +92,38 @@ def test_clip_length_is_codebook_0s_eos_even_when_other_codebooks_miss_theirs(sc
     frames = captured["out"].audio_sequences[0, -model.audio_lm_head.calls :]
     all_eos = int((frames == model.config.audio_stream_eos_id).all(-1).nonzero()[0])
     assert all_eos - 1 - (K - 1) == t + 1
+
+
+@pytest.mark.parametrize("stopper", [0, 1, 3, 7])
+def test_clip_ends_at_the_first_eos_of_any_codebook_shifted_back_by_its_delay(
+    scripted_model, processor, stopper
+):
+    """Codebook j emits the first stream EOS at generation step s: its frame s - j is the EOS frame, so
+    the clip has s - j - 1 frames (step 0 is the stream BOS), as the original implementation keeps
+    (it forces codebooks below j to EOS at that step and reverts the delay). Frames after that would hold
+    codebook j's EOS clipped to a code and codes drawn after it stopped."""
+    s = 9
+    model = scripted_model(eos_step=s, stopper=stopper)
+    result = generate_codes(model, processor, items(), PromptConfig(), SamplingConfig(greedy=True), [50])[0]
+    t = s - stopper - 1
+    assert result.stopped_by_eos
+    assert result.codes.shape == (K, t), (stopper, result.codes.shape)
+    expected = np.array([[scripted_code(k, f + 1 + k) for f in range(t)] for k in range(K)]).reshape(K, t)
+    assert np.array_equal(result.codes, expected)
+
+
+@pytest.mark.parametrize(("stopper", "eos_step", "stopped"), [(7, 13, True), (0, 8, False)])
+def test_an_eos_within_the_limit_ends_the_clip_even_when_the_limit_cuts_its_cascade(
+    scripted_model, processor, stopper, eos_step, stopped
+):
+    """Limit 5 frames: generation stops after 5 + 1 + K positions (steps 0-13). Codebook 7's EOS at step
+    13 ends the clip at frame 5, within the limit, though the logits processor had not yet forced the
+    other codebooks to EOS: it ended by its EOS. Codebook 0's EOS at step 8 would end it at frame 7, past
+    the limit: it was cut at 5."""
+    model = scripted_model(eos_step=eos_step, stopper=stopper)
+    result = generate_codes(model, processor, items(), PromptConfig(), SamplingConfig(greedy=True), [5])[0]
+    assert model.audio_lm_head.calls == 5 + 1 + K
+    assert result.stopped_by_eos is stopped and result.codes.shape == (K, 5)
 
 
 @pytest.mark.parametrize("limit", [3, 9])

@@ -35,20 +35,17 @@ class GeneratedCodes:
 
 
 class FrameLimit(StoppingCriteria):
-    """Stops each sample at its own number of generated audio positions and remembers which were cut."""
+    """Stops each sample at its own number of generated audio positions."""
 
     def __init__(self, prompt_length: int, limits: torch.Tensor, eos_token_id: int) -> None:
         self.prompt_length = prompt_length
         self.limits = limits
         self.eos_token_id = eos_token_id
-        self.cut = torch.zeros_like(limits, dtype=torch.bool)
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
         generated = input_ids.shape[1] - self.prompt_length
         ended = (input_ids[:, self.prompt_length :] == self.eos_token_id).any(-1)
-        over = (generated >= self.limits.to(input_ids.device)) & ~ended
-        self.cut |= over.cpu()
-        return over
+        return (generated >= self.limits.to(input_ids.device)) & ~ended
 
 
 def _left_pad(prompts: list[PromptTokens], pad_token_id: int, audio_pad_id: int) -> dict[str, torch.Tensor]:
@@ -76,24 +73,31 @@ def _left_pad(prompts: list[PromptTokens], pad_token_id: int, audio_pad_id: int)
     }
 
 
-def _generated_codes(processor, frames: torch.Tensor) -> np.ndarray:
-    """Delayed generated frames [N, K] (starting with the stream-BOS frame) -> codes [K, T].
+def _generated_codes(processor, frames: torch.Tensor) -> tuple[np.ndarray, bool]:
+    """Delayed generated frames [N, K] (starting with the stream-BOS frame) -> codes [K, T], and whether
+    a stream EOS ended them.
 
-    The clip length T is where codebook 0 emits its first stream EOS, as in the original implementation
-    (boson-ai/higgs-audio `serve_engine.py`: revert the delay pattern, then drop the BOS and EOS frames).
-    The delay-pattern logits processor forces codebook k to EOS only one step after its own EOS slot, so
-    codebooks 1-7 may sample a code there: ending at the first all-EOS frame would then add a frame T+1
-    whose codebook 0 is an EOS. A clip cut by the frame limit without any EOS keeps what it has.
+    The clip ends at the earliest stream EOS over all codebooks, each shifted back by its delay: codebook
+    k's EOS at body position p ends the clip at frame p - k. That is where the original implementation
+    ends it (boson-ai/higgs-audio `modeling_higgs_audio.py` forces the codebooks below the one that stopped
+    to EOS at that step, and `serve_engine.py` reverts the delay and drops the BOS and EOS frames),
+    so a clip keeps s - j - 1 frames when codebook j stops first at step s. Any later frame would hold
+    codebook j's EOS clipped to a code, then codes drawn after it stopped. When codebook 0 stops first this
+    is its own EOS, whatever codebooks 1-7 sample in their slots before the logits processor forces theirs.
+    A clip cut by the frame limit without any EOS keeps what it has. The frame limit may also cut the
+    delay cascade after an EOS (transformers' logits processor forces the other codebooks one by one):
+    the clip's frames are all there, so it ended by its EOS all the same.
     """
     k = frames.shape[1]
     body = frames[1:]
-    first_eos = (body[:, 0] == processor.audio_stream_eos_id).nonzero()
-    num_frames = int(first_eos[0]) if len(first_eos) else max(body.shape[0] - (k - 1), 0)
+    is_eos = body == processor.audio_stream_eos_id
+    ends = [int(is_eos[:, j].nonzero()[0]) - j for j in range(k) if is_eos[:, j].any()]
+    num_frames = max(min(ends), 0) if ends else max(body.shape[0] - (k - 1), 0)
     body = body[: num_frames + k - 1]
     if body.shape[0] < k:
-        return np.zeros((k, 0), dtype=np.int64)
+        return np.zeros((k, 0), dtype=np.int64), bool(ends)
     codes = processor.revert_delay_pattern(body)[:num_frames].clip(0, processor.audio_stream_bos_id - 1)
-    return codes.transpose(0, 1).cpu().numpy().astype(np.int64)
+    return codes.transpose(0, 1).cpu().numpy().astype(np.int64), bool(ends)
 
 
 @torch.inference_mode()
@@ -139,12 +143,12 @@ def generate_codes(
     )
     new_tokens = out.sequences.shape[1] - batch["input_ids"].shape[1]
     generated = out.audio_sequences[:, -new_tokens:]
-    ended = (out.sequences[:, batch["input_ids"].shape[1] :] == eos_token_id).any(-1).cpu()
     results = []
     for i in range(len(items)):
-        stopped = bool(ended[i]) and not bool(stopper.cut[i])
-        # A cut sample's delay cascade never completed: keep its first `frame_limit` whole frames.
-        codes = _generated_codes(processor, generated[i])[:, : frame_limits[i]]
+        codes, ended = _generated_codes(processor, generated[i])
+        # Ended within its limit by an EOS, or cut: then keep its first `frame_limit` whole frames.
+        stopped = ended and codes.shape[1] <= frame_limits[i]
+        codes = codes[:, : frame_limits[i]]
         if not stopped:
             log.warning("sample %d did not emit its stream EOS within %d frames: cut", i, frame_limits[i])
         results.append(GeneratedCodes(codes=codes, stopped_by_eos=stopped, frame_limit=frame_limits[i]))
