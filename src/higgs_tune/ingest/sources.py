@@ -102,7 +102,9 @@ def read_source(source: str, options: SourceOptions) -> Iterator[Recording]:
 
 
 def folder(root: Path) -> Iterator[Recording]:
-    """Recordings under `root`: speaker from the first sub-folder, text from a same-named `.txt`."""
+    """Recordings under `root`: speaker from the first sub-folder, text from a same-named `.txt`. The
+    folder and its `speakers.csv` are checked here, before any work; a transcript that cannot be read
+    rejects its recording only."""
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     bad = [p for p in files if p.suffix.lower() in UNDECODABLE_EXTENSIONS]
     if bad:
@@ -114,7 +116,10 @@ def folder(root: Path) -> Iterator[Recording]:
     audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
     if not audio:
         raise SampleError(str(root), f"has no audio files (supported: {', '.join(AUDIO_EXTENSIONS)})")
-    speakers = _speaker_table(root / SPEAKERS)
+    return _folder_recordings(root, audio, _speaker_table(root / SPEAKERS))
+
+
+def _folder_recordings(root: Path, audio: list[Path], speakers: dict[str, str]) -> Iterator[Recording]:
     for path in audio:
         relative = path.relative_to(root)
         speaker = relative.parts[0] if len(relative.parts) > 1 else root.resolve().name
