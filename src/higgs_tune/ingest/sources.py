@@ -22,6 +22,7 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -220,9 +221,9 @@ def _common_voice_rows(table: Path, reader: csv.DictReader) -> Iterator[Recordin
         )
 
 
-def _rows(reader) -> Iterator[tuple[int, list[str] | dict | str]]:
-    """(line, row) of a `csv` reader, or (line, why) for a row it cannot parse (a field over `csv`'s size
-    limit): the reader goes on with the next line."""
+def _rows(reader: Iterator[Any]) -> Iterator[tuple[int, Any]]:
+    """(line, row) of a `csv` reader or `DictReader`, or (line, why) as a string for a row it cannot parse
+    (a field over `csv`'s size limit): the reader goes on with the next line."""
     while True:
         try:
             row = next(reader)
