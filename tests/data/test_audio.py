@@ -171,3 +171,30 @@ def test_a_format_soundfile_cannot_read_names_the_readable_ones_and_the_conversi
     message = str(caught.value)
     assert "readable formats are WAV, FLAC" in message
     assert "`ffmpeg -i voice.m4a -ar 24000 voice.flac`" in message
+
+
+def test_encoded_bytes_pass_the_same_header_checks_as_files(make_wav):
+    """A `datasets` row's audio cell is checked like a file, and named as the caller names it."""
+    good = make_wav("good.wav", seconds=0.5)
+    np.testing.assert_array_equal(load_audio(good.read_bytes(), name="row 0"), load_audio(good))
+    assert audio_info(good.read_bytes(), name="row 0").frames == audio_info(good).frames
+    lying = lying_rate(make_wav("lies.wav", seconds=0.5), 1).read_bytes()
+    with pytest.raises(AudioError, match="row 1: its header claims a sample rate of 1 Hz, outside 4000-"):
+        load_audio(lying, name="row 1")
+    full = good.read_bytes()
+    with pytest.raises(AudioError, match="row 2: truncated: the WAV header promises") as caught:
+        load_audio(full[: len(full) // 2], name="row 2")
+    assert caught.value.code == "audio_truncated"
+
+
+def test_a_header_claiming_more_frames_than_the_file_holds_costs_only_what_is_there(make_wav):
+    """A FLAC header may claim 2^36 frames (256 GiB as float32): decoding follows the data really there
+    instead of allocating what the header says, and the lie is an unreadable file, not a MemoryError."""
+    path = make_wav("endless.flac", seconds=0.5)
+    raw = bytearray(path.read_bytes())
+    streaminfo = int.from_bytes(raw[18:26], "big") | ((1 << 36) - 1)  # its 36-bit frame count
+    raw[18:26] = streaminfo.to_bytes(8, "big")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(AudioError, match="endless.flac: cannot be decoded as audio") as caught:
+        load_audio(path)
+    assert caught.value.code == "audio_unreadable"

@@ -348,3 +348,16 @@ def test_pretty_printed_json_lines_is_one_error_saying_one_object_per_line(tmp_p
     # A genuinely broken line among good ones is still reported on its own line.
     path.write_text(json.dumps(flat(id="a")) + "\n{broken\n", encoding="utf-8")
     assert codes(scan_manifest(path)) == [("invalid_json", "m:1")]
+
+
+def test_a_latin1_line_is_named_with_its_byte_and_the_fix(tmp_path):
+    path = tmp_path / "m.jsonl"
+    latin1 = json.dumps(flat(id="b", text="caf\xe9"), ensure_ascii=False).encode("latin-1")
+    path.write_bytes(json.dumps(flat(id="a")).encode() + b"\n" + latin1 + b"\n")
+    [problem] = [p for p in scan_manifest(path).problems if p.is_error]
+    assert problem.code == "invalid_json" and problem.where == f"{path} line 2"
+    assert "is not UTF-8 text (byte 0xE9 at column" in problem.message and "as UTF-8" in problem.message
+    path.write_bytes(b"[" + latin1 + b"]")
+    [problem] = scan_manifest(path).problems
+    assert problem.code == "manifest_unreadable" and problem.where == f"{path} line 1"
+    assert "save the file as UTF-8" in problem.message

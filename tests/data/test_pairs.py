@@ -198,3 +198,22 @@ def test_summary_counts_read_naturally():
         "2 pairs from 3 utterances of 2 speakers (1 paired); skipped 1 speaker with a single clip "
         "(1 utterance): solo"
     )
+
+
+def test_text_that_is_not_utf8_names_its_line_and_the_fix(tmp_path):
+    """Latin-1 (or Windows-1252) text is the usual case: one line naming file, line and byte, and how to
+    convert it; a UTF-16 file names its encoding."""
+    path = tmp_path / "u.jsonl"
+    good = json.dumps({"audio": "a.wav", "text": "t", "speaker": "s"})
+    path.write_bytes(f'{good}\n{{"audio": "b.wav", "text": "caf\xe9", "speaker": "s"}}\n'.encode("latin-1"))
+    with pytest.raises(
+        SampleError, match=r"u.jsonl line 2: is not UTF-8 text \(byte 0xE9 at column 32\); save"
+    ):
+        read_utterances(path)
+    path.write_text(good + "\n", encoding="utf-16")
+    with pytest.raises(SampleError, match=r"u.jsonl: is UTF-16LE \(byte order mark FF FE\) text, not UTF-8"):
+        read_utterances(path)
+    folder = _folder(tmp_path, [{"audio_file": "s1_000.wav", "speaker_id": "s1"}])
+    (folder / "s1_000.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(SampleError, match=r"transcript file .*s1_000.txt line 1 is not UTF-8 text.*as UTF-8"):
+        read_utterances(folder)

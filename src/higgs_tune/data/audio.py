@@ -8,11 +8,13 @@ message or, worse, a silently half-read clip.
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -33,6 +35,8 @@ MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 768_000
 # The formats most often met that libsndfile cannot read, and the conversion that fixes them.
 READABLE_FORMATS = "WAV, FLAC, OGG (Vorbis/Opus), MP3, AIFF"
+# A file, or the encoded bytes of one (an audio cell of a `datasets` row).
+AudioSource = str | os.PathLike[str] | bytes
 
 
 class AudioError(SampleError):
@@ -74,19 +78,22 @@ class AudioStats:
         return 20.0 * float(np.log10(self.rms)) if self.rms > 0 else float("-inf")
 
 
-def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
-    """Rate, channels, frame count and duration from the header.
+def audio_info(source: AudioSource, name: str | None = None) -> AudioInfo:
+    """Rate, channels, frame count and duration from the header, checked before anything is decoded.
 
-    Also catches WAV files cut short while copying: libsndfile quietly reads what is there, which would pair a
-    full transcript with half the audio.
+    `source` is a file, or the encoded bytes of one (a `datasets` row's audio cell), named `name` in
+    errors. Refuses a header that lies about the rate (decoding 1 Hz "audio" to 24 kHz would ask for tens
+    of GB), and WAV files cut short while copying: libsndfile quietly reads what is there, which would pair
+    a full transcript with half the audio.
     """
-    path = Path(path)
-    check_file(path)
+    path = Path(name or "audio bytes") if isinstance(source, bytes) else Path(source)
+    if not isinstance(source, bytes):
+        check_file(path)
     try:
-        info = sf.info(str(path))
+        info = sf.info(_opened(source))
     except (sf.SoundFileError, OSError) as e:
-        raise undecodable(path, e) from e
-    _check_wav_complete(path)
+        raise undecodable(path, e, convert=not isinstance(source, bytes)) from e
+    _check_wav_complete(path, source)
     if info.frames <= 0:
         raise AudioError(path, "audio_empty", "contains no audio samples")
     if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
@@ -99,6 +106,11 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
     return AudioInfo(
         path, int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype
     )
+
+
+def _opened(source: AudioSource) -> str | io.BytesIO:
+    """What libsndfile reads: the file's path, or a fresh reader over the bytes."""
+    return io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
 
 
 def check_file(path: Path) -> None:
@@ -121,14 +133,14 @@ def check_file(path: Path) -> None:
         raise AudioError(path, "audio_missing", "is not a regular file")
 
 
-def undecodable(path: Path, e: Exception) -> AudioError:
-    """The error for a file libsndfile cannot open, with the formats it reads and how to convert the file
-    (M4A/AAC, WMA and video containers are the usual cases)."""
+def undecodable(path: Path, e: Exception, convert: bool = True) -> AudioError:
+    """The error for audio libsndfile cannot open, with the formats it reads and (for a file, `convert`)
+    how to convert it (M4A/AAC, WMA and video containers are the usual cases)."""
+    how = f": convert it, e.g. `ffmpeg -i {path.name} -ar 24000 {path.stem}.flac`" if convert else ""
     return AudioError(
         path,
         "audio_unreadable",
-        f"cannot be decoded as audio ({_reason(e)}); readable formats are {READABLE_FORMATS}: convert it, "
-        f"e.g. `ffmpeg -i {path.name} -ar 24000 {path.stem}.flac`",
+        f"cannot be decoded as audio ({_reason(e)}); readable formats are {READABLE_FORMATS}{how}",
     )
 
 
@@ -137,10 +149,14 @@ def _reason(e: Exception) -> str:
     return getattr(e, "error_string", None) or str(e)
 
 
-def _check_wav_complete(path: Path) -> None:
+def _check_wav_complete(path: Path, source: AudioSource) -> None:
     """Compare the WAV data chunk's declared size with the bytes actually present (RIFF/WAVE only)."""
     try:
-        sizes = _wav_data_sizes(path)
+        if isinstance(source, bytes):
+            sizes = _wav_data_sizes(io.BytesIO(source), len(source))
+        else:
+            with path.open("rb") as f:
+                sizes = _wav_data_sizes(f, path.stat().st_size)
     except OSError as e:
         raise AudioError(path, "audio_unreadable", f"cannot be read ({e})") from e
     if sizes is None:
@@ -155,39 +171,45 @@ def _check_wav_complete(path: Path) -> None:
         )
 
 
-def _wav_data_sizes(path: Path) -> tuple[int, int] | None:
-    """(declared, present) byte counts of the WAV data chunk; None without RIFF/WAVE header or data chunk."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        pos = 12
-        while pos + 8 <= size:
-            f.seek(pos)
-            chunk = f.read(8)
-            declared = int.from_bytes(chunk[4:8], "little")
-            if chunk[:4] == b"data":
-                return declared, size - pos - 8
-            pos += 8 + declared + (declared & 1)
+def _wav_data_sizes(f: BinaryIO, size: int) -> tuple[int, int] | None:
+    """(declared, present) byte counts of the WAV data chunk in `f` (`size` bytes long); None without
+    RIFF/WAVE header or data chunk."""
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= size:
+        f.seek(pos)
+        chunk = f.read(8)
+        declared = int.from_bytes(chunk[4:8], "little")
+        if chunk[:4] == b"data":
+            return declared, size - pos - 8
+        pos += 8 + declared + (declared & 1)
     return None
 
 
-def load_audio(path: str | os.PathLike[str], target_sr: int = TARGET_SR) -> np.ndarray:
-    """Decode a clip to float32 mono at `target_sr`: channels are averaged, other rates resampled with soxr
-    (high quality), so the codec always sees the format it was trained on."""
-    info = audio_info(path)
+def load_audio(source: AudioSource, target_sr: int = TARGET_SR, name: str | None = None) -> np.ndarray:
+    """Decode a clip (a file, or encoded bytes named `name`; see `audio_info`) to float32 mono at
+    `target_sr`: channels are averaged, other rates resampled with soxr (high quality), so the codec always
+    sees the format it was trained on.
+
+    Decoded block by block until the data ends, so memory follows the audio really there: a header that
+    claims more frames than the file holds (a FLAC may claim 2^36) costs nothing."""
+    info = audio_info(source, name)
+    blocks = []
     try:
-        data, sr = sf.read(str(info.path), dtype="float32", always_2d=True)
+        with sf.SoundFile(_opened(source)) as f:
+            while (block := f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)).shape[0]:
+                blocks.append(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0])
     except (sf.SoundFileError, OSError) as e:
-        raise undecodable(info.path, e) from e
-    if data.shape[0] == 0:
+        raise undecodable(info.path, e, convert=not isinstance(source, bytes)) from e
+    if not blocks:
         raise AudioError(info.path, "audio_empty", "contains no audio samples")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    mono = np.concatenate(blocks)
     bad = np.flatnonzero(~np.isfinite(mono))
     if bad.size:
-        raise _nonfinite(info.path, int(bad[0]), sr)
-    return resample(mono, sr, target_sr)
+        raise _nonfinite(info.path, int(bad[0]), info.sample_rate)
+    return resample(mono, info.sample_rate, target_sr)
 
 
 def resample(audio: np.ndarray, sr: int, target_sr: int) -> np.ndarray:

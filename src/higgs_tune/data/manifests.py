@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from higgs_tune.config import PromptConfig
+from higgs_tune.data.encoding import UTF8_BOM, byte_problem, decode_utf8, encoding_problem, other_encoding
 from higgs_tune.data.manifest_entries import (
     INSTRUCTION,
     Entry,
@@ -36,7 +37,7 @@ from higgs_tune.data.manifest_entries import (
     unused_key_problems,
 )
 from higgs_tune.data.problems import Problem, raise_for_errors, text_problems
-from higgs_tune.data.samples import Sample
+from higgs_tune.data.samples import Sample, SampleError
 from higgs_tune.files import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -66,19 +67,11 @@ def scan_manifest(path: str | os.PathLike[str], *, require_target: bool = True) 
     except OSError as e:
         scan.problems.append(Problem("manifest_unreadable", str(path), f"cannot be read ({e.strerror or e})"))
         return scan
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    encoding = _other_encoding(raw)
+    encoding = other_encoding(raw)
     if encoding is not None:
-        scan.problems.append(
-            Problem(
-                "manifest_unreadable",
-                str(path),
-                f"is {encoding} text, not UTF-8; save it as UTF-8 (e.g. `iconv -f {encoding.split()[0]} "
-                f"-t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}`) and read that",
-            )
-        )
+        scan.problems.append(Problem("manifest_unreadable", str(path), encoding_problem(path, encoding)))
         return scan
+    raw = raw.removeprefix(UTF8_BOM)
     entries = _entries(raw, path, scan)
     base = path.parent.absolute()
     unknown: dict[tuple[str, str], UnusedKey] = {}
@@ -129,29 +122,6 @@ def read_manifest(path: str | os.PathLike[str], *, require_target: bool = True) 
     return scan.samples
 
 
-# Byte order marks of the encodings editors (Notepad, Excel, PowerShell) save text in; UTF-32 first, since
-# its little-endian mark begins with UTF-16's.
-_BOMS = (
-    (b"\xff\xfe\x00\x00", "UTF-32LE"),
-    (b"\x00\x00\xfe\xff", "UTF-32BE"),
-    (b"\xff\xfe", "UTF-16LE"),
-    (b"\xfe\xff", "UTF-16BE"),
-)
-
-
-def _other_encoding(raw: bytes) -> str | None:
-    """The encoding of a manifest saved as UTF-16 or UTF-32 (by its byte order mark, or by the zero bytes
-    around its first ASCII character when it has none); None for UTF-8 or anything else."""
-    for bom, name in _BOMS:
-        if raw.startswith(bom):
-            return f"{name} (byte order mark {bom.hex(' ').upper()})"
-    if len(raw) >= 2 and raw[0] and not raw[1]:
-        return "UTF-16LE (no byte order mark)"
-    if len(raw) >= 2 and not raw[0] and raw[1]:
-        return "UTF-16BE (no byte order mark)"
-    return None
-
-
 def _entries(raw: bytes, path: Path, scan: ManifestScan) -> Iterable[tuple[str, Any, str | None]]:
     """Pick the container from the first non-blank character: `[` a JSON list, `{` JSON Lines."""
     start = raw.lstrip()[:1]
@@ -176,9 +146,9 @@ def _entries(raw: bytes, path: Path, scan: ManifestScan) -> Iterable[tuple[str, 
 
 def _json_list_entries(raw: bytes, path: Path, scan: ManifestScan) -> list[tuple[str, Any, str | None]]:
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        scan.problems.append(Problem("manifest_unreadable", str(path), f"is not UTF-8 text (byte {e.start})"))
+        data = json.loads(decode_utf8(raw, path))
+    except SampleError as e:  # not UTF-8: named with its line and the fix
+        scan.problems.append(Problem("manifest_unreadable", e.where, e.problem))
         return []
     except json.JSONDecodeError as e:
         scan.problems.append(
@@ -206,7 +176,7 @@ def _jsonl_entries(raw: bytes, path: Path, scan: ManifestScan) -> Iterator[tuple
         try:
             yield where, json.loads(line.decode("utf-8")), None
         except UnicodeDecodeError as e:
-            yield where, None, f"is not UTF-8 text (byte {e.start} of the line)"
+            yield where, None, byte_problem(path, e, e.start + 1)
         except json.JSONDecodeError as e:
             objects = _spread_objects(raw) if objects is None else objects
             if objects:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from higgs_tune.data.encoding import decode_utf8
 from higgs_tune.data.problems import Problem, raise_for_errors, text_problems
 from higgs_tune.data.samples import Sample, SampleError
 
@@ -96,9 +97,10 @@ def read_utterances(path: str | os.PathLike[str]) -> list[Utterance]:
 
 def _read_jsonl(path: Path) -> list[Utterance]:
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise SampleError(str(path), f"cannot be read as UTF-8 text ({e})") from e
+        raw = path.read_bytes()
+    except OSError as e:
+        raise SampleError(str(path), f"cannot be read ({e.strerror or e})") from e
+    lines = decode_utf8(raw, path).splitlines()
     base = path.parent.absolute()
     problems: list[Problem] = []
     utterances: list[tuple[str, Utterance]] = []
@@ -129,8 +131,8 @@ def _read_metadata(meta: Path) -> list[Utterance]:
             "(or give a JSON Lines file with audio, text and speaker)",
         )
     try:
-        data = json.loads(meta.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = json.loads(decode_utf8(meta.read_bytes(), meta))
+    except (OSError, json.JSONDecodeError) as e:
         raise SampleError(str(meta), f"cannot be read as JSON ({e})") from e
     entries = data.get("samples") if isinstance(data, dict) else data
     if not isinstance(entries, list):
@@ -213,12 +215,15 @@ def _text(
         need("missing_field", "no transcript: give transcript_file, text, or NAME.txt beside the audio")
         return None
     try:
-        text = (base / name).read_text(encoding="utf-8-sig").strip()
+        text = decode_utf8((base / name).read_bytes(), base / name).strip()
     except FileNotFoundError:
         need("missing_field", f"transcript file {base / name} not found")
         return None
-    except (OSError, UnicodeDecodeError) as e:
-        need("wrong_type", f"transcript file {base / name} cannot be read as UTF-8 text ({e})")
+    except OSError as e:
+        need("wrong_type", f"transcript file {base / name} cannot be read ({e.strerror or e})")
+        return None
+    except SampleError as e:
+        need("wrong_type", f"transcript file {e.where} {e.problem}")
         return None
     if not text:
         need("empty_text", f"transcript file {base / name} is empty")

@@ -55,6 +55,8 @@ CODES: dict[str, tuple[str, str]] = {
     "little_speech": (WARNING, "the voice activity detector found little speech in the clip"),
     "transcript_mismatch": (WARNING, "the transcript differs from what ASR hears (CER over --max-cer)"),
     "low_asr_confidence": (WARNING, "the ASR was unsure of the transcript it wrote (--min-asr-confidence)"),
+    "bad_row": (ERROR, "a row of a source table (metadata.csv, validated.tsv) is short or cannot be parsed"),
+    "transcript_not_utf8": (ERROR, "a recording's transcript (NAME.txt) is not UTF-8 text"),
 }
 
 

@@ -58,13 +58,16 @@ def _process(
     recording: Recording, settings: IngestSettings, out: Path, detector: SpeechDetector, result: ChunkResult
 ) -> None:
     base = {"source": recording.key, "speaker": recording.speaker}
+    unused = {**base, "start": 0.0, "end": 0.0, "duration": 0.0}
+    if recording.problem is not None:  # a bad table row, a transcript that is not UTF-8
+        code, message = recording.problem
+        result.rejected.append({**unused, "code": code, "message": message})
+        return
     try:
         audio = recording.decode(TARGET_SR)
     except SampleError as e:
         code = e.code if isinstance(e, AudioError) else "audio_unreadable"
-        result.rejected.append(
-            {**base, "start": 0.0, "end": 0.0, "duration": 0.0, "code": code, "message": e.problem}
-        )
+        result.rejected.append({**unused, "code": code, "message": e.problem})
         return
     duration = audio.size / TARGET_SR
     result.seconds += duration

@@ -19,15 +19,15 @@ Understood layouts (`detect_source` picks one):
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import soundfile as sf
 
-from higgs_tune.data.audio import load_audio, resample
+from higgs_tune.data.audio import load_audio
+from higgs_tune.data.encoding import check_utf8, decode_utf8, utf8_lines
 from higgs_tune.data.samples import SampleError
 from higgs_tune.ingest.settings import SourceOptions
 
@@ -38,6 +38,7 @@ AUDIO_COLUMNS = ("audio",)
 TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text")
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id")
 SPEAKERS = "speakers.csv"
+CV_COLUMNS = ("client_id", "path", "sentence")  # what ingest uses of validated.tsv
 SOURCE_KINDS = ("dataset", "common_voice", "ljspeech", "folder", "hub")
 
 
@@ -54,18 +55,14 @@ class Recording:
     text: str | None = None
     path: Path | None = None
     data: bytes | None = None
+    problem: tuple[str, str] | None = None  # (code, message): rejected as it is, never decoded
 
     def decode(self, sr: int) -> np.ndarray:
-        """Mono float32 at `sr`; a `SampleError` naming the recording when it cannot be decoded."""
+        """Mono float32 at `sr`; an `AudioError` naming the recording when it cannot be decoded. Encoded
+        bytes pass the same header check as files (`audio_info`) before a sample is decoded."""
         if self.path is not None:
             return load_audio(self.path, sr)
-        try:
-            audio, rate = sf.read(io.BytesIO(self.data or b""), dtype="float32", always_2d=True)
-        except (sf.SoundFileError, RuntimeError, TypeError) as e:
-            raise SampleError(self.key, f"audio bytes cannot be decoded ({e})") from e
-        if audio.shape[0] == 0:
-            raise SampleError(self.key, "contains no audio samples")
-        return resample(audio.mean(axis=1), rate, sr)
+        return load_audio(self.data or b"", sr, name=self.key)
 
 
 def detect_source(source: str) -> str:
@@ -106,7 +103,9 @@ def read_source(source: str, options: SourceOptions) -> Iterator[Recording]:
 
 
 def folder(root: Path) -> Iterator[Recording]:
-    """Recordings under `root`: speaker from the first sub-folder, text from a same-named `.txt`."""
+    """Recordings under `root`: speaker from the first sub-folder, text from a same-named `.txt`. The
+    folder and its `speakers.csv` are checked here, before any work; a transcript that cannot be read
+    rejects its recording only."""
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     bad = [p for p in files if p.suffix.lower() in UNDECODABLE_EXTENSIONS]
     if bad:
@@ -118,14 +117,27 @@ def folder(root: Path) -> Iterator[Recording]:
     audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
     if not audio:
         raise SampleError(str(root), f"has no audio files (supported: {', '.join(AUDIO_EXTENSIONS)})")
-    speakers = _speaker_table(root / SPEAKERS)
+    return _folder_recordings(root, audio, _speaker_table(root / SPEAKERS))
+
+
+def _folder_recordings(root: Path, audio: list[Path], speakers: dict[str, str]) -> Iterator[Recording]:
     for path in audio:
         relative = path.relative_to(root)
         speaker = relative.parts[0] if len(relative.parts) > 1 else root.resolve().name
         speaker = speakers.get(relative.as_posix(), speaker)
-        transcript = path.with_suffix(".txt")
-        text = transcript.read_text(encoding="utf-8-sig").strip() if transcript.is_file() else None
-        yield Recording(relative.as_posix(), speaker, text or None, path=path)
+        text, problem = _transcript(path.with_suffix(".txt"))
+        yield Recording(relative.as_posix(), speaker, text, path=path, problem=problem)
+
+
+def _transcript(path: Path) -> tuple[str | None, tuple[str, str] | None]:
+    """The text of a recording's own `.txt` (None without one), or the problem that rejects the
+    recording: a transcript in another encoding is one bad clip, not the end of the run."""
+    if not path.is_file():
+        return None, None
+    try:
+        return decode_utf8(path.read_bytes(), path).strip() or None, None
+    except SampleError as e:
+        return None, ("transcript_not_utf8", f"its transcript {e.where} {e.problem}")
 
 
 def _speaker_table(path: Path) -> dict[str, str]:
@@ -133,40 +145,103 @@ def _speaker_table(path: Path) -> dict[str, str]:
     tell, e.g. a flat folder of several voices. Empty when there is no such file."""
     if not path.is_file():
         return {}
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(utf8_lines(path))
+    try:
         if not {"file", "speaker"} <= set(reader.fieldnames or ()):
             raise SampleError(str(path), "needs the columns file and speaker")
-        return {row["file"].strip(): row["speaker"].strip() for row in reader if row["speaker"].strip()}
+        speakers = {}
+        for row in reader:
+            if row["file"] is None or row["speaker"] is None:
+                raise SampleError(f"{path} line {reader.line_num}", "expected `file,speaker`; fix the row")
+            if row["speaker"].strip():
+                speakers[row["file"].strip()] = row["speaker"].strip()
+        return speakers
+    except csv.Error as e:
+        raise SampleError(
+            f"{path} line {reader.line_num}", f"cannot be read as CSV ({e}); fix the row"
+        ) from e
 
 
 def ljspeech(root: Path) -> Iterator[Recording]:
     """LJSpeech layout: `metadata.csv` rows `id|text|normalized text`, audio in `wavs/`; one speaker, the
-    folder's name. The normalized text (numbers spelled out) is used when present."""
-    speaker = root.resolve().name
-    with open(root / "metadata.csv", encoding="utf-8-sig", newline="") as f:
-        for number, row in enumerate(csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE), start=1):
-            if not row:
-                continue
-            if len(row) < 2:
-                raise SampleError(f"{root / 'metadata.csv'} line {number}", "expected `id|text`")
+    folder's name. The normalized text (numbers spelled out) is used when present. A table that is not
+    UTF-8 fails here, before any work; a row that cannot be used is rejected (`bad_row`) and counted."""
+    table = root / "metadata.csv"
+    check_utf8(table)
+    return _ljspeech_rows(table, root.resolve().name)
+
+
+def _ljspeech_rows(table: Path, speaker: str) -> Iterator[Recording]:
+    reader = csv.reader(utf8_lines(table), delimiter="|", quoting=csv.QUOTE_NONE)
+    for number, row in _rows(reader):
+        if not row:
+            continue
+        if isinstance(row, str):
+            yield _bad_row(table, number, speaker, row)
+        elif len(row) < 2:
+            yield _bad_row(table, number, speaker, "has no text; expected `id|text`")
+        else:
             text = (row[2] if len(row) > 2 and row[2].strip() else row[1]).strip()
-            yield Recording(f"wavs/{row[0]}", speaker, text or None, path=root / "wavs" / f"{row[0]}.wav")
+            path = table.parent / "wavs" / f"{row[0]}.wav"
+            yield Recording(f"wavs/{row[0]}", speaker, text or None, path=path)
 
 
 def common_voice(root: Path) -> Iterator[Recording]:
-    """Common Voice release layout: `validated.tsv` (`client_id`, `path`, `sentence`), audio in `clips/`."""
+    """Common Voice release layout: `validated.tsv` (`client_id`, `path`, `sentence`), audio in `clips/`.
+    A table that is not UTF-8 or lacks a column fails here, before any work; a row that cannot be used
+    (fewer columns than it needs, a field over the size limit) is rejected (`bad_row`) and counted."""
     table = root / "validated.tsv"
-    with open(table, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = {"client_id", "path", "sentence"} - set(reader.fieldnames or ())
-        if missing:
-            raise SampleError(str(table), f"has no column {', '.join(sorted(missing))}")
-        for row in reader:
-            text = (row["sentence"] or "").strip()
-            yield Recording(
-                f"clips/{row['path']}", row["client_id"], text or None, path=root / "clips" / row["path"]
-            )
+    check_utf8(table)
+    reader = csv.DictReader(utf8_lines(table), delimiter="\t", quoting=csv.QUOTE_NONE)
+    try:
+        header = reader.fieldnames or ()
+    except csv.Error as e:
+        raise SampleError(f"{table} line 1", f"cannot be read as a header ({e})") from e
+    missing = set(CV_COLUMNS) - set(header)
+    if missing:
+        raise SampleError(str(table), f"has no column {', '.join(sorted(missing))}")
+    return _common_voice_rows(table, reader)
+
+
+def _common_voice_rows(table: Path, reader: csv.DictReader) -> Iterator[Recording]:
+    for number, row in _rows(reader):
+        if isinstance(row, str):
+            yield _bad_row(table, number, "unknown", row)
+            continue
+        absent = [name for name in CV_COLUMNS if row[name] is None]
+        if absent:
+            fields = sum(value is not None for key, value in row.items() if key is not None)
+            columns = len(reader.fieldnames or ())
+            problem = f"has {fields} of the header's {columns} columns (no {', '.join(absent)})"
+            yield _bad_row(table, number, row["client_id"] or "unknown", problem)
+            continue
+        text = row["sentence"].strip()
+        yield Recording(
+            f"clips/{row['path']}", row["client_id"], text or None, path=table.parent / "clips" / row["path"]
+        )
+
+
+def _rows(reader: Iterator[Any]) -> Iterator[tuple[int, Any]]:
+    """(line, row) of a `csv` reader or `DictReader`, or (line, why) as a string for a row it cannot parse
+    (a field over `csv`'s size limit): the reader goes on with the next line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            yield reader.line_num, f"cannot be read ({e})"
+            continue
+        yield reader.line_num, row
+
+
+def _bad_row(table: Path, line: int, speaker: str, problem: str) -> Recording:
+    """A table row that cannot be used, as a recording that is rejected without being decoded."""
+    return Recording(
+        f"{table.name} line {line}",
+        speaker,
+        problem=("bad_row", f"{table} line {line} {problem}; fix or remove the row"),
+    )
 
 
 def _pick_split(dataset, source: str, split: str | None):
