@@ -1,8 +1,9 @@
 """Transcribe cloned clips with Whisper, to score what was said (WER/CER, see `text_metrics`).
 
 Any `WhisperForConditionalGeneration` checkpoint works: a hub id or a local folder, loaded with
-`from_pretrained`. Transcription is greedy (the checkpoint's generation config), and the task is always
-"transcribe": translating would score a different text.
+`from_pretrained` (through `model.loading.load_checked`, so one with missing weights is refused).
+Transcription is greedy (the checkpoint's generation config), and the task is always "transcribe":
+translating would score a different text.
 
 Whisper hears 30 s windows. Clips up to 30 s are batched as they are (every clip is padded to the window,
 so batching cannot change a transcript); longer ones go through transformers' long-form transcription,
@@ -29,10 +30,14 @@ import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from higgs_tune.data.audio import TARGET_SR, resample
+from higgs_tune.model.loading import load_checked
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ASR_MODEL = "openai/whisper-large-v3"
+ASR_FIX = (
+    f"pass a complete WhisperForConditionalGeneration checkpoint with --asr-model (e.g. {DEFAULT_ASR_MODEL})"
+)
 
 
 class Heard(NamedTuple):
@@ -70,8 +75,13 @@ class Transcriber:
         self.max_new_tokens = max_new_tokens
         self.processor = WhisperProcessor.from_pretrained(model_id, local_files_only=local_files_only)
         dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
-        model = WhisperForConditionalGeneration.from_pretrained(
-            model_id, dtype=dtype, local_files_only=local_files_only
+        model = load_checked(
+            WhisperForConditionalGeneration,
+            model_id,
+            "Whisper model",
+            ASR_FIX,
+            dtype=dtype,
+            local_files_only=local_files_only,
         )
         self.model = model.to(self.device).eval()
         log.info(

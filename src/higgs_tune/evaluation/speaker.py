@@ -2,7 +2,8 @@
 
 A WavLM x-vector model (`WavLMForXVector`, trained for speaker verification) maps a clip to an embedding;
 the cosine similarity of two embeddings is the usual zero-shot cloning score (higher is closer). Any
-checkpoint of that family works: a hub id or a local folder, loaded with `from_pretrained`.
+checkpoint of that family works: a hub id or a local folder, loaded with `from_pretrained` (through
+`model.loading.load_checked`: a checkpoint without the x-vector head would give random embeddings).
 
 Clips are embedded one at a time. Batching would pad shorter clips, and the base models normalise their
 convolutional features over the whole (padded) input, so a clip's embedding would depend on what it was
@@ -19,10 +20,15 @@ import torch
 from transformers import AutoFeatureExtractor, WavLMConfig, WavLMForXVector
 
 from higgs_tune.data.audio import TARGET_SR, resample
+from higgs_tune.model.loading import load_checked
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SPEAKER_MODEL = "microsoft/wavlm-base-plus-sv"
+SPEAKER_FIX = (
+    f"pass a complete WavLMForXVector checkpoint with --speaker-model (e.g. {DEFAULT_SPEAKER_MODEL}); a "
+    "plain WavLM or wav2vec2 checkpoint has no speaker head"
+)
 
 
 class SpeakerEncoder:
@@ -43,8 +49,13 @@ class SpeakerEncoder:
             model_id, local_files_only=local_files_only
         )
         # float32 always: the model is small, and "auto" would follow the dtype the checkpoint was saved in
-        model = WavLMForXVector.from_pretrained(
-            model_id, dtype=torch.float32, local_files_only=local_files_only
+        model = load_checked(
+            WavLMForXVector,
+            model_id,
+            "speaker model (WavLMForXVector)",
+            SPEAKER_FIX,
+            dtype=torch.float32,
+            local_files_only=local_files_only,
         )
         self.model = model.to(self.device).eval()
         self.sampling_rate: int = self.feature_extractor.sampling_rate

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from higgs_tune import checkpoint
-from higgs_tune.model.loading import AUDIO_TOKENIZER_SUBDIR, load_finetuned, load_processor
+from higgs_tune.model.loading import AUDIO_TOKENIZER_SUBDIR, load_codec, load_finetuned, load_processor
 from higgs_tune.training.card import write_merged_card
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,6 @@ def merge_adapter(model_id: str, adapter: Path, out: Path, which: Literal["best"
     `adapter` is a checkpoint folder (used as is) or a run folder, whose best checkpoint is merged, or its
     newest with `which="last"` (`checkpoint.resolve_checkpoint`).
     """
-    from transformers import HiggsAudioV2TokenizerModel
-
     adapter = checkpoint.resolve_checkpoint(adapter, which)
     state = checkpoint.read_trainer_state(adapter)
     model, settings = load_finetuned(model_id, adapter, use_text_head=state.get("text_head", False))
@@ -40,7 +38,7 @@ def merge_adapter(model_id: str, adapter: Path, out: Path, which: Literal["best"
     processor = load_processor(model_id)
     codec_dir = out / AUDIO_TOKENIZER_SUBDIR
     processor.audio_tokenizer.save_pretrained(codec_dir)
-    processor.audio_tokenizer = HiggsAudioV2TokenizerModel.from_pretrained(codec_dir)
+    processor.audio_tokenizer = load_codec(codec_dir)
     processor.save_pretrained(out)
     (out / PROMPT_FILE).write_text(json.dumps(asdict(settings), indent=2, ensure_ascii=False))
     write_merged_card(out, adapter)

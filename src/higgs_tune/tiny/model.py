@@ -45,7 +45,7 @@ from transformers import (
 
 from higgs_tune.data.audio import TARGET_SR
 from higgs_tune.model.chat_template import CHAT_TEMPLATE
-from higgs_tune.model.loading import AUDIO_TOKENIZER_SUBDIR, build_model_from_config
+from higgs_tune.model.loading import AUDIO_TOKENIZER_SUBDIR, build_model_from_config, load_codec
 from higgs_tune.tiny.corpus import ARABIC, ENGLISH, PROMPTS
 from higgs_tune.tiny.synth import synth_speech
 
@@ -117,7 +117,7 @@ def build_tiny_model(out: Path, seed: int = 0) -> Path:
     codec_dir = out / AUDIO_TOKENIZER_SUBDIR
     build_tiny_codec(seed).save_pretrained(codec_dir)
     # Loading it back makes the codec's name_or_path, hence the processor's pointer, this folder's path.
-    codec = HiggsAudioV2TokenizerModel.from_pretrained(codec_dir.resolve())
+    codec = load_codec(codec_dir.resolve())
     build_processor(tokenizer, codec).save_pretrained(out)
 
     model = build_tiny_lm(tokenizer, seed)
