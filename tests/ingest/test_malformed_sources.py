@@ -4,6 +4,7 @@ counted recording; never a traceback, never memory out of proportion to the audi
 
 import io
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -13,8 +14,10 @@ import pytest
 import soundfile as sf
 from speech import SR, TEXTS, clip, write_common_voice, write_ljspeech
 
+from higgs_tune.data.samples import SampleError
 from higgs_tune.ingest.run import ingest
-from higgs_tune.ingest.settings import FilterSettings, IngestSettings, SliceSettings
+from higgs_tune.ingest.settings import FilterSettings, IngestSettings, SliceSettings, SourceOptions
+from higgs_tune.ingest.sources import read_source
 
 
 def settings() -> IngestSettings:
@@ -161,3 +164,43 @@ def test_a_lying_header_in_a_dataset_row_is_rejected_within_a_memory_limit(tmp_p
     assert one_hz["source"] == "row 1" and one_hz["code"] == "audio_unreadable"
     assert "header claims a sample rate of 1 Hz" in one_hz["message"]
     assert endless["source"] == "row 3" and endless["code"] == "audio_unreadable"
+
+
+def _three_column_ljspeech(root: Path) -> Path:
+    """An LJSpeech folder whose third column is a transliteration, not a normalized text."""
+    source = write_ljspeech(root)
+    table = source / "metadata.csv"
+    rows = [line.split("|") for line in table.read_text(encoding="utf-8").splitlines()]
+    table.write_text("".join(f"{i}|{text}|translit {n}\n" for n, (i, text, _) in enumerate(rows)), "utf-8")
+    return source
+
+
+@pytest.mark.parametrize(("column", "expected"), [("1", "text"), ("text", "text"), ("2", "translit")])
+def test_ljspeech_text_column_is_honoured_and_said(tmp_path, caplog, column, expected):
+    source = _three_column_ljspeech(tmp_path / "lj")
+    caplog.set_level(logging.INFO, logger="higgs_tune.ingest.sources")
+    recordings = list(read_source(str(source), SourceOptions(text_column=column)))
+    texts = [r.text for r in recordings]
+    if expected == "text":
+        assert texts == [t.upper() for t in TEXTS[: len(texts)]]
+    else:
+        assert texts == [f"translit {n}" for n in range(len(texts))]
+    assert f"text from column {1 if expected == 'text' else 2}" in caplog.text
+
+
+def test_ljspeech_default_text_column_is_said(tmp_path, caplog):
+    source = _three_column_ljspeech(tmp_path / "lj")
+    caplog.set_level(logging.INFO, logger="higgs_tune.ingest.sources")
+    assert next(iter(read_source(str(source), SourceOptions()))).text == "translit 0"
+    assert "column 2 (normalized text) where a row has it" in caplog.text
+
+
+def test_column_options_a_source_would_ignore_are_refused(tmp_path):
+    lj = _three_column_ljspeech(tmp_path / "lj")
+    with pytest.raises(SampleError, match="not a text column"):
+        read_source(str(lj), SourceOptions(text_column="3"))
+    with pytest.raises(SampleError, match="--speaker-column"):
+        read_source(str(lj), SourceOptions(speaker_column="who"))
+    cv = write_common_voice(tmp_path / "cv")
+    with pytest.raises(SampleError, match="--text-column: .* common voice folder"):
+        read_source(str(cv), SourceOptions(text_column="sentence"))

@@ -44,7 +44,11 @@ SplitOpt = Annotated[str | None, typer.Option(help="Dataset split (hub, or a sav
 ConfigOpt = Annotated[str | None, typer.Option(help="Hub dataset configuration (e.g. a language).")]
 AudioColumnOpt = Annotated[str | None, typer.Option(help="Dataset audio column (default: audio).")]
 TextColumnOpt = Annotated[
-    str | None, typer.Option(help="Dataset text column (default: text, sentence, transcription, ...).")
+    str | None,
+    typer.Option(
+        help="Dataset text column (default: text, sentence, transcription, ...); for an LJSpeech folder, "
+        "the column of metadata.csv: 1 (text) or 2 (normalized text; the default where a row has it)."
+    ),
 ]
 SpeakerColumnOpt = Annotated[
     str | None, typer.Option(help="Dataset speaker column (default: speaker, speaker_id, client_id).")

@@ -19,6 +19,7 @@ Understood layouts (`detect_source` picks one):
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from higgs_tune.data.encoding import check_utf8, decode_utf8, utf8_lines
 from higgs_tune.data.samples import SampleError
 from higgs_tune.ingest.settings import SourceOptions
 
+log = logging.getLogger(__name__)
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 # Audio formats users have that libsndfile cannot decode: named in the error rather than skipped silently.
 UNDECODABLE_EXTENSIONS = (".m4a", ".aac", ".wma", ".mp4", ".webm", ".amr", ".3gp", ".mka", ".ac3")
@@ -40,6 +43,9 @@ SPEAKER_COLUMNS = ("speaker", "speaker_id", "client_id")
 SPEAKERS = "speakers.csv"
 CV_COLUMNS = ("client_id", "path", "sentence")  # what ingest uses of validated.tsv
 SOURCE_KINDS = ("dataset", "common_voice", "ljspeech", "folder", "hub")
+# An LJSpeech `metadata.csv` row is `id|text|normalized text` (columns 0, 1, 2): `--text-column` picks the
+# text's column by number or name.
+LJSPEECH_TEXT_FIELDS = {"1": 1, "text": 1, "2": 2, "normalized_text": 2}
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,27 @@ def read_source(source: str, options: SourceOptions) -> Iterator[Recording]:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise SampleError(source, f"is not a folder here, and as a hub dataset it fails: {reason}") from e
         return dataset_recordings(dataset, options)
-    return {"common_voice": common_voice, "ljspeech": ljspeech, "folder": folder}[kind](Path(source))
+    if kind == "ljspeech":
+        _refuse_columns(source, kind, options, allowed=("text_column",))
+        return ljspeech(Path(source), options.text_column)
+    _refuse_columns(source, kind, options, allowed=())
+    return {"common_voice": common_voice, "folder": folder}[kind](Path(source))
+
+
+def _refuse_columns(source: str, kind: str, options: SourceOptions, allowed: tuple[str, ...]) -> None:
+    """Column options name columns of a dataset (or LJSpeech's text field); a source without such columns
+    would ignore them while the run records them, so they are refused instead."""
+    given = [
+        "--" + name.replace("_", "-")
+        for name in ("audio_column", "text_column", "speaker_column")
+        if getattr(options, name) is not None and name not in allowed
+    ]
+    if given:
+        raise SampleError(
+            " ".join(given),
+            f"{source} is a {kind.replace('_', ' ')} folder, whose columns are fixed: these options apply to "
+            "dataset sources (and --text-column to an LJSpeech folder); leave them out",
+        )
 
 
 def folder(root: Path) -> Iterator[Recording]:
@@ -162,28 +188,48 @@ def _speaker_table(path: Path) -> dict[str, str]:
         ) from e
 
 
-def ljspeech(root: Path) -> Iterator[Recording]:
+def ljspeech(root: Path, text_column: str | None = None) -> Iterator[Recording]:
     """LJSpeech layout: `metadata.csv` rows `id|text|normalized text`, audio in `wavs/`; one speaker, the
-    folder's name. The normalized text (numbers spelled out) is used when present. A table that is not
-    UTF-8 fails here, before any work; a row that cannot be used is rejected (`bad_row`) and counted."""
+    folder's name. By default the normalized text (numbers spelled out) is used when a row has it, else
+    the text; `text_column` (`1`/`text` or `2`/`normalized_text`) picks one column for every row, since a
+    third column is not always a normalized text (some corpora keep a transliteration there). Which one
+    is used is logged. A table that is not UTF-8 or an unknown `text_column` fails here, before any work;
+    a row that cannot be used is rejected (`bad_row`) and counted."""
     table = root / "metadata.csv"
     check_utf8(table)
-    return _ljspeech_rows(table, root.resolve().name)
+    if text_column is not None and text_column.strip().lower() not in LJSPEECH_TEXT_FIELDS:
+        raise SampleError(
+            "--text-column",
+            f"{text_column!r} is not a text column of {table} (rows `id|text|normalized text`): give 1 "
+            "(or text) or 2 (or normalized_text)",
+        )
+    field = None if text_column is None else LJSPEECH_TEXT_FIELDS[text_column.strip().lower()]
+    if field is None:
+        log.info("%s: text from column 2 (normalized text) where a row has it, else column 1 (text)", table)
+    else:
+        log.info("%s: text from column %d, as --text-column %s says", table, field, text_column)
+    return _ljspeech_rows(table, root.resolve().name, field)
 
 
-def _ljspeech_rows(table: Path, speaker: str) -> Iterator[Recording]:
+def _ljspeech_rows(table: Path, speaker: str, field: int | None) -> Iterator[Recording]:
+    """The rows of `metadata.csv`; `field` is the text's column, None for the normalized text where a
+    row has it."""
     reader = csv.reader(utf8_lines(table), delimiter="|", quoting=csv.QUOTE_NONE)
     for number, row in _rows(reader):
         if not row:
             continue
         if isinstance(row, str):
             yield _bad_row(table, number, speaker, row)
-        elif len(row) < 2:
-            yield _bad_row(table, number, speaker, "has no text; expected `id|text`")
+        elif len(row) < 2 or (field is not None and len(row) <= field):
+            wanted = "`id|text`" if field in (None, 1) else "`id|text|normalized text`"
+            yield _bad_row(table, number, speaker, f"has no text in the column asked for; expected {wanted}")
         else:
-            text = (row[2] if len(row) > 2 and row[2].strip() else row[1]).strip()
+            if field is None:
+                field_text = row[2] if len(row) > 2 and row[2].strip() else row[1]
+            else:
+                field_text = row[field]
             path = table.parent / "wavs" / f"{row[0]}.wav"
-            yield Recording(f"wavs/{row[0]}", speaker, text or None, path=path)
+            yield Recording(f"wavs/{row[0]}", speaker, field_text.strip() or None, path=path)
 
 
 def common_voice(root: Path) -> Iterator[Recording]:
