@@ -11,7 +11,7 @@ from urllib.parse import unquote
 from conftest import AUDIO_STATES_JS, open_page
 
 from higgs_tune.evaluation.evaluate import _aggregate, _compare, _plots, render_markdown
-from higgs_tune.evaluation.html_report import write_html_report
+from higgs_tune.evaluation.html_report import copy_references, write_html_report
 from higgs_tune.files import write_json, write_text_atomic
 
 HOSTILE_ID = 'x"><script>alert(1)</script>'
@@ -53,6 +53,7 @@ def _handmade_eval(make_wav, tmp_path: Path) -> tuple[Path, dict]:
         tuned_wav, flags = (None, ["silent", "cut"]) if i == 1 else (f"{i}.wav", [])
         tuned.append(_row(sample_id, text, ref, tuned_wav, [0.1, 0.9, 0.6][i], flags))
     systems = {"base": base, "finetuned": tuned}
+    copy_references(systems, out)
     report = {
         "model": "tiny <model>",
         "adapter": "run&1",

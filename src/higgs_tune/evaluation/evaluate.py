@@ -197,6 +197,12 @@ def evaluate(
         runs["base"] = _run_system(model_id, baseline_adapter, samples, out / "base", settings)
     systems = {name: run.rows for name, run in runs.items()}
     _score(systems, samples, out, settings, measuring)
+    from higgs_tune.evaluation.html_report import (
+        copy_references,
+        write_html_report,
+    )  # they import this module
+
+    copy_references(systems, out)  # report.json names each reference's copy inside `out`
     report = {
         "manifest": str(manifest),
         "model": model_id,
@@ -216,8 +222,6 @@ def evaluate(
     write_json(out / "report.json", report)
     _plots(report, out)
     write_text_atomic(out / "report.md", render_markdown(report))
-    from higgs_tune.evaluation.html_report import write_html_report  # it imports this module
-
     write_html_report(report, out)
     if adapter is not None:  # the measured checkpoint's model card carries its latest figures
         record_evaluation(resolve_checkpoint(adapter), _card_figures(report))
