@@ -211,3 +211,96 @@ def test_listen_plays_only_clips_inside_the_eval_folder(eval_dir, tmp_path, run_
     assert len(lines) == 1 and f"sample {row['id']!r}: {field} {value!r}" in lines[0], err
     assert not (tmp_path / "ab").exists()  # refused before anything was written
     assert _snapshot(copy) == before and secret.read_bytes() == secret_before
+
+
+def _hostile_answers(tmp_path: Path, case: str) -> Path:
+    """An answer file (or what stands where one should) of one hostile kind, for test_listen_score_refuses."""
+    path = tmp_path / f"{case}.json"
+    good = {"test_id": "abc", "listener": "ana", "answers": {"t000": {"similar": "A"}}}
+    if case == "listener_list":
+        path.write_text(json.dumps({**good, "listener": ["ana", "omar"]}))
+    elif case == "listener_dict":
+        path.write_text(json.dumps({**good, "listener": {"name": "ana"}}))
+    elif case == "long_number":
+        path.write_text(json.dumps(good)[:-1] + ', "exported": ' + "9" * 5000 + "}")
+    elif case == "deep_nesting":
+        path.write_text(json.dumps(good)[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    elif case == "utf16":
+        path.write_text(json.dumps(good), encoding="utf-16")
+    elif case == "binary":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif case == "folder":
+        path.mkdir()
+    return path
+
+
+def _hostile_key(tmp_path: Path, case: str) -> Path:
+    """A key.json of one wrong shape."""
+    key = json.loads(_key(tmp_path, 2).read_text())
+    trial = key["trials"][0]
+    shapes = {
+        "trials_not_a_list": {**key, "trials": 5},
+        "trial_not_a_dict": {**key, "trials": ["t000"]},
+        "trial_without_side": {**key, "trials": [{"trial": "t000", "A": "base"}]},
+        "side_unknown": {**key, "trials": [{**trial, "A": "other"}]},
+        "trial_name_a_list": {**key, "trials": [{**trial, "trial": ["t000"]}]},
+        "trial_twice": {**key, "trials": [trial, trial]},
+        "test_id_a_dict": {**key, "test_id": {"id": 1}},
+        "systems_a_list": {**key, "systems": ["base"]},
+    }
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps(shapes[case]))
+    return path
+
+
+ANSWER_CASES = [
+    "listener_list",
+    "listener_dict",
+    "long_number",
+    "deep_nesting",
+    "utf16",
+    "binary",
+    "folder",
+]
+KEY_CASES = [
+    "trials_not_a_list",
+    "trial_not_a_dict",
+    "trial_without_side",
+    "side_unknown",
+    "trial_name_a_list",
+    "trial_twice",
+    "test_id_a_dict",
+    "systems_a_list",
+]
+
+
+@pytest.mark.parametrize("case", ANSWER_CASES + KEY_CASES + ["same_file_thrice", "same_content"])
+def test_listen_score_refuses_hostile_inputs_in_one_line(tmp_path, run_cli, case):
+    key = _key(tmp_path, 2)
+    good = _answers(tmp_path, "good", {"t001": {"natural": "B"}})
+    if case in ANSWER_CASES:
+        args, named = [key, good, _hostile_answers(tmp_path, case)], tmp_path / f"{case}.json"
+    elif case in KEY_CASES:
+        args, named = [_hostile_key(tmp_path, case), good], tmp_path / "key.json"
+    elif case == "same_file_thrice":  # counted three times, one listener's answers narrowed the interval
+        args, named = [key, good, good, good], good
+    else:
+        copy = tmp_path / "copy.json"
+        copy.write_bytes(good.read_bytes())
+        args, named = [key, good, copy], copy
+    code, stdout, err = run_cli("listen-score", *args)
+    assert code == 2 and "Traceback" not in err and not stdout, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"{named}: " in lines[0], err
+
+
+def test_listen_score_prints_listener_names_without_their_control_characters(tmp_path, run_cli):
+    key = _key(tmp_path, 2)
+    name = "eve\x1b]0;pwned\x07\r\x9b2J\u202edone"  # a terminal title, a carriage return, C1 CSI, RLO
+    answers = _answers(tmp_path, "eve", {"t000": {"similar": "A"}})
+    answers.write_text(json.dumps({**json.loads(answers.read_text()), "listener": name}))
+    code, stdout, err = run_cli("listen-score", key, answers)
+    assert code == 0, err
+    first = stdout.splitlines()[0]
+    assert first == "1 listener(s): eve\\x1b]0;pwned\\x07\\r\\x9b2J\\u202edone", first
+    assert all(c == "\n" or c.isprintable() for c in stdout), repr(stdout)
