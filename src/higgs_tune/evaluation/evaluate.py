@@ -200,10 +200,8 @@ def evaluate(
         runs["base"] = _run_system(model_id, baseline_adapter, samples, out / "base", settings)
     systems = {name: run.rows for name, run in runs.items()}
     _score(systems, samples, out, settings, measuring)
-    from higgs_tune.evaluation.html_report import (
-        copy_references,
-        write_html_report,
-    )  # they import this module
+    # Imported here: html_report imports this module.
+    from higgs_tune.evaluation.html_report import copy_references, write_html_report
 
     copy_references(systems, out)  # report.json names each reference's copy inside `out`
     report = {
