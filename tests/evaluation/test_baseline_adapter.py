@@ -67,7 +67,7 @@ def test_two_adapters_are_compared_and_the_baseline_clones_as_eval_adapter_alone
     # The reports name both adapters and call the systems baseline and tuned, not base and fine-tuned.
     markdown = (out / "report.md").read_text(encoding="utf-8")
     assert markdown.splitlines()[2].startswith("**The tuned adapter ")
-    assert f"tuned: adapter `{run_b}`; baseline: adapter `{run_a}`" in markdown
+    assert f"tuned: adapter {run_b}; baseline: adapter {run_a}" in markdown
     assert "| metric | baseline | tuned |" in markdown and "base model" not in markdown
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "<th>baseline</th><th>tuned</th>" in page and "WER change (tuned - baseline)" in page

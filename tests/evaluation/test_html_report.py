@@ -11,7 +11,7 @@ from urllib.parse import unquote
 from conftest import AUDIO_STATES_JS, open_page
 
 from higgs_tune.evaluation.evaluate import _aggregate, _compare, _plots, render_markdown
-from higgs_tune.evaluation.html_report import write_html_report
+from higgs_tune.evaluation.html_report import copy_references, write_html_report
 from higgs_tune.files import write_json, write_text_atomic
 
 HOSTILE_ID = 'x"><script>alert(1)</script>'
@@ -53,6 +53,7 @@ def _handmade_eval(make_wav, tmp_path: Path) -> tuple[Path, dict]:
         tuned_wav, flags = (None, ["silent", "cut"]) if i == 1 else (f"{i}.wav", [])
         tuned.append(_row(sample_id, text, ref, tuned_wav, [0.1, 0.9, 0.6][i], flags))
     systems = {"base": base, "finetuned": tuned}
+    copy_references(systems, out)
     report = {
         "model": "tiny <model>",
         "adapter": "run&1",
@@ -135,3 +136,56 @@ def test_report_of_eval_plays_every_clip_in_a_browser(eval_dir, browser):
         assert text.evaluate("(e) => getComputedStyle(e).direction") == ("rtl" if arabic else "ltr")
     assert any(re.search("[\u0600-\u06ff]", r["text"]) for r in report["samples"]["base"])
     assert not errors, errors
+
+
+HOSTILE_IDS = [
+    HOSTILE_ID,
+    "<img src=x onerror=alert(1)>",
+    "a|b",
+    "two\nlines\r\n| x | y |",
+    "back\\|slash",
+    "[click](javascript:alert(1))",
+    "`code` & &lt;",
+]
+
+
+def test_report_md_shows_hostile_ids_and_paths_as_text_in_whole_table_rows(tmp_path):
+    """report.md, rendered as a Markdown viewer that lets HTML through renders it: no live tag or link, and
+    every table row has as many cells as its header, the id cell showing the id (line breaks as spaces)."""
+    from markdown_it import MarkdownIt  # with rich, so with typer
+
+    ref = tmp_path / "ref.wav"
+    base = [_row(i, "text", ref, f"{n}.wav", 0.5, ["cut"]) for n, i in enumerate(HOSTILE_IDS)]
+    tuned = [_row(i, "text", ref, f"{n}.wav", 0.1, []) for n, i in enumerate(HOSTILE_IDS)]
+    systems = {"base": base, "finetuned": tuned}
+    report = {
+        "model": "<script>alert(2)</script>",
+        "adapter": "runs/a|b`c`\n\n<img src=y onerror=alert(3)>",
+        "asr_model": "<b>asr</b>",
+        "speaker_model": "spk",
+        "language": "ar",
+        "summary": {name: _aggregate(rows) for name, rows in systems.items()},
+        "samples": systems,
+        "comparison": _compare(tuned, base),
+    }
+    markdown = render_markdown(report)
+    assert "<script" not in markdown and "<img" not in markdown and "<b>" not in markdown
+    rendered = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+    assert not re.search(r"<(script|b|a)\b", rendered), rendered
+    assert [re.search(r'src="([^"]*)"', tag)[1] for tag in re.findall(r"<img\b[^>]*>", rendered)] == [
+        "wer.png",
+        "similarity.png",
+    ]  # the plots, and no image of the user's
+    tables = re.findall(r"<table>(.*?)</table>", rendered, re.S)
+    assert len(tables) == 2  # the summary and the samples
+    for table in tables:
+        rows = [
+            re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+            for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)
+        ]
+        assert len({len(cells) for cells in rows}) == 1, rows
+    samples = [
+        re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", tables[1], re.S)[1:]
+    ]
+    assert [html.unescape(cells[0]) for cells in samples] == [" ".join(i.splitlines()) for i in HOSTILE_IDS]
+    assert all(len(cells) == 9 for cells in samples)

@@ -15,6 +15,7 @@ one that cannot be loaded ends the run before any cloning.
 from __future__ import annotations
 
 import gc
+import html
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ SIMILARITY_MARGIN = 0.02
 # stopped. Ending by EOS only counts for a clip that has none of them.
 LENGTH_FAILURES = frozenset({SILENT, TOO_SHORT, TOO_LONG, CUT})
 NO_SPEECH = frozenset({SILENT, TOO_SHORT})
+# Backslash-escaped in report.md: each would otherwise start a code span, end a table cell or open a link.
+_MARKDOWN_ESCAPES = str.maketrans({c: "\\" + c for c in "\\`|[]"})
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,10 @@ def evaluate(
         runs["base"] = _run_system(model_id, baseline_adapter, samples, out / "base", settings)
     systems = {name: run.rows for name, run in runs.items()}
     _score(systems, samples, out, settings, measuring)
+    # Imported here: html_report imports this module.
+    from higgs_tune.evaluation.html_report import copy_references, write_html_report
+
+    copy_references(systems, out)  # report.json names each reference's copy inside `out`
     report = {
         "manifest": str(manifest),
         "model": model_id,
@@ -216,8 +223,6 @@ def evaluate(
     write_json(out / "report.json", report)
     _plots(report, out)
     write_text_atomic(out / "report.md", render_markdown(report))
-    from higgs_tune.evaluation.html_report import write_html_report  # it imports this module
-
     write_html_report(report, out)
     if adapter is not None:  # the measured checkpoint's model card carries its latest figures
         record_evaluation(resolve_checkpoint(adapter), _card_figures(report))
@@ -299,35 +304,39 @@ def _verdict(report: dict) -> str:
 
 
 def render_markdown(report: dict) -> str:
-    """The human report: verdict, summary table, per-sample table (side by side with the baseline)."""
+    """The human report: verdict, summary table, per-sample table (side by side with the baseline).
+
+    Sample ids, paths and model names are the user's: every one goes through `markdown_text`.
+    """
     summary, systems = report["summary"], report["samples"]
     names = [n for n in ("base", "finetuned") if n in summary]
     titles = system_titles(report)
     lines = ["# Evaluation report", ""]
     if len(names) == 2:
         lines += [_verdict(report), ""]
+    md = markdown_text
     lines += [
-        "; ".join(f"{label} `{path}`" for label, path in evaluated(report)),
-        f"ASR `{report['asr_model']}`, speaker model `{report['speaker_model']}`, "
-        f"language {report['language'] or 'any'}; {summary[names[0]]['samples']} samples.",
+        "; ".join(f"{label} {md(path)}" for label, path in evaluated(report)),
+        f"ASR {md(report['asr_model'])}, speaker model {md(report['speaker_model'])}, "
+        f"language {md(report['language'] or 'any')}; {summary[names[0]]['samples']} samples.",
         "",
-        "| metric | " + " | ".join(titles[n] for n in names) + " |",
+        markdown_row(["metric"] + [titles[n] for n in names]),
         "|---|" + "---|" * len(names),
     ]
-    lines += ["| " + " | ".join(cells) + " |" for cells in summary_table(summary, names)]
+    lines += [markdown_row(cells) for cells in summary_table(summary, names)]
     if "comparison" in report:
         c = report["comparison"]
         lines += [
             "",
-            f"Better with {subject(report)} ({len(c['better'])}): {', '.join(c['better']) or 'none'}.",
-            f"Worse with {subject(report)} ({len(c['worse'])}): {', '.join(c['worse']) or 'none'}.",
+            f"Better with {subject(report)} ({len(c['better'])}): {md(', '.join(c['better']) or 'none')}.",
+            f"Worse with {subject(report)} ({len(c['worse'])}): {md(', '.join(c['worse']) or 'none')}.",
         ]
     lines += _stop_health_table(report.get("stop_health") or {}, names, titles)
     lines += ["", "![WER](wer.png) ![similarity](similarity.png)", "", "## Per sample", ""]
-    header = "| id |" + "".join(
-        f" {t} WER | {t} sim | {t} s | {t} flags |" for t in (titles[n] for n in names)
-    )
-    lines += [header, "|---|" + "---|---|---|---|" * len(names)]
+    header = ["id"] + [
+        f"{t} {what}" for t in (titles[n] for n in names) for what in ("WER", "sim", "s", "flags")
+    ]
+    lines += [markdown_row(header), "|---|" + "---|---|---|---|" * len(names)]
     for i, row in enumerate(systems[names[0]]):
         cells = [row["id"]]
         for n in names:
@@ -338,8 +347,24 @@ def render_markdown(report: dict) -> str:
                 f"{r['seconds']:.2f}",
                 " ".join(r["flags"]) or "-",
             ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     return "\n".join(lines) + "\n"
+
+
+def markdown_text(value: object) -> str:
+    """`value` as inert text in `report.md`, the one escape of everything a user named (ids, paths).
+
+    A Markdown viewer renders raw HTML, so `<`, `>` and `&` become entities (no live tag); `\\`, a
+    backtick, `|`, `[` and `]` are backslash-escaped (no code span, table cell or link of its own); and a
+    line break becomes a space, so a table row stays one row with its cells.
+    """
+    text = html.escape(" ".join(str(value).splitlines()), quote=False)
+    return text.translate(_MARKDOWN_ESCAPES)
+
+
+def markdown_row(cells: list[object]) -> str:
+    """One row of a Markdown table, each cell through `markdown_text`."""
+    return "| " + " | ".join(markdown_text(c) for c in cells) + " |"
 
 
 def summary_table(summary: dict, names: list[str]) -> list[list[str]]:
@@ -369,7 +394,7 @@ def _stop_health_table(health: dict, names: list[str], titles: dict[str, str]) -
         "",
         "Stop health, teacher-forced on the target audio (as the trainer logs it):",
         "",
-        "| measure | " + " | ".join(titles[n] for n in names) + " |",
+        markdown_row(["measure"] + [titles[n] for n in names]),
         "|---|" + "---|" * len(names),
     ]
     for key, label in (
@@ -377,12 +402,12 @@ def _stop_health_table(health: dict, names: list[str], titles: dict[str, str]) -
         ("eos_prob", "p(EOS) at the labelled frame (mean)"),
         ("early_stop_risk", "early-stop risk (lower is better)"),
     ):
-        lines.append(f"| {label} | " + " | ".join(_fmt(health[n][key]) for n in names) + " |")
+        lines.append(markdown_row([label] + [_fmt(health[n][key]) for n in names]))
     per_codebook = [
         " ".join(f"{v:.2f}" for k, v in health[n].items() if k.startswith("eos_prob_codebook_"))
         for n in names
     ]
-    lines.append("| p(EOS) per codebook | " + " | ".join(per_codebook) + " |")
+    lines.append(markdown_row(["p(EOS) per codebook", *per_codebook]))
     return lines
 
 

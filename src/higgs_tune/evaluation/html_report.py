@@ -93,8 +93,9 @@ filterRows("all");
 
 
 def write_html_report(report: dict, out: Path) -> Path:
-    """Write `out/report.html` (with its reference copies and spectrograms) for the report `eval` just
-    wrote into `out`, whose clones lie in `out/<system>/`. Returns the page's path."""
+    """Write `out/report.html` (with its spectrograms) for the report `eval` just wrote into `out`, whose
+    clones lie in `out/<system>/` and reference copies where `copy_references` recorded them. Returns the
+    page's path."""
     out = Path(out)
     names = [n for n in ("base", "finetuned") if n in report["samples"]]
     systems = report["samples"]
@@ -163,7 +164,7 @@ def _sample_row(index: int, names: list[str], systems: dict[str, list[dict]], ou
     """One sample: its text, the reference, each system's clone with its figures, and the sort key."""
     rows = [systems[n][index] for n in names]
     first = rows[0]
-    ref = copy_clip(Path(first["ref_audio"]), out / REFERENCES, f"sample {first['id']!r}")
+    ref = first["reference"]
     cells = [
         f'<td><div class="text" dir="auto">{html.escape(first["text"])}</div>'
         f'<div class="id">{html.escape(first["id"])}</div></td>',
@@ -212,6 +213,22 @@ def _clip_html(root: Path, rel: str | None, missing: str = "no audio (the model 
     image = f"{SPECTROGRAMS}/{Path(rel).with_suffix('.png').as_posix()}"
     write_atomic(root / image, lambda f: f.write(spectrogram_png(load_audio(root / rel))))
     return audio_html(rel) + f'<img class="spec" src="{html.escape(quote(image))}" alt="spectrogram">'
+
+
+def copy_references(systems: dict[str, list[dict]], out: Path) -> None:
+    """Copy each sample's reference clip into `out/references/` (`copy_clip`) and record the copy in its
+    rows as `reference`, relative to `out` (None when the clip is gone).
+
+    `report.json` then names a clip inside the eval folder for every player: the pages link it, and
+    `listen` plays it without reading any path outside the folder (`listening._clips`).
+    """
+    copies: dict[str, str | None] = {}
+    for rows in systems.values():
+        for row in rows:
+            src = row["ref_audio"]
+            if src not in copies:
+                copies[src] = copy_clip(Path(src), out / REFERENCES, f"sample {row['id']!r}")
+            row["reference"] = copies[src]
 
 
 def copy_clip(src: Path, folder: Path, owner: str) -> str | None:

@@ -10,6 +10,7 @@ storage until "export answers" downloads them as JSON; `listen-score` (`listenin
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import html
 import json
@@ -21,8 +22,8 @@ from string import Template
 
 from higgs_tune.data.samples import SampleError
 from higgs_tune.evaluation.evaluate import system_titles
-from higgs_tune.evaluation.html_report import STYLE, audio_html, copy_clip
-from higgs_tune.files import content_hash, write_json, write_text_atomic
+from higgs_tune.evaluation.html_report import REFERENCES, STYLE, audio_html, copy_clip
+from higgs_tune.files import check_output_folder, content_hash, write_json, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -87,22 +88,29 @@ progress();
 def write_listening_test(eval_dir: Path, out: Path, seed: int = 0) -> Path:
     """Write the blind A/B page `out/index.html`, its clips and `out/key.json` from an `eval --baseline`
     folder. Samples where either system wrote no audio are left out (and named in the key). Returns the
-    page's path."""
+    page's path.
+
+    `out` must be new or empty (`files.check_output_folder`): nothing of the user's is overwritten or
+    deleted. Every clip is checked to lie inside `eval_dir` before anything is written, since the page is
+    sent to listeners and must carry nothing else (`_clips`).
+    """
     eval_dir, out = Path(eval_dir), Path(out)
+    check_output_folder(out, "--out")
     rows, systems = _paired_rows(eval_dir)
     audible = [(t, b) for t, b in rows if t["wav"] and b["wav"]]
     if not audible:
         raise SampleError(str(eval_dir), "no sample has audio from both systems: nothing to listen to")
+    clips = [_clips(eval_dir, {"finetuned": tuned, "base": base}) for tuned, base in audible]
+    order = list(range(len(audible)))
     rng = random.Random(seed)
-    rng.shuffle(audible)  # no order effect, and the manifest order says nothing either
-    if (out / CLIPS).is_dir():  # clips of an earlier test written here would no longer match the key
-        shutil.rmtree(out / CLIPS)
+    rng.shuffle(order)  # no order effect, and the manifest order says nothing either
     trials, sections = [], []
-    for number, (tuned, base) in enumerate(audible, start=1):
-        order = {"A": "finetuned", "B": "base"} if rng.random() < 0.5 else {"A": "base", "B": "finetuned"}
-        trial = {"trial": f"t{number:03d}", "id": tuned["id"], **order}
+    for number, index in enumerate(order, start=1):
+        tuned = audible[index][0]
+        sides = {"A": "finetuned", "B": "base"} if rng.random() < 0.5 else {"A": "base", "B": "finetuned"}
+        trial = {"trial": f"t{number:03d}", "id": tuned["id"], **sides}
         trials.append(trial)
-        sections.append(_write_trial(trial, number, {"finetuned": tuned, "base": base}, eval_dir, out))
+        sections.append(_write_trial(trial, number, tuned["text"], clips[index], out))
     test_id = hashlib.sha1(f"{content_hash(eval_dir / 'report.json')}:{seed}".encode()).hexdigest()[:12]
     left_out = [t["id"] for t, b in rows if not (t["wav"] and b["wav"])]
     key = {
@@ -128,14 +136,14 @@ def write_listening_test(eval_dir: Path, out: Path, seed: int = 0) -> Path:
     return out / "index.html"
 
 
-def _write_trial(trial: dict, number: int, rows: dict[str, dict], eval_dir: Path, out: Path) -> str:
-    """Copy one trial's clips into `out/clips/` under blind names; returns its section of the page: the
-    text, the reference, A and B, and the two questions as radio buttons."""
+def _write_trial(trial: dict, number: int, text: str, clips: dict[str, Path | None], out: Path) -> str:
+    """Copy one trial's clips (checked by `_clips`) into `out/clips/` under blind names; returns its section
+    of the page: the text, the reference, A and B, and the two questions as radio buttons."""
     name = trial["trial"]
-    ref = copy_clip(Path(rows["base"]["ref_audio"]), out / CLIPS, f"sample {trial['id']!r}")
-    players = [("reference", ref)]
+    ref = clips["reference"]
+    players = [("reference", ref and copy_clip(ref, out / CLIPS, f"sample {trial['id']!r}"))]
     for letter in ("A", "B"):
-        src = eval_dir / trial[letter] / rows[trial[letter]]["wav"]
+        src = clips[trial[letter]]
         rel = f"{CLIPS}/{name}-{letter}{src.suffix}"
         (out / CLIPS).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, out / rel)
@@ -148,10 +156,50 @@ def _write_trial(trial: dict, number: int, rows: dict[str, dict], eval_dir: Path
     )
     return (
         f'<section class="trial" data-trial="{name}"><h2>{number}</h2>'
-        f'<p class="text" dir="auto">{html.escape(rows["base"]["text"])}</p><div class="players">'
+        f'<p class="text" dir="auto">{html.escape(text)}</p><div class="players">'
         + "".join(f"<div><b>{label}</b>{audio_html(rel, 'clip not found')}</div>" for label, rel in players)
         + f"</div>{questions}</section>"
     )
+
+
+def _clips(eval_dir: Path, rows: dict[str, dict]) -> dict[str, Path | None]:
+    """One sample's clips, each resolved (symlinks too) and refused unless it lies inside `eval_dir`: the two
+    clones, and the reference's copy that `eval` made (None when the original was gone).
+
+    `report.json` is only a file: one edited, or from someone else, could name `/etc/passwd` or
+    `../../secret.txt`, and the page would carry it to every listener. A clone that is missing is refused
+    here too, so a refusal always comes before anything is written.
+    """
+    clips: dict[str, Path | None] = {}
+    for system, row in rows.items():
+        clips[system] = _inside(eval_dir, row, "wav", eval_dir / system / str(row["wav"]))
+        if not clips[system].is_file():
+            raise SampleError(
+                str(eval_dir / "report.json"),
+                f"sample {row['id']!r}: wav {row['wav']!r} not found in {system}/",
+            )
+    row = rows["base"]
+    if "reference" in row:  # the copy `eval` recorded (`html_report.copy_references`)
+        given = row["reference"]
+        clips["reference"] = given and _inside(eval_dir, row, "reference", eval_dir / str(given))
+    else:  # a report.json from before the copy was recorded: the copy in references/ that bears its name
+        src = Path(str(row["ref_audio"]))
+        pattern = f"{glob.escape(src.stem)}-{'[0-9a-f]' * 10}{glob.escape(src.suffix)}"
+        copies = sorted((eval_dir / REFERENCES).glob(pattern))
+        clips["reference"] = _inside(eval_dir, row, "ref_audio", copies[0] if len(copies) == 1 else src)
+    return clips
+
+
+def _inside(eval_dir: Path, row: dict, field: str, path: Path) -> Path:
+    """`path`, the clip `row[field]` names, resolved with its symlinks; refused unless inside `eval_dir`."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(eval_dir.resolve()):
+        raise SampleError(
+            str(eval_dir / "report.json"),
+            f"sample {row['id']!r}: {field} {row[field]!r} lies outside the eval folder: a listening test "
+            "only plays clips that `eval` wrote into it (run `higgs-tune eval` again to record them)",
+        )
+    return resolved
 
 
 def _paired_rows(eval_dir: Path) -> tuple[list[tuple[dict, dict]], dict[str, str]]:
