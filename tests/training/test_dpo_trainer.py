@@ -4,6 +4,7 @@ exact, and the config refuses what DPO cannot use."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -124,6 +125,28 @@ def test_dpo_starts_from_an_sft_adapter(tiny_model_dir, prepared_dir, prefs_dir,
     assert not torch.allclose(reference, _starting_logprobs(load_model(tiny_model_dir), trainer), atol=1.0)
     trainer.run()
     assert _rows(tmp_path / "dpo")[0]["reward_margin"] == pytest.approx(0.0, abs=1e-2)
+
+
+def test_dpo_from_an_adapter_with_dropout_starts_at_the_reference(
+    tiny_model_dir, prepared_dir, prefs_dir, tmp_path
+) -> None:
+    """An adapter trained with LoRA dropout keeps it in its own config: DPO turns it off (as its reference
+    pass does), so step 1 scores the reference itself: loss ln 2 and margin 0."""
+    from conftest import train_config
+
+    sft = tmp_path / "sft"
+    train(
+        train_config(
+            tiny_model_dir, prepared_dir, sft, "max_steps=1", "lora.dropout=0.05", "report_to=[none]"
+        )
+    )
+    run = tmp_path / "dpo"
+    train(dpo_config(tiny_model_dir, prefs_dir, run, f"init_adapter={sft}", "max_steps=1"))
+    first = _rows(run)[0]
+    # Policy and reference log-probs are float32 sums of ~2000 terms, batched alike here (0 apart when
+    # run); with the adapter's dropout on, the tiny model starts 6e-5 off ln 2 at a margin of 1.2e-4.
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert first["reward_margin"] == pytest.approx(0.0, abs=1e-5)
 
 
 def test_a_resumed_dpo_run_continues_exactly(tiny_model_dir, prefs_dir, tmp_path) -> None:
