@@ -85,6 +85,10 @@ class DpoConfig:
     sft_weight: float = bounded(0.0, ge=0)
     """Weight of an SFT term, the chosen clips' per-frame cross-entropy, added to the DPO loss so that the
     chosen speech stays likely rather than only more likely than the rejected one; 0 is plain DPO."""
+    disable_dropout: bool = True
+    """Train with every dropout off (trl's `disable_dropout`), an `init_adapter`'s LoRA dropout included:
+    the reference is scored without dropout, so only then does the first step score the reference itself
+    (loss ln 2, margin 0) and the rewards measure what training changed, not dropout noise."""
 
 
 @dataclass(frozen=True)

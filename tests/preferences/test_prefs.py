@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +31,16 @@ def settings(tmp_path_factory) -> PrefsSettings:
     )
 
 
-def test_prefs_writes_every_prompt_whole_and_a_rerun_does_nothing_new(
-    tiny_model_dir, sample_data_dir, settings, tmp_path
-) -> None:
+@pytest.fixture(scope="module")
+def made(tiny_model_dir, sample_data_dir, settings, tmp_path_factory) -> tuple[list, Path, dict]:
+    """A preference folder of the first 2 samples: (samples, folder, summary). Tests copy it to change it."""
     samples = read_manifest(sample_data_dir["manifest_jsonl"], require_target=False)[:2]
-    out = tmp_path / "prefs"
-    summary = make_preferences(str(tiny_model_dir), None, samples, out, settings)
+    out = tmp_path_factory.mktemp("made") / "prefs"
+    return samples, out, make_preferences(str(tiny_model_dir), None, samples, out, settings)
+
+
+def test_prefs_writes_every_prompt_whole_and_a_rerun_does_nothing_new(tiny_model_dir, settings, made) -> None:
+    samples, out, summary = made
     assert summary["prompts"] == 2
     assert read_prompt(out)["system_prompt"] == "Generate audio following instruction."
     records = [json.loads(p.read_text()) for p in sorted((out / "prompts").glob("*.json"))]
@@ -51,6 +58,53 @@ def test_prefs_writes_every_prompt_whole_and_a_rerun_does_nothing_new(
     before = {p: p.stat().st_mtime_ns for p in (out / "prompts").glob("*.json")}
     make_preferences(str(tiny_model_dir), None, samples, out, settings)
     assert {p: p.stat().st_mtime_ns for p in (out / "prompts").glob("*.json")} == before
+
+
+def test_a_rerun_after_the_manifest_changed_makes_the_changed_prompt_again(
+    tiny_model_dir, settings, made, tmp_path, caplog
+) -> None:
+    """Same ids, but one text changed: that prompt is made again, its record and codes replaced (not
+    added); the other, whose reference clip merely moved (same bytes), is kept as it was."""
+    (a, b), made_out, _ = made
+    out = shutil.copytree(made_out, tmp_path / "prefs")
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "prompts").glob("*.json")}
+    changed = [
+        replace(a, text=a.text + " جديد"),
+        replace(b, ref_audio=Path(shutil.copy(b.ref_audio, tmp_path))),
+    ]
+    with caplog.at_level(logging.INFO, logger="higgs_tune"):
+        summary = make_preferences(str(tiny_model_dir), None, changed, out, settings)
+    assert "2 prompts, 1 already done" in caplog.text and "1 prompts of" in caplog.text
+    records = {r["id"]: r for r in (json.loads(p.read_text()) for p in (out / "prompts").glob("*.json"))}
+    assert sorted(records) == sorted([a.id, b.id]) and summary["prompts"] == 2
+    assert records[a.id]["text"] == changed[0].text
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "prompts").glob("*.json")}
+    assert {n for n in after if after[n] != before[n]} == {f"{store.prompt_key(a.id)}.json"}
+    lines = [json.loads(x) for x in (out / "prefs.jsonl").read_text().splitlines()]
+    assert [x["text"] for x in lines if x["id"] == a.id] == [changed[0].text] * len(records[a.id]["pairs"])
+    kept = {
+        f"{r['key']}-{name}.npy"
+        for r in records.values()
+        for name in ["ref", *{i for p in r["pairs"] for i in p}]
+    }
+    assert {p.name for p in (out / "codes").glob("*.npy")} == kept  # no old candidate's codes left
+
+
+def test_a_prompt_digest_changes_with_its_texts_and_reference_bytes_not_its_reference_path(
+    sample_data_dir, tmp_path
+) -> None:
+    x = read_manifest(sample_data_dir["manifest_jsonl"], require_target=False)[0]
+    moved = Path(shutil.copy(x.ref_audio, tmp_path / "moved.wav"))
+    other = tmp_path / "other.wav"
+    other.write_bytes(x.ref_audio.read_bytes()[:-2] + b"\x01\x00")  # its last audio sample changed
+    variants = [
+        replace(x, text=x.text + "!"),
+        replace(x, ref_text=x.ref_text + "!"),
+        replace(x, scene="A hall."),
+        replace(x, ref_audio=other),
+    ]
+    digest, same, *different = store.prompt_digests([x, replace(x, ref_audio=moved), *variants])
+    assert same == digest and len({digest, *different}) == 1 + len(variants)
 
 
 def test_prefs_refuses_to_continue_with_other_settings(tmp_path) -> None:

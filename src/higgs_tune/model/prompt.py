@@ -79,6 +79,14 @@ def build_conversation(
     return messages
 
 
+def spoken_texts(ref_text: str, text: str, settings: PromptConfig) -> tuple[str, str]:
+    """The reference transcript and the target text as a prompt holds them: normalised by
+    `settings.text_normalisation`. The one place that applies it, so what plans a prompt's length without
+    building it (`examples.example_lengths`) sees the texts `build_prompt` tokenizes."""
+    how = settings.text_normalisation
+    return normalise_text(ref_text, how), normalise_text(text, how)
+
+
 def delayed_codes(processor, codes: torch.Tensor) -> torch.Tensor:
     """Codes [K, T] of one clip -> stream BOS + codes + stream EOS, delay-patterned: [T + 2 + K - 1, K].
 
@@ -109,10 +117,8 @@ def build_prompt(
     `settings.text_normalisation`, and every text is tokenized as plain text (`_tokenize`).
     """
     with_target = target_codes is not None
-    how = settings.text_normalisation
     texts = [
-        normalise_text(ref_text, how),
-        normalise_text(text, how),
+        *spoken_texts(ref_text, text, settings),
         settings.system_prompt,
         settings.scene,
         scene,

@@ -63,17 +63,27 @@ def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Pa
     store.record_prompt(out, asdict(settings))
     model.to(s.device)
     keys = [store.prompt_key(x.id) for x in samples]
-    done_keys = store.done_keys(out)
-    todo = [x for x, k in zip(samples, keys, strict=True) if k not in done_keys]
+    digests = store.prompt_digests(samples)
+    done = store.done_prompts(out)
+    todo = [(x, d) for x, k, d in zip(samples, keys, digests, strict=True) if done.get(k) != d]
     log.info(
         "%d prompts, %d already done; %d candidates each",
         len(samples),
         len(samples) - len(todo),
         s.candidates,
     )
+    changed = sum(k in done and done[k] != d for k, d in zip(keys, digests, strict=True))
+    if changed:
+        log.warning(
+            "%d prompts of %s changed since they were done (text, scene or reference audio): made again, "
+            "their old candidates replaced",
+            changed,
+            out,
+        )
     rate = processor.audio_tokenizer.config.frame_rate
     for start in tqdm(range(0, len(todo), s.batch_size), desc="prefs", unit="batch"):
-        batch = todo[start : start + s.batch_size]
+        part = todo[start : start + s.batch_size]
+        batch = [x for x, _ in part]
         refs = [encode_file(processor, x.ref_audio) for x in batch]
         items = [
             {"ref_text": x.ref_text, "ref_codes": r, "text": x.text, "scene": x.scene}
@@ -81,8 +91,8 @@ def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Pa
         ]
         limits = [s.limit.frames(x.text, rate) for x in batch]
         candidates = sample_candidates(model, processor, items, settings, s.sampling, limits, s.candidates)
-        for sample, ref, clones in zip(batch, refs, candidates, strict=True):
-            _finish_prompt(out, sample, ref, clones, measuring, s)
+        for (sample, digest), ref, clones in zip(part, refs, candidates, strict=True):
+            _finish_prompt(out, sample, digest, ref, clones, measuring, s)
     summary = store.finish(out, keys)
     log.info(
         "%d prompts -> %d pairs in %s; %d skipped as all alike",
@@ -95,9 +105,10 @@ def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Pa
 
 
 def _finish_prompt(
-    out: Path, sample, ref_codes: np.ndarray, clones: list, measuring: tuple, s: PrefsSettings
+    out: Path, sample, digest: str, ref_codes: np.ndarray, clones: list, measuring: tuple, s: PrefsSettings
 ) -> None:
-    """Score one prompt's candidates, pair them, and write the prompt whole."""
+    """Score one prompt's candidates, pair them, and write the prompt whole, with the `digest` of what it
+    was cloned from (`store.prompt_digests`)."""
     speaker = measuring[1]
     reference = speaker.embed([load_audio(sample.ref_audio)])[0]
     scores = score_candidates(clones, sample.text, reference, measuring, s.language)
@@ -108,6 +119,7 @@ def _finish_prompt(
     finite = [r for r in rewards if math.isfinite(r)]
     record = {
         "key": store.prompt_key(sample.id),
+        "digest": digest,
         "id": sample.id,
         "ref_text": sample.ref_text,
         "text": sample.text,

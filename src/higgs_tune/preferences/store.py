@@ -9,9 +9,12 @@
     PREFS/summary.json           prompts, pairs, prompts skipped as all alike, reward spread
 
 A prompt's file is written last and atomically, after its codes, so a killed run leaves only prompts that
-are whole; a rerun skips them (`done_keys`). Keys are a digest of the sample id: any id maps to a distinct,
-safe file name. The reader is `training.preference_data` (`train objective=dpo`): training comes before
-this stage in the pipeline, so it reads the folder without importing it.
+are whole; a rerun skips them (`done_prompts`). Keys are a digest of the sample id: any id maps to a
+distinct, safe file name. A prompt's record also holds a digest of what it was cloned from (`prompt_digests`:
+texts, scene, reference audio bytes), so a rerun after the manifest changed makes a changed prompt again,
+replacing its record and codes, rather than keeping candidates of a text it no longer has. The reader is
+`training.preference_data` (`train objective=dpo`): training comes before this stage in the pipeline, so
+it reads the folder without importing it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from higgs_tune.errors import UserError
-from higgs_tune.files import write_atomic, write_json, write_jsonl
+from higgs_tune.files import content_hash, write_atomic, write_json, write_jsonl
 
 PROMPTS, CODES = "prompts", "codes"
 
@@ -31,6 +34,19 @@ PROMPTS, CODES = "prompts", "codes"
 def prompt_key(sample_id: str) -> str:
     """A safe, distinct file name for a sample id."""
     return hashlib.sha1(sample_id.encode()).hexdigest()[:16]
+
+
+def prompt_digests(samples: list) -> list[str]:
+    """A digest of what each sample's prompt is cloned from: its reference transcript, text and scene, and
+    its reference audio's bytes (each file read once, however many samples share it)."""
+    audio: dict[Path, str] = {}
+    digests = []
+    for x in samples:
+        if x.ref_audio not in audio:
+            audio[x.ref_audio] = content_hash(x.ref_audio)
+        parts = [x.ref_text, x.text, x.scene, audio[x.ref_audio]]
+        digests.append(hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:16])
+    return digests
 
 
 def check_settings(out: Path, settings: dict) -> None:
@@ -57,14 +73,25 @@ def record_prompt(out: Path, prompt: dict) -> None:
     write_json(path, prompt)
 
 
-def done_keys(out: Path) -> set[str]:
-    """Keys of the prompts already finished in `out`."""
-    return {p.stem for p in (out / PROMPTS).glob("*.json")}
+def done_prompts(out: Path) -> dict[str, str | None]:
+    """The prompts already finished in `out`: key -> the digest of what each was cloned from (None in a
+    record made before digests were recorded, which therefore matches no prompt and is made again)."""
+    return {
+        p.stem: json.loads(p.read_text(encoding="utf-8")).get("digest")
+        for p in (out / PROMPTS).glob("*.json")
+    }
 
 
 def write_prompt(out: Path, record: dict, ref_codes: np.ndarray, codes: dict[int, np.ndarray]) -> None:
-    """A finished prompt: its codes first, then its record (which marks it done)."""
+    """A finished prompt: its codes first, then its record (which marks it done).
+
+    A prompt made again (its manifest entry changed) is first marked undone (its old record removed), and
+    its old codes go, so a killed rerun never leaves an old record beside new codes, nor old candidates'
+    codes beside the new ones."""
     key = record["key"]
+    (out / PROMPTS / f"{key}.json").unlink(missing_ok=True)
+    for old in (out / CODES).glob(f"{key}-*.npy"):
+        old.unlink()
     for name, c in [("ref", ref_codes), *codes.items()]:
         write_atomic(out / CODES / f"{key}-{name}.npy", lambda f, c=c: np.save(f, c))
     write_json(out / PROMPTS / f"{key}.json", record)

@@ -64,18 +64,25 @@ def freeze_unreachable(model: torch.nn.Module, text_head: bool) -> list[str]:
     return frozen
 
 
-def prepare_for_training(model: torch.nn.Module, cfg: TrainConfig) -> CloningLossModel:
+def prepare_for_training(
+    model: torch.nn.Module, cfg: TrainConfig, base: dict | None = None
+) -> CloningLossModel:
     """A loaded (or freshly built) model made ready to train as `cfg` says, inside the loss wrapper.
 
     No cache, gradient checkpointing if asked for, LoRA adapters unless `full` (with the audio head
-    trained whole if asked for), and the parameters that cannot reach the loss frozen.
+    trained whole if asked for), and the parameters that cannot reach the loss frozen. An `init_adapter`
+    is checked against `base`, the model's fingerprint as loaded (`build_model` records it in the run's
+    checkpoints), or one taken here before anything changes the model's config (`use_cache`): the same
+    thing as recorded, so the same base is never reported as another.
     """
+    if cfg.init_adapter is not None and base is None:
+        base = base_fingerprint(model, cfg.model)
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
         # Non-reentrant checkpointing needs no input gradients, so it works with frozen embeddings (LoRA).
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if cfg.init_adapter is not None:
-        model = _from_adapter(model, cfg)
+        model = _from_adapter(model, cfg, base)
     elif not cfg.full:
         import peft
 
@@ -94,9 +101,10 @@ def prepare_for_training(model: torch.nn.Module, cfg: TrainConfig) -> CloningLos
     return wrapped
 
 
-def _from_adapter(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+def _from_adapter(model: torch.nn.Module, cfg: TrainConfig, base: dict) -> torch.nn.Module:
     """`model` with the trainable LoRA adapter of `cfg.init_adapter` (a run's best checkpoint, or a
-    checkpoint folder): its own LoRA shape and targets, checked against this base."""
+    checkpoint folder): its own LoRA shape and targets, checked against this base (`base`: its
+    fingerprint as loaded)."""
     from peft import PeftModel
 
     from higgs_tune import checkpoint
@@ -106,7 +114,7 @@ def _from_adapter(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
     state = checkpoint.read_trainer_state(ckpt)
     if state["mode"] != "lora":
         raise UserError(f"init_adapter={cfg.init_adapter}: {ckpt} holds a full fine-tune, not a LoRA adapter")
-    check_base(state.get("base"), base_fingerprint(model, cfg.model), ckpt)
+    check_base(state.get("base"), base, ckpt)
     log.info("LoRA starts from the adapter of %s (step %d)", ckpt, state["step"])
     return PeftModel.from_pretrained(model, str(ckpt / "adapter"), is_trainable=True)
 
@@ -131,7 +139,7 @@ def build_model(cfg: TrainConfig, use_bf16: bool, uniform_dtype: bool = False) -
         device=_local_cuda_device() if quantization is not None else None,
     )
     base = base_fingerprint(model, cfg.model)
-    wrapped = prepare_for_training(model, cfg)
+    wrapped = prepare_for_training(model, cfg, base)
     wrapped.base_fingerprint = base  # recorded in every checkpoint (`checkpoint.trainer_state`)
     return wrapped
 

@@ -53,6 +53,10 @@ class DpoTrainer(Trainer):
 
     def _setup_model_and_optimizer(self) -> None:
         super()._setup_model_and_optimizer()
+        if self.cfg.dpo.disable_dropout:
+            n = disable_dropout(self.model)
+            if n and self.accelerator.is_main_process:
+                log.info("dropout off in %d modules, as in the reference pass (dpo.disable_dropout)", n)
         self._setup_reference()
 
     @torch.no_grad()
@@ -123,3 +127,18 @@ class DpoTrainer(Trainer):
             lr=self.scheduler.get_last_lr()[0], tokens_per_sec=tok_s, audio_seconds_per_sec=audio_s
         )
         return metrics
+
+
+def disable_dropout(model: torch.nn.Module) -> int:
+    """Set every dropout of `model` to 0 (an adapter's LoRA dropout included, and the attention dropout the
+    decoder reads from its layers), as trl does for DPO; returns how many were on. The reference pass scores
+    in eval mode, without dropout: a policy trained with it would start off the reference (loss above ln 2,
+    a nonzero margin before any step) and its rewards would carry dropout noise."""
+    on = 0
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout) and m.p > 0:
+            m.p, on = 0.0, on + 1
+        rate = getattr(m, "attention_dropout", None)
+        if isinstance(rate, float) and rate > 0:
+            m.attention_dropout, on = 0.0, on + 1
+    return on

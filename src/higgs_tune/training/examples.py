@@ -12,7 +12,13 @@ from dataclasses import dataclass
 import torch
 
 from higgs_tune.config import PromptConfig
-from higgs_tune.model.prompt import PromptTokens, audio_positions, build_conversation, build_prompt
+from higgs_tune.model.prompt import (
+    PromptTokens,
+    audio_positions,
+    build_conversation,
+    build_prompt,
+    spoken_texts,
+)
 
 IGNORE = -100
 """The label of a position or code that is not learned (PyTorch's cross-entropy `ignore_index`)."""
@@ -107,10 +113,11 @@ def example_lengths(processor, data, settings: PromptConfig, indices=None, chunk
     """Sequence length (text tokens plus audio positions) of each sample's example, without building it.
 
     Exactly `build_example(...).num_tokens`, at a fraction of the cost: no codes are read (clip lengths
-    come from the prepared index) and no delay pattern is built. The conversation is rendered with the
-    same chat template and tokenized in chunks by the fast tokenizer; each clip's single `<|AUDIO_OUT|>`
-    placeholder becomes the clip's T + 2 + (K - 1) audio positions (stream BOS, T frames, stream EOS, and
-    the K - 1 frames the delay pattern adds). Audio special tokens are atomic for the tokenizer, so the
+    come from the prepared index) and no delay pattern is built. The conversation holds the texts as the
+    prompt does (`prompt.spoken_texts`: normalised), is rendered with the same chat template and tokenized
+    in chunks by the fast tokenizer; each clip's single `<|AUDIO_OUT|>` placeholder becomes the clip's
+    T + 2 + (K - 1) audio positions (stream BOS, T frames, stream EOS, and the K - 1 frames the delay
+    pattern adds). Audio special tokens are atomic for the tokenizer, so the
     text around them tokenizes the same either way; a test checks equality against built examples.
     """
     indices = range(len(data)) if indices is None else indices
@@ -121,7 +128,10 @@ def example_lengths(processor, data, settings: PromptConfig, indices=None, chunk
         part = records[start : start + chunk]
         rendered = [
             processor.apply_chat_template(
-                build_conversation(r["ref_text"], r["text"], settings, scene=r.get("scene")), tokenize=False
+                build_conversation(
+                    *spoken_texts(r["ref_text"], r["text"], settings), settings, r.get("scene")
+                ),
+                tokenize=False,
             )
             for r in part
         ]
