@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from higgs_tune.data.samples import SampleError
 from higgs_tune.data.validate import validate_manifest
 from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
 from higgs_tune.evaluation.listening import write_listening_test
-from higgs_tune.files import write_json
+from higgs_tune.files import check_output_folder, write_json
 from higgs_tune.model.loading import load_processor
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.prepared.prepare import prepare_dataset
@@ -35,6 +36,21 @@ from higgs_tune.typed_config import load_config
 log = logging.getLogger(__name__)
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's, for the screenshots (and the browser tests)
+# Marks a folder as the demo's, so a second demo may replace what the first wrote (`DEMO_OUTPUTS`) and
+# nothing else.
+DEMO_MARK = ".higgs-tune-demo"
+DEMO_OUTPUTS = (
+    "tiny-model",
+    "data",
+    "prepared",
+    "run",
+    "memorise",
+    "heldout.jsonl",
+    "eval",
+    "ab",
+    "screenshots",
+    "demo_summary.json",
+)
 
 
 def demo_config(model: Path, data: Path, run: Path, steps: int) -> TrainConfig:
@@ -68,6 +84,7 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     """
     started = time.perf_counter()
     out = Path(out)
+    _claim_demo_folder(out)
     paths = {
         "model": out / "tiny-model",
         "data": out / "data",
@@ -111,6 +128,25 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     write_json(out / "demo_summary.json", summary)
     print(_finished(summary, paths, checkpoint, steps, memorised, out))
     return paths
+
+
+def _claim_demo_folder(out: Path) -> None:
+    """Take `out` for the demo: a new or empty folder (marked as the demo's), or one an earlier demo
+    marked, whose demo outputs are removed first (the demo rebuilds its model and data, so they are stale).
+    A folder holding anything else is refused before any work: nothing of the user's is overwritten."""
+    if (out / DEMO_MARK).is_file():
+        stale = [out / name for name in DEMO_OUTPUTS if (out / name).exists() or (out / name).is_symlink()]
+        for path in stale:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        if stale:
+            log.info("replacing the outputs of an earlier demo in %s", out)
+        return
+    check_output_folder(out, "--out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARK).write_text("written by higgs-tune demo\n", encoding="utf-8")
 
 
 def _prepared_samples(paths: dict[str, Path], speakers: int, utterances: int) -> list:
