@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
-from higgs_tune.config import TrainConfig
+from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.errors import UserError
 from higgs_tune.files import write_json, write_text_atomic
 from higgs_tune.typed_config import config_to_dict
 
@@ -47,6 +48,20 @@ log = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
 SCHEDULER_STATE = "scheduler.json"
+# Where a checkpoint keeps its weights for cloning and merging, by training mode.
+WEIGHTS_SUBDIR = {"lora": "adapter", "full": "model"}
+# A folder holds weights when it has one of these (peft's adapter, transformers' model, sharded or not).
+WEIGHT_FILES = (
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+)
+
+
+class CheckpointError(UserError):
+    """A checkpoint whose files are missing, truncated or not what a checkpoint holds; names the file."""
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
@@ -78,11 +93,12 @@ def resolve_checkpoint(path: Path, which: Literal["best", "last"] = "best") -> P
     """
     path = Path(path)
     if (path / TRAINER_STATE).is_file():
+        check_loadable(path)
         return path
     last = last_checkpoint(path)
     if last is None:
         raise FileNotFoundError(f"{path}: neither a checkpoint nor a run folder with a complete checkpoint")
-    state = read_trainer_state(last)
+    state = check_loadable(last)
     best_name = state.get("best_model_checkpoint")
     if which == "last" or best_name is None:
         why = (
@@ -90,11 +106,12 @@ def resolve_checkpoint(path: Path, which: Literal["best", "last"] = "best") -> P
         )
         log.info("%s: using the last checkpoint, %s (step %d): %s", path, last.name, state["step"], why)
         return last
-    best = path / best_name
+    best = path / str(best_name)
     if not (best / TRAINER_STATE).is_file():
         raise FileNotFoundError(
             f"{path}: the best checkpoint {best_name} is recorded but missing; use --checkpoint last"
         )
+    check_loadable(best)
     log.info(
         "%s: using the best checkpoint, %s (step %d, %s %.4g); --checkpoint last for the newest (step %d)",
         path,
@@ -108,8 +125,79 @@ def resolve_checkpoint(path: Path, which: Literal["best", "last"] = "best") -> P
 
 
 def read_trainer_state(checkpoint: Path) -> dict:
-    """The trainer state (step, mode, base model, prompt settings, config) of a checkpoint."""
-    return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())
+    """The trainer state (step, mode, base model, prompt settings, config) of a checkpoint; a file that is
+    not a JSON object (cut short by a full disk or a partial copy, edited by hand) is a `CheckpointError`
+    naming it."""
+    return _json_object(Path(checkpoint) / TRAINER_STATE)
+
+
+def check_loadable(checkpoint: Path) -> dict:
+    """The trainer state of a checkpoint that is about to be loaded, checked first, together with its
+    weights folder, so that a damaged checkpoint is one line naming the file instead of a traceback from
+    deep inside peft, transformers or safetensors minutes later.
+
+    Checked: the trainer state's step, mode and prompt settings; the weights folder (`WEIGHTS_SUBDIR`), its
+    config (`adapter_config.json` or `config.json`) as a JSON object, at least one of `WEIGHT_FILES`, and
+    the header of every safetensors file, which safetensors compares with the file's size (an empty or
+    truncated file fails there) without reading the weights.
+    """
+    checkpoint = Path(checkpoint)
+    path = checkpoint / TRAINER_STATE
+    state = _json_object(path)
+    if isinstance(state.get("step"), bool) or not isinstance(state.get("step"), int):
+        raise CheckpointError(f'{path}: no step number ("step"); the checkpoint is damaged')
+    mode = state.get("mode")
+    if mode not in WEIGHTS_SUBDIR:
+        raise CheckpointError(f'{path}: "mode" is {mode!r}, not one of {", ".join(WEIGHTS_SUBDIR)}')
+    prompt = state.get("prompt")
+    known = set(PromptConfig.__dataclass_fields__)
+    if not isinstance(prompt, dict) or not set(prompt) <= known:
+        raise CheckpointError(
+            f'{path}: "prompt" must be an object of the prompt settings ({", ".join(sorted(known))})'
+        )
+    weights = checkpoint / WEIGHTS_SUBDIR[mode]
+    config = weights / ("adapter_config.json" if mode == "lora" else "config.json")
+    if not config.is_file():
+        raise CheckpointError(f"{config} is missing: the checkpoint is incomplete")
+    if mode == "lora" and "peft_type" not in _json_object(config):
+        raise CheckpointError(f'{config}: no "peft_type"; not a peft adapter\'s config')
+    if mode == "full":
+        _json_object(config)
+    if not any((weights / name).is_file() for name in WEIGHT_FILES):
+        raise CheckpointError(
+            f"{weights}: no weights ({', '.join(WEIGHT_FILES)}); the checkpoint is incomplete"
+        )
+    for file in sorted(weights.glob("*.safetensors")):
+        _check_safetensors(file)
+    return state
+
+
+def _json_object(path: Path) -> dict:
+    """A JSON file that must hold an object, or a `CheckpointError` naming it and what is wrong."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}): the checkpoint is damaged") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(
+            f"{path} holds {type(value).__name__}, not a JSON object: the checkpoint is damaged"
+        )
+    return value
+
+
+def _check_safetensors(path: Path) -> None:
+    """Read a safetensors file's header (not its weights); an empty, truncated or foreign file is a
+    `CheckpointError` naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except SafetensorError as e:
+        raise CheckpointError(
+            f"{path} is damaged ({e}): the file is empty, truncated or not safetensors; copy it again or "
+            "use another checkpoint"
+        ) from None
 
 
 def training_mode(cfg: TrainConfig) -> Literal["full", "lora"]:
@@ -168,8 +256,7 @@ def write_weights(folder: Path, model: torch.nn.Module, state_dict: dict, cfg: T
     state dict (gathered from every rank under FSDP / ZeRO-3), whose keys carry its `model.` prefix.
     """
     weights = {k.removeprefix("model."): v for k, v in state_dict.items()}
-    subdir = "adapter" if training_mode(cfg) == "lora" else "model"
-    model.save_pretrained(str(Path(folder) / subdir), state_dict=weights)
+    model.save_pretrained(str(Path(folder) / WEIGHTS_SUBDIR[training_mode(cfg)]), state_dict=weights)
 
 
 def temporary_dir(run_dir: Path, step: int) -> Path:

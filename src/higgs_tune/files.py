@@ -35,14 +35,22 @@ class OutputInUseError(UserError):
     """An output path that holds what this command did not write: refused, never overwritten or deleted."""
 
 
-def check_output_folder(folder: Path, option: str = "--out") -> None:
-    """Refuse an output folder that is a file or holds anything, before any work starts.
+def check_output_folder(folder: Path, option: str = "--out", inputs: Iterable[Path] = ()) -> None:
+    """Refuse an output folder that is a file, holds anything, or is one of the command's `inputs`
+    folders, before any work starts.
 
     Whatever is in a folder that exists was put there by the user or by an earlier run, and a command that
     writes a folder of outputs (a merged model, a listening test) would overwrite or delete some of it, so
-    only a missing or empty folder is taken. The message lists a few of its entries and names the fix.
+    only a missing or empty folder is taken. A new folder inside an input (a run's `merged/`) is fine:
+    nothing there is replaced. The message lists a few of the folder's entries and names the fix.
     """
     folder = Path(folder)
+    for given in inputs:
+        if Path(given).is_dir() and folder.exists() and os.path.samefile(folder, given):
+            raise OutputInUseError(
+                f"{option} {folder} is {given}, which this command reads: nothing is written there; "
+                "give a new or empty folder"
+            )
     if folder.exists() and not folder.is_dir():
         raise OutputInUseError(f"{option} {folder} is a file; give a new or empty folder")
     entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []

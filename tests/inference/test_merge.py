@@ -1,8 +1,12 @@
 """Merging: the merged model computes what the adapter model computes, and plain transformers loads it."""
 
 import json
+import shutil
+from pathlib import Path
 
+import pytest
 import torch
+from conftest import train_config
 from huggingface_hub import ModelCard
 from transformers import HiggsAudioV2ForConditionalGeneration, HiggsAudioV2Processor
 
@@ -82,3 +86,116 @@ def test_merge_takes_the_best_checkpoint_of_a_run_unless_told_last(tiny_model_di
     ):
         assert all(torch.equal(expected[k], got[k]) for k in expected)
     assert not all(torch.equal(best[k], last[k]) for k in best)
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_model_dir, prepared_dir, tmp_path_factory) -> Path:
+    """A 1-step LoRA run: a real adapter, so that only the checks under test stand between it and a merge."""
+    run = tmp_path_factory.mktemp("merge-run") / "run"
+    Trainer(train_config(tiny_model_dir, prepared_dir, run, "max_steps=1", "eval_fraction=0")).run()
+    return run
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes: equal before and after means nothing was touched."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _refused(run_cli, *args) -> str:
+    """Run `merge ARGS`, expecting a one-line refusal (exit 2); returns the log."""
+    code, _, err = run_cli("merge", *args)
+    assert code == 2, err[-3000:]
+    assert "Traceback" not in err
+    return err
+
+
+def test_merge_refuses_a_folder_of_the_users_leaving_it_byte_identical(
+    tiny_model_dir, lora_run, tmp_path, run_cli
+):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"mine": true}')
+    (mine / "model.safetensors").write_bytes(b"my weights")
+    (mine / "model-00002-of-00002.safetensors").write_bytes(b"my second shard")
+    (mine / "README.md").write_text("# my model\n")
+    before = _files(mine)
+    err = _refused(run_cli, "--model", tiny_model_dir, "--adapter", lora_run, "--out", mine)
+    assert f"--out {mine} is not empty" in err
+    assert _files(mine) == before
+
+
+@pytest.mark.parametrize("where", ["base", "run", "checkpoint"])
+def test_merge_never_writes_into_the_base_model_or_the_adapter(
+    tiny_model_dir, lora_run, tmp_path, run_cli, where
+):
+    """Over the base model's own folder a merge would replace its weights, and a later merge onto it would
+    apply the adapter twice; the base is a copy here, so the session's tiny model stays as it is."""
+    base = Path(shutil.copytree(tiny_model_dir, tmp_path / "base"))
+    checkpoint = lora_run / "checkpoint-1"
+    out = {"base": base, "run": lora_run, "checkpoint": checkpoint}[where]
+    before = {base: _files(base), lora_run: _files(lora_run)}
+    err = _refused(
+        run_cli, "--model", base, "--adapter", checkpoint if where == "checkpoint" else lora_run, "--out", out
+    )
+    assert f"--out {out} is" in err and "which this command reads" in err
+    assert {base: _files(base), lora_run: _files(lora_run)} == before
+    assert not (base / "merged").exists()
+
+
+def _damage(checkpoint: Path, case: str) -> Path:
+    """Damage one file of a checkpoint as a full disk, a partial copy or a hand edit would; returns it."""
+    adapter = checkpoint / "adapter"
+    file, how = {
+        "truncated_weights": (adapter / "adapter_model.safetensors", "half"),
+        "empty_weights": (adapter / "adapter_model.safetensors", "empty"),
+        "no_weights": (adapter / "adapter_model.safetensors", "delete"),
+        "truncated_adapter_config": (adapter / "adapter_config.json", "half"),
+        "adapter_config_a_list": (adapter / "adapter_config.json", "[1, 2]"),
+        "adapter_config_not_peft": (adapter / "adapter_config.json", '{"r": 8}'),
+        "truncated_trainer_state": (checkpoint / "trainer_state.json", "half"),
+        "trainer_state_without_mode": (checkpoint / "trainer_state.json", '{"step": 1, "prompt": {}}'),
+        "trainer_state_bad_prompt": (
+            checkpoint / "trainer_state.json",
+            '{"step": 1, "mode": "lora", "prompt": {"voice": "x"}}',
+        ),
+    }[case]
+    data = file.read_bytes()
+    if how == "delete":
+        file.unlink()
+    else:
+        file.write_bytes({"half": data[: len(data) // 2], "empty": b""}.get(how, how.encode()))
+    return file
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "truncated_weights",
+        "empty_weights",
+        "no_weights",
+        "truncated_adapter_config",
+        "adapter_config_a_list",
+        "adapter_config_not_peft",
+        "truncated_trainer_state",
+        "trainer_state_without_mode",
+        "trainer_state_bad_prompt",
+    ],
+)
+@pytest.mark.parametrize("given", ["checkpoint", "run"])
+def test_a_damaged_adapter_is_one_line_naming_the_file(
+    tiny_model_dir, lora_run, tmp_path, run_cli, case, given
+):
+    run = Path(shutil.copytree(lora_run, tmp_path / "run"))
+    damaged = _damage(run / "checkpoint-1", case)
+    out = tmp_path / "merged"
+    err = _refused(
+        run_cli,
+        "--model",
+        tiny_model_dir,
+        "--adapter",
+        run if given == "run" else run / "checkpoint-1",
+        "--out",
+        out,
+    )
+    (line,) = [x for x in err.splitlines() if str(damaged.parent if case == "no_weights" else damaged) in x]
+    assert not out.exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -85,16 +86,22 @@ def _adapter(folder: Path, card: bool = True, weights: bool = True) -> Path:
 
 
 def _push(
-    folder: Path, endpoint: str, *extra: str, token: str = "hf_test_token"
+    folder: Path,
+    endpoint: str,
+    *extra: str,
+    token: str = "hf_test_token",
+    repo: str = "someone/voice",
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "HF_ENDPOINT": endpoint,
         "HF_TOKEN": token,
         "HF_HUB_DISABLE_TELEMETRY": "1",
+        **(env or {}),
     }
     return subprocess.run(
-        [sys.executable, "-m", "higgs_tune", "push", str(folder), "--repo", "someone/voice", *extra],
+        [sys.executable, "-m", "higgs_tune", "push", str(folder), "--repo", repo, *extra],
         env=env,
         capture_output=True,
         text=True,
@@ -137,6 +144,34 @@ def test_the_hubs_refusal_is_one_line_not_a_traceback(tmp_path, hub):
     done = _push(_adapter(tmp_path / "adapter"), endpoint, token="hf_read_only")
     assert done.returncode == 2 and len(requests) == 1
     assert "403" in done.stderr and "Traceback" not in done.stderr
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: bound, then closed, so connecting to it is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("offline", "offline mode is enabled"),
+        ("refused", "Connection refused"),
+        ("bad_repo_id", "is not a Hub repo id"),
+    ],
+)
+def test_no_network_or_a_bad_repo_id_is_one_line_not_a_traceback(tmp_path, case, expected):
+    """Only loopback is ever contacted: every case points HF_ENDPOINT at a closed loopback port."""
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    env = {"HF_HUB_OFFLINE": "1"} if case == "offline" else {}
+    repo = "not a repo id!" if case == "bad_repo_id" else "someone/voice"
+    done = _push(_adapter(tmp_path / "adapter"), endpoint, repo=repo, env=env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    (line,) = [x for x in done.stderr.splitlines() if expected in x]
+    assert ("nothing was uploaded" in line) == (case != "bad_repo_id")
 
 
 def test_what_is_pushed_must_hold_a_card_and_weights(tmp_path):

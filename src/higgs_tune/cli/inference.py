@@ -57,21 +57,34 @@ def clone(
     scene: Annotated[str | None, typer.Option(help="Override the checkpoint's scene description.")] = None,
     seed: SeedOpt = SAMPLING.seed,
     checkpoint: CheckpointOpt = "best",
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an existing --out (--codes-out) file, or with --manifest this command's files in a "
+            "folder that holds others; never the reference clips or the manifest.",
+        ),
+    ] = False,
 ) -> None:
     """Clone a voice: speak TEXT in the voice of REF_AUDIO, or every sample of a --manifest."""
     _check_texts({"--ref-text": ref_text, "--text": text, "--system-prompt": system_prompt, "--scene": scene})
     from higgs_tune.data.manifests import read_manifest
-    from higgs_tune.inference.clone import check_reference, clone_manifest, clone_one
+    from higgs_tune.inference.clone import check_manifest_output, check_reference, clone_manifest, clone_one
     from higgs_tune.inference.generate import load_for_cloning
 
     given = [v is not None for v in (ref_audio, ref_text, text)]
     one_sample, batch = manifest is None and all(given), manifest is not None and not any(given)
     if not (one_sample or batch):
         raise typer.BadParameter("give either --manifest, or all of --ref-audio, --ref-text and --text")
-    # Bad input is refused before the model loads (minutes for the real one), not after.
+    # Bad input and an output that would overwrite something are refused before the model loads (minutes
+    # for the real one), not after.
     if ref_audio is not None:
         check_reference(ref_audio)
+        _check_clone_outputs(out, codes_out, ref_audio, overwrite)
     samples = None if manifest is None else read_manifest(manifest, require_target=False)
+    if samples is not None:
+        inputs = [manifest, *{s.ref_audio for s in samples}, *{s.audio for s in samples if s.audio}]
+        check_manifest_output(out, samples, inputs, overwrite)
     adapter = checkpoint_of(adapter, checkpoint)
     lm, processor, settings = load_for_cloning(model, adapter, system_prompt=system_prompt, scene=scene)
     sampling = sampling_config(greedy, temperature, top_p, top_k, ras_window, seed)
@@ -84,22 +97,39 @@ def clone(
 
 
 def _check_texts(texts: dict[str, str | None]) -> None:
-    """Refuse a control token in a text given on the command line, as `validate` refuses it in a manifest
-    (`data.problems.special_token_problem`), before any model is loaded."""
-    from higgs_tune.data.problems import raise_for_errors, text_problems
+    """Refuse, before any model is loaded, what `validate` refuses in a manifest: a control token in a text
+    given on the command line (`data.problems.special_token_problem`), and a reference transcript or text
+    to speak with no words (`data.problems.empty_text_problem`)."""
+    from higgs_tune.data.problems import Problem, empty_text_problem, raise_for_errors, text_problems
 
+    spoken = {k: v for k, v in texts.items() if k in ("--ref-text", "--text") and v is not None}
+    empty = [found for field, text in spoken.items() if (found := empty_text_problem(text, field))]
+    raise_for_errors([Problem(code, "clone", message) for code, message in empty])
     raise_for_errors(text_problems(texts, "clone", None))
 
 
+def _check_clone_outputs(out: Path, codes_out: Path | None, ref_audio: Path, overwrite: bool) -> None:
+    """Refuse a --out or --codes-out that is a folder, the reference clip, or (without --overwrite) a file
+    that exists (`files.check_output_file`), and the two naming one file."""
+    from higgs_tune.files import OutputInUseError, check_output_file
+
+    check_output_file(out, "--out", overwrite, inputs=[ref_audio])
+    if codes_out is not None:
+        check_output_file(codes_out, "--codes-out", overwrite, inputs=[ref_audio, out])
+        if codes_out.absolute() == out.absolute():
+            raise OutputInUseError(f"--codes-out {codes_out} is --out too; give each its own file name")
+
+
 def _write_clone(result: Clone, out: Path, codes_out: Path | None, processor, max_seconds: float) -> None:
-    """Save one clone's codes (if asked) and its wav; exit 1 when the model gave no audio frames at all."""
+    """Save one clone's codes (if asked, to exactly that path) and its wav, and say what its speech checks
+    flagged; exit 1 when the model gave no audio frames at all."""
     import numpy as np
 
     from higgs_tune.data.audio import write_wav
+    from higgs_tune.files import write_atomic
 
     if codes_out is not None:
-        codes_out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(codes_out, result.codes)
+        write_atomic(codes_out, lambda f: np.save(f, result.codes))
     if result.codes.shape[1] == 0:
         log.error("the model emitted its stream EOS at once: no audio frames, so %s was not written", out)
         raise typer.Exit(1)
@@ -107,6 +137,10 @@ def _write_clone(result: Clone, out: Path, codes_out: Path | None, processor, ma
     rate = processor.audio_tokenizer.config.frame_rate
     how = "stream EOS" if result.stopped_by_eos else f"the {max_seconds:g} s limit (no EOS: cut)"
     log.info("wrote %s: %.2f s of audio, ended by %s", out, result.codes.shape[1] / rate, how)
+    if result.flags:
+        log.warning("speech checks of %s: %s", out, ", ".join(result.flags))
+    else:
+        log.info("speech checks of %s: no flags", out)
 
 
 @app.command()

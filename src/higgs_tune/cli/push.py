@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from higgs_tune.cli.app import app
-
-log = logging.getLogger("higgs_tune")
 
 
 @app.command()
@@ -20,14 +17,8 @@ def push(
     private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
 ) -> None:
     """Upload a fine-tune's weights and model card to the Hugging Face Hub (HF_TOKEN or `hf auth login`)."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from higgs_tune.inference.push import PushError
     from higgs_tune.inference.push import push as push_folder
 
-    try:
-        url = push_folder(folder, repo, private)
-    except (PushError, HfHubHTTPError) as e:  # the Hub's refusals (no token, no write access) name the cause
-        log.error("%s", e)
-        raise typer.Exit(2) from None
-    typer.echo(f"pushed: {url}")
+    # A folder that must not go up, a bad repo id, no network or the Hub's refusal: a `PushError`, which
+    # `cli.main` prints as one line (exit 2).
+    typer.echo(f"pushed: {push_folder(folder, repo, private)}")

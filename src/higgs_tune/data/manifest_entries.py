@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from higgs_tune.config import PromptConfig
-from higgs_tune.data.problems import Problem
+from higgs_tune.data.problems import Problem, empty_text_problem
 from higgs_tune.data.samples import Sample
 
 INSTRUCTION = "Please generate speech for given text in reference audio's voice: "
@@ -58,8 +58,9 @@ class Entry:
         if not isinstance(value, str):
             self.add("wrong_type", f"{label} must be a string, got {_json_type(value)}")
             return None
-        if not value.strip():
-            self.add("empty_text", f"{label} is empty")
+        empty = empty_text_problem(value, label)
+        if empty is not None:
+            self.add(*empty)
             return None
         return value.strip()
 

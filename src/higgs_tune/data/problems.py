@@ -139,6 +139,15 @@ def same_clip_problem(
     )
 
 
+def empty_text_problem(text: str, field: str) -> tuple[str, str] | None:
+    """(code, message) for a text with nothing to speak (empty or only whitespace), else None: one rule for
+    `validate` (and so every manifest reader) and `clone --text` / `--ref-text`. Such a text gives the
+    model no words to say, and it makes a clip of whatever it likes instead."""
+    if text.strip():
+        return None
+    return "empty_text", f"{field} is empty"
+
+
 # The spelling of Higgs Audio v2's (and Llama 3's) control tokens: <|eot_id|>, <|AUDIO_OUT|>,
 # <|reserved_special_token_6|>, ... No transcript says this, so any such span is refused, whichever model.
 SPECIAL_TOKEN = re.compile(r"<\|[^\s<>|]{1,64}\|>")

@@ -4,6 +4,10 @@ Every caller clones through `clone_samples`, so a clip is decoded, checked and f
 everywhere: `clone_one` (the `clone` command and the demo: one sample, its reference a clip on disk),
 `clone_manifest` (`clone --manifest` and `eval`) and the clips logged during training. A clone that stopped
 at once has no audio: it is kept, without checks, and flagged silent (and cut when it never stopped).
+
+A prompt that, with the frames its length limit allows, would run past the model's positions is never
+generated (`generate.context_problem`): `clone_one` refuses it, `clone_manifest` skips its sample and lists
+it in `skipped.jsonl` beside the references of the wrong length.
 """
 
 from __future__ import annotations
@@ -21,13 +25,19 @@ from higgs_tune.config import PromptConfig
 from higgs_tune.data.audio import AudioError, audio_info
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS, duration_problem
 from higgs_tune.data.samples import SampleError
-from higgs_tune.files import write_jsonl
-from higgs_tune.inference.generate import generate_codes
+from higgs_tune.files import check_output_file, check_output_folder, write_jsonl
+from higgs_tune.inference.generate import context_problem, generate_codes, prompt_length
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 from higgs_tune.inference.speech_checks import CUT, SILENT, SpeechChecks, check_speech
 from higgs_tune.model.codes import decode_codes, encode_file
 
 log = logging.getLogger(__name__)
+
+# What `clone_manifest` writes into its folder besides each sample's clip and codes (`clip_file_name`).
+RESULTS_FILE = "results.jsonl"
+SKIPPED_FILE = "skipped.jsonl"
+# The code of a sample skipped because its prompt and length limit do not fit the model's positions.
+PROMPT_TOO_LONG = "prompt_too_long"
 
 
 @dataclass(frozen=True)
@@ -82,11 +92,18 @@ def clone_one(
     *,
     max_seconds: float,
 ) -> Clone:
-    """Clone one sample whose reference is a clip on disk, generating at most `max_seconds` of audio."""
+    """Clone one sample whose reference is a clip on disk, generating at most `max_seconds` of audio; a
+    prompt that would run past the model's positions is a `SampleError`, before any generation."""
     check_reference(ref_audio)
     rate = processor.audio_tokenizer.config.frame_rate
     item = {"ref_text": ref_text, "ref_codes": encode_file(processor, ref_audio), "text": text}
-    return clone_samples(model, processor, [item], settings, sampling, [int(max_seconds * rate)])[0]
+    frames = int(max_seconds * rate)
+    problem = context_problem(
+        model, prompt_length(processor, item, settings), frames, item["ref_codes"].shape[0]
+    )
+    if problem is not None:
+        raise SampleError("clone", problem)
+    return clone_samples(model, processor, [item], settings, sampling, [frames])[0]
 
 
 def clone_manifest(
@@ -100,32 +117,39 @@ def clone_manifest(
     batch_size: int = 8,
 ) -> list[dict]:
     """Clone every sample of a manifest in batches: `out/<name>.wav`, `out/<name>.npy` (`clip_file_name`)
-    and `out/results.jsonl`; samples whose reference is too short or too long are listed in
-    `out/skipped.jsonl` instead (`screen_references`).
+    and `out/results.jsonl`; samples whose reference is too short or too long (`screen_references`), or
+    whose prompt does not fit the model's positions (`screen_prompts`), are listed in `out/skipped.jsonl`
+    instead.
 
     Reference clips are encoded once each, however many samples share them. Returns the result rows.
     """
     from tqdm import tqdm
 
     samples, skipped = screen_references(samples)  # before any work, not batches later
-    out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "skipped.jsonl", skipped)
     rate = processor.audio_tokenizer.config.frame_rate
     ref_codes: dict[Path, np.ndarray] = {}
+    for s in samples:
+        if s.ref_audio not in ref_codes:
+            ref_codes[s.ref_audio] = encode_file(processor, s.ref_audio)
+    items = [
+        {"ref_text": s.ref_text, "ref_codes": ref_codes[s.ref_audio], "text": s.text, "scene": s.scene}
+        for s in samples
+    ]
+    limits = [limit.frames(s.text, rate) for s in samples]
+    kept, too_long = screen_prompts(model, processor, samples, items, limits, settings)
+    skipped += too_long
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / SKIPPED_FILE, skipped)
     rows = []
-    for start in tqdm(range(0, len(samples), batch_size), desc="clone", unit="batch"):
-        batch = samples[start : start + batch_size]
-        for s in batch:
-            if s.ref_audio not in ref_codes:
-                ref_codes[s.ref_audio] = encode_file(processor, s.ref_audio)
-        items = [
-            {"ref_text": s.ref_text, "ref_codes": ref_codes[s.ref_audio], "text": s.text, "scene": s.scene}
-            for s in batch
+    for start in tqdm(range(0, len(kept), batch_size), desc="clone", unit="batch"):
+        batch = kept[start : start + batch_size]
+        clones = clone_samples(
+            model, processor, [items[i] for i in batch], settings, sampling, [limits[i] for i in batch]
+        )
+        rows += [
+            _write_clone(samples[i], clone, out, processor) for i, clone in zip(batch, clones, strict=True)
         ]
-        limits = [limit.frames(s.text, rate) for s in batch]
-        clones = clone_samples(model, processor, items, settings, sampling, limits)
-        rows += [_write_clone(s, clone, out, processor) for s, clone in zip(batch, clones, strict=True)]
-    write_jsonl(out / "results.jsonl", rows)
+    write_jsonl(out / RESULTS_FILE, rows)
     flags = Counter(f for r in rows for f in r["flags"])
     log.info(
         "cloned %d samples into %s; flags: %s",
@@ -187,6 +211,50 @@ def screen_references(samples: list) -> tuple[list, list[dict]]:
             "manifest", f"no sample left to clone: all {len(samples)} references are too short or too long"
         )
     return kept, skipped
+
+
+def screen_prompts(
+    model, processor, samples: list, items: list[dict], limits: list[int], settings: PromptConfig
+) -> tuple[list[int], list[dict]]:
+    """(indices of the samples to clone, skipped) by whether each sample's prompt (`items`) and frame limit
+    (`limits`) fit the model's positions (`generate.context_problem`): one that does not is skipped, logged
+    and counted (rows of `skipped.jsonl`: id, code, problem), before any generation."""
+    kept, skipped = [], []
+    for i, (s, item, frames) in enumerate(zip(samples, items, limits, strict=True)):
+        length = prompt_length(processor, item, settings)
+        problem = context_problem(model, length, frames, item["ref_codes"].shape[0])
+        if problem is None:
+            kept.append(i)
+            continue
+        log.warning("sample %r skipped: %s", s.id, problem)
+        skipped.append({"id": s.id, "code": PROMPT_TOO_LONG, "problem": problem})
+    if skipped:
+        log.warning(
+            "skipped %d of %d samples whose prompt does not fit the model's positions",
+            len(skipped),
+            len(samples),
+        )
+    if not kept and samples:
+        raise SampleError(
+            "manifest", f"no sample left to clone: all {len(samples)} prompts are too long for the model"
+        )
+    return kept, skipped
+
+
+def check_manifest_output(out: Path, samples: list, inputs: list[Path], overwrite: bool) -> None:
+    """Refuse `clone --manifest`'s output folder before any work: a file, or a folder that holds anything
+    (`files.check_output_folder`). With `overwrite`, a folder that holds something is taken, and only the
+    files `clone_manifest` writes are replaced: each is refused if it is a folder or one of the `inputs`
+    (the manifest, the reference clips), so a clone never lands on what it is read from."""
+    out = Path(out)
+    if not (overwrite and out.is_dir()):
+        check_output_folder(out, "--out")
+        return
+    names = [RESULTS_FILE, SKIPPED_FILE]
+    for s in samples:
+        names += [f"{clip_file_name(s.id)}.wav", f"{clip_file_name(s.id)}.npy"]
+    for name in names:
+        check_output_file(out / name, "--out", overwrite=True, inputs=inputs)
 
 
 def _write_clone(sample, clone: Clone, out: Path, processor) -> dict:

@@ -100,6 +100,36 @@ def _generated_codes(processor, frames: torch.Tensor) -> tuple[np.ndarray, bool]
     return codes.transpose(0, 1).cpu().numpy().astype(np.int64), bool(ends)
 
 
+def generated_positions(frame_limit: int, num_codebooks: int) -> int:
+    """Positions that generating at most `frame_limit` frames takes after the prompt: the stream BOS, the
+    frames, the stream EOS and the K-1 positions of the delay pattern."""
+    return frame_limit + 1 + num_codebooks
+
+
+def prompt_length(processor, item: dict, settings: PromptConfig) -> int:
+    """Positions the cloning prompt of `item` (as `generate_codes` takes it) fills, its reference audio
+    included."""
+    prompt = build_prompt(
+        processor, item["ref_text"], item["ref_codes"], item["text"], settings, scene=item.get("scene")
+    )
+    return int(prompt.input_ids.shape[0])
+
+
+def context_problem(model, prompt_length: int, frame_limit: int, num_codebooks: int) -> str | None:
+    """Why a prompt of `prompt_length` positions plus `frame_limit` generated frames does not fit the
+    model's positions (`max_position_embeddings`), else None. Past them the model's attention is
+    untrained: it stops early or babbles, and the clip says nothing of why."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    needed = prompt_length + generated_positions(frame_limit, num_codebooks)
+    if limit is None or needed <= limit:
+        return None
+    return (
+        f"the prompt takes {prompt_length} positions and the length limit allows {frame_limit} frames, "
+        f"{needed} positions in all, past the model's {limit} (max_position_embeddings): shorten the text "
+        "or the reference, or lower --max-seconds"
+    )
+
+
 @torch.inference_mode()
 def generate_codes(
     model,
@@ -122,8 +152,7 @@ def generate_codes(
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     k = prompts[0].audio_input_ids.shape[1]
-    # Generated positions per sample: stream BOS + T frames + stream EOS + K-1 delay positions.
-    limits = torch.tensor([lim + 1 + k for lim in frame_limits])
+    limits = torch.tensor([generated_positions(lim, k) for lim in frame_limits])
     eos_token_id = model.generation_config.eos_token_id
     stopper = FrameLimit(batch["input_ids"].shape[1], limits, eos_token_id)
     if sampling.seed is not None:

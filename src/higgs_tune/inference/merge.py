@@ -5,6 +5,11 @@ copy of the codec in `audio_tokenizer/` (and pointing there), so `HiggsAudioV2Fo
 and `HiggsAudioV2Processor.from_pretrained(OUT)` load it with no higgs-tune code. The prompt settings
 the model was trained with are written to `OUT/higgs_tune_prompt.json`, since the chat template itself
 carries no system prompt.
+
+`OUT` must be a new or empty folder outside the base model's folder and the adapter's, checked before
+anything loads (`files.check_output_folder`): merging over a model folder would replace its weights (and a
+later merge would then apply the adapter twice), and over a folder of the user's would overwrite or leave
+beside the merged files whatever it held.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from higgs_tune import checkpoint
+from higgs_tune.files import check_output_folder
 from higgs_tune.model.loading import AUDIO_TOKENIZER_SUBDIR, load_codec, load_finetuned, load_processor
 from higgs_tune.training.card import write_merged_card
 
@@ -28,12 +34,14 @@ def merge_adapter(model_id: str, adapter: Path, out: Path, which: Literal["best"
     """Merge `adapter` into `model_id` and save everything to `out`.
 
     `adapter` is a checkpoint folder (used as is) or a run folder, whose best checkpoint is merged, or its
-    newest with `which="last"` (`checkpoint.resolve_checkpoint`).
+    newest with `which="last"` (`checkpoint.resolve_checkpoint`, which also checks its files). `out` must be
+    new or empty and outside both (`files.check_output_folder`); both are checked before anything loads.
     """
+    out = Path(out)
+    check_output_folder(out, "--out", inputs=[Path(model_id), Path(adapter)])
     adapter = checkpoint.resolve_checkpoint(adapter, which)
     state = checkpoint.read_trainer_state(adapter)
     model, settings = load_finetuned(model_id, adapter, use_text_head=state.get("text_head", False))
-    out = Path(out)
     model.save_pretrained(out)
     processor = load_processor(model_id)
     codec_dir = out / AUDIO_TOKENIZER_SUBDIR
