@@ -199,3 +199,35 @@ def test_a_damaged_adapter_is_one_line_naming_the_file(
     )
     (line,) = [x for x in err.splitlines() if str(damaged.parent if case == "no_weights" else damaged) in x]
     assert not out.exists()
+
+
+def test_a_merged_model_is_prompted_as_its_adapter(tiny_model_dir, processor, sample_data_dir, tmp_path):
+    """A run trained on texts without diacritics clones a diacritised text as its plain form; its merged
+    folder, what users publish and serve, must too: the merged folder's recorded prompt settings are read
+    by every command that loads it, so merged and adapter give the same greedy codes."""
+    from higgs_tune.data.manifests import read_manifest
+    from higgs_tune.inference.generate import generate_codes, load_for_cloning
+    from higgs_tune.inference.settings import SamplingConfig
+    from higgs_tune.prepared.prepare import prepare_dataset
+
+    prepared = tmp_path / "prepared"
+    samples = read_manifest(sample_data_dir["manifest_jsonl"])[:4]
+    prepare_dataset(
+        samples, processor, prepared, model_id=str(tiny_model_dir), text_normalisation="arabic_no_diacritics"
+    )
+    run = tmp_path / "run"
+    Trainer(train_config(tiny_model_dir, prepared, run, "max_steps=1", "eval_fraction=0")).run()
+    merged = merge_adapter(str(tiny_model_dir), run, tmp_path / "merged")
+    ref_codes = torch.randint(0, 1024, (8, 12), generator=torch.Generator().manual_seed(0))
+    diacritised, plain = "ذَهَبَ الوَلَدُ إِلَى المَدْرَسَةِ", "ذهب الولد الى المدرسة"
+
+    def clone(model_id: Path, adapter: Path | None, text: str):
+        model, proc, settings = load_for_cloning(str(model_id), adapter)
+        item = {"ref_text": "مرحبا", "ref_codes": ref_codes, "text": text}
+        return generate_codes(model, proc, [item], settings, SamplingConfig(greedy=True), [15])[0].codes
+
+    from_adapter = clone(tiny_model_dir, run, diacritised)
+    assert from_adapter.shape[1] > 0
+    assert (from_adapter == clone(tiny_model_dir, run, plain)).all()
+    assert from_adapter.shape == clone(merged, None, diacritised).shape
+    assert (clone(merged, None, diacritised) == from_adapter).all()

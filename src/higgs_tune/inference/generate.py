@@ -19,7 +19,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from higgs_tune.config import PromptConfig
 from higgs_tune.inference.settings import SamplingConfig
-from higgs_tune.model.loading import load_finetuned, load_model, load_processor
+from higgs_tune.model.loading import load_finetuned, load_model, load_processor, model_prompt
 from higgs_tune.model.prompt import PromptTokens, build_prompt
 
 log = logging.getLogger(__name__)
@@ -188,9 +188,10 @@ def load_for_cloning(
     model_id: str, adapter: Path | None, system_prompt: str | None = None, scene: str | None = None
 ) -> tuple[torch.nn.Module, object, PromptConfig]:
     """The model to clone with, its processor, and the prompt settings: the checkpoint's own (see
-    `models.load_finetuned`) unless `system_prompt` / `scene` override them."""
+    `loading.load_finetuned`), or a merged folder's (`loading.model_prompt`; the base model's defaults for
+    any other model), unless `system_prompt` / `scene` override them."""
     if adapter is None:
-        model, settings = load_model(model_id), PromptConfig()
+        model, settings = load_model(model_id), model_prompt(model_id)
     else:
         model, settings = load_finetuned(model_id, adapter)
     if system_prompt is not None:

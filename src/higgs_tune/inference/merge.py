@@ -4,9 +4,9 @@ The LoRA adapter is merged into the base weights; the processor is saved beside 
 copy of the codec in `audio_tokenizer/` (and pointing there), so `HiggsAudioV2ForConditionalGeneration`
 and `HiggsAudioV2Processor.from_pretrained(OUT)` load it with no higgs-tune code. The prompt settings
 the model was trained with are written to `OUT/higgs_tune_prompt.json`, since the chat template itself
-carries no system prompt.
+carries no system prompt; every command that loads the folder reads them (`loading.model_prompt`).
 
-`OUT` must be a new or empty folder outside the base model's folder and the adapter's, checked before
+`OUT` must be a new or empty folder, and not the base model's folder nor the adapter's, checked before
 anything loads (`files.check_output_folder`): merging over a model folder would replace its weights (and a
 later merge would then apply the adapter twice), and over a folder of the user's would overwrite or leave
 beside the merged files whatever it held.
@@ -22,12 +22,16 @@ from typing import Literal
 
 from higgs_tune import checkpoint
 from higgs_tune.files import check_output_folder
-from higgs_tune.model.loading import AUDIO_TOKENIZER_SUBDIR, load_codec, load_finetuned, load_processor
+from higgs_tune.model.loading import (
+    AUDIO_TOKENIZER_SUBDIR,
+    PROMPT_FILE,
+    load_codec,
+    load_finetuned,
+    load_processor,
+)
 from higgs_tune.training.card import write_merged_card
 
 log = logging.getLogger(__name__)
-
-PROMPT_FILE = "higgs_tune_prompt.json"
 
 
 def merge_adapter(model_id: str, adapter: Path, out: Path, which: Literal["best", "last"] = "best") -> Path:
@@ -35,7 +39,7 @@ def merge_adapter(model_id: str, adapter: Path, out: Path, which: Literal["best"
 
     `adapter` is a checkpoint folder (used as is) or a run folder, whose best checkpoint is merged, or its
     newest with `which="last"` (`checkpoint.resolve_checkpoint`, which also checks its files). `out` must be
-    new or empty and outside both (`files.check_output_folder`); both are checked before anything loads.
+    new or empty and neither of them (`files.check_output_folder`), checked before anything loads.
     """
     out = Path(out)
     check_output_folder(out, "--out", inputs=[Path(model_id), Path(adapter)])

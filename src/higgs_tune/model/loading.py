@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 # Where a self-contained model folder keeps its codec.
 AUDIO_TOKENIZER_SUBDIR = "audio_tokenizer"
+# Where a merged fine-tune (`higgs-tune merge`) keeps the prompt settings it was trained with.
+PROMPT_FILE = "higgs_tune_prompt.json"
 
 # transformers' script that turns a checkpoint in the original higgs-audio layout into its own. It is in the
 # transformers source (src/transformers/models/higgs_audio_v2/), not in the installed package.
@@ -314,6 +316,31 @@ def _processor_with_codec(
         feature_extractor=DacFeatureExtractor.from_pretrained(model_id_or_path),
         tokenizer=AutoTokenizer.from_pretrained(model_id_or_path),
     )
+
+
+def model_prompt(model_id_or_path: str | os.PathLike) -> PromptConfig:
+    """The prompt settings to use a model with: those a merged fine-tune records (`PROMPT_FILE`), else the
+    defaults the base model was trained with.
+
+    A merged folder is what users publish and serve, so it must be prompted as its adapter was (the same
+    system text, scene and text normalisation), by every command that loads it, as for `--adapter RUN`.
+    """
+    found = cached_file(
+        model_id_or_path,
+        PROMPT_FILE,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
+    if found is None:
+        return PromptConfig()
+    try:
+        recorded = json.loads(Path(found).read_text(encoding="utf-8"))
+        return PromptConfig(**recorded)
+    except (ValueError, TypeError) as e:
+        raise UserError(
+            f"{found}: not the prompt settings `higgs-tune merge` writes ({e}); restore it from the "
+            "merged run's checkpoint (trainer_state.json's prompt) or merge again"
+        ) from e
 
 
 def load_finetuned(

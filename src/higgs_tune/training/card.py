@@ -260,7 +260,9 @@ def _prompt_section(prompt: dict) -> str:
         "Prompt the model exactly as it was trained (`higgs-tune clone` and `eval` do so from the "
         "checkpoint):\n\n"
         f"- system prompt: `{prompt['system_prompt']}`\n"
-        f"- scene, for samples without their own: {scene}"
+        f"- scene, for samples without their own: {scene}\n"
+        f"- text normalisation, applied to the reference transcript and the text to speak: "
+        f"`{prompt.get('text_normalisation') or 'none'}`"
     )
 
 
@@ -359,7 +361,9 @@ def _use_section(facts: dict) -> str:
             'processor = HiggsAudioV2Processor.from_pretrained("THIS_FOLDER")'
         )
         return (
-            f"## Use\n\n```python\n{code}\n```\n\nThe prompt settings are also in `higgs_tune_prompt.json`."
+            f"## Use\n\n```python\n{code}\n```\n\nThe prompt settings above are also in "
+            "`higgs_tune_prompt.json`, which `higgs-tune clone`, `eval` and `prefs` read when given this "
+            "folder as `--model`; other code must apply them itself (the text normalisation included)."
         )
     return (
         "## Use\n\n```bash\n"
