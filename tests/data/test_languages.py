@@ -47,14 +47,14 @@ def test_validate_takes_every_spelling(tmp_path, make_wav, run_cli):
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "next_check"),
     [
-        ("eval", "absent.jsonl", "--model", "absent", "--out", "out"),
-        ("prefs", "absent.jsonl", "--model", "absent", "--out", "out"),
-        ("ingest", "empty-folder", "--out", "out"),
+        (("eval", "--manifest", "absent.jsonl", "--model", "absent", "--out", "out"), "absent"),
+        (("prefs", "--manifest", "absent.jsonl", "--model", "absent", "--out", "out"), "absent"),
+        (("ingest", "empty-folder", "--out", "out"), "empty-folder: has no audio files"),
     ],
 )
-def test_every_command_reads_language_the_same_way(tmp_path, monkeypatch, run_cli, args):
+def test_every_command_reads_language_the_same_way(tmp_path, monkeypatch, run_cli, args, next_check):
     # An unknown language is refused in one line before anything runs; a known spelling gets past it.
     (tmp_path / "empty-folder").mkdir()
     monkeypatch.chdir(tmp_path)
@@ -62,4 +62,4 @@ def test_every_command_reads_language_the_same_way(tmp_path, monkeypatch, run_cl
     assert code == 2 and UNKNOWN in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
     code, _, err = run_cli(*args, "--language", "ar-SA")
-    assert "not a language we know" not in err
+    assert code == 2 and "not a language we know" not in err and next_check in err
