@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from higgs_tune.typed_config import ConfigError, bounded
 
-TextNormalisation = Literal["none", "whitespace", "arabic", "arabic_no_diacritics"]
+TextNormalisation = Literal["none", "whitespace", "arabic", "arabic_no_diacritics", "arabic_spoken"]
 """How transcripts are normalised before they are prompted; the rules are `data.text_normalisation`'s."""
 
 

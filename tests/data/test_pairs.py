@@ -7,8 +7,17 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
-from higgs_tune.data.pairs import Utterance, build_pairs, read_utterances
+from higgs_tune.data.manifests import read_manifest
+from higgs_tune.data.pairs import (
+    Utterance,
+    build_pairs,
+    check_heldout_speakers,
+    heldout_amount,
+    read_utterances,
+    split_speakers,
+)
 from higgs_tune.data.samples import SampleError
+from higgs_tune.errors import UserError
 
 
 def utterances(speakers: dict[str, int], root: Path = Path("/data")) -> list[Utterance]:
@@ -217,3 +226,107 @@ def test_text_that_is_not_utf8_names_its_line_and_the_fix(tmp_path):
     (folder / "s1_000.txt").write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(SampleError, match=r"transcript file .*s1_000.txt line 1 is not UTF-8 text.*as UTF-8"):
         read_utterances(folder)
+
+
+def speakers_of(path: Path) -> set[str]:
+    return {json.loads(line)["speaker"] for line in path.read_text(encoding="utf-8").splitlines()}
+
+
+def test_split_holds_out_whole_speakers_reproducibly():
+    utts = utterances({f"s{i}": 3 for i in range(10)} | {"lonely": 1})
+    split = split_speakers(utts, 3, seed=7)
+    assert len(split.heldout) == 3 and len(split.training) == 7 and split.unpaired == ["lonely"]
+    assert not set(split.heldout) & {u.speaker for u in split.training_utterances}
+    assert {u.speaker for u in split.heldout_utterances} == set(split.heldout)
+    assert len(split.training_utterances) + len(split.heldout_utterances) == len(utts)  # nothing dropped
+    assert split_speakers(utts, 3, seed=7).heldout == split.heldout
+    assert any(split_speakers(utts, 3, seed=s).heldout != split.heldout for s in range(8, 12))
+    assert len(split_speakers(utts, 0.2, seed=7).heldout) == 2  # a fraction of the 10 pairable speakers
+    assert len(split_speakers(utts, 0.01, seed=7).heldout) == 1  # at least one
+    # Adding a speaker moves at most the one it displaces.
+    grown = split_speakers(utterances({f"s{i}": 3 for i in range(11)}), 3, seed=7)
+    assert len(set(grown.heldout) - set(split.heldout)) <= 1
+
+
+def test_split_leaves_someone_to_train_on():
+    with pytest.raises(UserError, match="would hold out 2 of the 2 speakers"):
+        split_speakers(utterances({"a": 2, "b": 2, "c": 1}), 2)
+
+
+@pytest.mark.parametrize(("value", "amount"), [("3", 3), ("0.1", 0.1), ("0.5", 0.5)])
+def test_heldout_amount_is_a_count_or_a_fraction(value, amount):
+    assert heldout_amount(value) == amount
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "1.0", "1.5", "0.0", "ten", ""])
+def test_heldout_amount_refuses_anything_else(value):
+    with pytest.raises(UserError, match=f"--heldout-speakers {value!r} is neither a count"):
+        heldout_amount(value)
+
+
+def test_pairs_cli_writes_disjoint_training_and_heldout_manifests(tmp_path, run_cli):
+    rows = [
+        {"audio": f"clips/{s}_{i}.wav", "text": f"نص {i}", "speaker": s}
+        for s in ("ali", "badr", "dana", "eman", "fadi")
+        for i in range(3)
+    ]
+    source = write_jsonl(tmp_path / "utterances.jsonl", rows)
+    out = tmp_path / "pairs.jsonl"
+    code, stdout, err = run_cli("pairs", source, "--out", out, "--heldout-speakers", "2", "--seed", "3")
+    assert code == 0, err
+    heldout = tmp_path / "pairs.heldout.jsonl"
+    summary = json.loads((tmp_path / "pairs.split.json").read_text(encoding="utf-8"))
+    assert speakers_of(heldout) == set(summary["heldout_speakers"]) and len(summary["heldout_speakers"]) == 2
+    assert speakers_of(out) == set(summary["training_speakers"])
+    assert not speakers_of(out) & speakers_of(heldout)
+    assert summary["training_pairs"] == 9 and summary["heldout_pairs"] == 6 and summary["seed"] == 3
+    assert "held out 2 speakers" in stdout and all(s in stdout for s in summary["heldout_speakers"])
+
+    # The same seed gives the same split; an existing output is never replaced without --overwrite.
+    before = {p: p.read_bytes() for p in (out, heldout, tmp_path / "pairs.split.json")}
+    code, _, err = run_cli("pairs", source, "--out", out, "--heldout-speakers", "2", "--seed", "3")
+    assert code == 2 and "exists" in err and "--overwrite" in err
+    assert {p: p.read_bytes() for p in before} == before
+    code, _, err = run_cli(
+        "pairs", source, "--out", out, "--heldout-speakers", "2", "--seed", "3", "--overwrite"
+    )
+    assert code == 0, err
+    assert {p: p.read_bytes() for p in before} == before
+
+    code, _, err = run_cli("pairs", source, "--out", tmp_path / "p2.jsonl", "--heldout-speakers", "5")
+    assert code == 2 and "would hold out 5 of the 5 speakers" in err and "Traceback" not in err
+    assert not (tmp_path / "p2.jsonl").exists()
+
+
+def test_prepare_refuses_a_training_manifest_sharing_a_heldout_speaker(tmp_path, make_wav, run_cli):
+    for name in ("a", "b", "c"):
+        make_wav(f"clips/{name}.wav", seed=len(name))
+
+    def manifest(path, speakers):
+        rows = [
+            {
+                "id": f"{s}{i}",
+                "ref_audio": "clips/a.wav",
+                "ref_text": "نص",
+                "text": "نص",
+                "audio": "clips/b.wav",
+            }
+            | ({} if s is None else {"speaker": s})
+            for i, s in enumerate(speakers)
+        ]
+        return write_jsonl(tmp_path / path, rows)
+
+    heldout = manifest("heldout.jsonl", ["dana", "eman"])
+    train = manifest("train.jsonl", ["ali", "dana", "eman", "fadi"])
+    args = ("--model", tmp_path / "no-model", "--out", tmp_path / "data", "--heldout-manifest", heldout)
+    code, _, err = run_cli("prepare", train, *args)
+    assert code == 2 and "shares 2 speakers with the held-out" in err and "(dana, eman)" in err
+    assert "Traceback" not in err and not (tmp_path / "data").exists()
+
+    unnamed = manifest("unnamed.jsonl", ["ali", None, None])
+    code, _, err = run_cli("prepare", unnamed, *args)
+    assert code == 2 and "2 samples without a speaker" in err and not (tmp_path / "data").exists()
+
+    check_heldout_speakers(
+        read_manifest(manifest("ok.jsonl", ["ali", "fadi"])), read_manifest(heldout), "t", "h"
+    )

@@ -1,6 +1,7 @@
 """Text normalisation: its rules, its one home, and that it is the same at training and at cloning."""
 
 import json
+import random
 
 import pytest
 import torch
@@ -53,6 +54,42 @@ def test_normalising_twice_is_normalising_once(how, text):
     assert normalise_text(once, how) == once
 
 
+WITH_NUMBERS = "عام ١٩٤٥ مات ٨٠٪ منهم، و 15 في 2024"
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ("none", WITH_NUMBERS),
+        ("whitespace", WITH_NUMBERS),
+        ("arabic", WITH_NUMBERS),
+        ("arabic_no_diacritics", WITH_NUMBERS),
+    ],
+)
+def test_the_older_settings_leave_digits_as_they_were(how, expected):
+    # A run trained before `arabic_spoken` existed clones exactly as it was trained: digits stay digits.
+    assert normalise_text(WITH_NUMBERS, how) == expected
+
+
+def test_arabic_spoken_writes_numbers_out_in_any_digit_system():
+    spoken = "عام الف وتسعمئة وخمسة واربعون مات ثمانون في المئة منهم، و خمسة عشر في الفان واربعة وعشرون"
+    assert normalise_text(WITH_NUMBERS, "arabic_spoken") == spoken  # words folded like any text (ألف)
+    assert normalise_text("قرأت ١٥ كتابا", "arabic_spoken") == normalise_text(
+        "قرأت 15 كتابا", "arabic_spoken"
+    )
+    assert normalise_text("قرأت ۱۵ كتابًا", "arabic_spoken") == "قرات خمسة عشر كتابا"  # no diacritics either
+
+
+def test_normalising_twice_is_normalising_once_fuzzed():
+    alphabet = "0123456789٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹.,٫٬%٪ \u00a0\tabstndrh عمروبـَُأإ\u200f-،"
+    rng = random.Random(0)
+    for _ in range(1500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 24)))
+        for how in TEXT_NORMALISATIONS:
+            once = normalise_text(text, how)
+            assert normalise_text(once, how) == once, (how, text, once)
+
+
 def test_scoring_shares_the_tables_and_folds_more():
     # The evaluation normaliser reuses the diacritics and alef tables and also folds what the audio
     # cannot show (alef maqsura, ta marbuta), which the training normalisation keeps.
@@ -84,6 +121,16 @@ def test_diacritised_and_plain_prompt_alike_only_when_trained_so(processor):
     for how in (None, "none", "arabic"):
         settings = PromptConfig(text_normalisation=how)
         assert not torch.equal(_prompt(processor, settings, DIACRITISED), _prompt(processor, settings, PLAIN))
+
+
+def test_digit_systems_prompt_alike_only_when_trained_so(processor):
+    # The prompt is what generation sees: identical input ids give identical greedy codes.
+    spoken = PromptConfig(text_normalisation="arabic_spoken")
+    assert torch.equal(_prompt(processor, spoken, "عام ١٥"), _prompt(processor, spoken, "عام 15"))
+    assert torch.equal(_prompt(processor, spoken, "عام ١٥"), _prompt(processor, spoken, "عام خمسة عشر"))
+    for how in (None, "none", "arabic", "arabic_no_diacritics"):
+        settings = PromptConfig(text_normalisation=how)
+        assert not torch.equal(_prompt(processor, settings, "عام ١٥"), _prompt(processor, settings, "عام 15"))
 
 
 def test_prepare_records_it_train_carries_it_clone_applies_it(tiny_model_dir, processor, make_wav, tmp_path):

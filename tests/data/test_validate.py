@@ -10,6 +10,7 @@ import higgs_tune.data.validate as validate_module
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.data.samples import SampleError
 from higgs_tune.data.validate import validate_manifest, write_clean_manifest
+from higgs_tune.errors import UserError
 
 
 def found(report) -> dict[str | None, set[str]]:
@@ -171,7 +172,27 @@ def test_unreadable_manifest_report(tmp_path):
 
 
 def test_settings_are_checked(tmp_path):
-    with pytest.raises(ValueError, match="not supported"):
+    with pytest.raises(UserError, match="language 'xx' is not a language we know"):
         validate_manifest(tmp_path / "m.jsonl", language="xx")
     with pytest.raises(ValueError, match="min_seconds < max_seconds"):
         validate_manifest(tmp_path / "m.jsonl", min_seconds=5, max_seconds=1)
+
+
+def test_only_arabic_letters_make_a_text_arabic(tmp_path, make_wav):
+    # Transliterated targets with an Arabic comma, digits, diacritics or tatweel in them are not Arabic.
+    make_wav("clips/ref.wav", seed=1)
+    make_wav("clips/tgt.wav", seed=2)
+    transliterated = ["marhaban، kayfa halak", "fi ٢٠٢٤ kana", "salam \u064e", "ya\u0640\u0640 habibi"]
+    arabic = ["مرحبا، كيف حالك", "عام ١٥", "\ufefb بأس"]  # a presentation form is an Arabic letter too
+    texts = transliterated + arabic
+    records = [entry(f"s{i}", audio=f"clips/t{i}.wav", text=t) for i, t in enumerate(texts)]
+    for i in range(len(texts)):
+        make_wav(f"clips/t{i}.wav", seconds=2.0, seed=3 + i)
+    report = validate_manifest(
+        write_jsonl(tmp_path / "m.jsonl", records), language="Arabic", max_examples=100
+    )
+    flagged = {p.sample_id for p in report.examples.get("no_arabic_script", [])}
+    assert flagged == {f"s{i}" for i in range(len(transliterated))}
+    assert report.settings["language"] == "ar"
+    # The speaking rate counts the number as spoken: "عام خمسة عشر" is 10 letters in the 2 s clip.
+    assert report.chars_per_second["s5"] == pytest.approx(10 / 2.0)

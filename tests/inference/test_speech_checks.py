@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from higgs_tune.inference.speech_checks import FLAGS, CheckThresholds, check_speech, count_letters, summarize
+from higgs_tune.data.spoken import count_letters
+from higgs_tune.inference.speech_checks import FLAGS, CheckThresholds, check_speech, summarize
 
 SR = 24_000
 
@@ -112,9 +113,29 @@ def test_length_ratio_against_the_text():
 
 def test_expected_length_ignores_diacritics_spaces_and_punctuation():
     assert count_letters("أَهْلاً وَسَهْلاً!") == count_letters("اهلا وسهلا") == 9
-    assert count_letters("Room 101, please.") == 13
+    assert count_letters("ذهـــب") == count_letters("ذهب") == 3  # tatweel only stretches a letter
     no_letters = check_speech(voice(1.0), text=" ... ")
     assert no_letters.expected_s is None and no_letters.length_ratio is None
+
+
+def test_expected_length_counts_numbers_as_spoken():
+    # A digit is not one letter: "Room one hundred and one" takes as long as it is spelled out.
+    assert count_letters("Room 101, please.") == count_letters("Room one hundred and one, please.") == 26
+    # Arabic-Indic, Persian and Western digits read alike, in the language of the sentence.
+    assert count_letters("عام ١٥") == count_letters("عام ۱۵") == count_letters("عام 15")
+    assert count_letters("عام 15") == count_letters("عام خمسة عشر") == 10
+    assert count_letters("15", language="ar") == count_letters("خمسة عشر") == 7
+    assert count_letters("15", language="en") == count_letters("fifteen") == 7
+
+
+def test_a_sentence_with_numbers_is_not_flagged_too_long():
+    # Spoken at the default rate, this sentence's words take 84 / 14 = 6 s; counting each digit as a
+    # letter expected 62 / 14 = 4.4 s and called a 9.5 s recording too long (ratio 2.1).
+    text = "انتهت الحرب العالمية الثانية عام ١٩٤٥ بعد أن قتل فيها أكثر من ٨٠ مليون إنسان."
+    c = check_speech(voice(9.5), text=text)
+    assert c.expected_s == pytest.approx(84 / 14)
+    assert c.flags == []
+    assert check_speech(voice(9.5), text=text, language="ar").expected_s == pytest.approx(84 / 14)
 
 
 def test_thresholds_are_configurable():

@@ -44,6 +44,14 @@ CheckpointOpt = Annotated[
 ]
 
 
+def language_option(value: str | None) -> str | None:
+    """`--language` of every command, as its code (`data.languages.parse_language`: ar, AR, ar-SA and
+    arabic alike); an unknown language is one line, exit 2."""
+    from higgs_tune.data.languages import parse_language
+
+    return parse_language(value)
+
+
 def checkpoint_of(adapter: Path | None, which: Literal["best", "last"]) -> Path | None:
     """The checkpoint folder that `--adapter` and `--checkpoint` name (a checkpoint folder as is)."""
     from higgs_tune.checkpoint import resolve_checkpoint

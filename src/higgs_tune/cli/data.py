@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from higgs_tune.cli.app import app
+from higgs_tune.cli.app import app, language_option
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS
+
+log = logging.getLogger("higgs_tune")
 
 
 @app.command()
@@ -21,7 +24,12 @@ def validate(
     min_seconds: Annotated[float, typer.Option(help="Shortest clip accepted.")] = MIN_SECONDS,
     max_seconds: Annotated[float, typer.Option(help="Longest clip accepted.")] = MAX_SECONDS,
     language: Annotated[
-        str | None, typer.Option(help="Target language; 'ar' checks for Arabic script.")
+        str | None,
+        typer.Option(
+            help="Target language (ar, arabic, ar-SA, ...): reads numbers in the speaking rates; Arabic also "
+            "checks that targets have Arabic letters.",
+            callback=language_option,
+        ),
     ] = None,
     allow_missing_target: Annotated[
         bool, typer.Option(help="Inference-only manifest: no target audio required.")
@@ -54,14 +62,61 @@ def pairs(
     ],
     out: Annotated[Path, typer.Option(help="Manifest (JSON Lines) of zero-shot pairs to write.")],
     refs_per_target: Annotated[int, typer.Option(help="References paired with each target.")] = 1,
-    seed: Annotated[int, typer.Option(help="Pairing seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Pairing (and held-out speaker) seed.")] = 0,
+    heldout_speakers: Annotated[
+        str | None,
+        typer.Option(
+            help="Hold out whole speakers for eval: a count (5) or a fraction of them (0.1). Their pairs go "
+            "to --heldout-out, what went where to OUT's name with .split.json."
+        ),
+    ] = None,
+    heldout_out: Annotated[
+        Path | None, typer.Option(help="Held-out manifest (default: OUT's name with .heldout).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace output files that exist.")] = False,
 ) -> None:
-    """Build zero-shot cloning pairs (reference: another utterance of the same speaker)."""
+    """Build zero-shot cloning pairs (reference: another utterance of the same speaker), and with
+    --heldout-speakers a held-out manifest of speakers the training manifest never has."""
     from higgs_tune.data.manifests import write_manifest_jsonl
-    from higgs_tune.data.pairs import build_pairs
+    from higgs_tune.data.pairs import build_pairs, heldout_amount, read_utterances, split_speakers
+    from higgs_tune.errors import UserError
+    from higgs_tune.files import check_output_file, write_json
 
-    if out.resolve() == source.resolve():
-        raise typer.BadParameter("--out must differ from the input; inputs are never overwritten")
-    result = build_pairs(source, refs_per_target=refs_per_target, seed=seed)
-    write_manifest_jsonl(result.pairs, out)
-    typer.echo(result.summary())
+    if heldout_speakers is None and heldout_out is not None:
+        raise UserError("--heldout-out needs --heldout-speakers (how many speakers to hold out)")
+    outputs = {"--out": out}
+    if heldout_speakers is not None:
+        amount = heldout_amount(heldout_speakers)
+        heldout_out = heldout_out or out.with_name(f"{out.stem}.heldout{out.suffix}")
+        outputs["--heldout-out"] = heldout_out
+        outputs["the split summary"] = out.with_name(f"{out.stem}.split.json")
+    if len({p.absolute() for p in outputs.values()}) < len(outputs):
+        raise UserError(f"--out and --heldout-out must be different files, got {out} for both")
+    for option, path in outputs.items():
+        check_output_file(path, option, overwrite, inputs=[source])
+    utterances = read_utterances(source)
+    if heldout_speakers is None:
+        result = build_pairs(utterances, refs_per_target=refs_per_target, seed=seed)
+        write_manifest_jsonl(result.pairs, out)
+        typer.echo(result.summary())
+        return
+    split = split_speakers(utterances, amount, seed=seed)
+    log.info("pairs: %s", split.summary())
+    training = build_pairs(split.training_utterances, refs_per_target=refs_per_target, seed=seed)
+    heldout = build_pairs(split.heldout_utterances, refs_per_target=refs_per_target, seed=seed)
+    write_manifest_jsonl(training.pairs, out)
+    write_manifest_jsonl(heldout.pairs, heldout_out)
+    summary = outputs["the split summary"]
+    write_json(
+        summary,
+        {
+            **split.record(),
+            "training_manifest": str(out),
+            "training_pairs": len(training.pairs),
+            "heldout_manifest": str(heldout_out),
+            "heldout_pairs": len(heldout.pairs),
+        },
+    )
+    typer.echo(f"training: {training.summary()}")
+    typer.echo(f"held out: {heldout.summary()}")
+    typer.echo(f"{split.summary()}; what went where: {summary}")

@@ -21,6 +21,7 @@ from higgs_tune.cli.app import (
     TopPOpt,
     app,
     checkpoint_of,
+    language_option,
     run_device,
     sampling_config,
 )
@@ -48,7 +49,10 @@ def evaluate_command(
     speaker_model: Annotated[
         str, typer.Option(help="WavLM x-vector model id or folder (default: see below).")
     ] = "",
-    language: Annotated[str | None, typer.Option(help="Language of the texts (e.g. ar).")] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(help="Language of the texts (ar, arabic, ar-SA, ...).", callback=language_option),
+    ] = None,
     device: RunDeviceOpt = None,
     batch_size: Annotated[int, typer.Option(help="Samples per generation / ASR batch.")] = 8,
     greedy: GreedyOpt = SAMPLING.greedy,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from higgs_tune.cli.app import app
+from higgs_tune.cli.app import app, language_option
 from higgs_tune.ingest.settings import FilterSettings, IngestSettings, SliceSettings, SourceOptions
 
 log = logging.getLogger("higgs_tune")
@@ -23,7 +23,12 @@ SourceArg = Annotated[
     ),
 ]
 OutOpt = Annotated[Path, typer.Option(help="Corpus folder: clips/, utterances.jsonl, rejected.jsonl.")]
-LanguageOpt = Annotated[str | None, typer.Option(help="Language: forces the ASR's, normalises CER.")]
+LanguageOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Language (ar, arabic, ar-SA): forces the ASR's, normalises CER.", callback=language_option
+    ),
+]
 AsrModelOpt = Annotated[
     str | None, typer.Option(help="Whisper model for clips without text (default: the one eval uses).")
 ]

@@ -75,15 +75,26 @@ def prepare(
         TextNormalisation,
         typer.Option(help="Normalise the transcripts (README, 'Text normalisation'); clones use the same."),
     ] = "none",
+    heldout_manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="The held-out (eval) manifest: refuse a training manifest that shares a speaker with it."
+        ),
+    ] = None,
 ) -> None:
     """Encode every distinct clip of a manifest once into a prepared dataset for training.
 
     Resumes an interrupted run. Under torchrun or accelerate launch the processes split the clips.
     """
+    from higgs_tune.data.manifests import read_manifest
+    from higgs_tune.data.pairs import check_heldout_speakers
     from higgs_tune.model.loading import load_processor
     from higgs_tune.prepared.prepare import codec_device, prepare_dataset, read_samples
 
     samples, skipped = read_samples(manifest, skip_bad=skip_bad)
+    if heldout_manifest is not None:
+        heldout = read_manifest(heldout_manifest, require_target=False)
+        check_heldout_speakers(samples, heldout, str(manifest), str(heldout_manifest))
     prepare_dataset(
         samples,
         load_processor(model, device=codec_device(device)),

@@ -13,12 +13,21 @@ reshuffle the others). Two inputs are understood:
   `scene`. Other keys (duration, emotion, ...) are ignored.
 
 Audio files are not opened here; `higgs-tune validate` checks the resulting manifest.
+
+Zero-shot cloning is measured on voices the model never trained on, so `split_speakers` holds out whole
+speakers: `pairs --heldout-speakers N` (a count, or a fraction such as 0.1 of the speakers) pairs the held-out
+speakers' utterances into a manifest of their own, disjoint in speakers from the training manifest, and
+`check_heldout_speakers` is `prepare --heldout-manifest`'s refusal of a training manifest that shares a
+speaker with it. Every utterance here has a speaker (reading refuses one without), so the split never meets
+a sample it cannot place; only speakers with two or more clips (the ones that can be paired) are held out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import random
 from collections import Counter
@@ -30,6 +39,7 @@ from typing import Any
 from higgs_tune.data.encoding import decode_utf8
 from higgs_tune.data.problems import Problem, raise_for_errors, text_problems
 from higgs_tune.data.samples import Sample, SampleError
+from higgs_tune.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -295,3 +305,115 @@ def _pair(target: Utterance, ref: Utterance) -> Sample:
         speaker=target.speaker,
         scene=target.scene,
     )
+
+
+@dataclass(frozen=True)
+class SpeakerSplit:
+    """Which speakers train and which are held out, and the utterances of each side. `unpaired` speakers
+    (a single clip) stay with the training utterances, where `build_pairs` names and skips them."""
+
+    seed: int
+    training: list[str]
+    heldout: list[str]
+    unpaired: list[str]
+    training_utterances: list[Utterance]
+    heldout_utterances: list[Utterance]
+
+    def summary(self) -> str:
+        names = ", ".join(self.heldout[:10]) + (", ..." if len(self.heldout) > 10 else "")
+        return (
+            f"held out {_count(len(self.heldout), 'speaker')} ({names}) of the "
+            f"{len(self.heldout) + len(self.training)} that can be paired; "
+            f"{_count(len(self.training), 'speaker')} train (seed {self.seed})"
+        )
+
+    def record(self) -> dict[str, Any]:
+        """What went where, for the JSON summary `pairs --heldout-speakers` writes."""
+        return {
+            "seed": self.seed,
+            "heldout_speakers": self.heldout,
+            "training_speakers": self.training,
+            "unpaired_speakers": self.unpaired,
+            "heldout_utterances": len(self.heldout_utterances),
+            "training_utterances": len(self.training_utterances),
+        }
+
+
+def heldout_amount(value: str, option: str = "--heldout-speakers") -> int | float:
+    """A count of speakers ("5", at least 1) or a fraction of them ("0.1", between 0 and 1), as
+    `pairs --heldout-speakers` takes it; anything else is a `UserError` naming `option`."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = None
+    if count is not None and count >= 1:
+        return count
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = math.nan
+    if count is None and 0 < fraction < 1:
+        return fraction
+    raise UserError(
+        f"{option} {value!r} is neither a count of speakers (at least 1, e.g. 5) nor a fraction of them "
+        "(between 0 and 1, e.g. 0.1)"
+    )
+
+
+def split_speakers(utterances: Sequence[Utterance], amount: int | float, seed: int = 0) -> SpeakerSplit:
+    """Hold out `amount` speakers (a count, or a fraction of the speakers that can be paired, at least one),
+    drawn reproducibly for `seed`: the speakers with the smallest hash of (seed, name) go, so adding a
+    speaker to a corpus moves at most the one it displaces. Raises a `UserError` when no speaker would
+    be left to train on."""
+    clips: dict[str, set[str]] = {}
+    for u in utterances:
+        clips.setdefault(u.speaker, set()).add(_key(u.audio))
+    pairable = sorted(s for s, files in clips.items() if len(files) >= 2)
+    count = amount if isinstance(amount, int) else max(1, round(amount * len(pairable)))
+    if count >= len(pairable):
+        raise UserError(
+            f"--heldout-speakers {amount} would hold out {count} of the {len(pairable)} speakers with two or "
+            "more clips, leaving none to train on; hold out fewer"
+        )
+    order = sorted(pairable, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+    heldout = set(order[:count])
+    return SpeakerSplit(
+        seed=seed,
+        training=[s for s in pairable if s not in heldout],
+        heldout=sorted(heldout),
+        unpaired=sorted(s for s in clips if s not in pairable),
+        training_utterances=[u for u in utterances if u.speaker not in heldout],
+        heldout_utterances=[u for u in utterances if u.speaker in heldout],
+    )
+
+
+def check_heldout_speakers(
+    training: Sequence[Sample], heldout: Sequence[Sample], training_name: str, heldout_name: str
+) -> None:
+    """Refuse a training set that shares a speaker with the held-out set, or that cannot be checked: a
+    sample without a speaker, on either side, may be any voice. The message names a few of them."""
+    for name, samples in ((training_name, training), (heldout_name, heldout)):
+        unnamed = [s.id for s in samples if s.speaker is None]
+        if unnamed:
+            raise UserError(
+                f"{name}: {_count(len(unnamed), 'sample')} without a speaker ({_few(unnamed)}), so the "
+                "training voices cannot be checked against the held-out ones; give every sample a speaker "
+                "(pairs writes it), or leave out --heldout-manifest"
+            )
+    shared = sorted({s.speaker for s in training} & {s.speaker for s in heldout})  # type: ignore[misc]
+    if shared:
+        raise UserError(
+            f"{training_name} shares {_count(len(shared), 'speaker')} with the held-out {heldout_name} "
+            f"({_few(shared)}): a held-out voice would be trained on; make both with pairs "
+            "--heldout-speakers, or leave those speakers' samples out of one of them"
+        )
+    log.info(
+        "%s: no speaker of the held-out %s (%d speakers) is trained on",
+        training_name,
+        heldout_name,
+        len({s.speaker for s in heldout}),
+    )
+
+
+def _few(names: Sequence[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")

@@ -26,9 +26,17 @@ The settings, each including the ones before it:
   needs them (على is read -a, علي -i; ة is read -a or -at, ه -h). Hamza on waw and ya and digits are kept.
 - `arabic_no_diacritics`: also the diacritics (tashkeel, superscript alef, Quranic marks) removed, for a
   corpus that is diacritised only in part: a diacritised text and its plain form then give the same prompt.
+- `arabic_spoken`: also every number written in words as it is read (`data.spoken.speak_numbers`), in the
+  three digit systems alike (Western, Arabic-Indic ٠-٩, Persian ۰-۹): integers, decimals, percentages,
+  years. `15` and `١٥` then give the same prompt ("خمسة عشر" in an Arabic sentence, "fifteen" in an
+  English one: a number is read in the script of the nearest word, in Arabic when the text has none), and
+  a model trained on transcripts that spell numbers in words is asked for words at cloning too. The other
+  settings leave digits as they are, exactly as before this one existed: a run trained without it clones
+  without it.
 
 The diacritics and the alef variants are one table each, shared with the scoring normalisation
-(`evaluation.text_metrics.normalize_text`), which folds more. Normalising twice gives the same text as
+(`evaluation.text_metrics.normalize_text`), which folds more; the number words are folded like any other
+text (ألف is prompted as الف). Normalising twice gives the same text as
 normalising once (prepared texts pass through the prompt builder again), which a test checks.
 """
 
@@ -41,6 +49,7 @@ from typing import get_args
 
 from higgs_tune.config import TextNormalisation
 from higgs_tune.data.samples import Sample, SampleError
+from higgs_tune.data.spoken import speak_numbers
 from higgs_tune.typed_config import ConfigError
 
 TEXT_NORMALISATIONS: tuple[str, ...] = get_args(TextNormalisation)
@@ -79,7 +88,9 @@ def _normalise_once(text: str, how: str) -> str:
     arabic = how.startswith("arabic")
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     text = unicodedata.normalize("NFKC" if arabic else "NFC", text)
-    if how == "arabic_no_diacritics":
+    if how == "arabic_spoken":
+        text = speak_numbers(text, fallback="ar")
+    if how in ("arabic_no_diacritics", "arabic_spoken"):
         text = ARABIC_DIACRITICS.sub("", text)
     if arabic:
         text = text.translate(_ARABIC_FOLDS)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,9 +21,11 @@ import numpy as np
 from tqdm import tqdm
 
 from higgs_tune.data.audio import TARGET_SR, AudioError, AudioStats, scan_audio
+from higgs_tune.data.languages import language_name, parse_language
 from higgs_tune.data.manifests import scan_manifest, write_manifest_jsonl
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS, Problem, duration_problem, same_clip_problem
 from higgs_tune.data.samples import Sample, SampleError
+from higgs_tune.data.spoken import count_letters, is_arabic_letter
 from higgs_tune.data.validation_report import ValidationReport
 from higgs_tune.files import content_hash
 
@@ -32,14 +33,17 @@ log = logging.getLogger(__name__)
 
 SILENCE_DBFS = -50.0  # RMS of the mono mix below this: nearly silent
 CLIPPED_FRACTION = 0.001  # more than 0.1% of samples at full scale: clipped
-# Letters and digits per second of speech. Normal speech is roughly 8-20 in English and Arabic; outside the
-# fixed bounds the transcript almost certainly does not belong to the clip. Within them, a robust z-score
-# against the corpus median catches what is odd *for this corpus* once there are enough samples.
+# Letters per second of speech, numbers counted as spoken (`data.spoken.count_letters`). Normal speech
+# is roughly 8-20 in English and Arabic; outside the fixed bounds the transcript almost certainly does not
+# belong to the clip. Within them, a robust z-score against the corpus median catches what is odd *for
+# this corpus* once there are enough samples.
 CPS_BOUNDS = (2.0, 35.0)
 CPS_MAX_Z = 4.0
 CPS_MIN_SAMPLES = 20
-_ARABIC = re.compile("[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff]")
-LANGUAGES: dict[str, tuple[str, re.Pattern[str]]] = {"ar": ("Arabic", _ARABIC)}
+# The languages whose target texts are checked for their script: what a letter of it is. Arabic letters
+# only (not the Arabic comma, digits, diacritics or tatweel of the Arabic blocks): a transliterated text
+# with an Arabic comma or ١٥ in it is not Arabic.
+SCRIPT_LETTERS = {"ar": is_arabic_letter}
 
 _ClipResult = AudioStats | AudioError
 
@@ -56,13 +60,14 @@ def validate_manifest(
 ) -> ValidationReport:
     """Check every entry and clip of a manifest; see the module docstring and `data.problems.CODES`.
 
-    `language="ar"` also warns about target texts without Arabic letters. `workers` threads decode clips in
-    parallel (decoding releases the GIL), which matters on network file systems.
+    `language` is read by `data.languages.parse_language` ("ar", "arabic" and "ar-SA" alike; an unknown one
+    is a `UserError`); it reads numbers in the speaking rates, and "ar" also warns about target texts
+    without Arabic letters. `workers` threads decode clips in parallel (decoding releases the GIL), which
+    matters on network file systems.
     """
     if not 0 <= min_seconds < max_seconds:
         raise ValueError(f"need 0 <= min_seconds < max_seconds, got {min_seconds} and {max_seconds}")
-    if language is not None and language not in LANGUAGES:
-        raise ValueError(f"language {language!r} is not supported; choose from {', '.join(LANGUAGES)}")
+    language = parse_language(language)
     settings = {
         "min_seconds": min_seconds,
         "max_seconds": max_seconds,
@@ -161,15 +166,14 @@ def _sample_problems(sample: Sample, where: str, context: _Context) -> Iterator[
     else:
         context.seen_pairs[pair] = sample.id
     language = context.settings["language"]
-    if language is not None:
-        name, script = LANGUAGES[language]
-        if not script.search(sample.text):
-            yield Problem(
-                "no_arabic_script",
-                where,
-                f"target text has no {name} letters: {sample.text[:60]!r}",
-                sample.id,
-            )
+    is_letter = SCRIPT_LETTERS.get(language)
+    if is_letter is not None and not any(map(is_letter, sample.text)):
+        yield Problem(
+            "no_arabic_script",
+            where,
+            f"target text has no {language_name(language)} letters: {sample.text[:60]!r}",
+            sample.id,
+        )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -219,10 +223,8 @@ class _Rate:
         return self.letters / self.seconds
 
 
-def _letters(text: str) -> int:
-    """Letters and digits only: punctuation, spaces and Arabic diacritics take no speaking time of their
-    own."""
-    return sum(ch.isalnum() for ch in text)
+# `ingest.filters` checks its clips' speaking rates with the same count, under this name.
+_letters = count_letters
 
 
 def _record(sample: Sample, where: str, context: _Context, report: ValidationReport) -> list[_Rate]:
@@ -231,12 +233,19 @@ def _record(sample: Sample, where: str, context: _Context, report: ValidationRep
     ref = context.clip(sample.ref_audio)
     if isinstance(ref, AudioStats):
         report.reference_seconds[sample.id] = ref.info.duration
-        letters = _letters(sample.ref_text)
+        letters = count_letters(sample.ref_text, context.settings["language"])
         rates.append(_Rate(sample.id, where, "reference", sample.ref_audio, letters, ref.info.duration))
     target = None if sample.audio is None else context.clip(sample.audio)
     if sample.audio is not None and isinstance(target, AudioStats):
         report.target_seconds[sample.id] = target.info.duration
-        rate = _Rate(sample.id, where, "target", sample.audio, _letters(sample.text), target.info.duration)
+        rate = _Rate(
+            sample.id,
+            where,
+            "target",
+            sample.audio,
+            count_letters(sample.text, context.settings["language"]),
+            target.info.duration,
+        )
         report.chars_per_second[sample.id] = rate.value
         rates.append(rate)
     return rates

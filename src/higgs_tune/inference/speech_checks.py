@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from higgs_tune.data.audio import CLIP_LEVEL, TARGET_SR
+from higgs_tune.data.spoken import count_letters
 
 CUT = "cut"
 SILENT = "silent"
@@ -52,12 +53,14 @@ class CheckThresholds:
 
     Defaults aim at clear failures, not at style: natural speech rarely pauses a full second inside a
     sentence, and a model has no reason to wait before its first word, while a short tail before EOS is
-    normal. `chars_per_second` is the expected speaking rate in letters and digits per second of speech
-    (spaces, punctuation and Arabic diacritics take no time of their own, so diacritised and bare Arabic
-    text expect the same length). Read speech runs at roughly 150-180 words a minute with about five
-    letters a word, i.e. 12-15 letters/s in English and similar in Modern Standard Arabic, whose unwritten
-    short vowels are balanced by attached clitics; 14 sits in that range. The length bounds allow a factor
-    of two either way, so only skipped or repeated phrases are flagged, not a slow or fast voice.
+    normal. `chars_per_second` is the expected speaking rate in letters per second of speech, the text's
+    numbers counted as they are spoken (`data.spoken.count_letters`: ١٩٤٥ is the 22 letters of its
+    words, not 4; spaces, punctuation, Arabic diacritics and tatweel take no time of their own, so
+    diacritised and bare Arabic text expect the same length). Read speech runs at roughly 150-180 words a
+    minute with about five letters a word, i.e. 12-15 letters/s in English and similar in Modern Standard
+    Arabic, whose unwritten short vowels are balanced by attached clitics; 14 sits in that range. The
+    length bounds allow a factor of two either way, so only skipped or repeated phrases are flagged, not a
+    slow or fast voice.
     """
 
     frame_seconds: float = 0.02
@@ -102,18 +105,20 @@ def check_speech(
     stopped_by_eos: bool | None = None,
     sr: int = TARGET_SR,
     thresholds: CheckThresholds | None = None,
+    language: str | None = None,
 ) -> SpeechChecks:
     """Measure one mono float waveform (by default 24 kHz, the codec's rate) and flag what looks broken.
 
-    `text` is what the clip should say (for the length check); `stopped_by_eos` is the generation fact
-    (False means the frame limit cut it).
+    `text` is what the clip should say (for the length check), its numbers read in `language` (a code of
+    `data.languages`) when it is known, else by script; `stopped_by_eos` is the generation fact (False
+    means the frame limit cut it).
     """
     t = thresholds or CheckThresholds()
     x = np.asarray(audio, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"expected a non-empty mono waveform, got shape {x.shape}")
     span = _find_speech(x, sr, t)
-    expected = _expected_seconds(text, t.chars_per_second)
+    expected = _expected_seconds(text, t.chars_per_second, language)
     checks = SpeechChecks(
         duration_s=x.size / sr,
         leading_silence_s=span.leading_s,
@@ -176,15 +181,10 @@ def _db(mean_square: float) -> float:
     return 10.0 * math.log10(mean_square) if mean_square > 0 else -math.inf
 
 
-def count_letters(text: str) -> int:
-    """Letters and digits: what takes speaking time (the measure `data.validate` uses for rates)."""
-    return sum(ch.isalnum() for ch in text)
-
-
-def _expected_seconds(text: str | None, chars_per_second: float) -> float | None:
+def _expected_seconds(text: str | None, chars_per_second: float, language: str | None) -> float | None:
     if text is None:
         return None
-    letters = count_letters(text)
+    letters = count_letters(text, language)
     return letters / chars_per_second if letters else None
 
 

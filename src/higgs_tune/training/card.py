@@ -8,8 +8,8 @@ languages of the prepared dataset), with which prompt settings, and how it measu
 
 The card keeps its own facts under the metadata key `higgs_tune`, so `eval` updates a card (and `merge`
 copies one) from the card itself, even after the prepared dataset has moved. Languages are read from the
-target texts' script (`data.validate.LANGUAGES`); the base model's license from its card when the base is a
-local folder or is in the Hub cache, else `other` with a note to fill it in before publishing.
+target texts' script (`data.validate.SCRIPT_LETTERS`); the base model's license from its card when the base
+is a local folder or is in the Hub cache, else `other` with a note to fill it in before publishing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 from higgs_tune import checkpoint
-from higgs_tune.data.validate import LANGUAGES
+from higgs_tune.data.validate import SCRIPT_LETTERS
 from higgs_tune.files import read_jsonl, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ def data_summary(data_dir: str) -> dict | None:
     records = read_jsonl(root / "samples.jsonl")
     texts = [r["text"] for r in records]
     shares = {
-        code: sum(bool(script.search(t)) for t in texts) / max(1, len(texts))
-        for code, (_, script) in LANGUAGES.items()
+        code: sum(any(map(is_letter, t)) for t in texts) / max(1, len(texts))
+        for code, is_letter in SCRIPT_LETTERS.items()
     }
     return {
         "samples": len(records),
