@@ -157,3 +157,10 @@ def test_each_sample_of_a_batch_stops_at_its_own_limit(scripted_model, processor
     frames = captured["out"].audio_sequences[0, -steps:]
     assert (frames[limits[0] + 1 + K :] == model.config.audio_stream_eos_id).all()
     assert [r.codes.shape[1] for r in results] == limits and not any(r.stopped_by_eos for r in results)
+
+
+def test_a_cut_sample_is_named_by_its_id_in_the_warning(scripted_model, processor, caplog):
+    model = scripted_model(eos_step=None)
+    item = {**items()[0], "id": "spk_7/utt 3"}
+    generate_codes(model, processor, [item], PromptConfig(), SamplingConfig(greedy=True), [3])
+    assert "sample spk_7/utt 3 did not emit its stream EOS within 3 frames" in caplog.text

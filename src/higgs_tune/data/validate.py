@@ -223,10 +223,6 @@ class _Rate:
         return self.letters / self.seconds
 
 
-# `ingest.filters` checks its clips' speaking rates with the same count, under this name.
-_letters = count_letters
-
-
 def _record(sample: Sample, where: str, context: _Context, report: ValidationReport) -> list[_Rate]:
     """Note durations for the report's distributions and return the speaking rates to check."""
     rates = []

@@ -132,7 +132,13 @@ def clone_manifest(
         if s.ref_audio not in ref_codes:
             ref_codes[s.ref_audio] = encode_file(processor, s.ref_audio)
     items = [
-        {"ref_text": s.ref_text, "ref_codes": ref_codes[s.ref_audio], "text": s.text, "scene": s.scene}
+        {
+            "ref_text": s.ref_text,
+            "ref_codes": ref_codes[s.ref_audio],
+            "text": s.text,
+            "scene": s.scene,
+            "id": s.id,
+        }
         for s in samples
     ]
     limits = [limit.frames(s.text, rate) for s in samples]

@@ -140,7 +140,7 @@ def generate_codes(
     frame_limits: list[int],
 ) -> list[GeneratedCodes]:
     """Generate the codes of a batch. Each item has `ref_text`, `ref_codes` ([K, T]), `text` and optional
-    `scene`.
+    `scene` and `id` (the sample's name in warnings).
 
     `frame_limits` caps each sample's generated audio frames; a sample cut there is flagged.
     """
@@ -179,7 +179,8 @@ def generate_codes(
         stopped = ended and codes.shape[1] <= frame_limits[i]
         codes = codes[:, : frame_limits[i]]
         if not stopped:
-            log.warning("sample %d did not emit its stream EOS within %d frames: cut", i, frame_limits[i])
+            name = items[i].get("id", f"{i} of the batch")
+            log.warning("sample %s did not emit its stream EOS within %d frames: cut", name, frame_limits[i])
         results.append(GeneratedCodes(codes=codes, stopped_by_eos=stopped, frame_limit=frame_limits[i]))
     return results
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from higgs_tune.data.audio import CLIP_LEVEL, AudioInfo, AudioStats
-from higgs_tune.data.validate import CPS_BOUNDS, _clip_findings, _letters
+from higgs_tune.data.spoken import count_letters
+from higgs_tune.data.validate import CPS_BOUNDS, _clip_findings
 from higgs_tune.evaluation.text_metrics import cer
 from higgs_tune.ingest.settings import FilterSettings
 from higgs_tune.ingest.slicing import Span, speech_seconds
@@ -86,7 +87,7 @@ def text_findings(text: str | None, duration: float) -> list[Finding]:
     fixed letters-per-second bounds)."""
     if text is None or not text.strip():
         return [("empty_text", "no transcript (none given and the ASR heard nothing)")]
-    letters = _letters(text)
+    letters = count_letters(text)
     rate = letters / duration if duration > 0 else float("inf")
     low, high = CPS_BOUNDS
     if not low <= rate <= high:

@@ -86,7 +86,7 @@ def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Pa
         batch = [x for x, _ in part]
         refs = [encode_file(processor, x.ref_audio) for x in batch]
         items = [
-            {"ref_text": x.ref_text, "ref_codes": r, "text": x.text, "scene": x.scene}
+            {"ref_text": x.ref_text, "ref_codes": r, "text": x.text, "scene": x.scene, "id": x.id}
             for x, r in zip(batch, refs, strict=True)
         ]
         limits = [s.limit.frames(x.text, rate) for x in batch]
