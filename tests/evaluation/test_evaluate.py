@@ -253,3 +253,42 @@ def test_eval_with_an_unloadable_measuring_model_fails_fast_before_cloning(
     assert len(errors) == 1 and option in errors[0] and "Traceback" not in proc.stderr, proc.stderr
     assert elapsed < 60, elapsed  # process start-up included; hub retries would take minutes
     assert not out.exists() or not list(out.rglob("*.wav"))
+
+
+def test_the_report_shows_the_text_each_system_was_given_when_its_normalisation_changed_it(
+    tiny_model, processor, sample_data_dir, tmp_path
+):
+    """A clone's row records the text as its prompt gave it (`spoken_text`); report.md shows it beside
+    the text as written for the system whose text normalisation changed it, and only for that one."""
+    from dataclasses import replace
+
+    from higgs_tune.config import PromptConfig
+    from higgs_tune.data.manifests import read_manifest
+    from higgs_tune.inference.clone import clone_manifest
+    from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+
+    sample = replace(read_manifest(sample_data_dir["manifest_jsonl"])[0], text="ذَهَبَ الوَلَدُ إِلَى المَدْرَسَةِ")
+    limit = LengthLimit(min_seconds=0.2, max_seconds=0.2)
+    plain = PromptConfig(text_normalisation="arabic_no_diacritics")
+    rows = {
+        name: clone_manifest(
+            tiny_model, processor, [sample], tmp_path / name, settings, SamplingConfig(), limit
+        )
+        for name, settings in (("finetuned", plain), ("base", PromptConfig()))
+    }
+    assert rows["finetuned"][0]["spoken_text"] == "ذهب الولد الى المدرسة"
+    assert rows["base"][0]["spoken_text"] == rows["base"][0]["text"] == sample.text
+    for row in (*rows["finetuned"], *rows["base"]):
+        row.update(wer=0.1, similarity=0.5)
+    report = {
+        "model": "m",
+        "adapter": "r",
+        "asr_model": "asr",
+        "speaker_model": "spk",
+        "language": "ar",
+        "summary": {"finetuned": _summary(0.1, 0.5, 1.0), "base": _summary(0.1, 0.5, 1.0)},
+        "samples": rows,
+        "comparison": {"better": [], "worse": []},
+    }
+    text = render_markdown(report)
+    assert text.count("was given: ذهب الولد الى المدرسة") == 1 and sample.text in text

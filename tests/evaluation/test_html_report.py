@@ -188,4 +188,4 @@ def test_report_md_shows_hostile_ids_and_paths_as_text_in_whole_table_rows(tmp_p
         re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", tables[1], re.S)[1:]
     ]
     assert [html.unescape(cells[0]) for cells in samples] == [" ".join(i.splitlines()) for i in HOSTILE_IDS]
-    assert all(len(cells) == 9 for cells in samples)
+    assert all(len(cells) == 10 for cells in samples)  # id, text, then 4 per system

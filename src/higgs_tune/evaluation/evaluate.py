@@ -333,12 +333,13 @@ def render_markdown(report: dict) -> str:
         ]
     lines += _stop_health_table(report.get("stop_health") or {}, names, titles)
     lines += ["", "![WER](wer.png) ![similarity](similarity.png)", "", "## Per sample", ""]
-    header = ["id"] + [
+    header = ["id", "text"] + [
         f"{t} {what}" for t in (titles[n] for n in names) for what in ("WER", "sim", "s", "flags")
     ]
-    lines += [markdown_row(header), "|---|" + "---|---|---|---|" * len(names)]
+    lines += [markdown_row(header), "|---|---|" + "---|---|---|---|" * len(names)]
     for i, row in enumerate(systems[names[0]]):
-        cells = [row["id"]]
+        prompted = "".join(f" ({titles[n]} was given: {t})" for n, t in prompted_texts(systems, names, i))
+        cells = [row["id"], row.get("text", "") + prompted]
         for n in names:
             r = systems[n][i]
             cells += [
@@ -360,6 +361,19 @@ def markdown_text(value: object) -> str:
     """
     text = html.escape(" ".join(str(value).splitlines()), quote=False)
     return text.translate(_MARKDOWN_ESCAPES)
+
+
+def prompted_texts(systems: dict[str, list[dict]], names: list[str], index: int) -> list[tuple[str, str]]:
+    """The systems that were given sample `index`'s text otherwise than it is written (their prompt's text
+    normalisation changed it), each with the text it was given: what a reader must see to judge a clone.
+    Rows written before `spoken_text` was recorded show nothing."""
+    given = []
+    for name in names:
+        row = systems[name][index]
+        spoken = row.get("spoken_text")
+        if spoken is not None and spoken != row.get("text"):
+            given.append((name, spoken))
+    return given
 
 
 def markdown_row(cells: list[object]) -> str:

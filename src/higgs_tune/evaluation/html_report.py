@@ -21,7 +21,15 @@ from urllib.parse import quote
 import numpy as np
 
 from higgs_tune.data.audio import TARGET_SR, load_audio
-from higgs_tune.evaluation.evaluate import _fmt, _verdict, evaluated, subject, summary_table, system_titles
+from higgs_tune.evaluation.evaluate import (
+    _fmt,
+    _verdict,
+    evaluated,
+    prompted_texts,
+    subject,
+    summary_table,
+    system_titles,
+)
 from higgs_tune.files import content_hash, write_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -34,6 +42,7 @@ body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:90em}
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.3em .5em;vertical-align:top}
 th{background:#f3f3f3;text-align:left}.num{text-align:right;white-space:nowrap}
 .text{font-size:1.1em;max-width:22em}.id{color:#666;font-size:.85em}
+.prompted{color:#444;font-size:.9em;max-width:22em;overflow-wrap:anywhere}
 audio{width:15em;display:block}img.spec{display:block;width:15em;height:4em;margin-top:.2em}
 .flag{display:inline-block;background:#fde2e1;color:#8a1c14;border-radius:.3em;padding:0 .3em;margin:.1em}
 .measures{font-size:.9em;margin:.2em 0}td,.text{overflow-wrap:anywhere}
@@ -103,7 +112,7 @@ def write_html_report(report: dict, out: Path) -> Path:
     both = len(names) == 2
     titles = system_titles(report)
     sort_label = f"WER change ({titles['finetuned']} - {titles['base']})" if both else "WER"
-    rows = [_sample_row(i, names, systems, out) for i in range(len(systems[names[0]]))]
+    rows = [_sample_row(i, names, systems, titles, out) for i in range(len(systems[names[0]]))]
     page = _PAGE.substitute(
         style=STYLE,
         verdict=_verdict_html(_verdict(report)) if both else "",
@@ -160,13 +169,21 @@ def _flag_options(names: list[str], systems: dict[str, list[dict]]) -> str:
     return "".join(f'<option value="{html.escape(v)}">{html.escape(t)}</option>' for v, t in options)
 
 
-def _sample_row(index: int, names: list[str], systems: dict[str, list[dict]], out: Path) -> str:
-    """One sample: its text, the reference, each system's clone with its figures, and the sort key."""
+def _sample_row(
+    index: int, names: list[str], systems: dict[str, list[dict]], titles: dict[str, str], out: Path
+) -> str:
+    """One sample: its text (and the text each system was given, where its prompt's normalisation changed
+    it), the reference, each system's clone with its figures, and the sort key."""
     rows = [systems[n][index] for n in names]
     first = rows[0]
     ref = first["reference"]
+    prompted = "".join(
+        f'<div class="prompted">{html.escape(titles[n])} was given: '
+        f'<span dir="auto">{html.escape(text)}</span></div>'
+        for n, text in prompted_texts(systems, names, index)
+    )
     cells = [
-        f'<td><div class="text" dir="auto">{html.escape(first["text"])}</div>'
+        f'<td><div class="text" dir="auto">{html.escape(first["text"])}</div>{prompted}'
         f'<div class="id">{html.escape(first["id"])}</div></td>',
         f"<td>{_clip_html(out, ref, missing='reference clip not found')}</td>",
     ]

@@ -30,6 +30,7 @@ from higgs_tune.inference.generate import context_problem, generate_codes, promp
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 from higgs_tune.inference.speech_checks import CUT, SILENT, SpeechChecks, check_speech
 from higgs_tune.model.codes import decode_codes, encode_file
+from higgs_tune.model.prompt import spoken_texts
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,8 @@ def clone_manifest(
             model, processor, [items[i] for i in batch], settings, sampling, [limits[i] for i in batch]
         )
         rows += [
-            _write_clone(samples[i], clone, out, processor) for i, clone in zip(batch, clones, strict=True)
+            _write_clone(samples[i], clone, out, processor, settings)
+            for i, clone in zip(batch, clones, strict=True)
         ]
     write_jsonl(out / RESULTS_FILE, rows)
     flags = Counter(f for r in rows for f in r["flags"])
@@ -263,9 +265,10 @@ def check_manifest_output(out: Path, samples: list, inputs: list[Path], overwrit
         check_output_file(out / name, "--out", overwrite=True, inputs=inputs)
 
 
-def _write_clone(sample, clone: Clone, out: Path, processor) -> dict:
+def _write_clone(sample, clone: Clone, out: Path, processor, settings: PromptConfig) -> dict:
     """Write one clone's codes and audio into `out`; returns its row of `results.jsonl`. A clone without
-    audio is recorded without a wav, never dropped."""
+    audio is recorded without a wav, never dropped. The row holds the text as given and as the model was
+    given it (`spoken_text`: after the prompt's text normalisation), so a report can show both."""
     from higgs_tune.data.audio import write_wav
 
     name = clip_file_name(sample.id)
@@ -277,6 +280,7 @@ def _write_clone(sample, clone: Clone, out: Path, processor) -> dict:
         "wav": wav,
         "codes": f"{name}.npy",
         "text": sample.text,
+        "spoken_text": spoken_texts(sample.ref_text, sample.text, settings)[1],
         "ref_audio": str(sample.ref_audio),
         "seconds": clone.codes.shape[1] / processor.audio_tokenizer.config.frame_rate,
         "stopped_by_eos": clone.stopped_by_eos,
