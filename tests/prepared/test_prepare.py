@@ -419,3 +419,26 @@ def test_duration_bounds_and_a_copy_of_the_target_as_reference(make_wav, process
     # Other bounds are another dataset: the finished folder is not taken for it.
     with pytest.raises(SampleError, match="other duration bounds"):
         prepare_dataset(samples, processor, tmp_path / "b", "tiny", workers=0, skip_bad=True, max_seconds=4)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--language", "Arabic"], "arabic_spoken"),  # the language's recommended normalisation
+        (["--language", "ar-SA", "--text-normalisation", "arabic"], "arabic"),  # overridable
+        (["--language", "en"], "none"),
+        ([], "none"),
+    ],
+)
+def test_prepare_language_picks_its_recommended_normalisation(tmp_path, run_cli, model_id, options, expected):
+    root = tmp_path / "corpus"
+    _clip(root / "clips/ref.wav", 1.0, seed=1)
+    _clip(root / "clips/t.wav", 0.7, seed=2)
+    sample = {**_sample("s", "clips/ref.wav", "clips/t.wav"), "text": "عام ١٩٤٥", "ref_text": "مرحبا"}
+    manifest = write_jsonl(root / "manifest.jsonl", [sample])
+    out = tmp_path / "data"
+    code, _, err = run_cli("prepare", manifest, "--model", model_id, "--out", out, "--workers", 0, *options)
+    assert code == 0, err[-2000:]
+    assert json.loads((out / "index.json").read_text())["text_normalisation"] == expected
+    stored = json.loads((out / "samples.jsonl").read_text(encoding="utf-8").splitlines()[0])["text"]
+    assert ("١٩٤٥" in stored) is (expected != "arabic_spoken")

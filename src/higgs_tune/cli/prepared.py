@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from higgs_tune.cli.app import ModelOpt, app
+from higgs_tune.cli.app import ModelOpt, app, language_option
 from higgs_tune.config import TextNormalisation
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS
 
@@ -71,10 +71,21 @@ def prepare(
     device: Annotated[
         str | None, typer.Option(help="Where the codec runs: cuda or cpu (default: cuda if any).")
     ] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(
+            callback=language_option,
+            help="The corpus's language (ar, arabic, ar-SA, ...): picks its recommended --text-normalisation "
+            "(arabic_spoken for Arabic) when that is not given.",
+        ),
+    ] = None,
     text_normalisation: Annotated[
-        TextNormalisation,
-        typer.Option(help="Normalise the transcripts (README, 'Text normalisation'); clones use the same."),
-    ] = "none",
+        TextNormalisation | None,
+        typer.Option(
+            help="Normalise the transcripts (README, 'Text normalisation'); clones use the same. Default: "
+            "the --language's recommended one, else none."
+        ),
+    ] = None,
     heldout_manifest: Annotated[
         Path | None,
         typer.Option(
@@ -88,9 +99,19 @@ def prepare(
     """
     from higgs_tune.data.manifests import read_manifest
     from higgs_tune.data.pairs import check_heldout_speakers
+    from higgs_tune.data.text_normalisation import recommended_normalisation
     from higgs_tune.model.loading import load_processor
     from higgs_tune.prepared.prepare import codec_device, prepare_dataset, read_samples
 
+    if text_normalisation is None:
+        text_normalisation = recommended_normalisation(language)
+        if language is not None:
+            log.info(
+                "text normalisation %s, recommended for --language %s (give --text-normalisation to choose "
+                "another)",
+                text_normalisation,
+                language,
+            )
     samples, skipped = read_samples(manifest, skip_bad=skip_bad)
     if heldout_manifest is not None:
         heldout = read_manifest(heldout_manifest, require_target=False)

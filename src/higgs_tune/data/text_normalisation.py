@@ -4,7 +4,8 @@ A corpus gathered from several sources spells the same words several ways (diacr
 without its hamza, stretched with tatweel, with invisible right-to-left marks), and a user asks for a clone
 in whichever spelling they have at hand. A fine-tune learns the spelling it was trained on, so the texts it
 is given at cloning must be normalised exactly as its training texts were. `prepare --text-normalisation`
-normalises the texts it stores and records the setting in the dataset's index; `train` carries it into the
+(or, without it, `prepare --language`'s recommended setting, `RECOMMENDED`) normalises the texts it stores
+and records the setting in the dataset's index; `train` carries it into the
 run's prompt settings (`PromptConfig.text_normalisation`), which every checkpoint saves; and the one prompt
 builder (`model.prompt.build_prompt`) applies that setting to the reference transcript and the target text
 it is given, so `clone`, `eval` and the previews during training normalise as the run was trained. Only the
@@ -53,6 +54,9 @@ from higgs_tune.data.spoken import speak_numbers
 from higgs_tune.typed_config import ConfigError
 
 TEXT_NORMALISATIONS: tuple[str, ...] = get_args(TextNormalisation)
+# The normalisation `prepare --language` picks when `--text-normalisation` is not given (codes as
+# `data.languages.parse_language` gives them); any other language is left as written (`none`).
+RECOMMENDED: dict[str, TextNormalisation] = {"ar": "arabic_spoken"}
 
 # Arabic diacritics: honorific and Quranic signs above letters, tashkeel (fathatan ... sukun, and the
 # combining hamza and madda), the superscript alef, and the Quranic annotation marks.
@@ -65,6 +69,13 @@ ALEF_VARIANTS = {
     "\u0671": "\u0627",  # ٱ alef wasla
 }
 _ARABIC_FOLDS = str.maketrans(ALEF_VARIANTS | {TATWEEL: None})
+
+
+def recommended_normalisation(language: str | None) -> TextNormalisation:
+    """The normalisation a corpus in `language` should be trained with: Arabic corpora mix diacritised and
+    plain text, alef seats and digit systems (`arabic_spoken` folds them all); other languages are kept as
+    written until a normaliser for them exists."""
+    return RECOMMENDED.get(language or "", "none")
 
 
 def normalise_text(text: str, how: TextNormalisation | None) -> str:
