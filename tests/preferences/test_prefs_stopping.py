@@ -125,9 +125,13 @@ def pair_lines(out: Path) -> list[dict]:
 def test_pairs_of_a_model_that_stops_put_the_better_candidate_first(prefs, stopping) -> None:
     prompts = list(records(prefs).values())
     candidates = [c for r in prompts for c in r["candidates"]]
-    for r in prompts:  # memorised: some candidate ends by EOS exactly where the prompt's target ends
+    # Memorised: some candidate ends by EOS where the prompt's target ends. Sampled this hot, one codebook
+    # may say its EOS a step before its slot, and the earliest EOS of any codebook ends a clip (as in the
+    # original implementation), so the end may come one frame early.
+    for r in prompts:
         ends = [c["frames"] for c in r["candidates"] if c["stopped_by_eos"]]
-        assert stopping.target_frames[r["id"]] in ends, (r["id"], stopping.target_frames, ends)
+        target = stopping.target_frames[r["id"]]
+        assert any(target - 1 <= end <= target for end in ends), (r["id"], stopping.target_frames, ends)
     usable = [c for c in candidates if c["reward"] is not None]
     assert usable and all(c["stopped_by_eos"] and not ALWAYS_WORST & set(c["flags"]) for c in usable)
     assert all(ALWAYS_WORST & set(c["flags"]) for c in candidates if c["reward"] is None)
