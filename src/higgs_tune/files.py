@@ -80,6 +80,19 @@ def check_output_file(
         )
 
 
+def remove_outputs(folder: Path, patterns: Iterable[str]) -> list[Path]:
+    """Delete what a command wrote into `folder`: the entries matching its own `patterns` (glob patterns of
+    names), nothing else, so `--overwrite` never takes a file of the user's with it. Returns them sorted."""
+    folder = Path(folder)
+    removed = sorted({p for pattern in patterns for p in folder.glob(pattern)})
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return removed
+
+
 def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through a temporary file beside `path`, flushed to disk, then renamed over `path`.
 

@@ -292,3 +292,28 @@ def test_the_report_shows_the_text_each_system_was_given_when_its_normalisation_
     }
     text = render_markdown(report)
     assert text.count("was given: ذهب الولد الى المدرسة") == 1 and sample.text in text
+
+
+def test_eval_refuses_a_used_out_folder_before_any_model_loads(tmp_path, run_cli):
+    out = tmp_path / "eval"
+    (out / "finetuned").mkdir(parents=True)
+    (out / "finetuned" / "mine.wav").write_bytes(b"the user's")
+    (out / "report.md").write_text("an earlier report")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, _, err = run_cli(
+        "eval", "--manifest", tmp_path / "absent.jsonl", "--model", tmp_path / "no-model", "--out", out
+    )
+    assert code == 2 and "is not empty" in err and "--overwrite" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_eval_overwrite_deletes_only_an_earlier_evals_outputs(tmp_path):
+    from higgs_tune.evaluation.evaluate import EVAL_OUTPUTS, check_eval_folder
+
+    out = tmp_path / "eval"
+    for name in EVAL_OUTPUTS:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("old")
+    (out / "notes.txt").write_text("the user's")
+    check_eval_folder(out, overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

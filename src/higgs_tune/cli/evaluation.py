@@ -62,6 +62,12 @@ def evaluate_command(
     ras_window: RasWindowOpt = SAMPLING.ras_window,
     seed: SeedOpt = SAMPLING.seed,
     checkpoint: CheckpointOpt = "best",
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Delete an earlier eval's outputs in --out first (nothing else there)."
+        ),
+    ] = False,
 ) -> None:
     """Clone a held-out set and report WER/CER, speaker similarity, speech checks and stop health.
 
@@ -90,6 +96,7 @@ def evaluate_command(
             baseline,
             settings,
             baseline_adapter=checkpoint_of(baseline_adapter, checkpoint),
+            overwrite=overwrite,
         )
     except MeasuringModelError as e:
         log.error("%s", e)

@@ -32,7 +32,13 @@ from higgs_tune.evaluation.clip_scores import score_clips
 from higgs_tune.evaluation.measuring import load_measuring_models
 from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
 from higgs_tune.evaluation.teacher_forced import teacher_forced_stop_health
-from higgs_tune.files import write_json, write_text_atomic
+from higgs_tune.files import (
+    OutputInUseError,
+    check_output_folder,
+    remove_outputs,
+    write_json,
+    write_text_atomic,
+)
 from higgs_tune.inference.clone import clone_manifest, screen_references
 from higgs_tune.inference.generate import load_for_cloning
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
@@ -40,6 +46,19 @@ from higgs_tune.inference.speech_checks import CUT, SILENT, TOO_LONG, TOO_SHORT
 from higgs_tune.training.card import record_evaluation
 
 log = logging.getLogger(__name__)
+
+REFERENCES = "references"  # copies of the reference clips, inside the report folder (`html_report`)
+# What `eval` writes into its --out; `--overwrite` deletes these first and nothing else.
+EVAL_OUTPUTS = (
+    "finetuned",
+    "base",
+    REFERENCES,
+    "report.json",
+    "report.md",
+    "report.html",
+    "wer.png",
+    "similarity.png",
+)
 
 # Differences smaller than these are noise, not a sample getting better or worse.
 WER_MARGIN = 0.05
@@ -180,16 +199,21 @@ def evaluate(
     baseline: bool,
     settings: EvalSettings,
     baseline_adapter: Path | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Clone and measure; writes `report.json`, `report.md` and PNG plots into `out`. Returns the report.
+
+    `out` must be new or empty; with `overwrite`, an earlier eval's outputs in it are deleted first
+    (`check_eval_folder`).
 
     The baseline system (key `base`) is the base model with `baseline`, or the base model with
     `baseline_adapter` (a checkpoint folder; it implies the comparison, and `baseline` must then be False).
     """
     _check_systems(adapter, baseline, baseline_adapter)
+    out = Path(out)
+    check_eval_folder(out, overwrite)
     # References too short or too long are skipped for every system alike, and listed in the report.
     samples, skipped = screen_references(read_manifest(manifest, require_target=False))
-    out = Path(out)
     # Before any cloning: a measuring model that cannot be loaded ends the run now, not after it.
     s = settings
     measuring = load_measuring_models(s.asr_model, s.speaker_model, s.language, s.device, s.batch_size)
@@ -228,6 +252,21 @@ def evaluate(
         record_evaluation(resolve_checkpoint(adapter), _card_figures(report))
     log.info("evaluation report: %s (to listen: %s)", out / "report.md", out / "report.html")
     return report
+
+
+def check_eval_folder(out: Path, overwrite: bool) -> None:
+    """Take `out` for an eval, before any model loads: new or empty, or with `overwrite` a folder whose
+    earlier eval outputs (`EVAL_OUTPUTS`) are deleted while anything else in it stays. Without it, a
+    second eval into the same folder would mix two runs' clones under one report."""
+    if overwrite and out.is_dir():
+        removed = remove_outputs(out, EVAL_OUTPUTS)
+        if removed:
+            log.warning("--overwrite: deleted %d outputs of an earlier eval in %s", len(removed), out)
+        return
+    try:
+        check_output_folder(out, "--out")
+    except OutputInUseError as e:
+        raise OutputInUseError(f"{e}, or add --overwrite to replace an earlier eval's outputs there") from e
 
 
 def _card_figures(report: dict) -> dict:

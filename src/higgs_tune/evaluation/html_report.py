@@ -22,6 +22,7 @@ import numpy as np
 
 from higgs_tune.data.audio import TARGET_SR, load_audio
 from higgs_tune.evaluation.evaluate import (
+    REFERENCES,
     _fmt,
     _verdict,
     evaluated,
@@ -34,7 +35,6 @@ from higgs_tune.files import content_hash, write_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-REFERENCES = "references"  # copies of the reference clips, inside the report folder
 SPECTROGRAMS = "spectrograms"
 # Shared with the listening page (`listening`): plain, readable, and no web font.
 STYLE = """

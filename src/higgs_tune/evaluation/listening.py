@@ -21,8 +21,8 @@ from pathlib import Path
 from string import Template
 
 from higgs_tune.data.samples import SampleError
-from higgs_tune.evaluation.evaluate import system_titles
-from higgs_tune.evaluation.html_report import REFERENCES, STYLE, audio_html, copy_clip
+from higgs_tune.evaluation.evaluate import REFERENCES, system_titles
+from higgs_tune.evaluation.html_report import STYLE, audio_html, copy_clip
 from higgs_tune.files import check_output_folder, content_hash, write_json, write_text_atomic
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from higgs_tune.data.samples import SampleError
 from higgs_tune.data.validate import validate_manifest
 from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
 from higgs_tune.evaluation.listening import write_listening_test
-from higgs_tune.files import check_output_folder, write_json
+from higgs_tune.files import check_output_folder, remove_outputs, write_json
 from higgs_tune.model.loading import load_processor
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.prepared.prepare import prepare_dataset
@@ -135,13 +134,7 @@ def _claim_demo_folder(out: Path) -> None:
     marked, whose demo outputs are removed first (the demo rebuilds its model and data, so they are stale).
     A folder holding anything else is refused before any work: nothing of the user's is overwritten."""
     if (out / DEMO_MARK).is_file():
-        stale = [out / name for name in DEMO_OUTPUTS if (out / name).exists() or (out / name).is_symlink()]
-        for path in stale:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        if stale:
+        if remove_outputs(out, DEMO_OUTPUTS):
             log.info("replacing the outputs of an earlier demo in %s", out)
         return
     check_output_folder(out, "--out")

@@ -10,13 +10,13 @@ of them agree), and only then does the main process clear the folder.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from accelerate import Accelerator
 
 from higgs_tune import checkpoint
 from higgs_tune.errors import UserError
+from higgs_tune.files import remove_outputs
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,6 @@ TRAINER_OUTPUTS = (
 
 class RunFolderError(UserError):
     """`--out` cannot be used as asked: a file, or a folder already in use; the message names the choices."""
-
-
-def trainer_outputs(run_dir: Path) -> list[Path]:
-    """The files and folders in `run_dir` that a training run wrote, sorted by name."""
-    return sorted({p for pattern in TRAINER_OUTPUTS for p in Path(run_dir).glob(pattern)})
 
 
 def check_run_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -65,12 +60,7 @@ def check_run_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 def clear_run_folder(run_dir: Path) -> None:
     """Delete what an earlier run wrote into `run_dir` (`TRAINER_OUTPUTS`); other files stay."""
-    removed = trainer_outputs(run_dir)
-    for path in removed:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+    removed = remove_outputs(run_dir, TRAINER_OUTPUTS)
     if removed:
         log.warning(
             "--overwrite: deleted %d checkpoints and logs of an earlier run in %s", len(removed), run_dir
