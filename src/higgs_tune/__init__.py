@@ -7,7 +7,8 @@ Data flows one way, one subpackage per stage; a stage imports only the stages be
                                          the one exception to the rule: it reuses data/'s checks,
                                          evaluation/'s ASR and CER, model/'s model lookup and
                                          prepared/'s rank split
-    data/        manifest -> samples     reading manifests, pairing utterances, validating clips and texts
+    data/        manifest -> samples     reading manifests, pairing utterances, validating clips and texts,
+                                         the one --language parser, text normalisation (numbers in words)
     model/       the model's inputs      loading, the chat template, the one prompt builder, codec codes
     prepared/    samples -> codes        every distinct clip encoded once into shards; the reader
     training/    codes -> examples -> batches -> model     label masking, collation, batch plans, the one
