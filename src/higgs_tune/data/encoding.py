@@ -58,13 +58,19 @@ def byte_problem(path: Path, error: UnicodeDecodeError, column: int) -> str:
     )
 
 
+def _start_of_utf8(head: bytes, path: Path) -> bytes:
+    """The start of a file's bytes without its UTF-8 byte order mark; a `SampleError` naming `path` when a
+    byte order mark says it is UTF-16 or UTF-32."""
+    encoding = other_encoding(head)
+    if encoding is not None:
+        raise SampleError(str(path), encoding_problem(path, encoding))
+    return head.removeprefix(UTF8_BOM)
+
+
 def decode_utf8(raw: bytes, path: Path) -> str:
     """The text of a whole file read as `raw`, without its UTF-8 byte order mark; a `SampleError` naming
     `path` (and the line) when it is not UTF-8."""
-    encoding = other_encoding(raw)
-    if encoding is not None:
-        raise SampleError(str(path), encoding_problem(path, encoding))
-    raw = raw.removeprefix(UTF8_BOM)
+    raw = _start_of_utf8(raw, path)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -80,10 +86,7 @@ def utf8_lines(path: Path) -> Iterator[str]:
     with open(path, "rb") as f:
         for number, line in enumerate(f, start=1):
             if number == 1:
-                encoding = other_encoding(line)
-                if encoding is not None:
-                    raise SampleError(str(path), encoding_problem(path, encoding))
-                line = line.removeprefix(UTF8_BOM)
+                line = _start_of_utf8(line, path)
             try:
                 yield line.decode("utf-8")
             except UnicodeDecodeError as e:
