@@ -15,39 +15,18 @@ from __future__ import annotations
 
 import re
 
+from transformers.models.whisper.tokenization_whisper import LANGUAGES as WHISPER_LANGUAGES
+from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
 from higgs_tune.errors import UserError
 
-# Code -> English name: the languages Whisper transcribes, in its order (most data first).
-LANGUAGE_NAMES: dict[str, str] = {
-    "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko": "korean",
-    "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish", "pl": "polish", "ca": "catalan",
-    "nl": "dutch", "ar": "arabic", "sv": "swedish", "it": "italian", "id": "indonesian", "hi": "hindi",
-    "fi": "finnish", "vi": "vietnamese", "he": "hebrew", "uk": "ukrainian", "el": "greek", "ms": "malay",
-    "cs": "czech", "ro": "romanian", "da": "danish", "hu": "hungarian", "ta": "tamil", "no": "norwegian",
-    "th": "thai", "ur": "urdu", "hr": "croatian", "bg": "bulgarian", "lt": "lithuanian", "la": "latin",
-    "mi": "maori", "ml": "malayalam", "cy": "welsh", "sk": "slovak", "te": "telugu", "fa": "persian",
-    "lv": "latvian", "bn": "bengali", "sr": "serbian", "az": "azerbaijani", "sl": "slovenian",
-    "kn": "kannada", "et": "estonian", "mk": "macedonian", "br": "breton", "eu": "basque", "is": "icelandic",
-    "hy": "armenian", "ne": "nepali", "mn": "mongolian", "bs": "bosnian", "kk": "kazakh", "sq": "albanian",
-    "sw": "swahili", "gl": "galician", "mr": "marathi", "pa": "punjabi", "si": "sinhala", "km": "khmer",
-    "sn": "shona", "yo": "yoruba", "so": "somali", "af": "afrikaans", "oc": "occitan", "ka": "georgian",
-    "be": "belarusian", "tg": "tajik", "sd": "sindhi", "gu": "gujarati", "am": "amharic", "yi": "yiddish",
-    "lo": "lao", "uz": "uzbek", "fo": "faroese", "ht": "haitian creole", "ps": "pashto", "tk": "turkmen",
-    "nn": "nynorsk", "mt": "maltese", "sa": "sanskrit", "lb": "luxembourgish", "my": "myanmar",
-    "bo": "tibetan", "tl": "tagalog", "mg": "malagasy", "as": "assamese", "tt": "tatar", "haw": "hawaiian",
-    "ln": "lingala", "ha": "hausa", "ba": "bashkir", "jw": "javanese", "su": "sundanese", "yue": "cantonese",
-}  # fmt: skip
-# Other names (and codes) of the same languages.
-_ALIASES = {
-    "burmese": "my", "valencian": "ca", "flemish": "nl", "haitian": "ht", "letzeburgesch": "lb",
-    "pushto": "ps", "panjabi": "pa", "moldavian": "ro", "moldovan": "ro", "sinhalese": "si",
-    "castilian": "es", "mandarin": "zh", "farsi": "fa", "jv": "jw", "iw": "he",
-}  # fmt: skip
-_CODES: dict[str, str] = {
-    **{code: code for code in LANGUAGE_NAMES},
-    **{name: code for code, name in LANGUAGE_NAMES.items()},
-    **_ALIASES,
-}
+# Code -> English name, and name (or other name) -> code: the languages Whisper transcribes, as
+# transformers' Whisper tokenizer lists them, so that every code given here is one the transcriber takes.
+LANGUAGE_NAMES: dict[str, str] = WHISPER_LANGUAGES
+# Other spellings users have at hand that Whisper's table lacks (ISO 639-1's old codes for Hebrew and
+# Javanese, the everyday name of Persian).
+_ALIASES = {"farsi": "fa", "jv": "jw", "iw": "he"}
+_CODES: dict[str, str] = {**{code: code for code in LANGUAGE_NAMES}, **TO_LANGUAGE_CODE, **_ALIASES}
 # A locale tag: the language, then region, script or variant subtags after `-` or `_` (ar-SA, zh_Hant_TW).
 _SUBTAGS = re.compile(r"[-_]")
 
