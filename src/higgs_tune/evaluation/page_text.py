@@ -4,10 +4,11 @@ characters made visible.
 A transcript is whatever the ASR model decoded, and an id or a path is whatever the user wrote: either may
 carry NUL, escape sequences or bidi overrides. In a page a NUL makes the file "binary" to grep and to some
 viewers, an ESC starts a terminal escape when the file is printed, and a bidi override reorders the text
-after it (a cell, or a whole table row in Markdown). Each of these is shown instead as a visible sign (a NUL
-as U+2400 "SYMBOL FOR NULL", any other as U+FFFD), so a reader sees that something was there and nothing
-vanishes unseen. Tabs and line breaks stay (each page then lays them out its own way); the joiners and
-the left-to-right and right-to-left marks that Arabic and Persian text needs stay too.
+after it (a cell, or a whole table row in Markdown). Each of these is shown instead as a visible sign (a C0
+control as its Control Pictures symbol, U+2400 "SYMBOL FOR NULL" for NUL, any other as U+FFFD), so a reader
+sees that something was there and nothing vanishes unseen. Tabs and line feeds stay (a carriage return
+becomes a line feed; each page then lays them out its own way); the joiners and the left-to-right and
+right-to-left marks that Arabic and Persian text needs stay too.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from __future__ import annotations
 import html
 import re
 
+# Bidi embeddings, overrides and isolates: in a line of text, they reorder what follows them (also in a
+# terminal: `listening_score.printable`).
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # Control characters (Unicode category Cc: U+0000-U+001F, U+007F-U+009F) but tab and line feed, and the bidi
-# embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which reorder what follows them; a run
-# of one of them is taken whole (a decoder stuck on NUL gives hundreds).
-_HIDDEN = re.compile("([\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069])\\1*")
+# controls; a run of one of them is taken whole (a decoder stuck on NUL gives hundreds).
+_HIDDEN = re.compile("([\x00-\x08\x0b-\x1f\x7f-\x9f" + "".join(sorted(BIDI_CONTROLS)) + "])\\1*")
 _LONG_RUN = 4
 
 
