@@ -265,15 +265,35 @@ def test_control_characters_in_a_transcript_or_text_never_reach_the_pages(make_w
 
 
 def test_players_know_their_duration_before_any_is_played(eval_dir, browser, tmp_path):
-    """Both pages' players show each clip's length (not 0:00) as the page opens, nothing played or
-    loaded by hand: the players preload the clip's metadata."""
+    """Both pages' players show each clip's length (not 0:00), nothing played or loaded by hand: the first
+    as the page opens, the others once the page is scrolled to its end."""
     from higgs_tune.evaluation.listening import write_listening_test
 
     ab_page = write_listening_test(eval_dir, tmp_path / "ab")
     for path in (eval_dir / "report.html", ab_page):
         page, errors = open_page(browser, path)
         players = "[...document.querySelectorAll('audio')]"
+        page.wait_for_function(f"{players}[0].readyState >= 1", timeout=10_000)
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
         page.wait_for_function(f"{players}.every((a) => a.readyState >= 1)", timeout=10_000)
         durations = page.evaluate(f"{players}.map((a) => a.duration)")
         assert durations and all(d > 0 for d in durations), (path.name, durations)
         assert not errors, errors
+
+
+def test_a_long_report_reads_only_the_clips_near_the_view(make_wav, tmp_path, browser):
+    """With many samples, opening the page reads the headers of the players near the view only (reading
+    all of them holds the page's load for seconds); a player scrolled to gets its duration."""
+    out, report = _handmade_eval(make_wav, tmp_path)
+    for name, rows in report["samples"].items():
+        report["samples"][name] = [{**rows[i % 3], "id": f"s{i}"} for i in range(60)]
+    write_html_report(report, out)
+    page, errors = open_page(browser, out / "report.html")
+    players = "document.querySelectorAll('#samples audio')"
+    page.wait_for_function(f"{players}[0].readyState >= 1", timeout=10_000)
+    assert page.evaluate(f"{players}[0].duration") > 0
+    assert page.evaluate(f"[...{players}].at(-1).readyState") == 0
+    page.evaluate(f"[...{players}].at(-1).scrollIntoView()")
+    page.wait_for_function(f"[...{players}].at(-1).readyState >= 1", timeout=10_000)
+    assert page.evaluate(f"[...{players}].at(-1).duration") > 0
+    assert not errors, errors
