@@ -56,7 +56,7 @@ def test_two_adapters_are_compared_and_the_baseline_clones_as_eval_adapter_alone
     for system in ("base", "finetuned"):
         assert [r["id"] for r in report["samples"][system]] == ids
         assert report["summary"][system]["samples"] == len(ids)
-    assert set(report["comparison"]) == {"better", "worse"}
+    assert set(report["comparison"]) == {"better", "worse", "reasons"}
     baseline = _codes(out, "base", report["samples"]["base"])
     tuned = _codes(out, "finetuned", report["samples"]["finetuned"])
     expected = _codes(eval_dir, "finetuned", alone["samples"]["finetuned"])

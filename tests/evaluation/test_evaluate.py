@@ -1,6 +1,7 @@
 """`eval --baseline` on the tiny models: a report whose rows cover every sample, for both systems."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from higgs_tune.config import TrainConfig
-from higgs_tune.evaluation.evaluate import _compare, render_markdown
+from higgs_tune.evaluation.evaluate import _aggregate, _compare, render_markdown
 from higgs_tune.training.trainer import Trainer
 from higgs_tune.typed_config import load_config
 
@@ -46,7 +47,7 @@ def test_eval_baseline_report_covers_every_sample(tiny_model_dir, prepared_dir, 
             {"wer", "cer", "similarity", "flags", "stopped_by_eos", "transcript"} <= r.keys() for r in rows
         )
         assert report["summary"][system]["samples"] == len(ids)
-    assert set(report["comparison"]) == {"better", "worse"}
+    assert set(report["comparison"]) == {"better", "worse", "reasons"}
     markdown = (out / "report.md").read_text()
     assert "Fine-tuning" in markdown.splitlines()[2]
     assert all(i in markdown for i in ids)
@@ -97,18 +98,84 @@ def test_verdict_line_tells_at_a_glance(tuned, base, word):
     assert f"**Fine-tuning {word}**" in render_markdown(report)
 
 
-def test_a_clone_with_no_speech_is_worse_whatever_its_wer():
+def test_a_clone_with_no_speech_is_worse_whatever_its_wer_and_each_count_says_why():
     def row(i, wer, flags, sim=None):
         return {"id": i, "wer": wer, "similarity": sim, "flags": flags}
 
-    tuned = [row("a", 1.0, ["silent"]), row("b", 0.2, []), row("c", 0.1, ["too_short"]), row("d", 0.2, [])]
+    tuned = [
+        row("a", 1.0, ["silent"]),
+        row("b", 0.2, []),
+        row("c", 0.1, ["too_short"]),
+        row("d", 0.2, []),
+        row("e", 0.4, [], 0.5),
+        row("f", 0.1, [], 0.5),
+    ]
     base = [
         row("a", 1.5, ["cut"]),
         row("b", 0.5, []),
         row("c", 0.1, ["too_short"]),
         row("d", 0.2, ["silent"]),
+        row("e", 0.4, [], 0.7),
+        row("f", 0.4, [], 0.7),  # WER better, similarity worse: counted neither way
     ]
-    assert _compare(tuned, base) == {"better": ["b", "d"], "worse": ["a"]}
+    assert _compare(tuned, base) == {
+        "better": ["b", "d"],
+        "worse": ["a", "e"],
+        "reasons": {
+            "a": "no speech (silent) where the baseline spoke",
+            "b": "WER 50.0% -> 20.0%",
+            "d": "spoke where the baseline did not (silent)",
+            "e": "similarity 0.700 -> 0.500",
+        },
+    }
+
+
+def _too_short_report() -> dict:
+    """The demo's case: every fine-tuned clip too short to embed and counted worse at an unchanged WER."""
+
+    def row(i, flags, sim, wav="0.wav"):
+        counts = {"word_errors": 1, "ref_words": 1, "char_errors": 1, "ref_chars": 1, "stopped_by_eos": True}
+        return {"id": i, "wav": wav, "text": "t", "wer": 1.0, "similarity": sim, "seconds": 0.1, **counts} | {
+            "flags": flags
+        }
+
+    tuned = [row("a", ["too_short"], None), row("b", ["too_short"], None, wav=None)]
+    base = [row("a", [], 0.6), row("b", [], None)]
+    tuned[0]["similarity_missing"] = "clip shorter than the speaker model's minimum (0.50 s)"
+    systems = {"finetuned": tuned, "base": base}
+    return {
+        "model": "m",
+        "adapter": "r",
+        "asr_model": "asr",
+        "speaker_model": "spk",
+        "language": None,
+        "summary": {name: _aggregate(rows) for name, rows in systems.items()},
+        "samples": systems,
+        "comparison": _compare(tuned, base),
+    }
+
+
+def test_report_md_says_why_a_figure_is_na_and_why_a_sample_counts_worse():
+    """Every "n/a" in report.md carries its reason, and each sample counted worse says why, in the summary
+    and in its own row, though its WER did not move."""
+    report = _too_short_report()
+    assert report["summary"]["finetuned"]["similarity"] is None
+    markdown = render_markdown(report)
+    assert not re.search(r"n/a(?!: \S)", markdown), markdown
+    verdict = markdown.splitlines()[2]
+    assert (
+        "speaker similarity 0.600 (mean of 1 of 2 clips; the others have none) -> n/a: no clip could be "
+        "embedded (1: clip shorter than the speaker model's minimum (0.50 s), 1: no audio)" in verdict
+    )
+    assert "Worse with fine-tuning (2): a (no speech (too_short) where the baseline spoke); b (no speech" in (
+        markdown
+    )
+    a_row = next(line for line in markdown.splitlines() if line.startswith("| a |"))
+    assert "n/a: clip shorter than the speaker model's minimum (0.50 s)" in a_row
+    assert a_row.endswith("| worse: no speech (too_short) where the baseline spoke |"), a_row
+    b_row = next(line for line in markdown.splitlines() if line.startswith("| b |"))
+    # Rows of an older report (no `similarity_missing`): the reason follows from the row.
+    assert "| n/a: clip shorter than the speaker model's minimum |" in b_row and "| n/a: no audio |" in b_row
 
 
 def test_verdict_follows_the_samples_when_the_means_do_not_move():

@@ -188,4 +188,112 @@ def test_report_md_shows_hostile_ids_and_paths_as_text_in_whole_table_rows(tmp_p
         re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", tables[1], re.S)[1:]
     ]
     assert [html.unescape(cells[0]) for cells in samples] == [" ".join(i.splitlines()) for i in HOSTILE_IDS]
-    assert all(len(cells) == 10 for cells in samples)  # id, text, then 4 per system
+    assert all(len(cells) == 11 for cells in samples)  # id, text, 4 per system, how it compared
+
+
+def _unexplained_na(text: str) -> list[str]:
+    """Each "n/a" in `text` that is not followed by its reason ("n/a: no audio")."""
+    return [text[max(0, m.start() - 60) : m.end() + 20] for m in re.finditer(r"n/a(?!: \w)", text)]
+
+
+def test_both_reports_say_why_each_na_and_why_each_sample_counts(make_wav, tmp_path):
+    """On a hand-made eval: the fine-tuned clone without audio has similarity "n/a: no audio" in both
+    pages, and every sample counted better or worse shows why, in the summary and in its own row."""
+    out, report = _handmade_eval(make_wav, tmp_path)
+    assert report["comparison"]["reasons"] == {
+        "s1": "WER 60.0% -> 10.0%",
+        HOSTILE_ID: "no speech (silent) where the baseline spoke",
+    }
+    page = (out / "report.html").read_text(encoding="utf-8")
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    for text in (page, markdown):
+        assert not _unexplained_na(text), _unexplained_na(text)
+        assert "n/a: no audio" in text
+    assert "Better with fine-tuning (1): s1 (WER 60.0% -&gt; 10.0%)." in page
+    assert f"Worse with fine-tuning (1): {html.escape(HOSTILE_ID)} (no speech (silent) where the " in page
+    whys = re.findall(r'<div class="why">(.*?)</div>', page)
+    assert whys == ["better: WER 60.0% -&gt; 10.0%", "worse: no speech (silent) where the baseline spoke"]
+    assert "| better: WER 60.0% -&gt; 10.0% |" in markdown
+
+
+def test_eval_reports_say_why_each_na_and_why_each_sample_counts(eval_dir):
+    """On what `eval` wrote: every counted sample has its reason in report.json and in both pages, and no
+    figure in either page is a bare "n/a"."""
+    import json
+
+    report = json.loads((eval_dir / "report.json").read_text(encoding="utf-8"))
+    comparison = report["comparison"]
+    counted = comparison["better"] + comparison["worse"]
+    assert set(comparison["reasons"]) == set(counted)
+    page = html.unescape((eval_dir / "report.html").read_text(encoding="utf-8"))
+    markdown = (eval_dir / "report.md").read_text(encoding="utf-8")
+    for text in (page, markdown):
+        assert not _unexplained_na(text), _unexplained_na(text)
+        for sample_id in counted:
+            assert comparison["reasons"][sample_id] in text
+    for rows in report["samples"].values():
+        for row in rows:
+            assert (row["similarity"] is None) == bool(row["similarity_missing"]), row
+
+
+CONTROLS = "\x00" * 210 + "a\x01\x07\x08\x0b\x0c\x1b[31m\x7f\x85\x9b\u202eevil\u2066\r\rb\tc\nd"
+# Bytes no page may hold: C0 controls but tab and line feed, and DEL. (C1 and bidi controls are checked
+# on the decoded text.)
+CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
+HIDDEN = re.compile("[\x80-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_control_characters_in_a_transcript_or_text_never_reach_the_pages(make_wav, tmp_path):
+    """A transcript that decoded to 210 NULs, escapes and a bidi override, and ids and texts with them:
+    report.md and report.html hold no control byte (grep reads them as text), each shows visible signs."""
+    out, report = _handmade_eval(make_wav, tmp_path)
+    for rows in report["samples"].values():
+        for row in rows:
+            row["transcript"] = CONTROLS
+            row["text"] = "text " + CONTROLS
+            row["spoken_text"] = "said " + CONTROLS
+    report["samples"]["base"][2]["id"] = report["samples"]["finetuned"][2]["id"] = "s3" + CONTROLS
+    report["model"] = "model" + CONTROLS
+    write_text_atomic(out / "report.md", render_markdown(report))
+    write_html_report(report, out)
+    for name in ("report.md", "report.html"):
+        data = (out / name).read_bytes()
+        assert not CONTROL_BYTES.findall(data), (name, CONTROL_BYTES.findall(data)[:5])
+        text = data.decode("utf-8")
+        assert not HIDDEN.findall(text), (name, HIDDEN.findall(text)[:5])
+        assert "\u2400\u00d7210a\u2401\u2407" in text and "\ufffdevil" in text, name
+
+
+def test_players_know_their_duration_before_any_is_played(eval_dir, browser, tmp_path):
+    """Both pages' players show each clip's length (not 0:00), nothing played or loaded by hand: the first
+    as the page opens, the others once the page is scrolled to its end."""
+    from higgs_tune.evaluation.listening import write_listening_test
+
+    ab_page = write_listening_test(eval_dir, tmp_path / "ab")
+    for path in (eval_dir / "report.html", ab_page):
+        page, errors = open_page(browser, path)
+        players = "[...document.querySelectorAll('audio')]"
+        page.wait_for_function(f"{players}[0].readyState >= 1", timeout=10_000)
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        page.wait_for_function(f"{players}.every((a) => a.readyState >= 1)", timeout=10_000)
+        durations = page.evaluate(f"{players}.map((a) => a.duration)")
+        assert durations and all(d > 0 for d in durations), (path.name, durations)
+        assert not errors, errors
+
+
+def test_a_long_report_reads_only_the_clips_near_the_view(make_wav, tmp_path, browser):
+    """With many samples, opening the page reads the headers of the players near the view only (reading
+    all of them holds the page's load for seconds); a player scrolled to gets its duration."""
+    out, report = _handmade_eval(make_wav, tmp_path)
+    for name, rows in report["samples"].items():
+        report["samples"][name] = [{**rows[i % 3], "id": f"s{i}"} for i in range(60)]
+    write_html_report(report, out)
+    page, errors = open_page(browser, out / "report.html")
+    players = "document.querySelectorAll('#samples audio')"
+    page.wait_for_function(f"{players}[0].readyState >= 1", timeout=10_000)
+    assert page.evaluate(f"{players}[0].duration") > 0
+    assert page.evaluate(f"[...{players}].at(-1).readyState") == 0
+    page.evaluate(f"[...{players}].at(-1).scrollIntoView()")
+    page.wait_for_function(f"[...{players}].at(-1).readyState >= 1", timeout=10_000)
+    assert page.evaluate(f"[...{players}].at(-1).duration") > 0
+    assert not errors, errors

@@ -304,3 +304,20 @@ def test_listen_score_prints_listener_names_without_their_control_characters(tmp
     first = stdout.splitlines()[0]
     assert first == "1 listener(s): eve\\x1b]0;pwned\\x07\\r\\x9b2J\\u202edone", first
     assert all(c == "\n" or c.isprintable() for c in stdout), repr(stdout)
+
+
+def test_control_characters_in_a_text_never_reach_the_ab_page(eval_dir, tmp_path):
+    """A sample text with NULs, escapes and a bidi override: index.html holds no control byte."""
+    from test_html_report import CONTROL_BYTES, CONTROLS, HIDDEN
+
+    copy = tmp_path / "eval"
+    shutil.copytree(eval_dir, copy)
+    report = json.loads((copy / "report.json").read_text(encoding="utf-8"))
+    for rows in report["samples"].values():
+        for row in rows:
+            row["text"] = "text " + CONTROLS
+    (copy / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    data = write_listening_test(copy, tmp_path / "ab").read_bytes()
+    assert not CONTROL_BYTES.findall(data), CONTROL_BYTES.findall(data)[:5]
+    text = data.decode("utf-8")
+    assert not HIDDEN.findall(text) and "\u2400\u00d7210a" in text

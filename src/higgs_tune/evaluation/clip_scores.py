@@ -12,6 +12,8 @@ import numpy as np
 from higgs_tune.data.audio import TARGET_SR
 from higgs_tune.evaluation.text_metrics import char_errors, word_errors
 
+NO_AUDIO = "no audio"  # why a clip that the model ended at once has no similarity
+
 
 def score_clips(
     audios: Sequence[np.ndarray],
@@ -23,7 +25,8 @@ def score_clips(
     """The scores of each clip (24 kHz mono) against its text and its reference's speaker embedding.
 
     A clip without audio (the model stopped at once) says nothing: an empty transcript, every word missed.
-    A clip shorter than the speaker model can embed has no similarity (None).
+    A clip shorter than the speaker model can embed has no similarity (None), and `similarity_missing` says
+    why a clip has none (the reports show it beside the "n/a"); it is None for a clip that has one.
     """
     from higgs_tune.evaluation.speaker import cosine_similarity
 
@@ -34,8 +37,12 @@ def score_clips(
     for i, (audio, text, reference) in enumerate(zip(audios, texts, references, strict=True)):
         hyp = transcripts.get(i, "")
         words, chars = word_errors(text, hyp, language), char_errors(text, hyp, language)
-        similarity = None
-        if audio.size / TARGET_SR >= speaker.min_seconds:
+        similarity, missing = None, None
+        if not audio.size:
+            missing = NO_AUDIO
+        elif audio.size / TARGET_SR < speaker.min_seconds:
+            missing = f"clip shorter than the speaker model's minimum ({speaker.min_seconds:.2f} s)"
+        else:
             similarity = float(cosine_similarity(speaker.embed([audio])[0], reference))
         scores.append(
             {
@@ -47,6 +54,7 @@ def score_clips(
                 "char_errors": chars.errors,
                 "ref_chars": chars.reference_length,
                 "similarity": similarity,
+                "similarity_missing": missing,
             }
         )
     return scores

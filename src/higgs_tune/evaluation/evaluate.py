@@ -28,8 +28,9 @@ from higgs_tune.data.audio import load_audio
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.errors import UserError
 from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
-from higgs_tune.evaluation.clip_scores import score_clips
+from higgs_tune.evaluation.clip_scores import NO_AUDIO, score_clips
 from higgs_tune.evaluation.measuring import load_measuring_models
+from higgs_tune.evaluation.page_text import visible_text
 from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
 from higgs_tune.evaluation.teacher_forced import teacher_forced_stop_health
 from higgs_tune.files import (
@@ -129,7 +130,8 @@ def _score(
 
 
 def _aggregate(rows: list[dict]) -> dict:
-    """Corpus-level figures of one system."""
+    """Corpus-level figures of one system. Its similarity is the mean over the clips that have one
+    (`similarity_samples` of them); with none, `similarity_missing` says why."""
     sims = [r["similarity"] for r in rows if r["similarity"] is not None]
     flags: dict[str, int] = {}
     for r in rows:
@@ -140,6 +142,8 @@ def _aggregate(rows: list[dict]) -> dict:
         "wer": sum(r["word_errors"] for r in rows) / max(1, sum(r["ref_words"] for r in rows)),
         "cer": sum(r["char_errors"] for r in rows) / max(1, sum(r["ref_chars"] for r in rows)),
         "similarity": float(np.mean(sims)) if sims else None,
+        "similarity_samples": len(sims),
+        "similarity_missing": None if sims else _no_similarity(rows),
         "stopped_by_eos": sum(r["stopped_by_eos"] for r in rows) / max(1, len(rows)),
         "right_length": sum(not LENGTH_FAILURES & set(r["flags"]) for r in rows) / max(1, len(rows)),
         "flags": flags,
@@ -147,30 +151,74 @@ def _aggregate(rows: list[dict]) -> dict:
     }
 
 
-def _compare(tuned: list[dict], base: list[dict]) -> dict[str, list[str]]:
+def _no_similarity(rows: list[dict]) -> str:
+    """Why no clip of a system has a similarity: how many clips had which reason."""
+    if not rows:
+        return "no samples"
+    missing: dict[str, int] = {}
+    for r in rows:
+        missing[similarity_missing(r)] = missing.get(similarity_missing(r), 0) + 1
+    return "no clip could be embedded (" + ", ".join(f"{n}: {why}" for why, n in missing.items()) + ")"
+
+
+def _compare(tuned: list[dict], base: list[dict]) -> dict:
     """Samples that got better or worse with fine-tuning: a clip with speech beats one without (silent or
-    too short); otherwise by WER and by speaker similarity, each beyond its noise margin."""
-    better, worse = [], []
+    too short); otherwise by WER and by speaker similarity, each beyond its noise margin.
+
+    Returns the ids of each (`better`, `worse`) and, beside them, why each was counted (`reasons`, by id:
+    "no speech (too_short) where the baseline spoke", "WER 40.0% -> 10.0%"), so a sample counted worse at
+    an unchanged WER says what it lost.
+    """
+    better, worse, reasons = [], [], {}
     for t, b in zip(tuned, base, strict=True):
         spoke_t, spoke_b = not NO_SPEECH & set(t["flags"]), not NO_SPEECH & set(b["flags"])
         if spoke_t != spoke_b:  # saying (almost) nothing is worse than anything said
             (better if spoke_t else worse).append(t["id"])
+            reasons[t["id"]] = (
+                f"spoke where the baseline did not ({_no_speech(b)})"
+                if spoke_t
+                else f"no speech ({_no_speech(t)}) where the baseline spoke"
+            )
             continue
-        score = 0
-        if t["wer"] < b["wer"] - WER_MARGIN:
-            score += 1
-        elif t["wer"] > b["wer"] + WER_MARGIN:
-            score -= 1
-        if t["similarity"] is not None and b["similarity"] is not None:
-            if t["similarity"] > b["similarity"] + SIMILARITY_MARGIN:
-                score += 1
-            elif t["similarity"] < b["similarity"] - SIMILARITY_MARGIN:
-                score -= 1
-        if score > 0:
-            better.append(t["id"])
-        elif score < 0:
-            worse.append(t["id"])
-    return {"better": better, "worse": worse}
+        score, moved = 0, []
+        if abs(t["wer"] - b["wer"]) > WER_MARGIN:
+            score += 1 if t["wer"] < b["wer"] else -1
+            moved.append(f"WER {_fmt(b['wer'], True)} -> {_fmt(t['wer'], True)}")
+        sims = (t["similarity"], b["similarity"])
+        if None not in sims and abs(sims[0] - sims[1]) > SIMILARITY_MARGIN:
+            score += 1 if sims[0] > sims[1] else -1
+            moved.append(f"similarity {_fmt(sims[1])} -> {_fmt(sims[0])}")
+        if score:  # two votes that cancel count neither way; otherwise every move listed voted alike
+            (better if score > 0 else worse).append(t["id"])
+            reasons[t["id"]] = ", ".join(moved)
+    return {"better": better, "worse": worse, "reasons": reasons}
+
+
+def _no_speech(row: dict) -> str:
+    """The flags that say a clip has no speech to score."""
+    return " ".join(f for f in row["flags"] if f in NO_SPEECH)
+
+
+def compared(report: dict, sample_id: str) -> str | None:
+    """How sample `sample_id` was counted, with why ("worse: no speech (too_short) where the baseline
+    spoke"), or None when it was counted neither way or there is no comparison. A report written before
+    the reasons were recorded gives the verdict alone."""
+    comparison = report.get("comparison")
+    if comparison is None:
+        return None
+    for word in ("better", "worse"):
+        if sample_id in comparison[word]:
+            why = comparison.get("reasons", {}).get(sample_id)
+            return f"{word}: {why}" if why else word
+    return None
+
+
+def counted(report: dict, word: str) -> str:
+    """The ids counted `word` ("better" or "worse"), each with its reason, for the reports' summary."""
+    comparison = report["comparison"]
+    reasons = comparison.get("reasons", {})
+    shown = [f"{i} ({reasons[i]})" if i in reasons else str(i) for i in comparison[word]]
+    return "; ".join(shown) or "none"
 
 
 def _check_systems(adapter: Path | None, baseline: bool, baseline_adapter: Path | None) -> None:
@@ -302,10 +350,34 @@ def subject(report: dict) -> str:
     return "the tuned adapter" if report.get("baseline_adapter") else "fine-tuning"
 
 
-def _fmt(value: float | None, percent: bool = False) -> str:
+def _fmt(value: float | None, percent: bool = False, missing: str | None = None) -> str:
+    """A figure as the reports show it; None is "n/a", with why it is missing where that is known."""
     if value is None:
-        return "n/a"
+        return f"n/a: {missing}" if missing else "n/a"
     return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
+
+
+def similarity_missing(row: dict) -> str:
+    """Why a clip has no speaker similarity: what `score_clips` recorded, or for a report written before it
+    recorded that, what the clip's row says (no audio, else the one other cause)."""
+    if row.get("similarity_missing"):
+        return row["similarity_missing"]
+    return NO_AUDIO if not row.get("wav") else "clip shorter than the speaker model's minimum"
+
+
+def similarity_figure(row: dict) -> str:
+    """One clip's similarity as the reports show it, "n/a" with why where it has none."""
+    return _fmt(row["similarity"], missing=similarity_missing(row) if row["similarity"] is None else None)
+
+
+def _summary_similarity(summary: dict) -> str:
+    """One system's mean similarity, saying over how many clips where some had none, and why it is n/a
+    where none had one (summaries written before either was recorded show the bare figure)."""
+    shown = _fmt(summary["similarity"], missing=summary.get("similarity_missing"))
+    embedded = summary.get("similarity_samples")
+    if summary["similarity"] is not None and embedded is not None and embedded < summary["samples"]:
+        shown += f" (mean of {embedded} of {summary['samples']} clips; the others have none)"
+    return shown
 
 
 def _verdict(report: dict) -> str:
@@ -320,7 +392,7 @@ def _verdict(report: dict) -> str:
     t, b = summary["finetuned"], summary["base"]
     parts = [
         f"WER {_fmt(b['wer'], True)} -> {_fmt(t['wer'], True)}",
-        f"speaker similarity {_fmt(b['similarity'])} -> {_fmt(t['similarity'])}",
+        f"speaker similarity {_summary_similarity(b)} -> {_summary_similarity(t)}",
         f"right length and ended by EOS {_fmt(b['right_length'], True)} -> {_fmt(t['right_length'], True)}",
         f"clips with no flag {b['clean']} -> {t['clean']} of {t['samples']}",
     ]
@@ -367,15 +439,19 @@ def render_markdown(report: dict) -> str:
         c = report["comparison"]
         lines += [
             "",
-            f"Better with {subject(report)} ({len(c['better'])}): {md(', '.join(c['better']) or 'none')}.",
-            f"Worse with {subject(report)} ({len(c['worse'])}): {md(', '.join(c['worse']) or 'none')}.",
+            f"Better with {subject(report)} ({len(c['better'])}): {md(counted(report, 'better'))}.",
+            "",
+            f"Worse with {subject(report)} ({len(c['worse'])}): {md(counted(report, 'worse'))}.",
         ]
     lines += _stop_health_table(report.get("stop_health") or {}, names, titles)
     lines += ["", "![WER](wer.png) ![similarity](similarity.png)", "", "## Per sample", ""]
     header = ["id", "text"] + [
         f"{t} {what}" for t in (titles[n] for n in names) for what in ("WER", "sim", "s", "flags")
     ]
-    lines += [markdown_row(header), "|---|---|" + "---|---|---|---|" * len(names)]
+    with_comparison = "comparison" in report
+    if with_comparison:
+        header.append("compared")
+    lines += [markdown_row(header), "|---|---|" + "---|---|---|---|" * len(names) + "---|" * with_comparison]
     for i, row in enumerate(systems[names[0]]):
         prompted = "".join(f" ({titles[n]} was given: {t})" for n, t in prompted_texts(systems, names, i))
         cells = [row["id"], row.get("text", "") + prompted]
@@ -383,10 +459,12 @@ def render_markdown(report: dict) -> str:
             r = systems[n][i]
             cells += [
                 _fmt(r["wer"], True),
-                _fmt(r["similarity"]),
+                similarity_figure(r),
                 f"{r['seconds']:.2f}",
                 " ".join(r["flags"]) or "-",
             ]
+        if with_comparison:
+            cells.append(compared(report, row["id"]) or "-")
         lines.append(markdown_row(cells))
     return "\n".join(lines) + "\n"
 
@@ -396,9 +474,10 @@ def markdown_text(value: object) -> str:
 
     A Markdown viewer renders raw HTML, so `<`, `>` and `&` become entities (no live tag); `\\`, a
     backtick, `|`, `[` and `]` are backslash-escaped (no code span, table cell or link of its own); and a
-    line break becomes a space, so a table row stays one row with its cells.
+    line break becomes a space, so a table row stays one row with its cells. Control characters are shown as
+    signs first (`page_text.visible_text`).
     """
-    text = html.escape(" ".join(str(value).splitlines()), quote=False)
+    text = html.escape(" ".join(visible_text(value).splitlines()), quote=False)
     return text.translate(_MARKDOWN_ESCAPES)
 
 
@@ -423,13 +502,15 @@ def markdown_row(cells: list[object]) -> str:
 def summary_table(summary: dict, names: list[str]) -> list[list[str]]:
     """The summary table's rows, a label then one cell per system: shared by `report.md` and `report.html`."""
     rows = [
-        [label] + [_fmt(summary[n][key], pct) for n in names]
-        for key, label, pct in (
-            ("wer", "WER (lower is better)", True),
-            ("cer", "CER (lower is better)", True),
-            ("similarity", "speaker similarity (higher is better)", False),
-            ("stopped_by_eos", "ended by EOS", True),
-            ("right_length", "right length and ended by EOS", True),
+        [label] + [_fmt(summary[n][key], True) for n in names]
+        for key, label in (("wer", "WER (lower is better)"), ("cer", "CER (lower is better)"))
+    ]
+    rows.append(["speaker similarity (higher is better)"] + [_summary_similarity(summary[n]) for n in names])
+    rows += [
+        [label] + [_fmt(summary[n][key], True) for n in names]
+        for key, label in (
+            ("stopped_by_eos", "ended by EOS"),
+            ("right_length", "right length and ended by EOS"),
         )
     ]
     rows.append(["clips with no flag"] + [str(summary[n]["clean"]) for n in names])

@@ -9,7 +9,6 @@ nothing comes from the internet, so the folder can be zipped and sent. User text
 
 from __future__ import annotations
 
-import html
 import io
 import logging
 import re
@@ -25,12 +24,16 @@ from higgs_tune.evaluation.evaluate import (
     REFERENCES,
     _fmt,
     _verdict,
+    compared,
+    counted,
     evaluated,
     prompted_texts,
+    similarity_figure,
     subject,
     summary_table,
     system_titles,
 )
+from higgs_tune.evaluation.page_text import html_text
 from higgs_tune.files import content_hash, write_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,18 @@ audio{width:15em;display:block}img.spec{display:block;width:15em;height:4em;marg
 .flag{display:inline-block;background:#fde2e1;color:#8a1c14;border-radius:.3em;padding:0 .3em;margin:.1em}
 .measures{font-size:.9em;margin:.2em 0}td,.text{overflow-wrap:anywhere}
 .transcript{color:#555;font-size:.85em;max-width:15em;max-height:4.5em;overflow:auto}
+.why{font-size:.85em;color:#444;max-width:14em}
 .controls{margin:.5em 0}img.plot{width:28em}.verdict{font-size:1.15em}.missing{color:#8a1c14}
+"""
+
+# Shared with the listening page: each player reads its clip's header (so it shows the clip's length, not
+# 0:00) as it comes within a screen of the view. `preload="metadata"` on every player would read all of them
+# as the page opens: with 900 players, 16 s before the page has loaded.
+DURATIONS_JS = """
+const nearView = new IntersectionObserver((entries) => entries.forEach((e) => {
+  if (e.isIntersecting) { e.target.preload = "metadata"; nearView.unobserve(e.target); }
+}), {rootMargin: "100% 0px"});
+document.querySelectorAll("audio").forEach((a) => nearView.observe(a));
 """
 
 _PAGE = Template("""<!doctype html>
@@ -96,7 +110,7 @@ document.querySelectorAll("button[data-sort]").forEach((b) =>
   b.addEventListener("click", () => sortRows(Number(b.dataset.sort))));
 document.getElementById("flag").addEventListener("change", (e) => filterRows(e.target.value));
 filterRows("all");
-</script>
+$durations_js</script>
 </body></html>
 """)
 
@@ -112,21 +126,22 @@ def write_html_report(report: dict, out: Path) -> Path:
     both = len(names) == 2
     titles = system_titles(report)
     sort_label = f"WER change ({titles['finetuned']} - {titles['base']})" if both else "WER"
-    rows = [_sample_row(i, names, systems, titles, out) for i in range(len(systems[names[0]]))]
+    rows = [_sample_row(i, names, report, titles, out) for i in range(len(systems[names[0]]))]
     page = _PAGE.substitute(
         style=STYLE,
         verdict=_verdict_html(_verdict(report)) if both else "",
         meta=_meta(report, summary[names[0]]["samples"]),
-        system_headers="".join(f"<th>{titles[n]}</th>" for n in names),
+        system_headers="".join(f"<th>{html_text(titles[n])}</th>" for n in names),
         summary_rows="\n".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+            "<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in cells) + "</tr>"
             for cells in summary_table(summary, names)
         ),
         comparison=_comparison(report),
-        sort_label=sort_label,
+        sort_label=html_text(sort_label),
         flag_options=_flag_options(names, systems),
-        clip_headers="".join(f"<th>{titles[n]}</th>" for n in names),
+        clip_headers="".join(f"<th>{html_text(titles[n])}</th>" for n in names),
         sample_rows="\n".join(rows),
+        durations_js=DURATIONS_JS,
     )
     path = out / "report.html"
     write_text_atomic(path, page)
@@ -136,13 +151,13 @@ def write_html_report(report: dict, out: Path) -> Path:
 
 def _verdict_html(line: str) -> str:
     """The markdown verdict line as HTML: escaped, its **bold** part bold."""
-    bold = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(line))
+    bold = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html_text(line))
     return f'<p class="verdict">{bold}</p>'
 
 
 def _meta(report: dict, samples: int) -> str:
     """What was evaluated with what, escaped."""
-    e = html.escape
+    e = html_text
     systems = "; ".join(f"{e(label)} <code>{e(path)}</code>" for label, path in evaluated(report))
     return (
         f"{systems}; ASR <code>{e(report['asr_model'])}</code>, "
@@ -156,8 +171,9 @@ def _comparison(report: dict) -> str:
     if comparison is None:
         return ""
     parts = [
-        f"{word} with {subject(report)} ({len(ids)}): {html.escape(', '.join(ids) or 'none')}."
-        for word, ids in (("Better", comparison["better"]), ("Worse", comparison["worse"]))
+        f"{word.capitalize()} with {html_text(subject(report))} ({len(comparison[word])}): "
+        f"{html_text(counted(report, word))}."
+        for word in ("better", "worse")
     ]
     return "<p>" + "<br>".join(parts) + "</p>"
 
@@ -166,25 +182,25 @@ def _flag_options(names: list[str], systems: dict[str, list[dict]]) -> str:
     flags = sorted({f for n in names for r in systems[n] for f in r["flags"]})
     options = [("all", "all samples"), ("any", "any flag"), ("none", "no flag")]
     options += [(f, f"flag: {f}") for f in flags]
-    return "".join(f'<option value="{html.escape(v)}">{html.escape(t)}</option>' for v, t in options)
+    return "".join(f'<option value="{html_text(v)}">{html_text(t)}</option>' for v, t in options)
 
 
-def _sample_row(
-    index: int, names: list[str], systems: dict[str, list[dict]], titles: dict[str, str], out: Path
-) -> str:
+def _sample_row(index: int, names: list[str], report: dict, titles: dict[str, str], out: Path) -> str:
     """One sample: its text (and the text each system was given, where its prompt's normalisation changed
-    it), the reference, each system's clone with its figures, and the sort key."""
+    it), the reference, each system's clone with its figures, and the sort key with, where the sample was
+    counted better or worse, why (`evaluate.compared`)."""
+    systems = report["samples"]
     rows = [systems[n][index] for n in names]
     first = rows[0]
     ref = first["reference"]
     prompted = "".join(
-        f'<div class="prompted">{html.escape(titles[n])} was given: '
-        f'<span dir="auto">{html.escape(text)}</span></div>'
+        f'<div class="prompted">{html_text(titles[n])} was given: '
+        f'<span dir="auto">{html_text(text)}</span></div>'
         for n, text in prompted_texts(systems, names, index)
     )
     cells = [
-        f'<td><div class="text" dir="auto">{html.escape(first["text"])}</div>{prompted}'
-        f'<div class="id">{html.escape(first["id"])}</div></td>',
+        f'<td><div class="text" dir="auto">{html_text(first["text"])}</div>{prompted}'
+        f'<div class="id">{html_text(first["id"])}</div></td>',
         f"<td>{_clip_html(out, ref, missing='reference clip not found')}</td>",
     ]
     for name, row in zip(names, rows, strict=True):
@@ -196,10 +212,12 @@ def _sample_row(
     else:
         key = rows[0]["wer"]
         shown = _fmt(key, True)
-    cells.append(f'<td class="num">{shown}</td>')
+    why = compared(report, first["id"])
+    why_html = f'<div class="why">{html_text(why)}</div>' if why else ""
+    cells.append(f'<td><div class="num">{shown}</div>{why_html}</td>')
     flags = " ".join(sorted({f for r in rows for f in r["flags"]}))
     return (
-        f'<tr data-index="{index}" data-sort-key="{key:.6f}" data-flags="{html.escape(flags)}">'
+        f'<tr data-index="{index}" data-sort-key="{key:.6f}" data-flags="{html_text(flags)}">'
         + "".join(cells)
         + "</tr>"
     )
@@ -207,20 +225,22 @@ def _sample_row(
 
 def _measures(row: dict) -> str:
     """One clone's figures: WER, similarity, duration, flags and what the ASR heard."""
-    flags = "".join(f'<span class="flag">{html.escape(f)}</span>' for f in row["flags"]) or "no flag"
+    flags = "".join(f'<span class="flag">{html_text(f)}</span>' for f in row["flags"]) or "no flag"
     return (
-        f'<div class="measures">WER {_fmt(row["wer"], True)} &middot; similarity {_fmt(row["similarity"])}'
+        f'<div class="measures">WER {_fmt(row["wer"], True)} &middot; '
+        f"similarity {html_text(similarity_figure(row))}"
         f' &middot; {row["seconds"]:.2f} s</div><div class="flags">{flags}</div>'
         f'<div class="transcript" dir="auto" title="what the ASR model heard">'
-        f"{html.escape(row.get('transcript') or '')}</div>"
+        f"{html_text(row.get('transcript') or '')}</div>"
     )
 
 
 def audio_html(rel: str | None, missing: str = "no audio (the model stopped at once)") -> str:
-    """An audio player for the clip at the relative path `rel`, or why there is none."""
+    """An audio player for the clip at the relative path `rel`, or why there is none. It loads nothing until
+    the page's `DURATIONS_JS` brings it near the view."""
     if rel is None:
-        return f'<p class="missing">{html.escape(missing)}</p>'
-    return f'<audio controls preload="none" src="{html.escape(quote(rel))}"></audio>'
+        return f'<p class="missing">{html_text(missing)}</p>'
+    return f'<audio controls preload="none" src="{html_text(quote(rel))}"></audio>'
 
 
 def _clip_html(root: Path, rel: str | None, missing: str = "no audio (the model stopped at once)") -> str:
@@ -229,7 +249,7 @@ def _clip_html(root: Path, rel: str | None, missing: str = "no audio (the model 
         return audio_html(rel, missing)
     image = f"{SPECTROGRAMS}/{Path(rel).with_suffix('.png').as_posix()}"
     write_atomic(root / image, lambda f: f.write(spectrogram_png(load_audio(root / rel))))
-    return audio_html(rel) + f'<img class="spec" src="{html.escape(quote(image))}" alt="spectrogram">'
+    return audio_html(rel) + f'<img class="spec" src="{html_text(quote(image))}" alt="spectrogram">'
 
 
 def copy_references(systems: dict[str, list[dict]], out: Path) -> None:

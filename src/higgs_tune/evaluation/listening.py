@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import html
 import json
 import logging
 import random
@@ -22,7 +21,8 @@ from string import Template
 
 from higgs_tune.data.samples import SampleError
 from higgs_tune.evaluation.evaluate import REFERENCES, system_titles
-from higgs_tune.evaluation.html_report import STYLE, audio_html, copy_clip
+from higgs_tune.evaluation.html_report import DURATIONS_JS, STYLE, audio_html, copy_clip
+from higgs_tune.evaluation.page_text import html_text
 from higgs_tune.files import check_output_folder, content_hash, write_json, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ document.getElementById("export").addEventListener("click", () => {
   link.click();
 });
 progress();
-</script>
+$durations_js</script>
 </body></html>
 """)
 
@@ -123,7 +123,10 @@ def write_listening_test(eval_dir: Path, out: Path, seed: int = 0) -> Path:
     write_json(out / "key.json", {**key, "trials": trials, "left_out": left_out})
     test = {"test_id": test_id, "trials": [t["trial"] for t in trials], "questions": list(QUESTIONS)}
     page = _PAGE.substitute(
-        style=STYLE, trials="\n".join(sections), test_json=json.dumps(test).replace("</", "<\\/")
+        style=STYLE,
+        trials="\n".join(sections),
+        test_json=json.dumps(test).replace("</", "<\\/"),
+        durations_js=DURATIONS_JS,
     )
     write_text_atomic(out / "index.html", page)
     log.info(
@@ -149,14 +152,14 @@ def _write_trial(trial: dict, number: int, text: str, clips: dict[str, Path | No
         shutil.copyfile(src, out / rel)
         players.append((letter, rel))
     questions = "".join(
-        f"<fieldset><legend>{html.escape(text)}</legend>"
+        f"<fieldset><legend>{html_text(text)}</legend>"
         + "".join(f'<label><input type="radio" name="{name}/{q}" value="{c}"> {c}</label> ' for c in CHOICES)
         + "</fieldset>"
         for q, text in QUESTIONS.items()
     )
     return (
         f'<section class="trial" data-trial="{name}"><h2>{number}</h2>'
-        f'<p class="text" dir="auto">{html.escape(text)}</p><div class="players">'
+        f'<p class="text" dir="auto">{html_text(text)}</p><div class="players">'
         + "".join(f"<div><b>{label}</b>{audio_html(rel, 'clip not found')}</div>" for label, rel in players)
         + f"</div>{questions}</section>"
     )

@@ -19,11 +19,10 @@ from pathlib import Path
 from higgs_tune.data.samples import SampleError
 from higgs_tune.evaluation.evaluate import system_titles
 from higgs_tune.evaluation.listening import CHOICES, QUESTIONS, SYSTEMS
+from higgs_tune.evaluation.page_text import BIDI_CONTROLS
 from higgs_tune.files import content_hash
 
 Z_95 = 1.959964  # the standard normal quantile of 0.975
-# Embeddings, overrides and isolates: in a name, they would reorder the rest of the printed line.
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @dataclass(frozen=True)
