@@ -1,6 +1,6 @@
 """Why not the processor's own labels? transformers' documented training step against ours, side by side.
 
-    PYTHONPATH=src python bench/labels_side_by_side.py [--steps 60] [--work DIR]
+    PYTHONPATH=src python bench/labels_side_by_side.py [--steps 40] [--work DIR]
 
 transformers' docs for Higgs Audio v2 show a training step: the conversation through
 `processor.apply_chat_template(..., output_labels=True)`, then `model(**inputs).loss.backward()`. Those
@@ -23,8 +23,8 @@ constant learning rate, gradient clipping), the same number of steps at the same
 Each model then clones the sample greedily through `inference` (`tiny.memorise.clone_memorised`, as the
 demo does), with the same prompt, at most twice the target's length plus a second. The script prints, per
 side, what is labelled and how the clone ends, and the transformers version it ran with. It reports and
-never asserts the transformers side: a release may change those labels. Runs in about a minute on 2 CPU
-cores.
+never asserts the transformers side: a release may change those labels. It takes about 45 s of CPU time
+(2 torch threads): under a minute on 2 free cores, under 2 on a busy 2-core machine.
 """
 
 from __future__ import annotations
@@ -35,15 +35,20 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-STEPS = 60
-"""Memorising steps, each side. 60 is the fewest (of 40, 60, 80, 100, 120) at which our side's greedy
-clone is the target exactly on the tiny model; the demo takes 120 (`tiny.memorise.MEMORISE_STEPS`) for
-margin, this script half of that to stay near a minute on 2 CPU cores. By 60 steps the transformers side
-has memorised the target's codes too (its loss is about a tenth of a nat per codebook): its clone starts
-with them, so what differs is the stop, and whatever the model generates once it has missed it."""
+if TYPE_CHECKING:
+    from higgs_tune.tiny.memorise import MemorisedClone
+
+STEPS = 40
+"""Memorising steps, each side: twice the fewest at which our side's greedy clone is the target exactly
+on the tiny model (20; 10 are not enough), for margin. The demo takes 120 (`tiny.memorise.MEMORISE_STEPS`);
+40 keep this script near a minute on 2 CPU cores. Measured on the demo's first sample: from 30 steps on,
+the transformers side's clone starts with the target's codes too (all frames but the last, which its
+most-delayed codebooks generate after the missed stop), so by 40 both sides have memorised the codes and
+what differs is the stop."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ def same_inputs(inputs: dict, example) -> str:
     return "yes" + (f" (+{extra} generation-prompt tokens at the end)" if extra else "")
 
 
-def transformers_side(model_dir: Path, sample, cfg, ours: dict):
+def transformers_side(model_dir: Path, sample, cfg, ours: dict) -> tuple[Labels, MemorisedClone, str]:
     """The docs' training step, `cfg.max_steps` times on the one sample; cloned as `ours` was (its
     processor, prompt settings and target). Returns (labels, clone, whether its inputs are ours)."""
     from transformers import AutoProcessor, HiggsAudioV2ForConditionalGeneration
