@@ -2,6 +2,7 @@
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,15 @@ def bench():
     """The bench's modules, imported as `python bench/train.py` imports them (bench/ first on the path)."""
     sys.path.insert(0, str(BENCH))
     try:
-        modules = ("train", "measure", "full_size", "train_paths", "dual_ffn", "gpu_extras")
+        modules = (
+            "train",
+            "measure",
+            "full_size",
+            "train_paths",
+            "dual_ffn",
+            "gpu_extras",
+            "labels_side_by_side",
+        )
         yield SimpleNamespace(**{name: importlib.import_module(name) for name in modules})
     finally:
         sys.path.remove(str(BENCH))
@@ -116,6 +125,36 @@ def test_cloning_speed_on_the_tiny_model(bench, tiny_model_dir, prepared_dir, tm
     assert [r["batch"] for r in rows] == [1, 2]
     assert all(0 < r["audio_s"] <= r["batch"] * 4 / 25 and r["rtf"] > 0 for r in rows)
     assert "audio s / wall s" in capsys.readouterr().out
+
+
+def test_labels_side_by_side_quick_mode(bench, tmp_path, capsys):
+    """`bench/labels_side_by_side.py --steps 1`: the table's rows and our side's labels, the target's codes
+    and each codebook's stream EOS, nothing of the reference or the text. That enough steps memorise the
+    sample and stop is `tests/inference/test_generate.py`'s memorise test; the transformers side may change
+    with a release, so it is reported, never asserted."""
+    import transformers
+
+    result = bench.labels_side_by_side.main(["--steps", "1", "--work", str(tmp_path / "work")])
+    labels, clone = result["rows"]["ours"]
+    num_codebooks = 8
+    assert (labels.stream_eos, labels.reference_codes, labels.text_tokens) == (num_codebooks, 0, 0)
+    assert labels.audio_codes == num_codebooks * (clone.target_frames + 1)  # the codes and the stop
+    assert clone.frames <= clone.frame_limit
+    out = capsys.readouterr().out
+    assert f"transformers {transformers.__version__}" in out and "1 steps at lr 0.003" in out
+    ours = {
+        "labelled audio codes (frame x codebook)": str(labels.audio_codes),
+        "  of which stream EOS": str(num_codebooks),
+        "  of which the reference clip's": "0",
+        "labelled text tokens (need a text head)": "0",
+        f"greedy clone frames (target {clone.target_frames})": str(clone.frames),
+        "  stopped by": "stream EOS" if clone.stopped_by_eos else f"none: cut at {clone.frame_limit}",
+        "  leading frames equal to the target's": str(clone.matching_frames),
+        "  codes = the target exactly": "yes" if clone.identical else "no",
+    }
+    table = {cells[0]: cells[1:] for cells in (re.split(" {3,}", line) for line in out.splitlines())}
+    for row, value in ours.items():
+        assert len(table[row]) == 2 and table[row][1] == value, (row, table.get(row))  # [transformers, ours]
 
 
 def test_gpu_script_dry_run_on_cpu() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from higgs_tune.config import TrainConfig
+from higgs_tune.config import PromptConfig, TrainConfig
 from higgs_tune.data.audio import write_wav
 from higgs_tune.data.samples import Sample
 from higgs_tune.inference.clone import clone_one
@@ -42,13 +42,17 @@ class MemorisedClone:
     wav: Path | None
     seconds: float
     frames: int
+    frame_limit: int
     target_frames: int
     stopped_by_eos: bool
     identical: bool
+    matching_frames: int  # leading frames whose codes are all the target's
 
     def describe(self) -> str:
         """One plain line: how long the clone is, how it ended, and whether it is the target exactly."""
-        ending = "stopped by EOS" if self.stopped_by_eos else "cut at the frame limit (no EOS)"
+        ending = (
+            "stopped by EOS" if self.stopped_by_eos else f"cut at the {self.frame_limit}-frame limit (no EOS)"
+        )
         same = "yes" if self.identical else f"NO (target has {self.target_frames} frames)"
         return (
             f"memorised clone of {self.sample_id}: {self.seconds:.2f} s, {self.frames} frames, {ending}, "
@@ -89,27 +93,45 @@ def memorise_and_clone(
 ) -> MemorisedClone:
     """Train `model` on `sample` alone until memorised, clone it greedily and compare with its codes in
     `prepared` (the main run's prepared data). Writes into `out`: the one-sample data, the run, clone.wav."""
-    target = _prepared_target(prepared, sample.id)
+    target = prepared_target(prepared, sample.id)
     checkpoint = memorise(model, [sample], out, steps)
     clone_model, processor, settings = load_for_cloning(str(model), checkpoint)
+    return clone_memorised(clone_model, processor, settings, sample, target, out / "clone.wav")
+
+
+def clone_memorised(
+    model, processor, settings: PromptConfig, sample: Sample, target: np.ndarray, wav: Path | None = None
+) -> MemorisedClone:
+    """Clone `sample` greedily with `model` (trained on it) and `settings` (its training prompt), and
+    compare with its `target` codes [K, T]; the clip is written to `wav` if given. At most twice the
+    target's length plus a second is generated, so a clone that never stops is cut, not run on."""
     rate = processor.audio_tokenizer.config.frame_rate
     clone = clone_one(
-        clone_model, processor, sample.ref_audio, sample.ref_text, sample.text, settings,
+        model, processor, sample.ref_audio, sample.ref_text, sample.text, settings,
         SamplingConfig(greedy=True), max_seconds=2 * target.shape[1] / rate + 1.0,
     )  # fmt: skip
     sr = processor.feature_extractor.sampling_rate
-    wav = (
-        write_wav(out / "clone.wav", clone.audio, sr) if clone.audio.size else None
+    written = (
+        write_wav(wav, clone.audio, sr) if wav is not None and clone.audio.size else None
     )  # none if it stopped at once
     return MemorisedClone(
         sample_id=sample.id,
-        wav=wav,
+        wav=written,
         seconds=clone.codes.shape[1] / rate,
         frames=clone.codes.shape[1],
+        frame_limit=clone.frame_limit,
         target_frames=target.shape[1],
         stopped_by_eos=clone.stopped_by_eos,
         identical=clone.codes.shape == target.shape and bool(np.array_equal(clone.codes, target)),
+        matching_frames=_matching_frames(clone.codes, target),
     )
+
+
+def _matching_frames(codes: np.ndarray, target: np.ndarray) -> int:
+    """How many leading frames of `codes` [K, T'] equal the target's [K, T] in every codebook."""
+    n = min(codes.shape[1], target.shape[1])
+    differs = np.flatnonzero((codes[:, :n] != target[:, :n]).any(axis=0))
+    return int(differs[0]) if differs.size else n
 
 
 def memorise(
@@ -123,7 +145,7 @@ def memorise(
     return train(memorise_config(model, data, out / "run", steps, learning_rate), overwrite=True)
 
 
-def _prepared_target(prepared: PreparedData, sample_id: str) -> np.ndarray:
+def prepared_target(prepared: PreparedData, sample_id: str) -> np.ndarray:
     """The prepared target codes [K, T] of the sample with this id."""
     for i, record in enumerate(prepared.records):
         if record["id"] == sample_id:
