@@ -124,7 +124,7 @@ def test_demo_runs_end_to_end(tmp_path):
     summary = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
     assert summary["last_loss"] < summary["first_loss"]
     assert Path(summary["paths"]["clone"]).is_file()
-    assert "Demo finished" in proc.stdout
+    assert "Demo finished" in proc.stdout and "wall time for the whole command" in proc.stdout
     memorised = summary["memorised_clone"]
     assert memorised["identical"] and memorised["stopped_by_eos"], memorised
     assert memorised["frames"] == memorised["target_frames"] > 0
