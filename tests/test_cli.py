@@ -1,6 +1,7 @@
 """The whole command line, end to end in subprocesses, on the tiny model: the CPU tier of the suite."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,20 @@ import pytest
 pytestmark = pytest.mark.cli
 
 
+# A library's log line (a logger outside higgs_tune) at WARNING or above, in `logs.setup_logging`'s format.
+LIBRARY_WARNING = re.compile(r"^\S+ (?:WARNING|ERROR|CRITICAL) (?!higgs_tune[.:])\S+: .*$", re.MULTILINE)
+
+
 def run(*args, ok: bool = True) -> subprocess.CompletedProcess:
+    """`higgs-tune ARGS` in a subprocess; with `ok`, it must succeed and no library may warn (what a
+    library says about itself is nothing a user can act on: peft importing bitsandbytes for a base that is
+    not quantised made it log about a CPU kernel on every command that loads peft)."""
     proc = subprocess.run(
         [sys.executable, "-m", "higgs_tune", *map(str, args)], capture_output=True, text=True
     )
     if ok:
         assert proc.returncode == 0, proc.stderr[-3000:]
+        assert LIBRARY_WARNING.findall(proc.stderr) == [], args[0]
     return proc
 
 
@@ -115,7 +124,7 @@ def test_demo_runs_end_to_end(tmp_path):
     summary = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
     assert summary["last_loss"] < summary["first_loss"]
     assert Path(summary["paths"]["clone"]).is_file()
-    assert "Demo finished" in proc.stdout
+    assert "Demo finished" in proc.stdout and "wall time for the whole command" in proc.stdout
     memorised = summary["memorised_clone"]
     assert memorised["identical"] and memorised["stopped_by_eos"], memorised
     assert memorised["frames"] == memorised["target_frames"] > 0

@@ -113,6 +113,21 @@ def test_train_by_epochs() -> None:
 
 
 @pytest.mark.parametrize(
+    ("args", "counted"),
+    [
+        (["max_steps=20", "learning_rate=abc"], "config + 2 overrides: 1 problem"),
+        (["--full", "learning_rate=abc"], "config + 1 override: 1 problem"),
+    ],
+)
+def test_the_override_count_is_the_users_key_value_overrides_only(run_cli, tmp_path, args, counted) -> None:
+    """`train`'s own options (--model, --data, --out, --full) reach the config as settings too; they used
+    to be counted, so two overrides read "config + 5 overrides"."""
+    paths = ["--model", tmp_path / "m", "--data", tmp_path / "d", "--out", tmp_path / "r"]
+    code, _, err = run_cli("train", *paths, *args)
+    assert code == 2 and counted in err and "learning_rate must be a number" in err, err
+
+
+@pytest.mark.parametrize(
     ("override", "expected"),
     [
         ("learing_rate=1e-4", "unknown key 'learing_rate' (did you mean 'learning_rate'?)"),

@@ -365,12 +365,16 @@ def save_config(cfg: Any, path: str | Path) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def load_config(cls: type[T], yaml_path: str | Path | None, overrides: Sequence[str] = ()) -> T:
+def load_config(
+    cls: type[T], yaml_path: str | Path | None, overrides: Sequence[str] = (), options: Sequence[str] = ()
+) -> T:
     """A validated ``cls`` from an optional YAML file with ``key=value`` overrides applied on top.
 
     Override values are read with YAML rules (``1e-4``, ``true``, ``[q_proj,v_proj]``, ``null``) and then
-    checked against the field type; string fields keep the raw text. Raises one ConfigError listing every
-    problem in the file and the overrides.
+    checked against the field type; string fields keep the raw text. `options` are ``key=value`` settings
+    a command made of its own options (``--out`` is ``output_dir=...``), applied after `overrides` alike;
+    the error names the number of the user's overrides only, which a user can count on the command line.
+    Raises one ConfigError listing every problem in the file, the overrides and the options.
     """
     problems: list[str] = []
     data: Any = {}
@@ -389,7 +393,7 @@ def load_config(cls: type[T], yaml_path: str | Path | None, overrides: Sequence[
             data = {}
     if overrides:
         where += f" + {len(overrides)} override{'s' if len(overrides) != 1 else ''}"
-    merged, override_problems = _apply_overrides(data, overrides)
+    merged, override_problems = _apply_overrides(data, [*overrides, *options])
     problems.extend(override_problems)
     cfg = _build(cls, merged, "", cls, problems)
     if cfg is None or problems:

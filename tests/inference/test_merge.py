@@ -1,6 +1,7 @@
 """Merging: the merged model computes what the adapter model computes, and plain transformers loads it."""
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -140,6 +141,21 @@ def test_merge_never_writes_into_the_base_model_or_the_adapter(
     assert f"--out {out} is" in err and "which this command reads" in err
     assert {base: _files(base), lora_run: _files(lora_run)} == before
     assert not (base / "merged").exists()
+
+
+def test_merge_says_what_went_onto_what_and_where_it_was_written(
+    tiny_model_dir, lora_run, tmp_path, run_cli, caplog
+):
+    """ "merged RUN into MODEL -> OUT" read as if the base folder had changed: the log names the adapter's
+    checkpoint, the base it went onto (unchanged), and the folder written."""
+    caplog.set_level(logging.INFO, logger="higgs_tune")
+    code, _, err = run_cli("merge", "--model", tiny_model_dir, "--adapter", lora_run, "--out", tmp_path / "m")
+    assert code == 0, err[-3000:]
+    said = (
+        f"merged the LoRA adapter of {lora_run / 'checkpoint-1'} onto the base {tiny_model_dir} (unchanged); "
+        f"wrote {tmp_path / 'm'}"
+    )
+    assert said in err and " into " not in err
 
 
 def _damage(checkpoint: Path, case: str) -> Path:

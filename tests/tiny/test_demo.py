@@ -30,3 +30,25 @@ def test_a_second_demo_replaces_only_the_first_demos_outputs(tmp_path):
     _claim_demo_folder(out)
     assert not (out / "ab").exists() and not (out / "demo_summary.json").exists()
     assert (out / "notes.txt").read_text() == "the user's" and (out / DEMO_MARK).is_file()
+
+
+def test_the_demos_wall_time_counts_the_whole_command_from_process_start():
+    """The demo timed itself from the start of `run_demo`, leaving out Python's start-up and the imports
+    (seconds of torch and transformers) that a user timing the command waits through too: a child process
+    that sleeps 1 s and then imports the demo reports more than its own timer from its first line, and no
+    more than the parent measured around the whole process."""
+    import subprocess
+    import sys
+    import time
+
+    child = (
+        "import time; t0 = time.perf_counter(); time.sleep(1.0)\n"
+        "from higgs_tune.tiny.demo import command_seconds\n"
+        "print(command_seconds(), time.perf_counter() - t0)"
+    )
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    parent = time.perf_counter() - started
+    command, own = map(float, proc.stdout.split())
+    # /proc's start time is in ticks of 1/100 s, so the child's figure may be up to 0.01 s over.
+    assert 1.0 < own < command <= parent + 0.01, (own, command, parent)

@@ -67,6 +67,9 @@ def test_qlora_trains_then_merges_onto_the_unquantised_base(
     qlora = trainer.model.model
     gate = qlora.base_model.model.model.layers[0].audio_mlp.gate_proj
     assert isinstance(gate.base_layer, bnb.nn.Linear4bit) and "default" in gate.lora_A
+    # peft's own LoRA layer for bitsandbytes' 4-bit Linear: on a quantised base peft is left to import
+    # bitsandbytes (`model.lora.lora_without_bitsandbytes` keeps it away from unquantised bases only)
+    assert type(gate).__module__ == "peft.tuners.lora.bnb" and type(gate).__name__ == "Linear4bit"
     assert isinstance(trainer.optimizer.optimizer, bnb.optim.AdamW8bit)
     trainer.run()
 

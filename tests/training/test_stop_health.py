@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics, stop_health_sums
+from higgs_tune.training.stop_health import (
+    StopHealthSums,
+    stop_health_metrics,
+    stop_health_sums,
+    stop_health_warnings,
+)
 
 C, EOS, K = 6, 5, 2  # 4 codes, BOS 4, EOS 5; 2 codebooks
 
@@ -95,3 +100,24 @@ def test_the_loss_model_measures_stop_health_in_eval_mode_only(tiny_model, proce
     model.train()
     assert model(**inputs).stop_health is None
     model.eval()
+
+
+@pytest.mark.parametrize(
+    ("eos_prob", "risk", "said"),
+    [
+        (0.001, 0.01, "not learning to stop: generated audio will run to the frame limit"),
+        (0.95, 0.9, "emits its EOS before the end of the clip: generation cuts speech short"),
+        (0.001, 0.999, "has not learned where clips end yet"),
+        (0.95, 0.01, None),
+    ],
+    ids=["only_late", "only_early", "both", "healthy"],
+)
+def test_stop_health_says_one_thing_a_user_can_act_on(eos_prob, risk, said) -> None:
+    """Both figures bad at one step used to print "will run to the frame limit" and "cuts speech short"
+    together; that combination is one warning saying what it means and what to do."""
+    warnings = stop_health_warnings({"eval_eos_prob": eos_prob, "eval_early_stop_risk": risk}, "eval_")
+    assert [said in w for w in warnings] == ([] if said is None else [True])
+    if said == "has not learned where clips end yet":
+        (warning,) = warnings
+        assert "0.001" in warning and "0.999" in warning and "Train longer" in warning
+        assert "frame limit" not in warning and "cuts speech short" not in warning

@@ -72,16 +72,16 @@ def evaluate_command(
     """Clone a held-out set and report WER/CER, speaker similarity, speech checks and stop health.
 
     The ASR and speaker models default to those the --model folder carries in eval-models/ (the tiny
-    model does), else the released ones; they are loaded before any cloning. --checkpoint picks the
-    checkpoint of --adapter and of --baseline-adapter alike.
+    model does; a warning says so), else the released ones; they are loaded before any cloning.
+    --checkpoint picks the checkpoint of --adapter and of --baseline-adapter alike.
     """
     from higgs_tune.evaluation.evaluate import EvalSettings, evaluate, system_titles
-    from higgs_tune.evaluation.measuring import MeasuringModelError, default_measuring_models
+    from higgs_tune.evaluation.measuring import MeasuringModelError, measuring_models
 
-    default_asr, default_speaker = default_measuring_models(model)
+    asr_model, speaker_model = measuring_models(model, asr_model, speaker_model)
     settings = EvalSettings(
-        asr_model=asr_model or default_asr,
-        speaker_model=speaker_model or default_speaker,
+        asr_model=asr_model,
+        speaker_model=speaker_model,
         language=language,
         device=run_device(device),
         batch_size=batch_size,

@@ -69,12 +69,12 @@ def preferences_command(
     counted. Then: `higgs-tune train objective=dpo prefs=OUT ...`.
     """
     from higgs_tune.data.manifests import read_manifest
-    from higgs_tune.evaluation.measuring import default_measuring_models
+    from higgs_tune.evaluation.measuring import measuring_models
     from higgs_tune.inference.settings import LengthLimit
     from higgs_tune.preferences.reward import RewardWeights
     from higgs_tune.preferences.run import PrefsSettings, make_preferences
 
-    default_asr, default_speaker = default_measuring_models(model)
+    asr_model, speaker_model = measuring_models(model, asr_model, speaker_model)
     settings = PrefsSettings(
         candidates=candidates,
         sampling=sampling_config(False, temperature, top_p, top_k, ras_window, seed),
@@ -82,8 +82,8 @@ def preferences_command(
         weights=RewardWeights(cer=cer_weight, similarity=similarity_weight, flag=flag_weight),
         strategy=strategy,
         margin=margin,
-        asr_model=asr_model or default_asr,
-        speaker_model=speaker_model or default_speaker,
+        asr_model=asr_model,
+        speaker_model=speaker_model,
         language=language,
         device=run_device(device),
         batch_size=batch_size,

@@ -52,7 +52,6 @@ def train(
     from higgs_tune.training.trainer import train as run_training
     from higgs_tune.typed_config import load_config
 
-    items = list(overrides or [])
     named = (
         ("model", model),
         ("data", data),
@@ -61,9 +60,7 @@ def train(
         ("prefs", prefs),
         ("init_adapter", init_adapter),
     )
-    items += [f"{k}={v}" for k, v in named if v is not None]
-    if full:
-        items.append("full=true")
-    cfg = load_config(TrainConfig, config, items)
+    options = [f"{k}={v}" for k, v in named if v is not None] + (["full=true"] if full else [])
+    cfg = load_config(TrainConfig, config, overrides or [], options)
     final = run_training(cfg, resume=resume, overwrite=overwrite, force=force)
     log.info("training done; last checkpoint: %s", final)

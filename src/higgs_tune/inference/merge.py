@@ -54,5 +54,10 @@ def merge_adapter(model_id: str, adapter: Path, out: Path, which: Literal["best"
     processor.save_pretrained(out)
     (out / PROMPT_FILE).write_text(json.dumps(asdict(settings), indent=2, ensure_ascii=False))
     write_merged_card(out, adapter)
-    log.info("merged %s into %s -> %s", adapter, model_id, out)
+    if state["mode"] == "lora":  # the base is read, never written: say so, not "merged into MODEL"
+        log.info(
+            "merged the LoRA adapter of %s onto the base %s (unchanged); wrote %s", adapter, model_id, out
+        )
+    else:
+        log.info("a full fine-tune needs no merging: wrote %s as a model folder to %s", adapter, out)
     return out

@@ -365,10 +365,12 @@ def load_finetuned(
         from peft import PeftModel
 
         from higgs_tune.model.fingerprint import base_fingerprint, check_base
+        from higgs_tune.model.lora import lora_without_bitsandbytes
 
         base = load_model(model_id_or_path, use_text_head=use_text_head)
         check_base(state.get("base"), base_fingerprint(base, model_id_or_path), ckpt)
-        model = PeftModel.from_pretrained(base, str(ckpt / "adapter")).merge_and_unload()
+        with lora_without_bitsandbytes(base):
+            model = PeftModel.from_pretrained(base, str(ckpt / "adapter")).merge_and_unload()
     else:
         model = load_model(ckpt / "model", use_text_head=use_text_head)
     logger.info("loaded %s fine-tune from %s (step %d)", state["mode"], ckpt, state["step"])

@@ -20,6 +20,7 @@ from higgs_tune.config import TrainConfig
 from higgs_tune.errors import UserError
 from higgs_tune.model.fingerprint import base_fingerprint
 from higgs_tune.model.loading import load_model
+from higgs_tune.model.lora import lora_without_bitsandbytes
 from higgs_tune.training.loss import CloningLossModel
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,8 @@ def prepare_for_training(
             target_modules=list(cfg.lora.target_modules),
             modules_to_save=["audio_lm_head"] if cfg.lora.train_audio_head else None,
         )
-        model = peft.get_peft_model(model, lora)
+        with lora_without_bitsandbytes(model):
+            model = peft.get_peft_model(model, lora)
     wrapped = CloningLossModel(model)
     frozen = freeze_unreachable(wrapped, text_head=cfg.text_loss_weight > 0)
     if frozen:
@@ -116,7 +118,8 @@ def _from_adapter(model: torch.nn.Module, cfg: TrainConfig, base: dict) -> torch
         raise UserError(f"init_adapter={cfg.init_adapter}: {ckpt} holds a full fine-tune, not a LoRA adapter")
     check_base(state.get("base"), base, ckpt)
     log.info("LoRA starts from the adapter of %s (step %d)", ckpt, state["step"])
-    return PeftModel.from_pretrained(model, str(ckpt / "adapter"), is_trainable=True)
+    with lora_without_bitsandbytes(model):
+        return PeftModel.from_pretrained(model, str(ckpt / "adapter"), is_trainable=True)
 
 
 def build_model(cfg: TrainConfig, use_bf16: bool, uniform_dtype: bool = False) -> CloningLossModel:

@@ -114,17 +114,32 @@ on more clips than not; a healthy fine-tune drives it towards 0."""
 
 
 def stop_health_warnings(metrics: dict[str, float], prefix: str = "") -> list[str]:
-    """What is wrong with stopping, in the user's words, from `stop_health_metrics` (keys under `prefix`)."""
-    warnings = []
+    """What is wrong with stopping, in the user's words, from `stop_health_metrics` (keys under `prefix`):
+    at most one warning, since the two figures together mean something neither means alone.
+
+    A low EOS probability where clips end alone: the model keeps talking past the end. A high early-stop
+    risk alone: it says EOS before the end. Both at once (a model early in training, typically): the model
+    spreads some EOS probability over every frame but not much at the last, so it has not learned where
+    clips end, and "runs to the frame limit" and "cuts speech short" would each be half the story.
+    """
     eos_prob, risk = metrics[f"{prefix}eos_prob"], metrics[f"{prefix}early_stop_risk"]
-    if eos_prob < LOW_EOS_PROB:
-        warnings.append(
-            f"EOS probability at the end of the clip is {eos_prob:.3f} (< {LOW_EOS_PROB}): the model is not "
-            "learning to stop: generated audio will run to the frame limit and pad speech with silence"
-        )
-    if risk > HIGH_EARLY_STOP_RISK:
-        warnings.append(
-            f"early-stop risk is {risk:.3f} (> {HIGH_EARLY_STOP_RISK}): the model emits its EOS before the "
-            "end of the clip: generation cuts speech short"
-        )
-    return warnings
+    late, early = eos_prob < LOW_EOS_PROB, risk > HIGH_EARLY_STOP_RISK
+    eos_figure = f"EOS probability at the end of the clip is {eos_prob:.3f} (< {LOW_EOS_PROB})"
+    risk_figure = f"early-stop risk is {risk:.3f} (> {HIGH_EARLY_STOP_RISK})"
+    if late and early:
+        return [
+            f"{eos_figure} and {risk_figure}: the model puts EOS probability on every frame except where "
+            "the clip ends: it has not learned where clips end yet, so generated clips stop at random "
+            "points. Train longer; if this stays after the loss has levelled off, check that each target "
+            "clip ends where its speech ends (the EOS is labelled at the last frame)"
+        ]
+    if late:
+        return [
+            f"{eos_figure}: the model is not learning to stop: generated audio will run to the frame limit "
+            "and pad speech with silence"
+        ]
+    if early:
+        return [
+            f"{risk_figure}: the model emits its EOS before the end of the clip: generation cuts speech short"
+        ]
+    return []
