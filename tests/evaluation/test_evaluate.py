@@ -69,6 +69,20 @@ def _summary(wer, sim, eos):
     }
 
 
+def _report(summary: dict, samples: dict, comparison: dict, language: str | None = "ar") -> dict:
+    """A report as `evaluate` writes it, for a fine-tune against the base model, from its parts."""
+    return {
+        "model": "m",
+        "adapter": "r",
+        "asr_model": "asr",
+        "speaker_model": "spk",
+        "language": language,
+        "summary": summary,
+        "samples": samples,
+        "comparison": comparison,
+    }
+
+
 @pytest.mark.parametrize(
     "tuned,base,word",
     [
@@ -85,16 +99,9 @@ def _summary(wer, sim, eos):
 )
 def test_verdict_line_tells_at_a_glance(tuned, base, word):
     row = {"id": "a", "wer": 0.1, "similarity": 0.5, "seconds": 1.0, "flags": []}
-    report = {
-        "model": "m",
-        "adapter": "r",
-        "asr_model": "asr",
-        "speaker_model": "spk",
-        "language": "ar",
-        "summary": {"finetuned": tuned, "base": base},
-        "samples": {"finetuned": [row], "base": [row]},
-        "comparison": {"better": [], "worse": []},
-    }
+    report = _report(
+        {"finetuned": tuned, "base": base}, {"finetuned": [row], "base": [row]}, {"better": [], "worse": []}
+    )
     assert f"**Fine-tuning {word}**" in render_markdown(report)
 
 
@@ -143,16 +150,12 @@ def _too_short_report() -> dict:
     base = [row("a", [], 0.6), row("b", [], None)]
     tuned[0]["similarity_missing"] = "clip shorter than the speaker model's minimum (0.50 s)"
     systems = {"finetuned": tuned, "base": base}
-    return {
-        "model": "m",
-        "adapter": "r",
-        "asr_model": "asr",
-        "speaker_model": "spk",
-        "language": None,
-        "summary": {name: _aggregate(rows) for name, rows in systems.items()},
-        "samples": systems,
-        "comparison": _compare(tuned, base),
-    }
+    return _report(
+        {name: _aggregate(rows) for name, rows in systems.items()},
+        systems,
+        _compare(tuned, base),
+        language=None,
+    )
 
 
 def test_report_md_says_why_a_figure_is_na_and_why_a_sample_counts_worse():
@@ -179,16 +182,12 @@ def test_report_md_says_why_a_figure_is_na_and_why_a_sample_counts_worse():
 
 
 def test_verdict_follows_the_samples_when_the_means_do_not_move():
-    report = {
-        "model": "m",
-        "adapter": "r",
-        "asr_model": "asr",
-        "speaker_model": "spk",
-        "language": None,
-        "summary": {"finetuned": _summary(0.5, 0.6, 0.5), "base": _summary(0.5, 0.6, 0.5)},
-        "samples": {"finetuned": [], "base": []},
-        "comparison": {"better": [], "worse": ["a", "b"]},
-    }
+    report = _report(
+        {"finetuned": _summary(0.5, 0.6, 0.5), "base": _summary(0.5, 0.6, 0.5)},
+        {"finetuned": [], "base": []},
+        {"better": [], "worse": ["a", "b"]},
+        language=None,
+    )
     assert "**Fine-tuning hurt**" in render_markdown(report)
     report["comparison"] = {"better": ["a", "b"], "worse": ["c"]}
     assert "**Fine-tuning helped**" in render_markdown(report)
@@ -347,16 +346,11 @@ def test_the_report_shows_the_text_each_system_was_given_when_its_normalisation_
     assert rows["base"][0]["spoken_text"] == rows["base"][0]["text"] == sample.text
     for row in (*rows["finetuned"], *rows["base"]):
         row.update(wer=0.1, similarity=0.5)
-    report = {
-        "model": "m",
-        "adapter": "r",
-        "asr_model": "asr",
-        "speaker_model": "spk",
-        "language": "ar",
-        "summary": {"finetuned": _summary(0.1, 0.5, 1.0), "base": _summary(0.1, 0.5, 1.0)},
-        "samples": rows,
-        "comparison": {"better": [], "worse": []},
-    }
+    report = _report(
+        {"finetuned": _summary(0.1, 0.5, 1.0), "base": _summary(0.1, 0.5, 1.0)},
+        rows,
+        {"better": [], "worse": []},
+    )
     text = render_markdown(report)
     assert text.count("was given: ذهب الولد الى المدرسة") == 1 and sample.text in text
 
