@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import html
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -155,9 +156,7 @@ def _no_similarity(rows: list[dict]) -> str:
     """Why no clip of a system has a similarity: how many clips had which reason."""
     if not rows:
         return "no samples"
-    missing: dict[str, int] = {}
-    for r in rows:
-        missing[similarity_missing(r)] = missing.get(similarity_missing(r), 0) + 1
+    missing = Counter(similarity_missing(r) for r in rows)
     return "no clip could be embedded (" + ", ".join(f"{n}: {why}" for why, n in missing.items()) + ")"
 
 

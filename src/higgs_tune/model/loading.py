@@ -361,6 +361,7 @@ def load_finetuned(
     ckpt = checkpoint.resolve_checkpoint(Path(adapter), which)
     state = checkpoint.read_trainer_state(ckpt)
     settings = PromptConfig(**state["prompt"])
+    weights = ckpt / checkpoint.WEIGHTS_SUBDIR[state["mode"]]
     if state["mode"] == "lora":
         from peft import PeftModel
 
@@ -370,8 +371,8 @@ def load_finetuned(
         base = load_model(model_id_or_path, use_text_head=use_text_head)
         check_base(state.get("base"), base_fingerprint(base, model_id_or_path), ckpt)
         with lora_without_bitsandbytes(base):
-            model = PeftModel.from_pretrained(base, str(ckpt / "adapter")).merge_and_unload()
+            model = PeftModel.from_pretrained(base, str(weights)).merge_and_unload()
     else:
-        model = load_model(ckpt / "model", use_text_head=use_text_head)
+        model = load_model(weights, use_text_head=use_text_head)
     logger.info("loaded %s fine-tune from %s (step %d)", state["mode"], ckpt, state["step"])
     return model, settings

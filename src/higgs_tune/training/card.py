@@ -35,7 +35,7 @@ def weights_folder(checkpoint_dir: Path, state: dict | None = None) -> Path:
     """Where a checkpoint's weights for cloning, and its card, are: `adapter/` (LoRA) or `model/` (full),
     as its trainer state (`state`, else read from the folder) says."""
     mode = (state or checkpoint.read_trainer_state(checkpoint_dir))["mode"]
-    return Path(checkpoint_dir) / ("adapter" if mode == "lora" else "model")
+    return Path(checkpoint_dir) / checkpoint.WEIGHTS_SUBDIR[mode]
 
 
 @functools.lru_cache(maxsize=4)
