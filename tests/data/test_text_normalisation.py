@@ -16,10 +16,10 @@ from higgs_tune.data.text_normalisation import (
     normalise_text,
     training_normalisation,
 )
-from higgs_tune.evaluation.text_metrics import normalize_text
 from higgs_tune.inference.generate import load_for_cloning
 from higgs_tune.model.prompt import build_prompt
 from higgs_tune.prepared.prepare import prepare_dataset
+from higgs_tune.scoring.text_metrics import normalize_text
 from higgs_tune.training.trainer import Trainer
 from higgs_tune.typed_config import ConfigError
 

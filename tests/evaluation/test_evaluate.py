@@ -270,9 +270,9 @@ def test_each_system_is_prompted_as_it_was_trained_and_reports_stop_health(
 
 
 def test_eval_models_default_to_those_the_model_folder_carries(tmp_path):
-    from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
-    from higgs_tune.evaluation.measuring import measuring_models
-    from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
+    from higgs_tune.scoring.asr import DEFAULT_ASR_MODEL
+    from higgs_tune.scoring.measuring import measuring_models
+    from higgs_tune.scoring.speaker import DEFAULT_SPEAKER_MODEL
 
     assert measuring_models(str(tmp_path)) == (DEFAULT_ASR_MODEL, DEFAULT_SPEAKER_MODEL)
     (tmp_path / "eval-models" / "asr").mkdir(parents=True)

@@ -153,7 +153,7 @@ def test_the_measuring_models_load_complete(tmp_path, caplog):
     a missing weight. A bare WavLM (no x-vector head) as the speaker model is one."""
     from transformers import WavLMForXVector, WhisperForConditionalGeneration
 
-    from higgs_tune.evaluation.speaker import SPEAKER_FIX
+    from higgs_tune.scoring.speaker import SPEAKER_FIX
     from higgs_tune.tiny.eval_models import build_tiny_eval_models
 
     asr, speaker = build_tiny_eval_models(tmp_path / "eval-models")

@@ -188,8 +188,8 @@ def test_candidate_scores_are_those_eval_gives_the_same_clips(prefs, stopping, p
     (`evaluate._score`, reading the clips as eval reads its clones), get the transcripts, WER, CER and
     similarity the prompt's record holds; the speech checks of the audio give its flags."""
     from higgs_tune.evaluation.evaluate import EvalSettings, _score
-    from higgs_tune.evaluation.measuring import load_measuring_models
     from higgs_tune.model.codes import decode_codes
+    from higgs_tune.scoring.measuring import load_measuring_models
 
     samples = {x.id: x for x in read_manifest(stopping.manifest)}
     scored = [r for r in records(prefs).values() if r["pairs"]]

@@ -76,7 +76,7 @@ def evaluate_command(
     --checkpoint picks the checkpoint of --adapter and of --baseline-adapter alike.
     """
     from higgs_tune.evaluation.evaluate import EvalSettings, evaluate, system_titles
-    from higgs_tune.evaluation.measuring import MeasuringModelError, measuring_models
+    from higgs_tune.scoring.measuring import MeasuringModelError, measuring_models
 
     asr_model, speaker_model = measuring_models(model, asr_model, speaker_model)
     settings = EvalSettings(

@@ -99,8 +99,8 @@ def ingest(
     bad clips are rejected with the codes `validate` uses. Resumes an interrupted run; under torchrun the
     processes split the recordings.
     """
-    from higgs_tune.evaluation.measuring import MeasuringModelError
     from higgs_tune.ingest.run import ingest as run_ingest
+    from higgs_tune.scoring.measuring import MeasuringModelError
 
     try:
         settings = IngestSettings(

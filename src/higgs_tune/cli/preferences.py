@@ -69,10 +69,10 @@ def preferences_command(
     counted. Then: `higgs-tune train objective=dpo prefs=OUT ...`.
     """
     from higgs_tune.data.manifests import read_manifest
-    from higgs_tune.evaluation.measuring import measuring_models
     from higgs_tune.inference.settings import LengthLimit
     from higgs_tune.preferences.reward import RewardWeights
     from higgs_tune.preferences.run import PrefsSettings, make_preferences
+    from higgs_tune.scoring.measuring import measuring_models
 
     asr_model, speaker_model = measuring_models(model, asr_model, speaker_model)
     settings = PrefsSettings(

@@ -23,7 +23,7 @@ The settings, each including the ones before it:
   hamza above or below, alef with madda and alef wasla folded to bare alef, because writers drop or add
   these seats freely and the model then learns the pronunciation from the context rather than from an
   inconsistent sign. Alef maqsura (ى) and ta marbuta (ة) are **kept**: unlike the scoring normalisation of
-  `evaluation.text_metrics`, which folds them because the audio cannot show the spelling, a synthesiser
+  `scoring.text_metrics`, which folds them because the audio cannot show the spelling, a synthesiser
   needs them (على is read -a, علي -i; ة is read -a or -at, ه -h). Hamza on waw and ya and digits are kept.
 - `arabic_no_diacritics`: also the diacritics (tashkeel, superscript alef, Quranic marks) removed, for a
   corpus that is diacritised only in part: a diacritised text and its plain form then give the same prompt.
@@ -36,7 +36,7 @@ The settings, each including the ones before it:
   without it.
 
 The diacritics and the alef variants are one table each, shared with the scoring normalisation
-(`evaluation.text_metrics.normalize_text`), which folds more; the number words are folded like any other
+(`scoring.text_metrics.normalize_text`), which folds more; the number words are folded like any other
 text (ألف is prompted as الف). Normalising twice gives the same text as
 normalising once (prepared texts pass through the prompt builder again), which a test checks.
 """

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from higgs_tune.data.audio import TARGET_SR
-from higgs_tune.evaluation.text_metrics import char_errors, word_errors
+from higgs_tune.scoring.text_metrics import char_errors, word_errors
 
 NO_AUDIO = "no audio"  # why a clip that the model ended at once has no similarity
 
@@ -28,7 +28,7 @@ def score_clips(
     A clip shorter than the speaker model can embed has no similarity (None), and `similarity_missing` says
     why a clip has none (the reports show it beside the "n/a"); it is None for a clip that has one.
     """
-    from higgs_tune.evaluation.speaker import cosine_similarity
+    from higgs_tune.scoring.speaker import cosine_similarity
 
     transcriber, speaker = measuring
     spoken = [i for i, a in enumerate(audios) if a.size]

@@ -28,11 +28,8 @@ from higgs_tune.config import PromptConfig
 from higgs_tune.data.audio import load_audio
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.errors import UserError
-from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
 from higgs_tune.evaluation.clip_scores import NO_AUDIO, score_clips
-from higgs_tune.evaluation.measuring import load_measuring_models
 from higgs_tune.evaluation.page_text import visible_text
-from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
 from higgs_tune.evaluation.teacher_forced import teacher_forced_stop_health
 from higgs_tune.files import (
     OutputInUseError,
@@ -45,6 +42,9 @@ from higgs_tune.inference.clone import clone_manifest, screen_references
 from higgs_tune.inference.generate import load_for_cloning
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 from higgs_tune.inference.speech_checks import CUT, SILENT, TOO_LONG, TOO_SHORT
+from higgs_tune.scoring.asr import DEFAULT_ASR_MODEL
+from higgs_tune.scoring.measuring import load_measuring_models
+from higgs_tune.scoring.speaker import DEFAULT_SPEAKER_MODEL
 from higgs_tune.training.card import record_evaluation
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ memory, and the speaking-rate bounds are its fixed ones, so a corpus that `inges
   with less than 0.2 s of non-speech is not judged);
 * `little_speech`: less than `min_speech_fraction` of the clip is speech (music, noise, long silences);
 * `transcript_mismatch`: the given transcript's CER against the ASR's (with the project's Arabic-aware
-  normalisation, `evaluation.text_metrics`) over `max_cer`; a mismatched transcript teaches the model to
+  normalisation, `scoring.text_metrics`) over `max_cer`; a mismatched transcript teaches the model to
   say the wrong words;
 * `low_asr_confidence`: Whisper's confidence in a transcript it wrote is under `min_asr_confidence`
   (off at 0): an unsure transcript is likely a wrong one.
@@ -24,9 +24,9 @@ import numpy as np
 from higgs_tune.data.audio import CLIP_LEVEL, AudioInfo, AudioStats
 from higgs_tune.data.spoken import count_letters
 from higgs_tune.data.validate import CPS_BOUNDS, _clip_findings
-from higgs_tune.evaluation.text_metrics import cer
 from higgs_tune.ingest.settings import FilterSettings
 from higgs_tune.ingest.slicing import Span, speech_seconds
+from higgs_tune.scoring.text_metrics import cer
 
 Finding = tuple[str, str]  # (problem code, message)
 _FRAME_SECONDS = 0.02

@@ -66,7 +66,7 @@ class IngestSettings:
     filters: FilterSettings = field(default_factory=FilterSettings)
     source: SourceOptions = field(default_factory=SourceOptions)
     language: str | None = None
-    asr_model: str | None = None  # None: the one `eval` uses (evaluation.asr.DEFAULT_ASR_MODEL)
+    asr_model: str | None = None  # None: the one `eval` uses (scoring.asr.DEFAULT_ASR_MODEL)
     check_transcripts: bool = False
     chunk_size: int = 16  # recordings per completion record: what a killed run redoes at most
     asr_max_new_tokens: int | None = None  # per 30 s window; None: the checkpoint's limit

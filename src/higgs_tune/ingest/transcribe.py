@@ -1,9 +1,9 @@
 """Transcripts for clips that have none, and the check of those that do, with the project's Whisper.
 
 A clip Whisper transcribed keeps Whisper's confidence in its text (`asr_confidence`, rounded to 4
-decimals, see `evaluation.asr`); a clip with a given transcript has none, checked or not.
+decimals, see `scoring.asr`); a clip with a given transcript has none, checked or not.
 
-The ASR is `evaluation.asr.Transcriber` (model loading, batching, forced language), loaded once in the main
+The ASR is `scoring.asr.Transcriber` (model loading, batching, forced language), loaded once in the main
 process (on the GPU when there is one) the first time a chunk needs it, and found the way `eval` finds its
 models (`model.reference.check_model_reference`: a folder, the local cache, or a reachable hub). A chunk's
 clips are transcribed together, so a re-run batches them the same way and writes the same text.
@@ -65,9 +65,9 @@ class ChunkTranscriber:
 
     def _transcriber(self):
         if self._asr is None:
-            from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL, Transcriber
-            from higgs_tune.evaluation.measuring import MeasuringModelError
             from higgs_tune.model.reference import check_model_reference
+            from higgs_tune.scoring.asr import DEFAULT_ASR_MODEL, Transcriber
+            from higgs_tune.scoring.measuring import MeasuringModelError
 
             model = self.settings.asr_model or DEFAULT_ASR_MODEL
             local = check_model_reference(model, "--asr-model")

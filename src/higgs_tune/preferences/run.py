@@ -17,15 +17,15 @@ from tqdm import tqdm
 
 from higgs_tune.data.audio import load_audio
 from higgs_tune.errors import UserError
-from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
-from higgs_tune.evaluation.measuring import load_measuring_models
-from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 from higgs_tune.model.codes import encode_file
 from higgs_tune.preferences import store
 from higgs_tune.preferences.candidates import sample_candidates, score_candidates
 from higgs_tune.preferences.pairs import Strategy, choose_pairs
 from higgs_tune.preferences.reward import RewardWeights, candidate_reward
+from higgs_tune.scoring.asr import DEFAULT_ASR_MODEL
+from higgs_tune.scoring.measuring import load_measuring_models
+from higgs_tune.scoring.speaker import DEFAULT_SPEAKER_MODEL
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from transformers import (
 )
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-from higgs_tune.evaluation.measuring import EVAL_MODELS_ASR, EVAL_MODELS_SPEAKER
+from higgs_tune.scoring.measuring import EVAL_MODELS_ASR, EVAL_MODELS_SPEAKER
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def build_tiny_speaker(out: Path, seed: int = 0) -> Path:
 
 def build_tiny_eval_models(model_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     """The tiny ASR and speaker models inside a tiny Higgs model's folder, where `eval` looks for its
-    defaults (`evaluation.measuring`); returns their folders."""
+    defaults (`scoring.measuring`); returns their folders."""
     return (
         build_tiny_asr(Path(model_dir) / EVAL_MODELS_ASR, seed=seed),
         build_tiny_speaker(Path(model_dir) / EVAL_MODELS_SPEAKER, seed=seed),

@@ -18,8 +18,8 @@ from transformers import (
     WhisperTokenizerFast,
 )
 
-from higgs_tune.evaluation.asr import Transcriber
-from higgs_tune.evaluation.speaker import SpeakerEncoder, cosine_similarity, min_input_length
+from higgs_tune.scoring.asr import Transcriber
+from higgs_tune.scoring.speaker import SpeakerEncoder, cosine_similarity, min_input_length
 from higgs_tune.tiny.eval_models import build_tiny_asr, build_tiny_speaker
 
 SR = 24_000

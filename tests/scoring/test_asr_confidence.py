@@ -8,7 +8,7 @@ import torch
 from transformers import GenerationConfig, WhisperForConditionalGeneration
 
 from higgs_tune.data.audio import TARGET_SR, resample
-from higgs_tune.evaluation.asr import Transcriber
+from higgs_tune.scoring.asr import Transcriber
 
 TOKENS = 12
 PROMPT = ("<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>")

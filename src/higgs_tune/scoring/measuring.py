@@ -33,8 +33,8 @@ def measuring_models(model_id: str, asr_model: str = "", speaker_model: str = ""
     One taken from `eval-models/` is said at WARNING: its WER, CER and similarity are not comparable with
     figures measured with the released defaults the README names, and nothing on the command line says so.
     """
-    from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
-    from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
+    from higgs_tune.scoring.asr import DEFAULT_ASR_MODEL
+    from higgs_tune.scoring.speaker import DEFAULT_SPEAKER_MODEL
 
     folder = Path(model_id)
     chosen, carried = [], []
@@ -59,8 +59,8 @@ def load_measuring_models(
     asr_model: str, speaker_model: str, language: str | None, device: str, batch_size: int
 ):
     """The transcriber and the speaker encoder, or a `MeasuringModelError` naming the one that failed."""
-    from higgs_tune.evaluation.asr import Transcriber
-    from higgs_tune.evaluation.speaker import SpeakerEncoder
+    from higgs_tune.scoring.asr import Transcriber
+    from higgs_tune.scoring.speaker import SpeakerEncoder
 
     what, option = "ASR model", "--asr-model"
     try:

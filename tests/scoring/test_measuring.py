@@ -4,9 +4,9 @@ import logging
 
 import pytest
 
-from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
-from higgs_tune.evaluation.measuring import measuring_models
-from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
+from higgs_tune.scoring.asr import DEFAULT_ASR_MODEL
+from higgs_tune.scoring.measuring import measuring_models
+from higgs_tune.scoring.speaker import DEFAULT_SPEAKER_MODEL
 
 
 @pytest.mark.parametrize("given", ["none", "asr", "both"])

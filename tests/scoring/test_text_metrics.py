@@ -5,7 +5,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from higgs_tune.evaluation.text_metrics import (
+from higgs_tune.scoring.text_metrics import (
     ErrorCounts,
     cer,
     char_errors,
