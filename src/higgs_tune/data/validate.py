@@ -45,7 +45,7 @@ CPS_MIN_SAMPLES = 20
 # with an Arabic comma or ١٥ in it is not Arabic.
 SCRIPT_LETTERS = {"ar": is_arabic_letter}
 
-_ClipResult = AudioStats | AudioError
+ClipResult = AudioStats | AudioError  # a clip as read: its measures, or why it could not be read
 
 
 def validate_manifest(
@@ -106,12 +106,12 @@ def _clip_paths(sample: Sample) -> list[Path]:
     return [sample.ref_audio] if sample.audio is None else [sample.ref_audio, sample.audio]
 
 
-def _scan_clips(keys: Iterable[Path], workers: int) -> tuple[dict[Path, _ClipResult], dict[Path, str]]:
+def _scan_clips(keys: Iterable[Path], workers: int) -> tuple[dict[Path, ClipResult], dict[Path, str]]:
     """Decode each distinct clip exactly once; also hash the bytes of each readable one, which `prepare`
     uses as a clip's identity (the file was just read, so the second pass comes from the page cache)."""
     unique = list(dict.fromkeys(keys))
 
-    def one(key: Path) -> tuple[_ClipResult, str | None]:
+    def one(key: Path) -> tuple[ClipResult, str | None]:
         try:
             return scan_audio(key), content_hash(key)
         except AudioError as e:
@@ -132,11 +132,11 @@ class _Context:
 
     settings: dict[str, Any]
     keys: dict[Path, Path]  # path as in the sample -> resolved path
-    clips: dict[Path, _ClipResult]  # resolved path -> result
+    clips: dict[Path, ClipResult]  # resolved path -> result
     hashes: dict[Path, str]  # resolved path of a readable clip -> content hash
     seen_pairs: dict[tuple[Path, Path | str], str] = field(default_factory=dict)
 
-    def clip(self, path: Path) -> _ClipResult:
+    def clip(self, path: Path) -> ClipResult:
         return self.clips[self.keys[path]]
 
 
@@ -152,7 +152,7 @@ def _sample_problems(sample: Sample, where: str, context: _Context) -> Iterator[
     if sample.audio is not None and same is None:
         roles.append(("target", sample.audio))
     for role, path in roles:
-        for code, message in _clip_findings(context.clip(path), context.settings):
+        for code, message in clip_findings(context.clip(path), context.settings):
             yield Problem(code, where, f"{role} clip {message}", sample.id, path)
     pair = (ref_key, sample.text if target_key is None else target_key)
     if pair in context.seen_pairs:
@@ -186,7 +186,10 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _clip_findings(result: _ClipResult, settings: dict[str, Any]) -> Iterator[tuple[str, str]]:
+def clip_findings(result: ClipResult, settings: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(problem code, message) for each check a clip fails: unreadable, duration outside `settings`'
+    min_seconds/max_seconds, several channels, another sample rate, near silence, clipping. The one home of
+    these checks: `validate` runs them on a manifest's clips, `ingest` on the clips it cuts."""
     if isinstance(result, AudioError):
         yield result.code, result.problem
         return

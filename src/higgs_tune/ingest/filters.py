@@ -23,7 +23,7 @@ import numpy as np
 
 from higgs_tune.data.audio import CLIP_LEVEL, AudioInfo, AudioStats
 from higgs_tune.data.spoken import count_letters
-from higgs_tune.data.validate import CPS_BOUNDS, _clip_findings
+from higgs_tune.data.validate import CPS_BOUNDS, clip_findings
 from higgs_tune.ingest.settings import FilterSettings
 from higgs_tune.ingest.slicing import Span, speech_seconds
 from higgs_tune.scoring.text_metrics import cer
@@ -43,7 +43,7 @@ def audio_findings(
     clipped = int(np.count_nonzero(np.abs(audio) >= CLIP_LEVEL)) / max(frames, 1)
     stats = AudioStats(AudioInfo(Path(name), sr, 1, frames, "FLAC", "PCM_16"), peak, rms, clipped)
     limits = {"min_seconds": settings.min_seconds, "max_seconds": settings.max_seconds}
-    found = list(_clip_findings(stats, limits))
+    found = list(clip_findings(stats, limits))
     if any(code == "near_silent" for code, _ in found):
         return found  # the other measures say nothing new about silence
     duration = frames / sr

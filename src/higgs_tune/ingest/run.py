@@ -6,7 +6,7 @@ decode, detect speech, slice, filter and write clips (`recordings`), transcribes
 `workers <= 1` the chunks are processed in the main process. A progress bar counts audio hours.
 
 Several processes (`torchrun --nproc_per_node N -m higgs_tune ingest ...`) split the chunks round-robin
-by rank, without overlap, as `prepare` does (`prepared.ranks.process_rank`); each reads the source's
+by rank, without overlap, as `prepare` does (`ranks.process_rank`); each reads the source's
 order on its own. Rank 0 then waits for every chunk's record and assembles `utterances.jsonl`.
 """
 
@@ -35,7 +35,7 @@ from higgs_tune.ingest.settings import IngestSettings
 from higgs_tune.ingest.sources import Recording, read_source
 from higgs_tune.ingest.summary import IngestSummary
 from higgs_tune.ingest.transcribe import ChunkTranscriber
-from higgs_tune.prepared.ranks import process_rank
+from higgs_tune.ranks import process_rank
 
 log = logging.getLogger(__name__)
 

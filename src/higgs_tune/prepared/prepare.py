@@ -50,7 +50,6 @@ from higgs_tune.prepared.encode import encode_shards
 from higgs_tune.prepared.finish import finish_dataset, finished_index, source_digest
 from higgs_tune.prepared.lock import folder_lock
 from higgs_tune.prepared.ranks import (
-    process_rank,
     report_done,
     report_failure,
     run_digest,
@@ -58,6 +57,7 @@ from higgs_tune.prepared.ranks import (
     wait_for_ranks,
 )
 from higgs_tune.prepared.run import PrepareRun
+from higgs_tune.ranks import process_rank
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -27,15 +26,6 @@ log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.5
 _WAIT_LOG_SECONDS = 60.0
-
-
-def process_rank() -> tuple[int, int]:
-    """(rank, world size) as torchrun and accelerate launch set them; (0, 1) for a plain process."""
-    rank = int(os.environ.get("RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"RANK={rank} and WORLD_SIZE={world} do not describe a process of a group")
-    return rank, world
 
 
 def run_digest(source: str, assignment: Assignment, skip_bad: bool, world: int, shard_size: int) -> str:
