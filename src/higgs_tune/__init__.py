@@ -38,7 +38,7 @@ Glossary (one word per idea):
     clone        generate the target speech of a sample from its reference (`inference.clone`)
     preview      a clip cloned from a held-out prompt while training, to listen to (`training.previews`)
     evaluate     clone a held-out manifest and measure words, voice and stopping (`evaluation.evaluate`)
-    model card   the README.md of a folder of weights, in the Hub's format (`training.card`)
+    model card   the README.md of a folder of weights, in the Hub's format (`card`)
     candidate    one sampled clone of a prompt, scored for preference pairs (`preferences.candidates`)
     fingerprint  what a checkpoint records of its base model, checked where it loads (`model.fingerprint`)
 """

@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
 SCHEDULER_STATE = "scheduler.json"
-# Where a checkpoint keeps its weights for cloning and merging, by training mode.
-WEIGHTS_SUBDIR = {"lora": "adapter", "full": "model"}
+# Where a checkpoint keeps its weights for cloning and merging, by training mode (read through `weights_dir`).
+_WEIGHTS_SUBDIR = {"lora": "adapter", "full": "model"}
 # A folder holds weights when it has one of these (peft's adapter, transformers' model, sharded or not).
 WEIGHT_FILES = (
     "adapter_model.safetensors",
@@ -131,12 +131,21 @@ def read_trainer_state(checkpoint: Path) -> dict:
     return _json_object(Path(checkpoint) / TRAINER_STATE)
 
 
+def weights_dir(checkpoint_folder: Path, mode: str | None = None) -> Path:
+    """Where a checkpoint keeps its weights for cloning and merging, and its model card: `adapter/` for a
+    LoRA run, `model/` for full fine-tuning. `mode` is the trainer state's ("lora" or "full"); None reads
+    it from the checkpoint's trainer state. The one place that maps a mode to its folder."""
+    if mode is None:
+        mode = read_trainer_state(checkpoint_folder)["mode"]
+    return Path(checkpoint_folder) / _WEIGHTS_SUBDIR[mode]
+
+
 def check_loadable(checkpoint: Path) -> dict:
     """The trainer state of a checkpoint that is about to be loaded, checked first, together with its
     weights folder, so that a damaged checkpoint is one line naming the file instead of a traceback from
     deep inside peft, transformers or safetensors minutes later.
 
-    Checked: the trainer state's step, mode and prompt settings; the weights folder (`WEIGHTS_SUBDIR`), its
+    Checked: the trainer state's step, mode and prompt settings; the weights folder (`weights_dir`), its
     config (`adapter_config.json` or `config.json`) as a JSON object, at least one of `WEIGHT_FILES`, and
     the header of every safetensors file, which safetensors compares with the file's size (an empty or
     truncated file fails there) without reading the weights.
@@ -147,15 +156,15 @@ def check_loadable(checkpoint: Path) -> dict:
     if isinstance(state.get("step"), bool) or not isinstance(state.get("step"), int):
         raise CheckpointError(f'{path}: no step number ("step"); the checkpoint is damaged')
     mode = state.get("mode")
-    if mode not in WEIGHTS_SUBDIR:
-        raise CheckpointError(f'{path}: "mode" is {mode!r}, not one of {", ".join(WEIGHTS_SUBDIR)}')
+    if mode not in _WEIGHTS_SUBDIR:
+        raise CheckpointError(f'{path}: "mode" is {mode!r}, not one of {", ".join(_WEIGHTS_SUBDIR)}')
     prompt = state.get("prompt")
     known = set(PromptConfig.__dataclass_fields__)
     if not isinstance(prompt, dict) or not set(prompt) <= known:
         raise CheckpointError(
             f'{path}: "prompt" must be an object of the prompt settings ({", ".join(sorted(known))})'
         )
-    weights = checkpoint / WEIGHTS_SUBDIR[mode]
+    weights = weights_dir(checkpoint, mode)
     config = weights / ("adapter_config.json" if mode == "lora" else "config.json")
     if not config.is_file():
         raise CheckpointError(f"{config} is missing: the checkpoint is incomplete")
@@ -256,7 +265,7 @@ def write_weights(folder: Path, model: torch.nn.Module, state_dict: dict, cfg: T
     state dict (gathered from every rank under FSDP / ZeRO-3), whose keys carry its `model.` prefix.
     """
     weights = {k.removeprefix("model."): v for k, v in state_dict.items()}
-    model.save_pretrained(str(Path(folder) / WEIGHTS_SUBDIR[training_mode(cfg)]), state_dict=weights)
+    model.save_pretrained(str(weights_dir(folder, training_mode(cfg))), state_dict=weights)
 
 
 def temporary_dir(run_dir: Path, step: int) -> Path:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from higgs_tune.card import record_evaluation
 from higgs_tune.checkpoint import resolve_checkpoint
 from higgs_tune.config import PromptConfig
 from higgs_tune.data.audio import load_audio
@@ -45,7 +46,6 @@ from higgs_tune.inference.speech_checks import CUT, SILENT, TOO_LONG, TOO_SHORT
 from higgs_tune.scoring.asr import DEFAULT_ASR_MODEL
 from higgs_tune.scoring.measuring import load_measuring_models
 from higgs_tune.scoring.speaker import DEFAULT_SPEAKER_MODEL
-from higgs_tune.training.card import record_evaluation
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from higgs_tune import checkpoint
+from higgs_tune.card import write_merged_card
 from higgs_tune.files import check_output_folder
 from higgs_tune.model.loading import (
     AUDIO_TOKENIZER_SUBDIR,
@@ -29,7 +30,6 @@ from higgs_tune.model.loading import (
     load_finetuned,
     load_processor,
 )
-from higgs_tune.training.card import write_merged_card
 
 log = logging.getLogger(__name__)
 

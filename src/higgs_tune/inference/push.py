@@ -16,9 +16,9 @@ import logging
 from pathlib import Path
 
 from higgs_tune import checkpoint
+from higgs_tune.card import CARD
 from higgs_tune.checkpoint import WEIGHT_FILES
 from higgs_tune.errors import UserError
-from higgs_tune.training.card import CARD, weights_folder
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def folder_to_push(folder: Path) -> Path:
     if not folder.is_dir():
         raise PushError(f"{folder}: no such folder")
     if (folder / checkpoint.TRAINER_STATE).is_file():
-        folder = weights_folder(folder)
+        folder = checkpoint.weights_dir(folder)
     if not (folder / CARD).is_file():
         raise PushError(
             f"{folder}: no model card ({CARD}); push a checkpoint or its adapter/ or model/ folder, or a "

@@ -361,7 +361,7 @@ def load_finetuned(
     ckpt = checkpoint.resolve_checkpoint(Path(adapter), which)
     state = checkpoint.read_trainer_state(ckpt)
     settings = PromptConfig(**state["prompt"])
-    weights = ckpt / checkpoint.WEIGHTS_SUBDIR[state["mode"]]
+    weights = checkpoint.weights_dir(ckpt, state["mode"])
     if state["mode"] == "lora":
         from peft import PeftModel
 

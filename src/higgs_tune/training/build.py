@@ -119,9 +119,7 @@ def _from_adapter(model: torch.nn.Module, cfg: TrainConfig, base: dict) -> torch
     check_base(state.get("base"), base, ckpt)
     log.info("LoRA starts from the adapter of %s (step %d)", ckpt, state["step"])
     with lora_without_bitsandbytes(model):
-        return PeftModel.from_pretrained(
-            model, str(ckpt / checkpoint.WEIGHTS_SUBDIR["lora"]), is_trainable=True
-        )
+        return PeftModel.from_pretrained(model, str(checkpoint.weights_dir(ckpt, "lora")), is_trainable=True)
 
 
 def build_model(cfg: TrainConfig, use_bf16: bool, uniform_dtype: bool = False) -> CloningLossModel:

@@ -33,13 +33,13 @@ from accelerate.utils import DistributedType, set_seed
 from tqdm import tqdm
 
 from higgs_tune import checkpoint
+from higgs_tune.card import write_checkpoint_card
 from higgs_tune.config import TrainConfig, resolve_codebook_weights
 from higgs_tune.errors import UserError
 from higgs_tune.files import full_disk_named
 from higgs_tune.model.loading import load_processor
 from higgs_tune.training.best import BestCheckpoint
 from higgs_tune.training.build import build_model, build_optimizer, lr_lambda, parameter_counts
-from higgs_tune.training.card import write_checkpoint_card
 from higgs_tune.training.collate import LOSS_INPUTS
 from higgs_tune.training.data import TrainingData
 from higgs_tune.training.distributed import check_backends, make_accelerator, sum_over_ranks, uses_bf16

@@ -31,13 +31,6 @@ LANGUAGE_SHARE = 0.1
 TAGS = ["higgs-audio", "text-to-speech", "voice-cloning", "higgs-tune"]
 
 
-def weights_folder(checkpoint_dir: Path, state: dict | None = None) -> Path:
-    """Where a checkpoint's weights for cloning, and its card, are: `adapter/` (LoRA) or `model/` (full),
-    as its trainer state (`state`, else read from the folder) says."""
-    mode = (state or checkpoint.read_trainer_state(checkpoint_dir))["mode"]
-    return Path(checkpoint_dir) / checkpoint.WEIGHTS_SUBDIR[mode]
-
-
 @functools.lru_cache(maxsize=4)
 def data_summary(data_dir: str) -> dict | None:
     """Samples, speakers, hours and languages of a prepared dataset; None when the folder is gone."""
@@ -118,7 +111,7 @@ def _dpo_facts(cfg: dict) -> dict:
 
 def write_checkpoint_card(checkpoint_dir: Path, state: dict) -> Path:
     """The card of a checkpoint being saved (`checkpoint_dir` may still be its temporary folder)."""
-    return _write(weights_folder(checkpoint_dir, state) / CARD, checkpoint_facts(state))
+    return _write(checkpoint.weights_dir(checkpoint_dir, state["mode"]) / CARD, checkpoint_facts(state))
 
 
 def write_merged_card(out: Path, checkpoint_dir: Path) -> Path:
@@ -138,7 +131,7 @@ def record_evaluation(checkpoint_dir: Path, report: dict) -> Path:
         evaluation["better"] = len(report["comparison"]["better"])
         evaluation["worse"] = len(report["comparison"]["worse"])
     facts = {**_checkpoint_card_facts(checkpoint_dir), "evaluation": evaluation}
-    return _write(weights_folder(checkpoint_dir) / CARD, facts)
+    return _write(checkpoint.weights_dir(checkpoint_dir) / CARD, facts)
 
 
 def _checkpoint_card_facts(checkpoint_dir: Path) -> dict:
@@ -152,7 +145,7 @@ def read_facts(folder: Path) -> dict | None:
 
     folder = Path(folder)
     if (folder / checkpoint.TRAINER_STATE).is_file():
-        folder = weights_folder(folder)
+        folder = checkpoint.weights_dir(folder)
     path = folder if folder.suffix == ".md" else folder / CARD
     if not path.is_file():
         return None

@@ -10,7 +10,7 @@ from conftest import train_config
 from huggingface_hub import ModelCard
 
 from higgs_tune import checkpoint
-from higgs_tune.training.card import (
+from higgs_tune.card import (
     base_model_license,
     read_facts,
     record_evaluation,
