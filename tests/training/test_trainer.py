@@ -1,6 +1,7 @@
 """Training: loss falls, LoRA touches only adapters, accumulation and resume are exact, saves atomic."""
 
 import json
+import logging
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from conftest import train_config
 from higgs_tune import checkpoint
 from higgs_tune.config import TrainConfig
 from higgs_tune.inference.generate import load_for_cloning
+from higgs_tune.inference.previews import TrainingPreviews
 from higgs_tune.training.collate import MODEL_INPUTS
 from higgs_tune.training.trainer import NonFiniteLossError, Trainer
 from higgs_tune.typed_config import load_config
@@ -215,7 +217,8 @@ def test_text_head_training_logs_text_loss(tiny_model_dir, prepared_dir, tmp_pat
 
 def test_previews_are_cloned_checked_and_logged(tiny_model_dir, prepared_dir, tmp_path):
     run = tmp_path / "run"
-    Trainer(_cfg(tiny_model_dir, prepared_dir, run, "preview_steps=2", "eval_fraction=0.1")).run()
+    cfg = _cfg(tiny_model_dir, prepared_dir, run, "preview_steps=2", "eval_fraction=0.1")
+    Trainer(cfg, previews=TrainingPreviews).run()
     sampled = [r for r in _metrics(run) if "previews" in r]
     assert [r["step"] for r in sampled] == [2, 4]
     assert all(len(r["previews"]) == 2 and all("flags" in s for s in r["previews"]) for r in sampled)
@@ -223,6 +226,18 @@ def test_previews_are_cloned_checked_and_logged(tiny_model_dir, prepared_dir, tm
 
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"audio": 0}).Reload()
     assert any(tag.startswith("previews/") for tag in events.Tags()["audio"])
+
+
+def test_previews_without_a_hook_are_a_warning(tiny_model_dir, prepared_dir, tmp_path, caplog):
+    """Cloning is a later stage (`inference.previews`), so the trainer is handed the previews rather than
+    importing them; a run with preview_steps but no hook says so instead of dropping them silently."""
+    cfg = _cfg(tiny_model_dir, prepared_dir, tmp_path / "run", "preview_steps=2", "eval_fraction=0.1")
+    with caplog.at_level(logging.WARNING, logger="higgs_tune"):
+        trainer = Trainer(cfg)
+    assert trainer.previews is None
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "preview_steps=2" in warning and "previews=TrainingPreviews" in warning
+    assert Trainer(cfg, overwrite=True, previews=TrainingPreviews).previews is not None
 
 
 def test_lora_training_state_holds_trainable_weights_only(tiny_model_dir, prepared_dir, tmp_path):

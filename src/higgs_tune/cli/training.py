@@ -49,6 +49,7 @@ def train(
     checkpoints and logs first; other files stay).
     """
     from higgs_tune.config import TrainConfig
+    from higgs_tune.inference.previews import TrainingPreviews
     from higgs_tune.training.trainer import train as run_training
     from higgs_tune.typed_config import load_config
 
@@ -62,5 +63,5 @@ def train(
     )
     options = [f"{k}={v}" for k, v in named if v is not None] + (["full=true"] if full else [])
     cfg = load_config(TrainConfig, config, overrides or [], options)
-    final = run_training(cfg, resume=resume, overwrite=overwrite, force=force)
+    final = run_training(cfg, resume=resume, overwrite=overwrite, force=force, previews=TrainingPreviews)
     log.info("training done; last checkpoint: %s", final)

@@ -22,6 +22,7 @@ from higgs_tune.data.validate import validate_manifest
 from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
 from higgs_tune.evaluation.listening import write_listening_test
 from higgs_tune.files import check_output_folder, remove_outputs, write_json
+from higgs_tune.inference.previews import TrainingPreviews
 from higgs_tune.model.loading import load_processor
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.prepared.prepare import prepare_dataset
@@ -97,7 +98,8 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     samples = _prepared_samples(paths, speakers, utterances)
     log.info("5/7 train (LoRA, %d steps) -> %s", steps, paths["run"])
     cfg = demo_config(paths["model"], paths["prepared"], paths["run"], steps)
-    train(cfg, overwrite=True)  # the demo rebuilds its model and data, so an earlier demo run is stale
+    # The demo rebuilds its model and data, so an earlier demo run is stale.
+    train(cfg, overwrite=True, previews=TrainingPreviews)
     checkpoint = resolve_checkpoint(paths["run"], "best")  # the best held-out loss, as `eval --adapter RUN`
     losses = [json.loads(line) for line in (paths["run"] / "metrics.jsonl").read_text().splitlines()]
     train_losses = [r["loss"] for r in losses if "loss" in r]

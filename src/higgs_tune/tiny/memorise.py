@@ -20,6 +20,7 @@ from higgs_tune.data.audio import write_wav
 from higgs_tune.data.samples import Sample
 from higgs_tune.inference.clone import clone_one
 from higgs_tune.inference.generate import load_for_cloning
+from higgs_tune.inference.previews import TrainingPreviews
 from higgs_tune.inference.settings import SamplingConfig
 from higgs_tune.model.loading import load_processor
 from higgs_tune.prepared.dataset import PreparedData
@@ -142,7 +143,8 @@ def memorise(
     candidates from that really ends its clips (the preference tests)."""
     data = out / "prepared"
     prepare_dataset(samples, load_processor(model), data, model_id=str(model), workers=0)
-    return train(memorise_config(model, data, out / "run", steps, learning_rate), overwrite=True)
+    cfg = memorise_config(model, data, out / "run", steps, learning_rate)
+    return train(cfg, overwrite=True, previews=TrainingPreviews)
 
 
 def prepared_target(prepared: PreparedData, sample_id: str) -> np.ndarray:

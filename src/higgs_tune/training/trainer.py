@@ -26,25 +26,28 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from accelerate.utils import DistributedType, set_seed
 from tqdm import tqdm
+from transformers import HiggsAudioV2Processor
 
 from higgs_tune import checkpoint
 from higgs_tune.card import write_checkpoint_card
-from higgs_tune.config import TrainConfig, resolve_codebook_weights
+from higgs_tune.config import PromptConfig, TrainConfig, resolve_codebook_weights
 from higgs_tune.errors import UserError
 from higgs_tune.files import full_disk_named
 from higgs_tune.model.loading import load_processor
+from higgs_tune.prepared.dataset import PreparedSample
 from higgs_tune.training.best import BestCheckpoint
 from higgs_tune.training.build import build_model, build_optimizer, lr_lambda, parameter_counts
 from higgs_tune.training.collate import LOSS_INPUTS
 from higgs_tune.training.data import TrainingData
 from higgs_tune.training.distributed import check_backends, make_accelerator, sum_over_ranks, uses_bf16
 from higgs_tune.training.loss import LossSums, combine
-from higgs_tune.training.previews import TrainingPreviews
 from higgs_tune.training.resume import restore, resume_point, trim_metrics
 from higgs_tune.training.run_folder import prepare_run_folder
 from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics, stop_health_warnings
@@ -52,6 +55,19 @@ from higgs_tune.training.trackers import Trackers
 from higgs_tune.typed_config import require, save_config
 
 log = logging.getLogger(__name__)
+
+
+class Previews(Protocol):
+    """What the trainer calls every `preview_steps`: clone with the live model, log to the trackers, and
+    return the row for metrics.jsonl."""
+
+    def run(self, model: torch.nn.Module, step: int, trackers: Trackers) -> dict: ...
+
+
+# Builds a run's previews from its processor, the prompts to clone and the run's prompt settings. Cloning
+# is a later stage, so the trainer is handed one (`inference.previews.TrainingPreviews`) rather than
+# importing it; without one, no previews are made.
+PreviewsFactory = Callable[[HiggsAudioV2Processor, list[PreparedSample], PromptConfig], Previews]
 
 
 class NonFiniteLossError(UserError):
@@ -68,11 +84,17 @@ class Trainer:
     epochs), and the optimizer state is restored (`--resume`) before anything is written to the run folder.
 
     `resume` continues the run in the folder (`training.resume`; `force` accepts settings that change what
-    it trains); `overwrite` deletes an earlier run's checkpoints and logs first (`training.run_folder`).
+    it trains); `overwrite` deletes an earlier run's checkpoints and logs first (`training.run_folder`);
+    `previews` builds the clones made every `preview_steps` (`inference.previews.TrainingPreviews`).
     """
 
     def __init__(
-        self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False, force: bool = False
+        self,
+        cfg: TrainConfig,
+        resume: bool = False,
+        overwrite: bool = False,
+        force: bool = False,
+        previews: PreviewsFactory | None = None,
     ) -> None:
         require(cfg, "model", "prefs" if cfg.objective == "dpo" else "data", "output_dir")
         check_backends(cfg)
@@ -94,7 +116,7 @@ class Trainer:
         if resume and self.accelerator.is_main_process:
             trim_metrics(self.run_dir, self.step)
         self._setup_run_dir()
-        self.previews = self._setup_previews()
+        self.previews = self._setup_previews(previews)
         self.trackers = Trackers(self.accelerator, self.cfg, self.run_dir)
         if resume:  # the interrupted run's events after the checkpoint are logged again
             self.trackers.purge_from(self.step + 1)
@@ -158,16 +180,23 @@ class Trainer:
             save_config(self.cfg, self.run_dir / "train_config.yaml")
             self.data.report_plan()
 
-    def _setup_previews(self) -> TrainingPreviews | None:
+    def _setup_previews(self, make: PreviewsFactory | None) -> Previews | None:
         """Held-out prompts to clone every `preview_steps` (main process, unsharded weights only)."""
         cfg, acc = self.cfg, self.accelerator
         if cfg.preview_steps == 0 or not acc.is_main_process:
+            return None
+        if make is None:
+            log.warning(
+                "preview_steps=%d: no previews are made, since the trainer was not given a way to clone "
+                "(pass previews=TrainingPreviews, from higgs_tune.inference.previews)",
+                cfg.preview_steps,
+            )
             return None
         if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
             log.warning("preview_steps: previews are not generated under FSDP / DeepSpeed (sharded weights)")
             return None
         prompts = self.data.preview_prompts(cfg.num_preview_prompts)
-        return TrainingPreviews(self.processor, prompts, cfg.prompt)
+        return make(self.processor, prompts, cfg.prompt)
 
     def to_device(self, batch: dict) -> dict:
         """A micro-batch's loss inputs on this process's device, copied without blocking the host."""
@@ -413,10 +442,17 @@ class Trainer:
         return metrics
 
 
-def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, force: bool = False) -> Path:
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    force: bool = False,
+    previews: PreviewsFactory | None = None,
+) -> Path:
     """Run a fine-tune described by `cfg` (`Trainer` says what the flags do); returns the final checkpoint."""
+    flags = {"resume": resume, "overwrite": overwrite, "force": force, "previews": previews}
     if cfg.objective == "dpo":
         from higgs_tune.training.dpo_trainer import DpoTrainer  # it builds on this module's Trainer
 
-        return DpoTrainer(cfg, resume=resume, overwrite=overwrite, force=force).run()
-    return Trainer(cfg, resume=resume, overwrite=overwrite, force=force).run()
+        return DpoTrainer(cfg, **flags).run()
+    return Trainer(cfg, **flags).run()
