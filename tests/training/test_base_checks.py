@@ -16,7 +16,7 @@ from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.tiny.model import build_tiny_model
 from higgs_tune.training.build import build_model
 from higgs_tune.training.data import CodecMismatchError, check_codec
-from higgs_tune.training.trainer import train
+from higgs_tune.training.run import train
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from higgs_tune.training.dpo import clip_logprobs
 from higgs_tune.training.dpo_trainer import DpoTrainer
 from higgs_tune.training.loss import CloningLossModel
 from higgs_tune.training.preference_data import PreferenceData
-from higgs_tune.training.trainer import train
+from higgs_tune.training.run import train
 from higgs_tune.typed_config import ConfigError, load_config
 
 

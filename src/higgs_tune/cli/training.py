@@ -50,7 +50,7 @@ def train(
     """
     from higgs_tune.config import TrainConfig
     from higgs_tune.inference.previews import TrainingPreviews
-    from higgs_tune.training.trainer import train as run_training
+    from higgs_tune.training.run import train as run_training
     from higgs_tune.typed_config import load_config
 
     named = (

@@ -31,7 +31,7 @@ from higgs_tune.tiny.eval_models import build_tiny_eval_models
 from higgs_tune.tiny.memorise import MemorisedClone, memorise_and_clone
 from higgs_tune.tiny.model import build_tiny_model
 from higgs_tune.training.data import split_indices
-from higgs_tune.training.trainer import train
+from higgs_tune.training.run import train
 from higgs_tune.typed_config import load_config
 
 log = logging.getLogger(__name__)

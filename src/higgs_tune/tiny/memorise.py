@@ -25,7 +25,7 @@ from higgs_tune.inference.settings import SamplingConfig
 from higgs_tune.model.loading import load_processor
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.prepared.prepare import prepare_dataset
-from higgs_tune.training.trainer import train
+from higgs_tune.training.run import train
 from higgs_tune.typed_config import load_config
 
 log = logging.getLogger(__name__)

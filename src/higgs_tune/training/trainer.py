@@ -440,19 +440,3 @@ class Trainer:
         }
         metrics.update({f"loss_codebook_{k}": v for k, v in enumerate(per_codebook)})
         return metrics
-
-
-def train(
-    cfg: TrainConfig,
-    resume: bool = False,
-    overwrite: bool = False,
-    force: bool = False,
-    previews: PreviewsFactory | None = None,
-) -> Path:
-    """Run a fine-tune described by `cfg` (`Trainer` says what the flags do); returns the final checkpoint."""
-    flags = {"resume": resume, "overwrite": overwrite, "force": force, "previews": previews}
-    if cfg.objective == "dpo":
-        from higgs_tune.training.dpo_trainer import DpoTrainer  # it builds on this module's Trainer
-
-        return DpoTrainer(cfg, **flags).run()
-    return Trainer(cfg, **flags).run()
