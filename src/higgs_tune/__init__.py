@@ -1,27 +1,33 @@
 """higgs-tune: fine-tune Higgs Audio v2 for zero-shot voice cloning, then use and measure the result.
 
-Data flows one way, one subpackage per stage; a stage imports only the stages before it:
+Data flows one way. Bottom to top, an import only points down this list, or within its own subpackage,
+and no two modules import each other (tests/test_layers.py holds it):
 
-    ingest/      raw audio -> corpus     recordings and datasets cut at pauses (silero-vad), transcribed
-                                         (Whisper), filtered, written resumably as clips + utterances.jsonl;
-                                         the one exception to the rule: it reuses data/'s checks,
-                                         evaluation/'s ASR and CER, model/'s model lookup and
-                                         prepared/'s rank split
+    (foundation) top-level modules: `errors.py` (the one-line `UserError`), `files.py` (the one atomic
+                 write, the output-folder refusals), `logs.py`, `config.py` (the run's settings) and
+                 `typed_config.py` (loading them from YAML and key=value), `ranks.py` (which process of a
+                 launched group this is), `checkpoint.py` (what a checkpoint holds, which one is used, and
+                 `weights_dir`, its adapter/ or model/ folder), `card.py` (the model card of every folder
+                 of weights: written by training, copied by merge, pushed, updated by eval)
     data/        manifest -> samples     reading manifests, pairing utterances, validating clips and texts,
                                          the one --language parser, text normalisation (numbers in words)
     model/       the model's inputs      loading, the chat template, the one prompt builder, codec codes
+    scoring/     clips -> scores         the scorers ingest, evaluation and preferences share: ASR
+                                         (Whisper), speaker similarity (WavLM), WER/CER, the measuring
+                                         models' lookup
+    ingest/      raw audio -> corpus     recordings and datasets cut at pauses (silero-vad), transcribed
+                                         (Whisper), filtered, written resumably as clips + utterances.jsonl
     prepared/    samples -> codes        every distinct clip encoded once into shards; the reader
     training/    codes -> examples -> batches -> model     label masking, collation, batch plans, the one
-                                         loss, stop health, the trainer, trackers, model cards
-    inference/   model -> speech         cloning with the training prompt, merging a fine-tune, pushing it
-    evaluation/  speech -> metrics       ASR (WER/CER), speaker similarity, signal checks, the eval report,
+                                         loss, stop health, the SFT and DPO trainers (`training.run.train`
+                                         picks one), trackers
+    inference/   model -> speech         cloning with the training prompt, previews while training (handed
+                                         to the trainer), merging a fine-tune, pushing it
+    evaluation/  speech -> metrics       clones measured with scoring/, signal checks, the eval report,
                                          the HTML listening report and the blind A/B test
     preferences/ metrics -> pairs        sampled candidates scored like eval, rewarded and paired for DPO
     tiny/        fixtures                a random 2-layer model, synthetic voices, a small dataset, the demo
-
-At the top: `cli/` (one module of commands per stage), `config.py` (the run's settings) and `typed_config.py`
-(loading them from YAML and key=value), `checkpoint.py` (what a checkpoint holds and which one is used),
-`files.py` (the one atomic write), `errors.py` (the one-line `UserError`), `logs.py`.
+    cli/         commands                one module of commands per stage
 
 Glossary (one word per idea):
 
@@ -36,7 +42,7 @@ Glossary (one word per idea):
     held-out loss     the training loss on held-out examples, teacher forced (`training.trainer`)
     stop health  teacher-forced figures of whether the model learns to end a clip (`training.stop_health`)
     clone        generate the target speech of a sample from its reference (`inference.clone`)
-    preview      a clip cloned from a held-out prompt while training, to listen to (`training.previews`)
+    preview      a clip cloned from a held-out prompt while training, to listen to (`inference.previews`)
     evaluate     clone a held-out manifest and measure words, voice and stopping (`evaluation.evaluate`)
     model card   the README.md of a folder of weights, in the Hub's format (`card`)
     candidate    one sampled clone of a prompt, scored for preference pairs (`preferences.candidates`)

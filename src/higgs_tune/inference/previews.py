@@ -3,7 +3,8 @@ its speech checks to every tracker that takes them (`training.trackers`), so a u
 (or start trailing silence) before it ends.
 
 It clones, so it lives here, above training: the trainer does not import it, but is handed it (the
-`previews` argument of `training.trainer.Trainer` and `training.run.train`) by the callers above both
+`previews` argument of `training.trainer.Trainer` and `training.run.train`, typed in `training.preview_hook`)
+by the callers above both
 (`cli`, `tiny`).
 
 Generation runs on the main process with the live (unmerged) model; it needs every weight in one place,

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from higgs_tune.config import TrainConfig
 from higgs_tune.training.dpo_trainer import DpoTrainer
-from higgs_tune.training.trainer import PreviewsFactory, Trainer
+from higgs_tune.training.preview_hook import PreviewsFactory
+from higgs_tune.training.trainer import Trainer
 
 
 def train(

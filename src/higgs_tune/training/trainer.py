@@ -26,28 +26,25 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from accelerate.utils import DistributedType, set_seed
 from tqdm import tqdm
-from transformers import HiggsAudioV2Processor
 
 from higgs_tune import checkpoint
 from higgs_tune.card import write_checkpoint_card
-from higgs_tune.config import PromptConfig, TrainConfig, resolve_codebook_weights
+from higgs_tune.config import TrainConfig, resolve_codebook_weights
 from higgs_tune.errors import UserError
 from higgs_tune.files import full_disk_named
 from higgs_tune.model.loading import load_processor
-from higgs_tune.prepared.dataset import PreparedSample
 from higgs_tune.training.best import BestCheckpoint
 from higgs_tune.training.build import build_model, build_optimizer, lr_lambda, parameter_counts
 from higgs_tune.training.collate import LOSS_INPUTS
 from higgs_tune.training.data import TrainingData
 from higgs_tune.training.distributed import check_backends, make_accelerator, sum_over_ranks, uses_bf16
 from higgs_tune.training.loss import LossSums, combine
+from higgs_tune.training.preview_hook import Previews, PreviewsFactory
 from higgs_tune.training.resume import restore, resume_point, trim_metrics
 from higgs_tune.training.run_folder import prepare_run_folder
 from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics, stop_health_warnings
@@ -55,19 +52,6 @@ from higgs_tune.training.trackers import Trackers
 from higgs_tune.typed_config import require, save_config
 
 log = logging.getLogger(__name__)
-
-
-class Previews(Protocol):
-    """What the trainer calls every `preview_steps`: clone with the live model, log to the trackers, and
-    return the row for metrics.jsonl."""
-
-    def run(self, model: torch.nn.Module, step: int, trackers: Trackers) -> dict: ...
-
-
-# Builds a run's previews from its processor, the prompts to clone and the run's prompt settings. Cloning
-# is a later stage, so the trainer is handed one (`inference.previews.TrainingPreviews`) rather than
-# importing it; without one, no previews are made.
-PreviewsFactory = Callable[[HiggsAudioV2Processor, list[PreparedSample], PromptConfig], Previews]
 
 
 class NonFiniteLossError(UserError):
