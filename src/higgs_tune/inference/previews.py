@@ -2,10 +2,9 @@
 its speech checks to every tracker that takes them (`training.trackers`), so a user hears the run improve
 (or start trailing silence) before it ends.
 
-It clones, so it lives here, above training: the trainer does not import it, but is handed it (the
-`previews` argument of `training.trainer.Trainer` and `training.run.train`, typed in `training.preview_hook`)
-by the callers above both
-(`cli`, `tiny`).
+It clones, so it lives here, above training: the trainer does not import it, but is handed it by the
+callers above both (`cli`, `tiny`), as the `previews` argument of `training.trainer.Trainer` and
+`training.run.train` (typed in `training.preview_hook`).
 
 Generation runs on the main process with the live (unmerged) model; it needs every weight in one place,
 so it is skipped under FSDP and DeepSpeed ZeRO-3, where weights are sharded across processes.
