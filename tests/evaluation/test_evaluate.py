@@ -382,3 +382,24 @@ def test_eval_overwrite_deletes_only_an_earlier_evals_outputs(tmp_path):
     (out / "notes.txt").write_text("the user's")
     check_eval_folder(out, overwrite=True)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_eval_settings_are_frozen_refuse_unknown_fields_and_check_their_bounds(tmp_path, run_cli):
+    """`EvalSettings` is a frozen pydantic model: a typo'd field or a batch of 0 is refused when it is made,
+    and `eval --batch-size 0` is one line naming the option, exit 2, before anything loads."""
+    from pydantic import ValidationError
+
+    from higgs_tune.evaluation.evaluate import EvalSettings
+
+    settings = EvalSettings(batch_size=2)
+    with pytest.raises(ValidationError):
+        settings.batch_size = 3
+    for bad in ({"batch_size": 0}, {"batch_sise": 2}):
+        with pytest.raises(ValidationError):
+            EvalSettings(**bad)
+    out = tmp_path / "eval"
+    code, _, err = run_cli(
+        "eval", "--manifest", tmp_path / "absent.jsonl", "--model", tmp_path / "no-model", "--out", out,
+        "--batch-size", "0",
+    )  # fmt: skip
+    assert code == 2 and "--batch-size" in err and "Traceback" not in err and not out.exists()
