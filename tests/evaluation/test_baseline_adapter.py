@@ -49,7 +49,7 @@ def test_two_adapters_are_compared_and_the_baseline_clones_as_eval_adapter_alone
     out = tmp_path / "eval"
     report = evaluate(
         Path(alone["manifest"]), str(tiny_model_dir), run_b, out, False, settings, baseline_adapter=run_a
-    )
+    ).to_dict()  # as report.json holds it
 
     assert report["adapter"] == str(run_b) and report["baseline_adapter"] == str(run_a)
     ids = [r["id"] for r in alone["samples"]["finetuned"]]

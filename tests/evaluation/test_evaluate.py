@@ -4,13 +4,15 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
 
 from higgs_tune.config import TrainConfig
-from higgs_tune.evaluation.evaluate import _aggregate, _compare, render_markdown
+from higgs_tune.evaluation.report import Comparison, Report, compare, summarize
+from higgs_tune.evaluation.report_markdown import render_markdown
 from higgs_tune.training.trainer import Trainer
 from higgs_tune.typed_config import load_config
 
@@ -69,18 +71,20 @@ def _summary(wer, sim, eos):
     }
 
 
-def _report(summary: dict, samples: dict, comparison: dict, language: str | None = "ar") -> dict:
+def _report(summary: dict, samples: dict, comparison: dict, language: str | None = "ar") -> Report:
     """A report as `evaluate` writes it, for a fine-tune against the base model, from its parts."""
-    return {
-        "model": "m",
-        "adapter": "r",
-        "asr_model": "asr",
-        "speaker_model": "spk",
-        "language": language,
-        "summary": summary,
-        "samples": samples,
-        "comparison": comparison,
-    }
+    return Report.from_dict(
+        {
+            "model": "m",
+            "adapter": "r",
+            "asr_model": "asr",
+            "speaker_model": "spk",
+            "language": language,
+            "summary": summary,
+            "samples": samples,
+            "comparison": comparison,
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -125,7 +129,7 @@ def test_a_clone_with_no_speech_is_worse_whatever_its_wer_and_each_count_says_wh
         row("e", 0.4, [], 0.7),
         row("f", 0.4, [], 0.7),  # WER better, similarity worse: counted neither way
     ]
-    assert _compare(tuned, base) == {
+    assert asdict(compare(tuned, base)) == {
         "better": ["b", "d"],
         "worse": ["a", "e"],
         "reasons": {
@@ -151,9 +155,9 @@ def _too_short_report() -> dict:
     tuned[0]["similarity_missing"] = "clip shorter than the speaker model's minimum (0.50 s)"
     systems = {"finetuned": tuned, "base": base}
     return _report(
-        {name: _aggregate(rows) for name, rows in systems.items()},
+        {name: asdict(summarize(rows)) for name, rows in systems.items()},
         systems,
-        _compare(tuned, base),
+        asdict(compare(tuned, base)),
         language=None,
     )
 
@@ -162,7 +166,7 @@ def test_report_md_says_why_a_figure_is_na_and_why_a_sample_counts_worse():
     """Every "n/a" in report.md carries its reason, and each sample counted worse says why, in the summary
     and in its own row, though its WER did not move."""
     report = _too_short_report()
-    assert report["summary"]["finetuned"]["similarity"] is None
+    assert report.summary["finetuned"].similarity is None
     markdown = render_markdown(report)
     assert not re.search(r"n/a(?!: \S)", markdown), markdown
     verdict = markdown.splitlines()[2]
@@ -189,7 +193,7 @@ def test_verdict_follows_the_samples_when_the_means_do_not_move():
         language=None,
     )
     assert "**Fine-tuning hurt**" in render_markdown(report)
-    report["comparison"] = {"better": ["a", "b"], "worse": ["c"]}
+    report.comparison = Comparison(better=["a", "b"], worse=["c"])
     assert "**Fine-tuning helped**" in render_markdown(report)
 
 
@@ -206,11 +210,11 @@ def test_clones_without_audio_score_as_all_words_missed(tiny_model_dir, sample_d
     nothing = LengthLimit(slack_seconds=0.0, min_seconds=0.0, max_seconds=0.0)
     settings = EvalSettings(asr_model=str(asr), speaker_model=str(speaker), limit=nothing)
     report = evaluate(heldout, str(tiny_model_dir), None, tmp_path / "eval", False, settings)
-    rows = report["samples"]["base"]
+    rows = report.samples["base"]
     assert len(rows) == 2
     for row in rows:
         assert row["transcript"] == "" and row["wer"] == 1.0 and row["similarity"] is None
-    assert report["summary"]["base"]["right_length"] == 0.0
+    assert report.summary["base"].right_length == 0.0
 
 
 TRAINED_PROMPT = "Speak as the reference does."
@@ -258,10 +262,10 @@ def test_each_system_is_prompted_as_it_was_trained_and_reports_stop_health(
 
     assert used["base"] == PromptConfig()
     assert used["finetuned"].system_prompt == TRAINED_PROMPT
-    assert report["prompts"]["base"]["system_prompt"] == PromptConfig().system_prompt
-    assert report["prompts"]["finetuned"]["system_prompt"] == TRAINED_PROMPT
+    assert report.prompts["base"]["system_prompt"] == PromptConfig().system_prompt
+    assert report.prompts["finetuned"]["system_prompt"] == TRAINED_PROMPT
     for system in ("base", "finetuned"):
-        health = report["stop_health"][system]
+        health = report.stop_health[system]
         assert 0 < health["eos_prob"] < 1 and 0 <= health["accuracy"] <= 1
         assert 0 <= health["early_stop_risk"] <= 1
         assert all(0 < health[f"eos_prob_codebook_{k}"] < 1 for k in range(8))
@@ -378,3 +382,24 @@ def test_eval_overwrite_deletes_only_an_earlier_evals_outputs(tmp_path):
     (out / "notes.txt").write_text("the user's")
     check_eval_folder(out, overwrite=True)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_eval_settings_are_frozen_refuse_unknown_fields_and_check_their_bounds(tmp_path, run_cli):
+    """`EvalSettings` is a frozen pydantic model: a typo'd field or a batch of 0 is refused when it is made,
+    and `eval --batch-size 0` is one line naming the option, exit 2, before anything loads."""
+    from pydantic import ValidationError
+
+    from higgs_tune.evaluation.evaluate import EvalSettings
+
+    settings = EvalSettings(batch_size=2)
+    with pytest.raises(ValidationError):
+        settings.batch_size = 3
+    for bad in ({"batch_size": 0}, {"batch_sise": 2}):
+        with pytest.raises(ValidationError):
+            EvalSettings(**bad)
+    out = tmp_path / "eval"
+    code, _, err = run_cli(
+        "eval", "--manifest", tmp_path / "absent.jsonl", "--model", tmp_path / "no-model", "--out", out,
+        "--batch-size", "0",
+    )  # fmt: skip
+    assert code == 2 and "--batch-size" in err and "Traceback" not in err and not out.exists()

@@ -10,8 +10,10 @@ from urllib.parse import unquote
 
 from conftest import AUDIO_STATES_JS, open_page
 
-from higgs_tune.evaluation.evaluate import _aggregate, _compare, _plots, render_markdown
 from higgs_tune.evaluation.html_report import copy_references, write_html_report
+from higgs_tune.evaluation.plots import write_plots
+from higgs_tune.evaluation.report import Report, compare, summarize
+from higgs_tune.evaluation.report_markdown import render_markdown
 from higgs_tune.files import write_json, write_text_atomic
 
 HOSTILE_ID = 'x"><script>alert(1)</script>'
@@ -38,7 +40,7 @@ def _row(sample_id: str, text: str, ref: Path, wav: str | None, wer: float, flag
     }
 
 
-def _handmade_eval(make_wav, tmp_path: Path) -> tuple[Path, dict]:
+def _handmade_eval(make_wav, tmp_path: Path) -> tuple[Path, Report]:
     """An eval folder as `eval` leaves it (clones in base/ and finetuned/, the reference elsewhere), written
     by hand with hostile text, a fine-tuned clone without audio, and WER changes -0.5, +0.3 and 0."""
     ref = make_wav("data/ref clip.wav", seed=1)
@@ -54,19 +56,19 @@ def _handmade_eval(make_wav, tmp_path: Path) -> tuple[Path, dict]:
         tuned.append(_row(sample_id, text, ref, tuned_wav, [0.1, 0.9, 0.6][i], flags))
     systems = {"base": base, "finetuned": tuned}
     copy_references(systems, out)
-    report = {
-        "model": "tiny <model>",
-        "adapter": "run&1",
-        "asr_model": "asr",
-        "speaker_model": "spk",
-        "language": "ar",
-        "summary": {name: _aggregate(rows) for name, rows in systems.items()},
-        "samples": systems,
-        "comparison": _compare(tuned, base),
-    }
-    write_json(out / "report.json", report)
+    report = Report(
+        model="tiny <model>",
+        adapter="run&1",
+        asr_model="asr",
+        speaker_model="spk",
+        language="ar",
+        summary={name: summarize(rows) for name, rows in systems.items()},
+        samples=systems,
+        comparison=compare(tuned, base),
+    )
+    write_json(out / "report.json", report.to_dict())
     write_text_atomic(out / "report.md", render_markdown(report))
-    _plots(report, out)
+    write_plots(report, out)
     write_html_report(report, out)
     return out, report
 
@@ -158,16 +160,16 @@ def test_report_md_shows_hostile_ids_and_paths_as_text_in_whole_table_rows(tmp_p
     base = [_row(i, "text", ref, f"{n}.wav", 0.5, ["cut"]) for n, i in enumerate(HOSTILE_IDS)]
     tuned = [_row(i, "text", ref, f"{n}.wav", 0.1, []) for n, i in enumerate(HOSTILE_IDS)]
     systems = {"base": base, "finetuned": tuned}
-    report = {
-        "model": "<script>alert(2)</script>",
-        "adapter": "runs/a|b`c`\n\n<img src=y onerror=alert(3)>",
-        "asr_model": "<b>asr</b>",
-        "speaker_model": "spk",
-        "language": "ar",
-        "summary": {name: _aggregate(rows) for name, rows in systems.items()},
-        "samples": systems,
-        "comparison": _compare(tuned, base),
-    }
+    report = Report(
+        model="<script>alert(2)</script>",
+        adapter="runs/a|b`c`\n\n<img src=y onerror=alert(3)>",
+        asr_model="<b>asr</b>",
+        speaker_model="spk",
+        language="ar",
+        summary={name: summarize(rows) for name, rows in systems.items()},
+        samples=systems,
+        comparison=compare(tuned, base),
+    )
     markdown = render_markdown(report)
     assert "<script" not in markdown and "<img" not in markdown and "<b>" not in markdown
     rendered = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
@@ -200,7 +202,7 @@ def test_both_reports_say_why_each_na_and_why_each_sample_counts(make_wav, tmp_p
     """On a hand-made eval: the fine-tuned clone without audio has similarity "n/a: no audio" in both
     pages, and every sample counted better or worse shows why, in the summary and in its own row."""
     out, report = _handmade_eval(make_wav, tmp_path)
-    assert report["comparison"]["reasons"] == {
+    assert report.comparison.reasons == {
         "s1": "WER 60.0% -> 10.0%",
         HOSTILE_ID: "no speech (silent) where the baseline spoke",
     }
@@ -247,13 +249,13 @@ def test_control_characters_in_a_transcript_or_text_never_reach_the_pages(make_w
     """A transcript that decoded to 210 NULs, escapes and a bidi override, and ids and texts with them:
     report.md and report.html hold no control byte (grep reads them as text), each shows visible signs."""
     out, report = _handmade_eval(make_wav, tmp_path)
-    for rows in report["samples"].values():
+    for rows in report.samples.values():
         for row in rows:
             row["transcript"] = CONTROLS
             row["text"] = "text " + CONTROLS
             row["spoken_text"] = "said " + CONTROLS
-    report["samples"]["base"][2]["id"] = report["samples"]["finetuned"][2]["id"] = "s3" + CONTROLS
-    report["model"] = "model" + CONTROLS
+    report.samples["base"][2]["id"] = report.samples["finetuned"][2]["id"] = "s3" + CONTROLS
+    report.model = "model" + CONTROLS
     write_text_atomic(out / "report.md", render_markdown(report))
     write_html_report(report, out)
     for name in ("report.md", "report.html"):
@@ -285,8 +287,8 @@ def test_a_long_report_reads_only_the_clips_near_the_view(make_wav, tmp_path, br
     """With many samples, opening the page reads the headers of the players near the view only (reading
     all of them holds the page's load for seconds); a player scrolled to gets its duration."""
     out, report = _handmade_eval(make_wav, tmp_path)
-    for name, rows in report["samples"].items():
-        report["samples"][name] = [{**rows[i % 3], "id": f"s{i}"} for i in range(60)]
+    for name, rows in report.samples.items():
+        report.samples[name] = [{**rows[i % 3], "id": f"s{i}"} for i in range(60)]
     write_html_report(report, out)
     page, errors = open_page(browser, out / "report.html")
     players = "document.querySelectorAll('#samples audio')"

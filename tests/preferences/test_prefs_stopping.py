@@ -185,9 +185,9 @@ def test_prefs_killed_after_its_first_prompt_resumes_to_what_an_uninterrupted_ru
 
 def test_candidate_scores_are_those_eval_gives_the_same_clips(prefs, stopping, processor, tmp_path) -> None:
     """The paired candidates of each prompt, decoded from their codes and scored by `eval`'s own scoring
-    (`evaluate._score`, reading the clips as eval reads its clones), get the transcripts, WER, CER and
+    (`evaluate.score_systems`, reading the clips as eval reads its clones), get the transcripts, WER, CER and
     similarity the prompt's record holds; the speech checks of the audio give its flags."""
-    from higgs_tune.evaluation.evaluate import EvalSettings, _score
+    from higgs_tune.evaluation.evaluate import EvalSettings, score_systems
     from higgs_tune.model.codes import decode_codes
     from higgs_tune.scoring.measuring import load_measuring_models
 
@@ -205,7 +205,7 @@ def test_candidate_scores_are_those_eval_gives_the_same_clips(prefs, stopping, p
             wav.parent.mkdir(exist_ok=True)
             sf.write(str(wav), audios[-1], TARGET_SR, subtype="FLOAT")
             rows.append({"id": sample.id, "wav": wav.name})
-        _score({"prefs": rows}, [sample], tmp_path, s, measuring)
+        score_systems({"prefs": rows}, [sample], tmp_path, s, measuring)
         for i, row, audio in zip(used, rows, audios, strict=True):
             candidate = record["candidates"][i]
             for key in ("transcript", "wer", "cer", "similarity"):

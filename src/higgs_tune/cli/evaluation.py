@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,35 +26,50 @@ from higgs_tune.cli.app import (
     sampling_config,
 )
 
+if TYPE_CHECKING:
+    from higgs_tune.evaluation.report import Report
+
 log = logging.getLogger("higgs_tune")
+
+# The options of `eval` that `cli.app` does not share with other commands.
+ManifestOpt = Annotated[Path, typer.Option(help="Held-out manifest (target audio optional).")]
+OutOpt = Annotated[Path, typer.Option(help="Folder for clones, report.json, report.md and plots.")]
+AdapterOpt = Annotated[Path | None, typer.Option(help="Run or checkpoint folder to evaluate.")]
+BaselineOpt = Annotated[bool, typer.Option("--baseline", help="Also clone with the base model.")]
+BaselineAdapterOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Compare with the base model plus this run or checkpoint (e.g. the SFT run a DPO run "
+        "started from) instead of the bare base model; implies the comparison, not with --baseline."
+    ),
+]
+AsrModelOpt = Annotated[
+    str, typer.Option(help="Whisper model id or folder for WER/CER (default: see below).")
+]
+SpeakerModelOpt = Annotated[str, typer.Option(help="WavLM x-vector model id or folder (default: see below).")]
+LanguageOpt = Annotated[
+    str | None, typer.Option(help="Language of the texts (ar, arabic, ar-SA, ...).", callback=language_option)
+]
+BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Samples per generation / ASR batch.")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Delete an earlier eval's outputs in --out first (nothing else there)."),
+]
 
 
 @app.command("eval")
 def evaluate_command(
-    manifest: Annotated[Path, typer.Option(help="Held-out manifest (target audio optional).")],
+    manifest: ManifestOpt,
     model: ModelOpt,
-    out: Annotated[Path, typer.Option(help="Folder for clones, report.json, report.md and plots.")],
-    adapter: Annotated[Path | None, typer.Option(help="Run or checkpoint folder to evaluate.")] = None,
-    baseline: Annotated[bool, typer.Option("--baseline", help="Also clone with the base model.")] = False,
-    baseline_adapter: Annotated[
-        Path | None,
-        typer.Option(
-            help="Compare with the base model plus this run or checkpoint (e.g. the SFT run a DPO run "
-            "started from) instead of the bare base model; implies the comparison, not with --baseline."
-        ),
-    ] = None,
-    asr_model: Annotated[
-        str, typer.Option(help="Whisper model id or folder for WER/CER (default: see below).")
-    ] = "",
-    speaker_model: Annotated[
-        str, typer.Option(help="WavLM x-vector model id or folder (default: see below).")
-    ] = "",
-    language: Annotated[
-        str | None,
-        typer.Option(help="Language of the texts (ar, arabic, ar-SA, ...).", callback=language_option),
-    ] = None,
+    out: OutOpt,
+    adapter: AdapterOpt = None,
+    baseline: BaselineOpt = False,
+    baseline_adapter: BaselineAdapterOpt = None,
+    asr_model: AsrModelOpt = "",
+    speaker_model: SpeakerModelOpt = "",
+    language: LanguageOpt = None,
     device: RunDeviceOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Samples per generation / ASR batch.")] = 8,
+    batch_size: BatchSizeOpt = 8,
     greedy: GreedyOpt = SAMPLING.greedy,
     temperature: TemperatureOpt = SAMPLING.temperature,
     top_p: TopPOpt = SAMPLING.top_p,
@@ -62,12 +77,7 @@ def evaluate_command(
     ras_window: RasWindowOpt = SAMPLING.ras_window,
     seed: SeedOpt = SAMPLING.seed,
     checkpoint: CheckpointOpt = "best",
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite", help="Delete an earlier eval's outputs in --out first (nothing else there)."
-        ),
-    ] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Clone a held-out set and report WER/CER, speaker similarity, speech checks and stop health.
 
@@ -75,7 +85,7 @@ def evaluate_command(
     model does; a warning says so), else the released ones; they are loaded before any cloning.
     --checkpoint picks the checkpoint of --adapter and of --baseline-adapter alike.
     """
-    from higgs_tune.evaluation.evaluate import EvalSettings, evaluate, system_titles
+    from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
     from higgs_tune.scoring.measuring import MeasuringModelError, measuring_models
 
     asr_model, speaker_model = measuring_models(model, asr_model, speaker_model)
@@ -87,25 +97,24 @@ def evaluate_command(
         batch_size=batch_size,
         sampling=sampling_config(greedy, temperature, top_p, top_k, ras_window, seed),
     )
+    adapter, baseline_adapter = (
+        checkpoint_of(adapter, checkpoint),
+        checkpoint_of(baseline_adapter, checkpoint),
+    )
     try:
-        report = evaluate(
-            manifest,
-            model,
-            checkpoint_of(adapter, checkpoint),
-            out,
-            baseline,
-            settings,
-            baseline_adapter=checkpoint_of(baseline_adapter, checkpoint),
-            overwrite=overwrite,
-        )
+        report = evaluate(manifest, model, adapter, out, baseline, settings, baseline_adapter, overwrite)
     except MeasuringModelError as e:
         log.error("%s", e)
         raise typer.Exit(2) from None
-    titles = system_titles(report)
-    for name, summary in report["summary"].items():
-        typer.echo(
-            f"{titles[name]}: WER {summary['wer']:.3f}, CER {summary['cer']:.3f}, similarity "
-            f"{summary['similarity'] if summary['similarity'] is None else round(summary['similarity'], 3)}, "
-            f"ended by EOS {summary['stopped_by_eos']:.0%}, right length {summary['right_length']:.0%}"
-        )
+    _print_summary(report)
     typer.echo(f"report: {out / 'report.md'}")
+
+
+def _print_summary(report: Report) -> None:
+    """Each system's headline figures, one line each, named as the report names it."""
+    for name, summary in report.summary.items():
+        similarity = None if summary.similarity is None else round(summary.similarity, 3)
+        typer.echo(
+            f"{report.titles[name]}: WER {summary.wer:.3f}, CER {summary.cer:.3f}, similarity {similarity}, "
+            f"ended by EOS {summary.stopped_by_eos:.0%}, right length {summary.right_length:.0%}"
+        )

@@ -20,20 +20,23 @@ from urllib.parse import quote
 import numpy as np
 
 from higgs_tune.data.audio import TARGET_SR, load_audio
-from higgs_tune.evaluation.evaluate import (
+from higgs_tune.evaluation.page_text import html_text
+from higgs_tune.evaluation.report import (
+    BASELINE,
     REFERENCES,
-    _fmt,
-    _verdict,
+    TUNED,
+    Report,
+    Row,
     compared,
     counted,
     evaluated,
+    fmt,
     prompted_texts,
     similarity_figure,
     subject,
     summary_table,
-    system_titles,
+    verdict,
 )
-from higgs_tune.evaluation.page_text import html_text
 from higgs_tune.files import content_hash, write_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -115,26 +118,23 @@ $durations_js</script>
 """)
 
 
-def write_html_report(report: dict, out: Path) -> Path:
+def write_html_report(report: Report, out: Path) -> Path:
     """Write `out/report.html` (with its spectrograms) for the report `eval` just wrote into `out`, whose
     clones lie in `out/<system>/` and reference copies where `copy_references` recorded them. Returns the
     page's path."""
     out = Path(out)
-    names = [n for n in ("base", "finetuned") if n in report["samples"]]
-    systems = report["samples"]
-    summary = report["summary"]
+    names, titles, systems = report.systems, report.titles, report.samples
     both = len(names) == 2
-    titles = system_titles(report)
-    sort_label = f"WER change ({titles['finetuned']} - {titles['base']})" if both else "WER"
-    rows = [_sample_row(i, names, report, titles, out) for i in range(len(systems[names[0]]))]
+    sort_label = f"WER change ({titles[TUNED]} - {titles[BASELINE]})" if both else "WER"
+    rows = [_sample_row(i, report, out) for i in range(len(systems[names[0]]))]
     page = _PAGE.substitute(
         style=STYLE,
-        verdict=_verdict_html(_verdict(report)) if both else "",
-        meta=_meta(report, summary[names[0]]["samples"]),
+        verdict=_verdict_html(verdict(report)) if both else "",
+        meta=_meta(report, report.summary[names[0]].samples),
         system_headers="".join(f"<th>{html_text(titles[n])}</th>" for n in names),
         summary_rows="\n".join(
             "<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in cells) + "</tr>"
-            for cells in summary_table(summary, names)
+            for cells in summary_table(report)
         ),
         comparison=_comparison(report),
         sort_label=html_text(sort_label),
@@ -155,48 +155,50 @@ def _verdict_html(line: str) -> str:
     return f'<p class="verdict">{bold}</p>'
 
 
-def _meta(report: dict, samples: int) -> str:
+def _meta(report: Report, samples: int) -> str:
     """What was evaluated with what, escaped."""
     e = html_text
     systems = "; ".join(f"{e(label)} <code>{e(path)}</code>" for label, path in evaluated(report))
     return (
-        f"{systems}; ASR <code>{e(report['asr_model'])}</code>, "
-        f"speaker model <code>{e(report['speaker_model'])}</code>, "
-        f"language {e(report['language'] or 'any')}; {samples} samples."
+        f"{systems}; ASR <code>{e(report.asr_model)}</code>, "
+        f"speaker model <code>{e(report.speaker_model)}</code>, "
+        f"language {e(report.language or 'any')}; {samples} samples."
     )
 
 
-def _comparison(report: dict) -> str:
-    comparison = report.get("comparison")
+def _comparison(report: Report) -> str:
+    """The samples counted better and worse, each with why."""
+    comparison = report.comparison
     if comparison is None:
         return ""
     parts = [
-        f"{word.capitalize()} with {html_text(subject(report))} ({len(comparison[word])}): "
-        f"{html_text(counted(report, word))}."
-        for word in ("better", "worse")
+        f"{word.capitalize()} with {html_text(subject(report))} ({len(ids)}): "
+        f"{html_text(counted(comparison, word))}."
+        for word, ids in (("better", comparison.better), ("worse", comparison.worse))
     ]
     return "<p>" + "<br>".join(parts) + "</p>"
 
 
-def _flag_options(names: list[str], systems: dict[str, list[dict]]) -> str:
+def _flag_options(names: list[str], systems: dict[str, list[Row]]) -> str:
+    """The filter's choices: all, any flag, none, and each flag some clip has."""
     flags = sorted({f for n in names for r in systems[n] for f in r["flags"]})
     options = [("all", "all samples"), ("any", "any flag"), ("none", "no flag")]
     options += [(f, f"flag: {f}") for f in flags]
     return "".join(f'<option value="{html_text(v)}">{html_text(t)}</option>' for v, t in options)
 
 
-def _sample_row(index: int, names: list[str], report: dict, titles: dict[str, str], out: Path) -> str:
+def _sample_row(index: int, report: Report, out: Path) -> str:
     """One sample: its text (and the text each system was given, where its prompt's normalisation changed
     it), the reference, each system's clone with its figures, and the sort key with, where the sample was
-    counted better or worse, why (`evaluate.compared`)."""
-    systems = report["samples"]
-    rows = [systems[n][index] for n in names]
+    counted better or worse, why (`report.compared`)."""
+    names, titles = report.systems, report.titles
+    rows = [report.samples[n][index] for n in names]
     first = rows[0]
     ref = first["reference"]
     prompted = "".join(
         f'<div class="prompted">{html_text(titles[n])} was given: '
         f'<span dir="auto">{html_text(text)}</span></div>'
-        for n, text in prompted_texts(systems, names, index)
+        for n, text in prompted_texts(report, index)
     )
     cells = [
         f'<td><div class="text" dir="auto">{html_text(first["text"])}</div>{prompted}'
@@ -211,7 +213,7 @@ def _sample_row(index: int, names: list[str], report: dict, titles: dict[str, st
         shown = f"{100 * key:+.1f} pts"
     else:
         key = rows[0]["wer"]
-        shown = _fmt(key, True)
+        shown = fmt(key, True)
     why = compared(report, first["id"])
     why_html = f'<div class="why">{html_text(why)}</div>' if why else ""
     cells.append(f'<td><div class="num">{shown}</div>{why_html}</td>')
@@ -223,11 +225,11 @@ def _sample_row(index: int, names: list[str], report: dict, titles: dict[str, st
     )
 
 
-def _measures(row: dict) -> str:
+def _measures(row: Row) -> str:
     """One clone's figures: WER, similarity, duration, flags and what the ASR heard."""
     flags = "".join(f'<span class="flag">{html_text(f)}</span>' for f in row["flags"]) or "no flag"
     return (
-        f'<div class="measures">WER {_fmt(row["wer"], True)} &middot; '
+        f'<div class="measures">WER {fmt(row["wer"], True)} &middot; '
         f"similarity {html_text(similarity_figure(row))}"
         f' &middot; {row["seconds"]:.2f} s</div><div class="flags">{flags}</div>'
         f'<div class="transcript" dir="auto" title="what the ASR model heard">'
@@ -252,7 +254,7 @@ def _clip_html(root: Path, rel: str | None, missing: str = "no audio (the model 
     return audio_html(rel) + f'<img class="spec" src="{html_text(quote(image))}" alt="spectrogram">'
 
 
-def copy_references(systems: dict[str, list[dict]], out: Path) -> None:
+def copy_references(systems: dict[str, list[Row]], out: Path) -> None:
     """Copy each sample's reference clip into `out/references/` (`copy_clip`) and record the copy in its
     rows as `reference`, relative to `out` (None when the clip is gone).
 

@@ -20,14 +20,13 @@ from pathlib import Path
 from string import Template
 
 from higgs_tune.data.samples import SampleError
-from higgs_tune.evaluation.evaluate import REFERENCES, system_titles
 from higgs_tune.evaluation.html_report import DURATIONS_JS, STYLE, audio_html, copy_clip
 from higgs_tune.evaluation.page_text import html_text
+from higgs_tune.evaluation.report import BASELINE, REFERENCES, SYSTEMS, TUNED, system_titles
 from higgs_tune.files import check_output_folder, content_hash, write_json, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-SYSTEMS = ("base", "finetuned")
 CHOICES = ("A", "B", "same")
 QUESTIONS = {
     "similar": "Which sounds more like the reference?",
@@ -100,14 +99,14 @@ def write_listening_test(eval_dir: Path, out: Path, seed: int = 0) -> Path:
     audible = [(t, b) for t, b in rows if t["wav"] and b["wav"]]
     if not audible:
         raise SampleError(str(eval_dir), "no sample has audio from both systems: nothing to listen to")
-    clips = [_clips(eval_dir, {"finetuned": tuned, "base": base}) for tuned, base in audible]
+    clips = [_clips(eval_dir, {TUNED: tuned, BASELINE: base}) for tuned, base in audible]
     order = list(range(len(audible)))
     rng = random.Random(seed)
     rng.shuffle(order)  # no order effect, and the manifest order says nothing either
     trials, sections = [], []
     for number, index in enumerate(order, start=1):
         tuned = audible[index][0]
-        sides = {"A": "finetuned", "B": "base"} if rng.random() < 0.5 else {"A": "base", "B": "finetuned"}
+        sides = {"A": TUNED, "B": BASELINE} if rng.random() < 0.5 else {"A": BASELINE, "B": TUNED}
         trial = {"trial": f"t{number:03d}", "id": tuned["id"], **sides}
         trials.append(trial)
         sections.append(_write_trial(trial, number, tuned["text"], clips[index], out))
@@ -181,7 +180,7 @@ def _clips(eval_dir: Path, rows: dict[str, dict]) -> dict[str, Path | None]:
                 str(eval_dir / "report.json"),
                 f"sample {row['id']!r}: wav {row['wav']!r} not found in {system}/",
             )
-    row = rows["base"]
+    row = rows[BASELINE]
     if "reference" in row:  # the copy `eval` recorded (`html_report.copy_references`)
         given = row["reference"]
         clips["reference"] = given and _inside(eval_dir, row, "reference", eval_dir / str(given))
@@ -207,7 +206,7 @@ def _inside(eval_dir: Path, row: dict, field: str, path: Path) -> Path:
 
 def _paired_rows(eval_dir: Path) -> tuple[list[tuple[dict, dict]], dict[str, str]]:
     """The (fine-tuned, base) result rows of each sample from `eval_dir/report.json`, and what the report
-    calls the two systems (`evaluate.system_titles`: the base model, or a baseline adapter)."""
+    calls the two systems (`report.system_titles`: the base model, or a baseline adapter)."""
     path = eval_dir / "report.json"
     if not path.is_file():
         raise SampleError(str(eval_dir), "no report.json: pass the folder that `higgs-tune eval --out` wrote")
@@ -219,4 +218,6 @@ def _paired_rows(eval_dir: Path) -> tuple[list[tuple[dict, dict]], dict[str, str
             "a listening test compares the fine-tune with the base model: run "
             "`higgs-tune eval --adapter RUN --baseline` to clone with both",
         )
-    return list(zip(samples["finetuned"], samples["base"], strict=True)), system_titles(report)
+    return list(zip(samples[TUNED], samples[BASELINE], strict=True)), system_titles(
+        bool(report.get("baseline_adapter"))
+    )

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from higgs_tune.data.samples import SampleError
-from higgs_tune.evaluation.evaluate import system_titles
-from higgs_tune.evaluation.listening import CHOICES, QUESTIONS, SYSTEMS
+from higgs_tune.evaluation.listening import CHOICES, QUESTIONS
 from higgs_tune.evaluation.page_text import BIDI_CONTROLS
+from higgs_tune.evaluation.report import BASELINE, SYSTEMS, TUNED, system_titles
 from higgs_tune.files import content_hash
 
 Z_95 = 1.959964  # the standard normal quantile of 0.975
@@ -68,7 +68,7 @@ def score_listening_test(
     """
     key = read_key(key_path)
     blind = {t["trial"]: t for t in key["trials"]}
-    counts = {q: {"finetuned": 0, "base": 0, "same": 0, "unanswered": 0} for q in QUESTIONS}
+    counts = {q: {TUNED: 0, BASELINE: 0, "same": 0, "unanswered": 0} for q in QUESTIONS}
     listeners = []
     seen: dict[str, Path] = {}
     for path in answer_paths:
@@ -88,7 +88,7 @@ def score_listening_test(
                 choice = given.get(question)
                 side = "unanswered" if choice is None else "same" if choice == "same" else entry[choice]
                 counts[question][side] += 1
-    systems = key.get("systems") or system_titles({})  # keys written before the names were recorded
+    systems = key.get("systems") or system_titles()  # keys written before the names were recorded
     return [Preference(q, **c) for q, c in counts.items()], listeners, systems
 
 
@@ -195,8 +195,8 @@ def render_preferences(
     preferences: list[Preference], listeners: list[str], systems: dict[str, str] | None = None
 ) -> str:
     """The un-blinded result, one line per question, the systems named as the eval report names them."""
-    systems = systems or system_titles({})
-    tuned, base = systems["finetuned"], systems["base"]
+    systems = systems or system_titles()
+    tuned, base = systems[TUNED], systems[BASELINE]
     lines = [f"{len(listeners)} listener(s): {', '.join(printable(n) for n in listeners)}"]
     for p in preferences:
         counts = f"{tuned} {p.finetuned}, {base} {p.base}, same {p.same}, unanswered {p.unanswered}"

@@ -125,7 +125,7 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
         "eval_losses": [r["eval_loss"] for r in losses if "eval_loss" in r],
         "held_out_stop_health": _stop_health(losses),
         "memorised_clone": memorised.as_json(),
-        "eval": report["summary"],
+        "eval": report.to_dict()["summary"],
         "paths": {k: str(v) for k, v in paths.items()},
     }
     write_json(out / "demo_summary.json", summary)
