@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from higgs_tune.cli.app import app, language_option
+from higgs_tune.cli.app import app
+from higgs_tune.cli.options import language_option
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS
 
 log = logging.getLogger("higgs_tune")

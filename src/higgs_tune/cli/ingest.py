@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from higgs_tune.cli.app import app, language_option
+from higgs_tune.cli.app import app
+from higgs_tune.cli.options import language_option
 from higgs_tune.ingest.settings import FilterSettings, IngestSettings, SliceSettings, SourceOptions
 
 log = logging.getLogger("higgs_tune")

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from higgs_tune.cli.app import (
+from higgs_tune.cli.app import app
+from higgs_tune.cli.options import (
     LENGTH_LIMIT,
     SAMPLING,
     CharsPerSecondOpt,
@@ -19,11 +20,10 @@ from higgs_tune.cli.app import (
     RunDeviceOpt,
     SeedOpt,
     TemperatureOpt,
+    TextsLanguageOpt,
     TopKOpt,
     TopPOpt,
-    app,
     checkpoint_of,
-    language_option,
     run_device,
     sampling_config,
 )
@@ -48,10 +48,7 @@ def preferences_command(
     flag_weight: Annotated[float, typer.Option(help="Reward lost per speech-check flag.")] = 0.25,
     asr_model: Annotated[str, typer.Option(help="Whisper model for CER (default: as in eval).")] = "",
     speaker_model: Annotated[str, typer.Option(help="Speaker model (default: as in eval).")] = "",
-    language: Annotated[
-        str | None,
-        typer.Option(help="Language of the texts (ar, arabic, ar-SA, ...).", callback=language_option),
-    ] = None,
+    language: TextsLanguageOpt = None,
     device: RunDeviceOpt = None,
     batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.")] = 8,
     max_seconds: LengthLimitOpt = LENGTH_LIMIT.max_seconds,

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from higgs_tune.cli.app import ModelOpt, app, language_option
+from higgs_tune.cli.app import app
+from higgs_tune.cli.options import ModelOpt, language_option
 from higgs_tune.config import TextNormalisation
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS
 
@@ -100,8 +101,9 @@ def prepare(
     from higgs_tune.data.manifests import read_manifest
     from higgs_tune.data.pairs import check_heldout_speakers
     from higgs_tune.data.text_normalisation import recommended_normalisation
+    from higgs_tune.model.device import process_device
     from higgs_tune.model.loading import load_processor
-    from higgs_tune.prepared.prepare import codec_device, prepare_dataset, read_samples
+    from higgs_tune.prepared.prepare import prepare_dataset, read_samples
 
     if text_normalisation is None:
         text_normalisation = recommended_normalisation(language)
@@ -118,7 +120,7 @@ def prepare(
         check_heldout_speakers(samples, heldout, str(manifest), str(heldout_manifest))
     prepare_dataset(
         samples,
-        load_processor(model, device=codec_device(device)),
+        load_processor(model, device=process_device(device)),
         out,
         model_id=model,
         workers=workers,

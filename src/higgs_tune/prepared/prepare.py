@@ -37,8 +37,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from higgs_tune.config import TextNormalisation
 from higgs_tune.data.manifests import read_manifest, scan_manifest
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS, Problem, raise_for_errors
@@ -95,15 +93,6 @@ def default_workers() -> int:
     """Decoding processes per rank: up to 4, sharing the machine's cores between the ranks on it."""
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, min(4, (os.cpu_count() or 1) // local_world))
-
-
-def codec_device(device: str | None = None) -> str:
-    """Where this process's codec runs: the GPU when there is one, and under torchrun the rank's own GPU
-    (`cuda:LOCAL_RANK`), so that the processes of one machine do not all encode on the first."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda":
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return device
 
 
 def prepare_dataset(
