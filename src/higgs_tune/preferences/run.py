@@ -18,7 +18,7 @@ from tqdm import tqdm
 from higgs_tune.data.audio import load_audio
 from higgs_tune.errors import UserError
 from higgs_tune.evaluation.asr import DEFAULT_ASR_MODEL
-from higgs_tune.evaluation.measuring import load_measuring_models
+from higgs_tune.evaluation.measuring import MeasuringModels, load_measuring_models
 from higgs_tune.evaluation.speaker import DEFAULT_SPEAKER_MODEL
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 from higgs_tune.model.codes import encode_file
@@ -105,11 +105,17 @@ def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Pa
 
 
 def _finish_prompt(
-    out: Path, sample, digest: str, ref_codes: np.ndarray, clones: list, measuring: tuple, s: PrefsSettings
+    out: Path,
+    sample,
+    digest: str,
+    ref_codes: np.ndarray,
+    clones: list,
+    measuring: MeasuringModels,
+    s: PrefsSettings,
 ) -> None:
     """Score one prompt's candidates, pair them, and write the prompt whole, with the `digest` of what it
     was cloned from (`store.prompt_digests`)."""
-    speaker = measuring[1]
+    speaker = measuring.speaker
     reference = speaker.embed([load_audio(sample.ref_audio)])[0]
     scores = score_candidates(clones, sample.text, reference, measuring, s.language)
     for score in scores:
