@@ -62,18 +62,26 @@ def checkpoint_of(adapter: Path | None, which: Literal["best", "last"]) -> Path 
     return None if adapter is None else resolve_checkpoint(adapter, which)
 
 
+def sampling_values(
+    greedy: bool, temperature: float, top_p: float, top_k: int, ras_window: int, seed: int
+) -> dict:
+    """The sampling options of the command line as `SamplingConfig`'s fields (a --ras-window of 0: off),
+    for a command's settings to check together with its other options."""
+    return {
+        "greedy": greedy,
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "ras_window": ras_window or None,
+        "seed": seed,
+    }
+
+
 def sampling_config(
     greedy: bool, temperature: float, top_p: float, top_k: int, ras_window: int, seed: int
 ) -> SamplingConfig:
     """The sampling settings of the command line."""
-    return SamplingConfig(
-        greedy=greedy,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        ras_window=ras_window or None,
-        seed=seed,
-    )
+    return SamplingConfig(**sampling_values(greedy, temperature, top_p, top_k, ras_window, seed))
 
 
 def run_device(device: str | None) -> str:

@@ -25,7 +25,7 @@ from higgs_tune.cli.options import (
     TopPOpt,
     checkpoint_of,
     run_device,
-    sampling_config,
+    sampling_values,
 )
 
 log = logging.getLogger("higgs_tune")
@@ -67,16 +67,14 @@ def preferences_command(
     """
     from higgs_tune.data.manifests import read_manifest
     from higgs_tune.evaluation.measuring import measuring_models
-    from higgs_tune.inference.settings import LengthLimit
-    from higgs_tune.preferences.reward import RewardWeights
     from higgs_tune.preferences.run import PrefsSettings, make_preferences
 
     asr_model, speaker_model = measuring_models(model, asr_model, speaker_model)
     settings = PrefsSettings(
         candidates=candidates,
-        sampling=sampling_config(False, temperature, top_p, top_k, ras_window, seed),
-        limit=LengthLimit(chars_per_second=chars_per_second, max_seconds=max_seconds),
-        weights=RewardWeights(cer=cer_weight, similarity=similarity_weight, flag=flag_weight),
+        sampling=sampling_values(False, temperature, top_p, top_k, ras_window, seed),
+        limit={"chars_per_second": chars_per_second, "max_seconds": max_seconds},
+        weights={"cer": cer_weight, "similarity": similarity_weight, "flag": flag_weight},
         strategy=strategy,
         margin=margin,
         asr_model=asr_model,
