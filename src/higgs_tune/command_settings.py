@@ -19,6 +19,10 @@ class SettingsError(UserError):
     """One or more bad values of a command's settings; the message lists every one."""
 
 
+class RuleError(ValueError):
+    """A rule between options broken; its message names the options itself."""
+
+
 class CommandSettings(BaseModel):
     """Frozen, no unknown fields; a bad value is a `SettingsError` naming each option and its rule."""
 
@@ -33,6 +37,16 @@ class CommandSettings(BaseModel):
             raise SettingsError(_describe(e, type(self).flags)) from None
 
 
+def check_less(low: float, high: float, low_option: str, high_option: str) -> None:
+    """A rule between two options (the shortest clip and the longest): `low` must be less than `high`.
+    Called from a validator of the second field, so it is checked even when another field is bad."""
+    if not low < high:
+        raise RuleError(
+            f"{low_option} ({low:g}) must be less than {high_option} ({high:g}): give a smaller {low_option} "
+            f"or a larger {high_option}"
+        )
+
+
 def _describe(error: ValidationError, flags: dict[str, str]) -> str:
     """Every problem of `error` in one line: "--top-p: input should be less than or equal to 1 (got 2.0)"."""
     problems = []
@@ -40,7 +54,7 @@ def _describe(error: ValidationError, flags: dict[str, str]) -> str:
         names = [str(part) for part in found["loc"] if isinstance(part, str)]
         option = flags.get(names[-1], "--" + names[-1].replace("_", "-")) if names else None
         cause = found.get("ctx", {}).get("error")
-        if isinstance(cause, SettingsError):  # a nested command setting's own problems, already described
+        if isinstance(cause, SettingsError | RuleError):  # nested settings' problems, or a named rule
             problems.append(str(cause))
             continue
         message = str(cause) if cause is not None else found["msg"]

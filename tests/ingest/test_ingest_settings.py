@@ -15,7 +15,7 @@ def test_bad_values_are_one_error_naming_every_option(run_cli, tmp_path) -> None
     lines = [line for line in err.splitlines() if "--" in line]
     assert len(lines) == 1, err
     for expected in (
-        "--min-seconds (5) must be less than --max-seconds (4)",
+        "--min-seconds (5) must be less than --max-seconds (4): give a smaller --min-seconds or a larger",
         "--min-asr-confidence: input should be less than or equal to 1 (got 2.0)",
         "--chunk-size: input should be greater than or equal to 1 (got 0)",
     ):

@@ -6,18 +6,9 @@ without importing torch, and every bad value is one line naming its option.
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from higgs_tune.command_settings import CommandSettings
-
-
-def _check_clip_bounds(min_seconds: float, max_seconds: float) -> None:
-    """The shortest clip kept must be shorter than the longest."""
-    if not min_seconds < max_seconds:
-        raise ValueError(
-            f"--min-seconds ({min_seconds:g}) must be less than --max-seconds ({max_seconds:g}): give a "
-            "shorter --min-seconds or a longer --max-seconds"
-        )
+from higgs_tune.command_settings import CommandSettings, check_less
 
 
 class SliceSettings(CommandSettings):
@@ -29,10 +20,12 @@ class SliceSettings(CommandSettings):
     edge_seconds: float = Field(0.2, ge=0)
     vad_threshold: float = 0.5
 
-    @model_validator(mode="after")
-    def _bounds(self) -> SliceSettings:
-        _check_clip_bounds(self.min_seconds, self.max_seconds)
-        return self
+    @field_validator("max_seconds")
+    @classmethod
+    def _longer_than_min(cls, max_seconds: float, info: ValidationInfo) -> float:
+        if "min_seconds" in info.data:  # else its own problem is reported
+            check_less(info.data["min_seconds"], max_seconds, "--min-seconds", "--max-seconds")
+        return max_seconds
 
 
 class FilterSettings(CommandSettings):
