@@ -75,9 +75,10 @@ def time_prepare(
     samples: list[Sample], processor, out: Path, model_id: str, workers: int
 ) -> tuple[float, dict]:
     from higgs_tune.prepared.prepare import prepare_dataset
+    from higgs_tune.prepared.settings import PrepareSettings
 
     start = time.perf_counter()
-    index = prepare_dataset(samples, processor, out, model_id, workers=workers)
+    index = prepare_dataset(samples, processor, out, model_id, settings=PrepareSettings(workers=workers))
     return time.perf_counter() - start, index
 
 

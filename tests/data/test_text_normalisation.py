@@ -19,6 +19,7 @@ from higgs_tune.data.text_normalisation import (
 from higgs_tune.inference.generate import load_for_cloning
 from higgs_tune.model.prompt import build_prompt
 from higgs_tune.prepared.prepare import prepare_dataset
+from higgs_tune.prepared.settings import PrepareSettings
 from higgs_tune.scoring.text_metrics import normalize_text
 from higgs_tune.training.trainer import Trainer
 from higgs_tune.typed_config import ConfigError
@@ -143,7 +144,11 @@ def test_prepare_records_it_train_carries_it_clone_applies_it(tiny_model_dir, pr
     samples = read_manifest(write_jsonl(tmp_path / "m.jsonl", records))
     data = tmp_path / "data"
     index = prepare_dataset(
-        samples, processor, data, str(tiny_model_dir), workers=0, text_normalisation="arabic_no_diacritics"
+        samples,
+        processor,
+        data,
+        str(tiny_model_dir),
+        settings=PrepareSettings(workers=0, text_normalisation="arabic_no_diacritics"),
     )
     assert index["text_normalisation"] == "arabic_no_diacritics"
     stored = [json.loads(line) for line in (data / "samples.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -225,11 +225,16 @@ def test_a_merged_model_is_prompted_as_its_adapter(tiny_model_dir, processor, sa
     from higgs_tune.inference.generate import generate_codes, load_for_cloning
     from higgs_tune.inference.settings import SamplingConfig
     from higgs_tune.prepared.prepare import prepare_dataset
+    from higgs_tune.prepared.settings import PrepareSettings
 
     prepared = tmp_path / "prepared"
     samples = read_manifest(sample_data_dir["manifest_jsonl"])[:4]
     prepare_dataset(
-        samples, processor, prepared, model_id=str(tiny_model_dir), text_normalisation="arabic_no_diacritics"
+        samples,
+        processor,
+        prepared,
+        model_id=str(tiny_model_dir),
+        settings=PrepareSettings(text_normalisation="arabic_no_diacritics"),
     )
     run = tmp_path / "run"
     Trainer(train_config(tiny_model_dir, prepared, run, "max_steps=1", "eval_fraction=0")).run()

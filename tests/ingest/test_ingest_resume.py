@@ -12,7 +12,9 @@ from higgs_tune.ingest.run import ingest
 from higgs_tune.ingest.settings import FilterSettings, IngestSettings, SliceSettings
 
 OPTIONS = ("--max-seconds", "8", "--chunk-size", "2")
-SETTINGS = IngestSettings(SliceSettings(max_seconds=8.0), FilterSettings(max_seconds=8.0), chunk_size=2)
+SETTINGS = IngestSettings(
+    slicing=SliceSettings(max_seconds=8.0), filters=FilterSettings(max_seconds=8.0), chunk_size=2
+)
 
 
 def test_a_killed_run_resumes_to_the_same_corpus(tmp_path):

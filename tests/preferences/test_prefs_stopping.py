@@ -237,7 +237,14 @@ def test_prefs_names_a_missing_manifest_a_non_run_adapter_or_one_candidate_befor
     message = str(prefs_error("--manifest", sample_data_dir["manifest_jsonl"], "--adapter", not_a_run))
     assert f"{not_a_run}: neither a checkpoint nor a run folder" in message
     message = str(prefs_error("--manifest", sample_data_dir["manifest_jsonl"], "--candidates", 1))
-    assert "--candidates of 2 or more" in message and "got 1 candidates" in message
+    assert message == "--candidates: input should be greater than or equal to 2 (got 1)"
+    message = str(
+        prefs_error("--manifest", sample_data_dir["manifest_jsonl"], "--candidates", 1, "--top-p", 0)
+    )
+    assert message == (
+        "--candidates: input should be greater than or equal to 2 (got 1); "
+        "--top-p: input should be greater than 0 (got 0.0)"
+    )
     assert not (tmp_path / "prefs").exists()
 
 

@@ -21,6 +21,7 @@ from higgs_tune.data.samples import SampleError
 from higgs_tune.model.codes import encode_file
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.prepared.prepare import prepare_dataset, read_samples
+from higgs_tune.prepared.settings import PrepareSettings
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SHARD_SIZE = 3  # 12 distinct clips: 4 shards
@@ -111,7 +112,9 @@ def reference(zero_shot, processor, model_id, tmp_path_factory) -> Path:
     """The zero-shot manifest prepared in one uninterrupted in-process run (4 shards of 3 clips)."""
     out = tmp_path_factory.mktemp("reference") / "data"
     samples, _ = read_samples(zero_shot)
-    prepare_dataset(samples, processor, out, model_id, workers=0, shard_size=SHARD_SIZE)
+    prepare_dataset(
+        samples, processor, out, model_id, settings=PrepareSettings(workers=0, shard_size=SHARD_SIZE)
+    )
     return out
 
 
@@ -149,7 +152,13 @@ def test_each_distinct_clip_is_encoded_once(
     zero_shot, processor, model_id, reference, count_encodes, tmp_path
 ):
     samples, _ = read_samples(zero_shot)
-    index = prepare_dataset(samples, processor, tmp_path / "data", model_id, workers=1, shard_size=SHARD_SIZE)
+    index = prepare_dataset(
+        samples,
+        processor,
+        tmp_path / "data",
+        model_id,
+        settings=PrepareSettings(workers=1, shard_size=SHARD_SIZE),
+    )
     assert len(count_encodes) == 12
     assert index["num_samples"] == 11 and index["num_clips"] == 12 and index["num_clip_uses"] == 22
     assert index["dedupe_ratio"] == pytest.approx(22 / 12, abs=1e-3) and index["num_skipped"] == 0
@@ -176,7 +185,9 @@ def test_finished_dataset_is_a_no_op(zero_shot, processor, model_id, reference, 
     before = {p: p.stat().st_mtime_ns for p in reference.rglob("*")}
     samples, _ = read_samples(zero_shot)
     with caplog.at_level("INFO", logger="higgs_tune.prepared.prepare"):
-        index = prepare_dataset(samples, processor, reference, model_id, shard_size=SHARD_SIZE)
+        index = prepare_dataset(
+            samples, processor, reference, model_id, settings=PrepareSettings(shard_size=SHARD_SIZE)
+        )
     assert "already prepared" in caplog.text and not count_encodes
     assert index == json.loads((reference / "index.json").read_text())
     assert {p: p.stat().st_mtime_ns for p in reference.rglob("*")} == before
@@ -219,7 +230,9 @@ def test_killed_run_resumes_into_the_same_dataset(
     encode = encode_module.encode_waveform
     monkeypatch.setattr(encode_module, "encode_waveform", lambda p, a: calls.append(1) or encode(p, a))
     samples, _ = read_samples(zero_shot)
-    index = prepare_dataset(samples, processor, out, model_id, workers=0, shard_size=SHARD_SIZE)
+    index = prepare_dataset(
+        samples, processor, out, model_id, settings=PrepareSettings(workers=0, shard_size=SHARD_SIZE)
+    )
     assert len(calls) == 12 - SHARD_SIZE  # the completed shard is kept, the partial one redone
     assert_same_dataset(out, reference)
     assert index == json.loads((reference / "index.json").read_text())
@@ -246,14 +259,18 @@ def test_resume_with_another_model_or_shard_size_keeps_nothing_stale(
 
     monkeypatch.setattr(encode_module, "encode_waveform", interrupt_at_limit)
     with pytest.raises(KeyboardInterrupt):
-        prepare_dataset(samples, processor, out, "another-model", workers=0, shard_size=2)
+        prepare_dataset(
+            samples, processor, out, "another-model", settings=PrepareSettings(workers=0, shard_size=2)
+        )
     assert (out / "clips/shard-00004.jsonl").exists()
     count_encodes.clear()
     with pytest.raises(KeyboardInterrupt):  # the five finished shards are another model's codes: redone
-        prepare_dataset(samples, processor, out, model_id, workers=0, shard_size=2)
+        prepare_dataset(samples, processor, out, model_id, settings=PrepareSettings(workers=0, shard_size=2))
     count_encodes.clear()
     limit.clear()
-    prepare_dataset(samples, processor, out, model_id, workers=0, shard_size=SHARD_SIZE)
+    prepare_dataset(
+        samples, processor, out, model_id, settings=PrepareSettings(workers=0, shard_size=SHARD_SIZE)
+    )
     assert len(count_encodes) == 12  # other shard boundaries: nothing to keep
     assert_same_dataset(out, reference)
     assert sorted(p.name for p in (out / "clips").iterdir()) == SHARD_FILES
@@ -331,7 +348,7 @@ def bad_corpus(tmp_path, make_wav) -> Path:
 def test_a_bad_clip_stops_prepare_naming_the_sample(bad, bad_corpus, processor, tmp_path):
     samples = [s for s in read_samples(bad_corpus, skip_bad=True)[0] if s.id in ("ok0", bad)]
     with pytest.raises(SampleError, match=f"sample '{bad}': target audio .*{BAD[bad][1]}"):
-        prepare_dataset(samples, processor, tmp_path / "data", "tiny", workers=0)
+        prepare_dataset(samples, processor, tmp_path / "data", "tiny", settings=PrepareSettings(workers=0))
     assert not (tmp_path / "data/index.json").exists()
 
 
@@ -405,11 +422,23 @@ def test_duration_bounds_and_a_copy_of_the_target_as_reference(make_wav, process
     )
     samples = read_samples(manifest)[0]
     with pytest.raises(SampleError, match="sample 'copy': reference and target are the same clip"):
-        prepare_dataset(samples, processor, tmp_path / "a", "tiny", workers=0)  # known before encoding
+        prepare_dataset(
+            samples, processor, tmp_path / "a", "tiny", settings=PrepareSettings(workers=0)
+        )  # known before encoding
     with pytest.raises(SampleError, match="sample 'long': target audio .* longer than --max-seconds 2"):
-        prepare_dataset(samples[:2], processor, tmp_path / "a", "tiny", workers=0, max_seconds=2.0)
+        prepare_dataset(
+            samples[:2],
+            processor,
+            tmp_path / "a",
+            "tiny",
+            settings=PrepareSettings(workers=0, max_seconds=2.0),
+        )
     index = prepare_dataset(
-        samples, processor, tmp_path / "b", "tiny", workers=0, skip_bad=True, max_seconds=2
+        samples,
+        processor,
+        tmp_path / "b",
+        "tiny",
+        settings=PrepareSettings(workers=0, skip_bad=True, max_seconds=2),
     )
     skipped = {
         k["id"]: k["code"] for k in map(json.loads, (tmp_path / "b/skipped.jsonl").read_text().splitlines())
@@ -418,7 +447,13 @@ def test_duration_bounds_and_a_copy_of_the_target_as_reference(make_wav, process
     assert index["num_samples"] == 1
     # Other bounds are another dataset: the finished folder is not taken for it.
     with pytest.raises(SampleError, match="other duration bounds"):
-        prepare_dataset(samples, processor, tmp_path / "b", "tiny", workers=0, skip_bad=True, max_seconds=4)
+        prepare_dataset(
+            samples,
+            processor,
+            tmp_path / "b",
+            "tiny",
+            settings=PrepareSettings(workers=0, skip_bad=True, max_seconds=4),
+        )
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,11 @@ import soundfile as sf
 from conftest import tone, write_jsonl
 
 from higgs_tune.data.samples import SampleError
+from higgs_tune.errors import UserError
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.prepared.lock import folder_lock, lock_path
 from higgs_tune.prepared.prepare import prepare_dataset, read_samples
+from higgs_tune.prepared.settings import PrepareSettings
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -78,7 +80,13 @@ def test_lying_headers_are_refused_before_decoding_and_no_absolute_path_is_store
     out = tmp_path / "data"
     samples, skipped = read_samples(hostile, skip_bad=True)
     prepare_dataset(
-        samples, processor, out, "tiny", workers=0, skip_bad=True, skipped=skipped, source_dir=hostile.parent
+        samples,
+        processor,
+        out,
+        "tiny",
+        settings=PrepareSettings(workers=0, skip_bad=True),
+        skipped=skipped,
+        source_dir=hostile.parent,
     )
     skips = {k["id"]: k for k in map(json.loads, (out / "skipped.jsonl").read_text().splitlines())}
     assert skips.keys() == {"one_hz", "forty", "no_text"}
@@ -114,7 +122,7 @@ def test_a_second_prepare_on_one_folder_is_refused_and_a_killed_ones_lock_taken_
         assert holder.stdout.readline().strip() == "locked"
         samples = read_samples(hostile, skip_bad=True)[0][:1]
         with pytest.raises(SampleError) as caught:
-            prepare_dataset(samples, processor, out, "tiny", workers=0)
+            prepare_dataset(samples, processor, out, "tiny", settings=PrepareSettings(workers=0))
         message = str(caught.value)
         assert "\n" not in message
         assert f"another process (pid {holder.pid} on " in message and "is writing this folder" in message
@@ -127,7 +135,7 @@ def test_a_second_prepare_on_one_folder_is_refused_and_a_killed_ones_lock_taken_
     half_written.parent.mkdir(parents=True)
     half_written.write_bytes(b"half")
     with caplog.at_level(logging.INFO, logger="higgs_tune.prepared.lock"):
-        index = prepare_dataset(samples, processor, out, "tiny", workers=0)
+        index = prepare_dataset(samples, processor, out, "tiny", settings=PrepareSettings(workers=0))
     assert index["num_samples"] == 1
     assert f"taking over the lock of a stopped run (pid {holder.pid} on " in caplog.text
     assert not lock_path(out, 0).exists()  # released on exit
@@ -152,3 +160,22 @@ def test_encode_refuses_two_inputs_with_one_name_before_writing_anything(tmp_pat
         result.exception
     )
     assert not out.exists()
+
+
+def test_prepare_settings_refuse_every_bad_value_at_once(run_cli, sample_data_dir, tiny_model_dir, tmp_path):
+    """Before the codec loads, in one line (exit 2): each bad option, its rule and the fix."""
+    out = tmp_path / "data"
+    args = ["--out", out, "--shard-size", 0, "--min-seconds", 3, "--max-seconds", 2, "--workers", -1]
+    code, _, err = run_cli("prepare", sample_data_dir["manifest_jsonl"], "--model", tiny_model_dir, *args)
+    assert code == 2
+    lines = [line for line in err.splitlines() if "--" in line]
+    assert len(lines) == 1, err
+    for expected in (
+        "--workers: input should be greater than or equal to 0 (got -1)",
+        "--shard-size: input should be greater than or equal to 1 (got 0)",
+        "--min-seconds (3) must be less than --max-seconds (2): give a smaller --min-seconds",
+    ):
+        assert expected in lines[0]
+    assert not out.exists()
+    with pytest.raises(UserError, match="--shard-size"):
+        PrepareSettings(shard_size=0)

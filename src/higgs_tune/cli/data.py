@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from higgs_tune.cli.app import app, language_option
+from higgs_tune.cli.app import app
+from higgs_tune.cli.options import language_option
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS
 
 log = logging.getLogger("higgs_tune")
@@ -79,19 +80,9 @@ def pairs(
     --heldout-speakers a held-out manifest of speakers the training manifest never has."""
     from higgs_tune.data.manifests import write_manifest_jsonl
     from higgs_tune.data.pairs import build_pairs, heldout_amount, read_utterances, split_speakers
-    from higgs_tune.errors import UserError
-    from higgs_tune.files import check_output_file, write_json
+    from higgs_tune.files import check_output_file
 
-    if heldout_speakers is None and heldout_out is not None:
-        raise UserError("--heldout-out needs --heldout-speakers (how many speakers to hold out)")
-    outputs = {"--out": out}
-    if heldout_speakers is not None:
-        amount = heldout_amount(heldout_speakers)
-        heldout_out = heldout_out or out.with_name(f"{out.stem}.heldout{out.suffix}")
-        outputs["--heldout-out"] = heldout_out
-        outputs["the split summary"] = out.with_name(f"{out.stem}.split.json")
-    if len({p.absolute() for p in outputs.values()}) < len(outputs):
-        raise UserError(f"--out and --heldout-out must be different files, got {out} for both")
+    outputs = _pairs_outputs(out, heldout_speakers, heldout_out)
     for option, path in outputs.items():
         check_output_file(path, option, overwrite, inputs=[source])
     utterances = read_utterances(source)
@@ -100,13 +91,39 @@ def pairs(
         write_manifest_jsonl(result.pairs, out)
         typer.echo(result.summary())
         return
-    split = split_speakers(utterances, amount, seed=seed)
+    split = split_speakers(utterances, heldout_amount(heldout_speakers), seed=seed)
     log.info("pairs: %s", split.summary())
     training = build_pairs(split.training_utterances, refs_per_target=refs_per_target, seed=seed)
     heldout = build_pairs(split.heldout_utterances, refs_per_target=refs_per_target, seed=seed)
+    _write_split(split, training, heldout, outputs)
+
+
+def _pairs_outputs(out: Path, heldout_speakers: str | None, heldout_out: Path | None) -> dict[str, Path]:
+    """The files `pairs` writes, by the option (or name) that chose each: a held-out manifest and the split
+    summary only with --heldout-speakers; two options naming one file are refused."""
+    from higgs_tune.data.pairs import heldout_amount
+    from higgs_tune.errors import UserError
+
+    if heldout_speakers is None and heldout_out is not None:
+        raise UserError("--heldout-out needs --heldout-speakers (how many speakers to hold out)")
+    outputs = {"--out": out}
+    if heldout_speakers is not None:
+        heldout_amount(heldout_speakers)  # a bad count is refused before any file is looked at
+        outputs["--heldout-out"] = heldout_out or out.with_name(f"{out.stem}.heldout{out.suffix}")
+        outputs["the split summary"] = out.with_name(f"{out.stem}.split.json")
+    if len({p.absolute() for p in outputs.values()}) < len(outputs):
+        raise UserError(f"--out and --heldout-out must be different files, got {out} for both")
+    return outputs
+
+
+def _write_split(split, training, heldout, outputs: dict[str, Path]) -> None:
+    """Write the training and held-out manifests and what went where, and say so."""
+    from higgs_tune.data.manifests import write_manifest_jsonl
+    from higgs_tune.files import write_json
+
+    out, heldout_out, summary = outputs["--out"], outputs["--heldout-out"], outputs["the split summary"]
     write_manifest_jsonl(training.pairs, out)
     write_manifest_jsonl(heldout.pairs, heldout_out)
-    summary = outputs["the split summary"]
     write_json(
         summary,
         {

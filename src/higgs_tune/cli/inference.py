@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from higgs_tune.cli.app import (
+from higgs_tune.cli.app import app
+from higgs_tune.cli.options import (
     LENGTH_LIMIT,
     SAMPLING,
     CharsPerSecondOpt,
@@ -21,7 +22,6 @@ from higgs_tune.cli.app import (
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
-    app,
     checkpoint_of,
     sampling_config,
 )

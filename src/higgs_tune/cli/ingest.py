@@ -8,12 +8,14 @@ from typing import Annotated
 
 import typer
 
-from higgs_tune.cli.app import app, language_option
-from higgs_tune.ingest.settings import FilterSettings, IngestSettings, SliceSettings, SourceOptions
+from higgs_tune.cli.app import app
+from higgs_tune.cli.options import language_option
+from higgs_tune.ingest.settings import FilterSettings, IngestSettings, SliceSettings
 
 log = logging.getLogger("higgs_tune")
 _SLICE = SliceSettings()
 _FILTER = FilterSettings()
+_INGEST = IngestSettings()
 
 SourceArg = Annotated[
     str,
@@ -89,9 +91,9 @@ def ingest(
     text_column: TextColumnOpt = None,
     speaker_column: SpeakerColumnOpt = None,
     device: DeviceOpt = None,
-    asr_batch_size: BatchOpt = IngestSettings.asr_batch_size,
+    asr_batch_size: BatchOpt = _INGEST.asr_batch_size,
     asr_max_new_tokens: TokensOpt = None,
-    chunk_size: ChunkOpt = IngestSettings.chunk_size,
+    chunk_size: ChunkOpt = _INGEST.chunk_size,
 ) -> None:
     """Turn raw audio into a corpus of clean, transcribed clips that `pairs` takes as it is.
 
@@ -102,23 +104,22 @@ def ingest(
     from higgs_tune.ingest.run import ingest as run_ingest
     from higgs_tune.scoring.measuring import MeasuringModelError
 
-    try:
-        settings = IngestSettings(
-            slicing=SliceSettings(min_seconds, max_seconds, sentence_pause),
-            filters=FilterSettings(
-                min_seconds, max_seconds, min_snr_db, min_speech_fraction, max_cer, min_asr_confidence
-            ),
-            source=SourceOptions(split, config, audio_column, text_column, speaker_column),
-            language=language,
-            asr_model=asr_model,
-            check_transcripts=check_transcripts,
-            chunk_size=chunk_size,
-            asr_max_new_tokens=asr_max_new_tokens,
-            asr_batch_size=asr_batch_size,
-            device=device,
-        )
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+    bounds = {"min_seconds": min_seconds, "max_seconds": max_seconds}
+    # Given as values, not as models, so that every bad one is in the one error (`command_settings`).
+    settings = IngestSettings(
+        slicing=dict(bounds, sentence_pause=sentence_pause),
+        filters=dict(bounds, min_snr_db=min_snr_db, min_speech_fraction=min_speech_fraction, max_cer=max_cer)
+        | {"min_asr_confidence": min_asr_confidence},
+        source=dict(split=split, config=config, audio_column=audio_column, text_column=text_column)
+        | {"speaker_column": speaker_column},
+        language=language,
+        asr_model=asr_model,
+        check_transcripts=check_transcripts,
+        chunk_size=chunk_size,
+        asr_max_new_tokens=asr_max_new_tokens,
+        asr_batch_size=asr_batch_size,
+        device=device,
+    )
     try:
         summary = run_ingest(source, out, settings, workers=workers)
     except MeasuringModelError as e:

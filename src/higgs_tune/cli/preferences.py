@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from higgs_tune.cli.app import (
+from higgs_tune.cli.app import app
+from higgs_tune.cli.options import (
     LENGTH_LIMIT,
     SAMPLING,
     CharsPerSecondOpt,
@@ -19,13 +20,12 @@ from higgs_tune.cli.app import (
     RunDeviceOpt,
     SeedOpt,
     TemperatureOpt,
+    TextsLanguageOpt,
     TopKOpt,
     TopPOpt,
-    app,
     checkpoint_of,
-    language_option,
     run_device,
-    sampling_config,
+    sampling_values,
 )
 
 log = logging.getLogger("higgs_tune")
@@ -48,10 +48,7 @@ def preferences_command(
     flag_weight: Annotated[float, typer.Option(help="Reward lost per speech-check flag.")] = 0.25,
     asr_model: Annotated[str, typer.Option(help="Whisper model for CER (default: as in eval).")] = "",
     speaker_model: Annotated[str, typer.Option(help="Speaker model (default: as in eval).")] = "",
-    language: Annotated[
-        str | None,
-        typer.Option(help="Language of the texts (ar, arabic, ar-SA, ...).", callback=language_option),
-    ] = None,
+    language: TextsLanguageOpt = None,
     device: RunDeviceOpt = None,
     batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.")] = 8,
     max_seconds: LengthLimitOpt = LENGTH_LIMIT.max_seconds,
@@ -69,17 +66,15 @@ def preferences_command(
     counted. Then: `higgs-tune train objective=dpo prefs=OUT ...`.
     """
     from higgs_tune.data.manifests import read_manifest
-    from higgs_tune.inference.settings import LengthLimit
-    from higgs_tune.preferences.reward import RewardWeights
     from higgs_tune.preferences.run import PrefsSettings, make_preferences
     from higgs_tune.scoring.measuring import measuring_models
 
     asr_model, speaker_model = measuring_models(model, asr_model, speaker_model)
     settings = PrefsSettings(
         candidates=candidates,
-        sampling=sampling_config(False, temperature, top_p, top_k, ras_window, seed),
-        limit=LengthLimit(chars_per_second=chars_per_second, max_seconds=max_seconds),
-        weights=RewardWeights(cer=cer_weight, similarity=similarity_weight, flag=flag_weight),
+        sampling=sampling_values(False, temperature, top_p, top_k, ras_window, seed),
+        limit={"chars_per_second": chars_per_second, "max_seconds": max_seconds},
+        weights={"cer": cer_weight, "similarity": similarity_weight, "flag": flag_weight},
         strategy=strategy,
         margin=margin,
         asr_model=asr_model,

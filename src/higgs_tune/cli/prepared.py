@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
-from higgs_tune.cli.app import ModelOpt, app, language_option
+from higgs_tune.cli.app import app
+from higgs_tune.cli.options import ModelOpt, language_option
 from higgs_tune.config import TextNormalisation
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS
+from higgs_tune.prepared.settings import DEFAULT_SHARD_SIZE
 
 log = logging.getLogger("higgs_tune")
 
@@ -52,46 +54,54 @@ def _check_distinct_stems(audio: list[Path]) -> None:
         seen[path.stem] = path
 
 
+PrepareWorkersOpt = Annotated[
+    int | None, typer.Option(help="Audio-reading processes (default min(4, CPUs); 0 reads in-process).")
+]
+SkipBadOpt = Annotated[
+    bool, typer.Option("--skip-bad", help="Skip bad samples (listed in OUT/skipped.jsonl), don't stop.")
+]
+CodecDeviceOpt = Annotated[
+    str | None, typer.Option(help="Where the codec runs: cuda or cpu (default: cuda if any).")
+]
+CorpusLanguageOpt = Annotated[
+    str | None,
+    typer.Option(
+        callback=language_option,
+        help="The corpus's language (ar, arabic, ar-SA, ...): picks its recommended --text-normalisation "
+        "(arabic_spoken for Arabic) when that is not given.",
+    ),
+]
+NormalisationOpt = Annotated[
+    TextNormalisation | None,
+    typer.Option(
+        help="Normalise the transcripts (README, 'Text normalisation'); clones use the same. Default: "
+        "the --language's recommended one, else none."
+    ),
+]
+HeldoutManifestOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="The held-out (eval) manifest: refuse a training manifest that shares a speaker with it."
+    ),
+]
+
+
 @app.command()
 def prepare(
     manifest: Annotated[Path, typer.Argument(help="Manifest (ChatML JSON or JSON Lines).")],
     model: ModelOpt,
     out: Annotated[Path, typer.Option(help="Folder of the prepared dataset.")],
-    workers: Annotated[
-        int | None, typer.Option(help="Audio-reading processes (default min(4, CPUs); 0 reads in-process).")
-    ] = None,
-    skip_bad: Annotated[
-        bool, typer.Option("--skip-bad", help="Skip bad samples (listed in OUT/skipped.jsonl), don't stop.")
-    ] = False,
-    shard_size: Annotated[int, typer.Option(help="Clips per shard file.")] = 2000,
+    workers: PrepareWorkersOpt = None,
+    skip_bad: SkipBadOpt = False,
+    shard_size: Annotated[int, typer.Option(help="Clips per shard file.")] = DEFAULT_SHARD_SIZE,
     min_seconds: Annotated[
         float, typer.Option(help="Shortest clip accepted (as in validate).")
     ] = MIN_SECONDS,
     max_seconds: Annotated[float, typer.Option(help="Longest clip accepted (as in validate).")] = MAX_SECONDS,
-    device: Annotated[
-        str | None, typer.Option(help="Where the codec runs: cuda or cpu (default: cuda if any).")
-    ] = None,
-    language: Annotated[
-        str | None,
-        typer.Option(
-            callback=language_option,
-            help="The corpus's language (ar, arabic, ar-SA, ...): picks its recommended --text-normalisation "
-            "(arabic_spoken for Arabic) when that is not given.",
-        ),
-    ] = None,
-    text_normalisation: Annotated[
-        TextNormalisation | None,
-        typer.Option(
-            help="Normalise the transcripts (README, 'Text normalisation'); clones use the same. Default: "
-            "the --language's recommended one, else none."
-        ),
-    ] = None,
-    heldout_manifest: Annotated[
-        Path | None,
-        typer.Option(
-            help="The held-out (eval) manifest: refuse a training manifest that shares a speaker with it."
-        ),
-    ] = None,
+    device: CodecDeviceOpt = None,
+    language: CorpusLanguageOpt = None,
+    text_normalisation: NormalisationOpt = None,
+    heldout_manifest: HeldoutManifestOpt = None,
 ) -> None:
     """Encode every distinct clip of a manifest once into a prepared dataset for training.
 
@@ -99,34 +109,37 @@ def prepare(
     """
     from higgs_tune.data.manifests import read_manifest
     from higgs_tune.data.pairs import check_heldout_speakers
-    from higgs_tune.data.text_normalisation import recommended_normalisation
+    from higgs_tune.model.device import process_device
     from higgs_tune.model.loading import load_processor
-    from higgs_tune.prepared.prepare import codec_device, prepare_dataset, read_samples
+    from higgs_tune.prepared.prepare import prepare_dataset, read_samples
+    from higgs_tune.prepared.settings import PrepareSettings
 
-    if text_normalisation is None:
-        text_normalisation = recommended_normalisation(language)
-        if language is not None:
-            log.info(
-                "text normalisation %s, recommended for --language %s (give --text-normalisation to choose "
-                "another)",
-                text_normalisation,
-                language,
-            )
+    settings = PrepareSettings(
+        workers=workers,
+        skip_bad=skip_bad,
+        shard_size=shard_size,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        text_normalisation=text_normalisation or _recommended_normalisation(language),
+    )
     samples, skipped = read_samples(manifest, skip_bad=skip_bad)
     if heldout_manifest is not None:
         heldout = read_manifest(heldout_manifest, require_target=False)
         check_heldout_speakers(samples, heldout, str(manifest), str(heldout_manifest))
-    prepare_dataset(
-        samples,
-        load_processor(model, device=codec_device(device)),
-        out,
-        model_id=model,
-        workers=workers,
-        skip_bad=skip_bad,
-        shard_size=shard_size,
-        skipped=skipped,
-        min_seconds=min_seconds,
-        max_seconds=max_seconds,
-        source_dir=manifest.parent,
-        text_normalisation=text_normalisation,
-    )
+    processor = load_processor(model, device=process_device(device))
+    prepare_dataset(samples, processor, out, model, settings, skipped=skipped, source_dir=manifest.parent)
+
+
+def _recommended_normalisation(language: str | None) -> TextNormalisation:
+    """The text normalisation recommended for `--language` (none without one), said in the log."""
+    from higgs_tune.data.text_normalisation import recommended_normalisation
+
+    chosen = recommended_normalisation(language)
+    if language is not None:
+        log.info(
+            "text normalisation %s, recommended for --language %s (give --text-normalisation to choose "
+            "another)",
+            chosen,
+            language,
+        )
+    return chosen

@@ -111,7 +111,7 @@ def score_systems(
     """Add WER, CER and speaker similarity to every row (`clip_scores.score_clips`), with the measuring
     models loaded up front."""
     by_id = {x.id: x for x in samples}
-    speaker = measuring[1]
+    speaker = measuring.speaker
     refs = {x.ref_audio: load_audio(x.ref_audio) for x in samples}
     ref_embeddings = dict(zip(refs, speaker.embed(list(refs.values())), strict=True))
     for name, rows in systems.items():

@@ -12,15 +12,13 @@ clips are transcribed together, so a re-run batches them the same way and writes
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-
-import torch
 
 from higgs_tune.ingest.corpus import read_clip
 from higgs_tune.ingest.filters import confidence_finding, mismatch_finding, text_findings
 from higgs_tune.ingest.recordings import ChunkResult
 from higgs_tune.ingest.settings import IngestSettings
+from higgs_tune.model.device import process_device
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +73,7 @@ class ChunkTranscriber:
                 self._asr = Transcriber(
                     model,
                     language=self.settings.language,
-                    device=self.settings.device or _default_device(),
+                    device=process_device(self.settings.device),
                     batch_size=self.settings.asr_batch_size,
                     max_new_tokens=self.settings.asr_max_new_tokens,
                     local_files_only=local,
@@ -86,10 +84,3 @@ class ChunkTranscriber:
                     f"cannot load the ASR model {model!r} ({reason}); pass another with --asr-model"
                 ) from e
         return self._asr
-
-
-def _default_device() -> str:
-    """This process's GPU (`LOCAL_RANK` under torchrun) when there is one, else the CPU."""
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cpu"

@@ -8,8 +8,6 @@ clip (`inference.speech_checks`), made when it was cloned, as for `eval`'s clone
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from higgs_tune.config import PromptConfig
@@ -30,7 +28,7 @@ def sample_candidates(
     """`n` sampled clones of every item (`clone.clone_samples` items), as one list per item."""
     per_item: list[list[Clone]] = [[] for _ in items]
     for i in range(n):
-        draw = dataclasses.replace(sampling, seed=(sampling.seed or 0) + i)
+        draw = sampling.model_copy(update={"seed": (sampling.seed or 0) + i})
         for clones, clone in zip(
             per_item, clone_samples(model, processor, items, settings, draw, frame_limits), strict=True
         ):

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+from pydantic import Field, model_validator
 from tqdm import tqdm
 
+from higgs_tune.command_settings import CommandSettings
 from higgs_tune.data.audio import load_audio
-from higgs_tune.errors import UserError
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 from higgs_tune.model.codes import encode_file
 from higgs_tune.preferences import store
@@ -24,40 +26,49 @@ from higgs_tune.preferences.candidates import sample_candidates, score_candidate
 from higgs_tune.preferences.pairs import Strategy, choose_pairs
 from higgs_tune.preferences.reward import RewardWeights, candidate_reward
 from higgs_tune.scoring.asr import DEFAULT_ASR_MODEL
-from higgs_tune.scoring.measuring import load_measuring_models
+from higgs_tune.scoring.measuring import MeasuringModels, load_measuring_models
 from higgs_tune.scoring.speaker import DEFAULT_SPEAKER_MODEL
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class PrefsSettings:
-    """How candidates are drawn, measured, rewarded and paired."""
+class PrefsSettings(CommandSettings):
+    """How candidates are drawn, measured, rewarded and paired. Pairs need at least two candidates drawn
+    by sampling: greedy choice would draw the same clip every time."""
 
-    candidates: int = 4
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    limit: LengthLimit = field(default_factory=LengthLimit)
-    weights: RewardWeights = field(default_factory=RewardWeights)
+    flags: ClassVar[dict[str, str]] = {
+        "cer": "--cer-weight",
+        "similarity": "--similarity-weight",
+        "flag": "--flag-weight",
+    }
+
+    candidates: int = Field(4, ge=2)
+    sampling: SamplingConfig = SamplingConfig()
+    limit: LengthLimit = LengthLimit()
+    weights: RewardWeights = RewardWeights()
     strategy: Strategy = "best_vs_worst"
-    margin: float = 0.05
+    margin: float = Field(0.05, ge=0)
     asr_model: str = DEFAULT_ASR_MODEL
     speaker_model: str = DEFAULT_SPEAKER_MODEL
     language: str | None = None
     device: str = "cpu"
-    batch_size: int = 8
+    batch_size: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _sampled(self) -> PrefsSettings:
+        if self.sampling.greedy:
+            raise ValueError(
+                "preference candidates need sampling (greedy=False): greedy choice draws one clip every time"
+            )
+        return self
 
 
 def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Path, s: PrefsSettings) -> dict:
     """Write the preference folder `out` for `samples` (a manifest's samples); returns its summary."""
     from higgs_tune.inference.generate import load_for_cloning
 
-    if s.sampling.greedy or s.candidates < 2 or s.margin < 0:
-        raise UserError(
-            "preference candidates need sampling (not greedy), --candidates of 2 or more and a --margin of "
-            f"0 or more (got {s.candidates} candidates, margin {s.margin:g})"
-        )
     out = Path(out)
-    store.check_settings(out, {"model": model_id, "adapter": str(adapter), **asdict(s)})
+    store.check_settings(out, {"model": model_id, "adapter": str(adapter), **s.model_dump()})
     measuring = load_measuring_models(s.asr_model, s.speaker_model, s.language, s.device, s.batch_size)
     model, processor, settings = load_for_cloning(model_id, adapter)
     store.record_prompt(out, asdict(settings))
@@ -105,11 +116,17 @@ def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Pa
 
 
 def _finish_prompt(
-    out: Path, sample, digest: str, ref_codes: np.ndarray, clones: list, measuring: tuple, s: PrefsSettings
+    out: Path,
+    sample,
+    digest: str,
+    ref_codes: np.ndarray,
+    clones: list,
+    measuring: MeasuringModels,
+    s: PrefsSettings,
 ) -> None:
     """Score one prompt's candidates, pair them, and write the prompt whole, with the `digest` of what it
     was cloned from (`store.prompt_digests`)."""
-    speaker = measuring[1]
+    speaker = measuring.speaker
     reference = speaker.embed([load_audio(sample.ref_audio)])[0]
     scores = score_candidates(clones, sample.text, reference, measuring, s.language)
     for score in scores:

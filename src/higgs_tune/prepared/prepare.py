@@ -37,11 +37,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
-from higgs_tune.config import TextNormalisation
 from higgs_tune.data.manifests import read_manifest, scan_manifest
-from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS, Problem, raise_for_errors
+from higgs_tune.data.problems import Problem, raise_for_errors
 from higgs_tune.data.samples import Sample, SampleError
 from higgs_tune.data.text_normalisation import normalise_sample
 from higgs_tune.prepared.assignment import assign_clips
@@ -57,11 +54,10 @@ from higgs_tune.prepared.ranks import (
     wait_for_ranks,
 )
 from higgs_tune.prepared.run import PrepareRun
+from higgs_tune.prepared.settings import PrepareSettings
 from higgs_tune.ranks import process_rank
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SHARD_SIZE = 2000
 
 
 def read_samples(manifest: Path, skip_bad: bool = False) -> tuple[list[Sample], list[Skipped]]:
@@ -97,51 +93,38 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 1) // local_world))
 
 
-def codec_device(device: str | None = None) -> str:
-    """Where this process's codec runs: the GPU when there is one, and under torchrun the rank's own GPU
-    (`cuda:LOCAL_RANK`), so that the processes of one machine do not all encode on the first."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda":
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return device
-
-
 def prepare_dataset(
     samples: Sequence[Sample],
     processor,
     out: Path,
     model_id: str,
+    settings: PrepareSettings | None = None,
     *,
-    workers: int | None = None,
-    skip_bad: bool = False,
-    shard_size: int = DEFAULT_SHARD_SIZE,
     skipped: Sequence[Skipped] = (),
-    min_seconds: float = MIN_SECONDS,
-    max_seconds: float = MAX_SECONDS,
     source_dir: Path | None = None,
-    text_normalisation: TextNormalisation = "none",
 ) -> dict:
-    """Encode every distinct clip of `samples` once and write a prepared dataset to `out`, clip paths
-    relative to `source_dir` (the manifest's folder) or not at all, never absolute (`PrepareRun.recorded`).
+    """Encode every distinct clip of `samples` once and write a prepared dataset to `out`, as `settings`
+    (default `PrepareSettings()`) ask, clip paths relative to `source_dir` (the manifest's folder) or not at
+    all, never absolute (`PrepareRun.recorded`).
 
     Resumes an interrupted run; does nothing for a finished one. Under torchrun or accelerate launch each
     process encodes its share of the clips (RANK, WORLD_SIZE from the environment). A bad clip raises a
-    `SampleError` naming the first sample that uses it, unless `skip_bad`, which leaves out every sample
-    using it and lists them, with `skipped` (entries already dropped from the manifest), in skipped.jsonl.
-    Bad means what `higgs-tune validate` calls an error: unreadable, a clip outside [`min_seconds`,
-    `max_seconds`] (the same defaults), or a reference that is the target itself (the same bytes).
-    The texts are stored normalised by `text_normalisation` (`data.text_normalisation`), and the index
-    records it, so that training prompts with it and clones normalise their texts the same way.
+    `SampleError` naming the first sample that uses it, unless `settings.skip_bad`, which leaves out every
+    sample using it and lists them, with `skipped` (entries already dropped from the manifest), in
+    skipped.jsonl. Bad means what `higgs-tune validate` calls an error: unreadable, a clip outside the
+    settings' [`min_seconds`, `max_seconds`] (the same defaults), or a reference that is the target itself.
+    The texts are stored normalised by `settings.text_normalisation` (`data.text_normalisation`), and the
+    index records it, so that training prompts with it and clones normalise their texts the same way.
     Returns the index (also written to `out/index.json`), in every process.
 
     Several processes must see `out` on one file system: they coordinate through files in it alone; another
     run writing `out` meanwhile is refused (`prepared.lock`). Loading workers (`workers` > 0, default up
     to 4) are spawned, so a calling script needs the usual `if __name__ == "__main__":` guard.
     """
-    _check_settings(shard_size, min_seconds, max_seconds)
-    out, (rank, world), bounds = Path(out), process_rank(), (min_seconds, max_seconds)
-    samples = [normalise_sample(s, text_normalisation) for s in samples]
-    source = source_digest(samples, skipped, model_id, bounds, text_normalisation)
+    s = settings or PrepareSettings()
+    out, (rank, world) = Path(out), process_rank()
+    samples = [normalise_sample(x, s.text_normalisation) for x in samples]
+    source = source_digest(samples, skipped, model_id, s.bounds, s.text_normalisation)
     index = _already_prepared(out, source)
     if index is not None:
         return index
@@ -159,24 +142,17 @@ def prepare_dataset(
             processor=processor,
             model_id=model_id,
             source=source,
-            skip_bad=skip_bad,
-            workers=default_workers() if workers is None else workers,
+            skip_bad=s.skip_bad,
+            workers=default_workers() if s.workers is None else s.workers,
             rank=rank,
             world=world,
-            shard_size=shard_size,
-            bounds=bounds,
-            digest=run_digest(source, assignment, skip_bad, world, shard_size),
+            shard_size=s.shard_size,
+            bounds=s.bounds,
+            digest=run_digest(source, assignment, s.skip_bad, world, s.shard_size),
             source_dir=source_dir,
-            text_normalisation=text_normalisation,
+            text_normalisation=s.text_normalisation,
         )
         return _encode_and_finish(run)
-
-
-def _check_settings(shard_size: int, min_seconds: float, max_seconds: float) -> None:
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
-    if not 0 <= min_seconds < max_seconds:
-        raise ValueError(f"need 0 <= min_seconds < max_seconds, got {min_seconds} and {max_seconds}")
 
 
 def _already_prepared(out: Path, source: str) -> dict | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from higgs_tune.errors import UserError
 from higgs_tune.model.reference import ModelNotFoundError, check_model_reference
@@ -20,6 +21,15 @@ log = logging.getLogger(__name__)
 # its tiny ones there).
 EVAL_MODELS_ASR = "eval-models/asr"
 EVAL_MODELS_SPEAKER = "eval-models/speaker"
+
+
+class MeasuringModels(NamedTuple):
+    """The loaded ASR (`scoring.asr.Transcriber`) and speaker encoder
+    (`scoring.speaker.SpeakerEncoder`), by name: the scorers take both, the reference embeddings only the
+    speaker encoder."""
+
+    transcriber: Any
+    speaker: Any
 
 
 class MeasuringModelError(UserError):
@@ -57,7 +67,7 @@ def measuring_models(model_id: str, asr_model: str = "", speaker_model: str = ""
 
 def load_measuring_models(
     asr_model: str, speaker_model: str, language: str | None, device: str, batch_size: int
-):
+) -> MeasuringModels:
     """The transcriber and the speaker encoder, or a `MeasuringModelError` naming the one that failed."""
     from higgs_tune.scoring.asr import Transcriber
     from higgs_tune.scoring.speaker import SpeakerEncoder
@@ -79,4 +89,4 @@ def load_measuring_models(
         raise MeasuringModelError(
             f"cannot load the {what} {name!r} ({reason}); pass another with {option}"
         ) from e
-    return transcriber, speaker
+    return MeasuringModels(transcriber, speaker)

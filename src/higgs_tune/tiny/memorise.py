@@ -25,6 +25,7 @@ from higgs_tune.inference.settings import SamplingConfig
 from higgs_tune.model.loading import load_processor
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.prepared.prepare import prepare_dataset
+from higgs_tune.prepared.settings import PrepareSettings
 from higgs_tune.training.run import train
 from higgs_tune.typed_config import load_config
 
@@ -142,7 +143,9 @@ def memorise(
     rebuilt each time); returns the checkpoint. With a few samples it stops like them: a model to sample
     candidates from that really ends its clips (the preference tests)."""
     data = out / "prepared"
-    prepare_dataset(samples, load_processor(model), data, model_id=str(model), workers=0)
+    prepare_dataset(
+        samples, load_processor(model), data, model_id=str(model), settings=PrepareSettings(workers=0)
+    )
     cfg = memorise_config(model, data, out / "run", steps, learning_rate)
     return train(cfg, overwrite=True, previews=TrainingPreviews)
 
