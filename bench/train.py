@@ -128,9 +128,11 @@ def compare(args: argparse.Namespace) -> None:
     from higgs_tune.config import PromptConfig
     from higgs_tune.model.loading import load_processor
     from higgs_tune.prepared.dataset import PreparedData
-    from higgs_tune.training.examples import example_lengths
+    from higgs_tune.training.examples import prepared_lengths
 
-    lengths = example_lengths(load_processor(spec["model"]), PreparedData(Path(spec["data"])), PromptConfig())
+    lengths = prepared_lengths(
+        load_processor(spec["model"]), PreparedData(Path(spec["data"])), PromptConfig()
+    )
     audio_total = sum(c["seconds"] for c in spec["clips"])
     print_table(results, args)
     print(

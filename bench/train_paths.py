@@ -114,7 +114,7 @@ def run_naive(spec: dict, args: argparse.Namespace, device: torch.device) -> dic
     torch.manual_seed(0)
     cfg = bench_config(spec, args, device)
     processor = load_processor(spec["model"])
-    wrapped = build_model(cfg, uses_bf16(cfg)).to(device)
+    wrapped = build_model(cfg, uses_bf16(cfg.bf16)).to(device)
     model = wrapped.model.train()  # the peft model: its own forward and loss, not our loss wrapper
     optimizer = build_optimizer(cfg, wrapped)
     order = list(range(len(spec["samples"])))

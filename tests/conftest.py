@@ -317,7 +317,7 @@ def synthetic_prefs(prepared_dir: Path, model: Path, out: Path, pairs: int = 6, 
 
     data = PreparedData(prepared_dir)
     (out / "codes").mkdir(parents=True)
-    write_json(out / "settings.json", {"model": str(model), "adapter": "None"})
+    write_json(out / "settings.json", {"model": str(model), "adapter": None})
     write_json(out / "prompt.json", asdict(PromptConfig()))
     lines = []
     for i in range(pairs):

@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 from conftest import fast_tiny_eval_models
 
+from higgs_tune.data import preference_folder
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.errors import UserError
 from higgs_tune.inference.settings import LengthLimit
-from higgs_tune.preferences import store
 from higgs_tune.preferences.run import PrefsSettings, make_preferences
-from higgs_tune.training.preference_data import read_pairs, read_prompt
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,8 @@ def made(tiny_model_dir, sample_data_dir, settings, tmp_path_factory) -> tuple[l
 def test_prefs_writes_every_prompt_whole_and_a_rerun_does_nothing_new(tiny_model_dir, settings, made) -> None:
     samples, out, summary = made
     assert summary["prompts"] == 2
-    assert read_prompt(out)["system_prompt"] == "Generate audio following instruction."
+    assert preference_folder.read_prompt(out)["system_prompt"] == "Generate audio following instruction."
+    assert json.loads((out / "settings.json").read_text())["adapter"] is None  # null, not the string "None"
     records = [json.loads(p.read_text()) for p in sorted((out / "prompts").glob("*.json"))]
     assert sorted(r["id"] for r in records) == sorted(s.id for s in samples)
     for r in records:
@@ -79,7 +79,7 @@ def test_a_rerun_after_the_manifest_changed_makes_the_changed_prompt_again(
     assert sorted(records) == sorted([a.id, b.id]) and summary["prompts"] == 2
     assert records[a.id]["text"] == changed[0].text
     after = {p.name: p.stat().st_mtime_ns for p in (out / "prompts").glob("*.json")}
-    assert {n for n in after if after[n] != before[n]} == {f"{store.prompt_key(a.id)}.json"}
+    assert {n for n in after if after[n] != before[n]} == {f"{preference_folder.prompt_key(a.id)}.json"}
     lines = [json.loads(x) for x in (out / "prefs.jsonl").read_text().splitlines()]
     assert [x["text"] for x in lines if x["id"] == a.id] == [changed[0].text] * len(records[a.id]["pairs"])
     kept = {
@@ -103,21 +103,21 @@ def test_a_prompt_digest_changes_with_its_texts_and_reference_bytes_not_its_refe
         replace(x, scene="A hall."),
         replace(x, ref_audio=other),
     ]
-    digest, same, *different = store.prompt_digests([x, replace(x, ref_audio=moved), *variants])
+    digest, same, *different = preference_folder.prompt_digests([x, replace(x, ref_audio=moved), *variants])
     assert same == digest and len({digest, *different}) == 1 + len(variants)
 
 
 def test_prefs_refuses_to_continue_with_other_settings(tmp_path) -> None:
-    store.check_settings(tmp_path, {"candidates": 3, "margin": 0.05})
+    preference_folder.check_settings(tmp_path, {"candidates": 3, "margin": 0.05})
     with pytest.raises(UserError, match="other settings \\(margin\\)"):
-        store.check_settings(tmp_path, {"candidates": 3, "margin": 0.1})
+        preference_folder.check_settings(tmp_path, {"candidates": 3, "margin": 0.1})
 
 
 def test_pairs_file_lists_chosen_and_rejected_codes_in_manifest_order(tmp_path: Path) -> None:
     codes = {i: np.full((8, 5 + i), i, dtype=np.int64) for i in range(3)}
     for sample_id, pairs in (("b", [[2, 0]]), ("a", []), ("c", [[1, 0], [2, 0]])):
         record = {
-            "key": store.prompt_key(sample_id),
+            "key": preference_folder.prompt_key(sample_id),
             "id": sample_id,
             "ref_text": "r",
             "text": "t",
@@ -125,9 +125,9 @@ def test_pairs_file_lists_chosen_and_rejected_codes_in_manifest_order(tmp_path: 
             "pairs": pairs,
             "spread": 2.0,
         }
-        store.write_prompt(tmp_path, record, codes[0], {i: codes[i] for p in pairs for i in p})
-    summary = store.finish(tmp_path, [store.prompt_key(x) for x in ("a", "b", "c")])
-    pairs = read_pairs(tmp_path)
+        preference_folder.write_prompt(tmp_path, record, codes[0], {i: codes[i] for p in pairs for i in p})
+    summary = preference_folder.finish(tmp_path, [preference_folder.prompt_key(x) for x in ("a", "b", "c")])
+    pairs = preference_folder.read_pairs(tmp_path)
     assert [(p["id"], p["chosen"]["reward"], p["rejected"]["reward"]) for p in pairs] == [
         ("b", 2.0, 0.0),
         ("c", 1.0, 0.0),

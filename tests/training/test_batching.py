@@ -10,7 +10,7 @@ from higgs_tune.config import PromptConfig, TrainConfig
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.training.batching import FixedBatches, TokenBudgetBatches, padded_size, padding_fraction
 from higgs_tune.training.collate import Collator
-from higgs_tune.training.examples import ExampleDataset, example_lengths
+from higgs_tune.training.examples import ExampleDataset, prepared_lengths
 from higgs_tune.training.trainer import Trainer
 from higgs_tune.typed_config import load_config
 
@@ -26,15 +26,15 @@ def _plans(lengths, budget, world, seed=0):
 
 
 @pytest.mark.parametrize(
-    "settings",
+    "prompt",
     [PromptConfig(), PromptConfig(system_prompt="  Clone   this voice, please.\n", scene="A small room.")],
 )
-def test_lengths_are_exact_without_building_examples(processor, prepared_dir, settings):
+def test_lengths_are_exact_without_building_examples(processor, prepared_dir, prompt):
     data = PreparedData(prepared_dir)
-    dataset = ExampleDataset(data, processor, settings, learn_text=True)
+    dataset = ExampleDataset(data, processor, prompt, learn_text=True)
     built = [dataset[i].num_tokens for i in range(len(dataset))]
     assert dataset.lengths() == built
-    assert example_lengths(processor, data, settings, [3, 1], chunk=1) == [built[3], built[1]]
+    assert prepared_lengths(processor, data, prompt, [3, 1], chunk=1) == [built[3], built[1]]
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 8])

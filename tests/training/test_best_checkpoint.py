@@ -93,20 +93,18 @@ def test_a_metric_for_a_codebook_the_model_lacks_fails_before_training(
 
 
 def test_resume_continues_the_best_and_the_patience_count():
-    from higgs_tune.config import TrainConfig
     from higgs_tune.training.best import BestCheckpoint
 
-    cfg = TrainConfig(metric_for_best_model="eval_eos_prob", early_stopping_patience=2)
-    before = BestCheckpoint(cfg)
+    before = BestCheckpoint("eval_eos_prob", True, patience=2, threshold=0.0)
     assert [before.update({"eval_eos_prob": p}, step) for step, p in ((1, 0.5), (2, 0.7), (3, 0.6))] == [
         True,
         True,
         False,
     ]
-    resumed = BestCheckpoint(cfg)
+    resumed = BestCheckpoint("eval_eos_prob", True, patience=2, threshold=0.0)
     resumed.restore(before.state())
     assert (resumed.best_step, resumed.best_value, resumed.evaluations_without_improvement) == (2, 0.7, 1)
     assert not resumed.update({"eval_eos_prob": 0.65}, 4) and resumed.should_stop()
-    other = BestCheckpoint(TrainConfig(metric_for_best_model="eval_loss"))
+    other = BestCheckpoint("eval_loss", False, patience=None, threshold=0.0)
     other.restore(before.state())  # tracked by another metric: starts afresh
     assert other.best_step is None

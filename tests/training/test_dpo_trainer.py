@@ -21,7 +21,6 @@ from higgs_tune.model.loading import load_finetuned, load_model
 from higgs_tune.training.dpo import clip_logprobs
 from higgs_tune.training.dpo_trainer import DpoTrainer
 from higgs_tune.training.loss import CloningLossModel
-from higgs_tune.training.preference_data import PreferenceData
 from higgs_tune.training.run import train
 from higgs_tune.typed_config import ConfigError, load_config
 
@@ -148,28 +147,6 @@ def test_dpo_from_an_adapter_with_dropout_starts_at_the_reference(
     # run); with the adapter's dropout on, the tiny model starts 6e-5 off ln 2 at a margin of 1.2e-4.
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-5)
     assert first["reward_margin"] == pytest.approx(0.0, abs=1e-5)
-
-
-def test_pair_lengths_are_those_of_the_built_examples_under_text_normalisation(
-    tiny_model_dir, prepared_dir, processor, tmp_path
-) -> None:
-    """The candidates were cloned with arabic_no_diacritics: lengths are planned on the texts as the prompt
-    holds them (diacritics gone, about half the characters here), not as prefs.jsonl records them."""
-    from accelerate import Accelerator
-
-    prefs = synthetic_prefs(prepared_dir, tiny_model_dir, tmp_path / "prefs", pairs=4)
-    prompt = json.loads((prefs / "prompt.json").read_text())
-    (prefs / "prompt.json").write_text(json.dumps({**prompt, "text_normalisation": "arabic_no_diacritics"}))
-    voweled = "ذَهَبَ الوَلَدُ إِلَى المَدْرَسَةِ وَقَرَأَ الكِتَابَ "
-    lines = [json.loads(line) for line in (prefs / "prefs.jsonl").read_text().splitlines()]
-    lines = [{**r, "ref_text": voweled * 2, "text": voweled * (3 + i)} for i, r in enumerate(lines)]
-    (prefs / "prefs.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
-    data = PreferenceData(
-        dpo_config(tiny_model_dir, prefs, tmp_path / "run"), processor, Accelerator(cpu=True), tmp_path
-    )
-    pairs = [data.train_set[i] for i in range(len(data.train_set))]
-    built = [max(p.chosen.num_tokens, p.rejected.num_tokens) for p in pairs]
-    assert [data.lengths[i] for i in data.train_set.indices] == built
 
 
 def test_a_resumed_dpo_run_continues_exactly(tiny_model_dir, prefs_dir, tmp_path) -> None:

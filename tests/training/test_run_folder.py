@@ -12,7 +12,7 @@ from conftest import train_config
 
 import higgs_tune
 from higgs_tune import checkpoint
-from higgs_tune.training.data import TooFewSamplesError
+from higgs_tune.training.run_data import TooFewSamplesError
 from higgs_tune.training.run_folder import RunFolderError
 from higgs_tune.training.trainer import Trainer
 

@@ -185,8 +185,11 @@ def test_report_to_is_checked(tiny_model_dir, prepared_dir, tmp_path):
     assert "unknown tracker 'tensorbord'; choose from tensorboard, wandb, trackio, none" in str(e.value)
     with pytest.raises(ConfigError, match="'none' cannot be combined"):
         train_config(tiny_model_dir, prepared_dir, tmp_path, "report_to=[none,wandb]")
-    assert log_with(train_config(tiny_model_dir, prepared_dir, tmp_path, "report_to=[none]")) is None
-    (tensorboard,) = log_with(train_config(tiny_model_dir, prepared_dir, tmp_path))
+    assert (
+        log_with(train_config(tiny_model_dir, prepared_dir, tmp_path, "report_to=[none]").report_to, tmp_path)
+        is None
+    )
+    (tensorboard,) = log_with(train_config(tiny_model_dir, prepared_dir, tmp_path).report_to, tmp_path)
     assert isinstance(tensorboard, RunTensorBoard)
 
 
@@ -203,4 +206,4 @@ def test_a_tracker_whose_package_is_missing_is_a_config_error(
         importlib.util, "find_spec", lambda name: None if name == "wandb" else find_spec(name)
     )
     with pytest.raises(ConfigError, match="report_to: wandb needs the wandb package: pip install wandb"):
-        log_with(train_config(tiny_model_dir, prepared_dir, tmp_path, "report_to=[tensorboard,wandb]"))
+        log_with(["tensorboard", "wandb"], tmp_path)

@@ -96,13 +96,13 @@ def _run_system(model_id: str, adapter: Path | None, samples: list, out: Path, s
     The base model (no adapter) is always prompted with the base defaults, as it was trained; a fine-tune
     with the prompt settings saved in its checkpoint (`generate.load_for_cloning`).
     """
-    model, processor, settings = load_for_cloning(model_id, adapter)
+    model, processor, prompt = load_for_cloning(model_id, adapter)
     model.to(s.device)
-    rows = clone_manifest(model, processor, samples, out, settings, s.sampling, s.limit, s.batch_size)
-    health = teacher_forced_stop_health(model, processor, samples, settings, s.batch_size)
+    rows = clone_manifest(model, processor, samples, out, prompt, s.sampling, s.limit, s.batch_size)
+    health = teacher_forced_stop_health(model, processor, samples, prompt, s.batch_size)
     del model
     gc.collect()
-    return SystemRun(rows, settings, health)
+    return SystemRun(rows, prompt, health)
 
 
 def score_systems(

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @torch.inference_mode()
 def teacher_forced_stop_health(
-    model, processor, samples: list, settings: PromptConfig, batch_size: int = 8
+    model, processor, samples: list, prompt: PromptConfig, batch_size: int = 8
 ) -> dict[str, float] | None:
     """Stop-health figures of `model` over the samples that have target audio; None when none has."""
     targets = [s for s in samples if s.audio is not None]
@@ -48,7 +48,7 @@ def teacher_forced_stop_health(
     for start in range(0, len(targets), batch_size):
         examples = [
             build_example(
-                processor, s.id, s.ref_text, clip(s.ref_audio), s.text, clip(s.audio), settings, scene=s.scene
+                processor, s.id, s.ref_text, clip(s.ref_audio), s.text, clip(s.audio), prompt, scene=s.scene
             )
             for s in targets[start : start + batch_size]
         ]

@@ -64,7 +64,7 @@ def clone_samples(
     model,
     processor,
     items: list[dict],
-    settings: PromptConfig,
+    prompt: PromptConfig,
     sampling: SamplingConfig,
     frame_limits: list[int],
 ) -> list[Clone]:
@@ -73,7 +73,7 @@ def clone_samples(
     sr = processor.feature_extractor.sampling_rate
     clones = []
     for item, generated in zip(
-        items, generate_codes(model, processor, items, settings, sampling, frame_limits), strict=True
+        items, generate_codes(model, processor, items, prompt, sampling, frame_limits), strict=True
     ):
         audio = decode_codes(processor, generated.codes)
         stopped = generated.stopped_by_eos
@@ -88,7 +88,7 @@ def clone_one(
     ref_audio: Path,
     ref_text: str,
     text: str,
-    settings: PromptConfig,
+    prompt: PromptConfig,
     sampling: SamplingConfig,
     *,
     max_seconds: float,
@@ -100,11 +100,11 @@ def clone_one(
     item = {"ref_text": ref_text, "ref_codes": encode_file(processor, ref_audio), "text": text}
     frames = int(max_seconds * rate)
     problem = context_problem(
-        model, prompt_length(processor, item, settings), frames, item["ref_codes"].shape[0]
+        model, prompt_length(processor, item, prompt), frames, item["ref_codes"].shape[0]
     )
     if problem is not None:
         raise SampleError("clone", problem)
-    return clone_samples(model, processor, [item], settings, sampling, [frames])[0]
+    return clone_samples(model, processor, [item], prompt, sampling, [frames])[0]
 
 
 def clone_manifest(
@@ -112,7 +112,7 @@ def clone_manifest(
     processor,
     samples: list,
     out: Path,
-    settings: PromptConfig,
+    prompt: PromptConfig,
     sampling: SamplingConfig,
     limit: LengthLimit,
     batch_size: int = 8,
@@ -143,7 +143,7 @@ def clone_manifest(
         for s in samples
     ]
     limits = [limit.frames(s.text, rate) for s in samples]
-    kept, too_long = screen_prompts(model, processor, samples, items, limits, settings)
+    kept, too_long = screen_prompts(model, processor, samples, items, limits, prompt)
     skipped += too_long
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / SKIPPED_FILE, skipped)
@@ -151,10 +151,10 @@ def clone_manifest(
     for start in tqdm(range(0, len(kept), batch_size), desc="clone", unit="batch"):
         batch = kept[start : start + batch_size]
         clones = clone_samples(
-            model, processor, [items[i] for i in batch], settings, sampling, [limits[i] for i in batch]
+            model, processor, [items[i] for i in batch], prompt, sampling, [limits[i] for i in batch]
         )
         rows += [
-            _write_clone(samples[i], clone, out, processor, settings)
+            _write_clone(samples[i], clone, out, processor, prompt)
             for i, clone in zip(batch, clones, strict=True)
         ]
     write_jsonl(out / RESULTS_FILE, rows)
@@ -222,14 +222,14 @@ def screen_references(samples: list) -> tuple[list, list[dict]]:
 
 
 def screen_prompts(
-    model, processor, samples: list, items: list[dict], limits: list[int], settings: PromptConfig
+    model, processor, samples: list, items: list[dict], limits: list[int], prompt: PromptConfig
 ) -> tuple[list[int], list[dict]]:
     """(indices of the samples to clone, skipped) by whether each sample's prompt (`items`) and frame limit
     (`limits`) fit the model's positions (`generate.context_problem`): one that does not is skipped, logged
     and counted (rows of `skipped.jsonl`: id, code, problem), before any generation."""
     kept, skipped = [], []
     for i, (s, item, frames) in enumerate(zip(samples, items, limits, strict=True)):
-        length = prompt_length(processor, item, settings)
+        length = prompt_length(processor, item, prompt)
         problem = context_problem(model, length, frames, item["ref_codes"].shape[0])
         if problem is None:
             kept.append(i)
@@ -265,7 +265,7 @@ def check_manifest_output(out: Path, samples: list, inputs: list[Path], overwrit
         check_output_file(out / name, "--out", overwrite=True, inputs=inputs)
 
 
-def _write_clone(sample, clone: Clone, out: Path, processor, settings: PromptConfig) -> dict:
+def _write_clone(sample, clone: Clone, out: Path, processor, prompt: PromptConfig) -> dict:
     """Write one clone's codes and audio into `out`; returns its row of `results.jsonl`. A clone without
     audio is recorded without a wav, never dropped. The row holds the text as given and as the model was
     given it (`spoken_text`: after the prompt's text normalisation), so a report can show both."""
@@ -280,7 +280,7 @@ def _write_clone(sample, clone: Clone, out: Path, processor, settings: PromptCon
         "wav": wav,
         "codes": f"{name}.npy",
         "text": sample.text,
-        "spoken_text": spoken_texts(sample.ref_text, sample.text, settings)[1],
+        "spoken_text": spoken_texts(sample.ref_text, sample.text, prompt)[1],
         "ref_audio": str(sample.ref_audio),
         "seconds": clone.codes.shape[1] / processor.audio_tokenizer.config.frame_rate,
         "stopped_by_eos": clone.stopped_by_eos,

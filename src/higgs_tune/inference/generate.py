@@ -106,13 +106,13 @@ def generated_positions(frame_limit: int, num_codebooks: int) -> int:
     return frame_limit + 1 + num_codebooks
 
 
-def prompt_length(processor, item: dict, settings: PromptConfig) -> int:
+def prompt_length(processor, item: dict, prompt: PromptConfig) -> int:
     """Positions the cloning prompt of `item` (as `generate_codes` takes it) fills, its reference audio
     included."""
-    prompt = build_prompt(
-        processor, item["ref_text"], item["ref_codes"], item["text"], settings, scene=item.get("scene")
+    tokens = build_prompt(
+        processor, item["ref_text"], item["ref_codes"], item["text"], prompt, scene=item.get("scene")
     )
-    return int(prompt.input_ids.shape[0])
+    return int(tokens.input_ids.shape[0])
 
 
 def context_problem(model, prompt_length: int, frame_limit: int, num_codebooks: int) -> str | None:
@@ -135,7 +135,7 @@ def generate_codes(
     model,
     processor,
     items: list[dict],
-    settings: PromptConfig,
+    prompt: PromptConfig,
     sampling: SamplingConfig,
     frame_limits: list[int],
 ) -> list[GeneratedCodes]:
@@ -145,7 +145,7 @@ def generate_codes(
     `frame_limits` caps each sample's generated audio frames; a sample cut there is flagged.
     """
     prompts = [
-        build_prompt(processor, it["ref_text"], it["ref_codes"], it["text"], settings, scene=it.get("scene"))
+        build_prompt(processor, it["ref_text"], it["ref_codes"], it["text"], prompt, scene=it.get("scene"))
         for it in items
     ]
     batch = _left_pad(prompts, processor.tokenizer.pad_token_id, processor.audio_stream_eos_id)
@@ -192,12 +192,12 @@ def load_for_cloning(
     `loading.load_finetuned`), or a merged folder's (`loading.model_prompt`; the base model's defaults for
     any other model), unless `system_prompt` / `scene` override them."""
     if adapter is None:
-        model, settings = load_model(model_id), model_prompt(model_id)
+        model, prompt = load_model(model_id), model_prompt(model_id)
     else:
-        model, settings = load_finetuned(model_id, adapter)
+        model, prompt = load_finetuned(model_id, adapter)
     if system_prompt is not None:
-        settings = replace(settings, system_prompt=system_prompt)
+        prompt = replace(prompt, system_prompt=system_prompt)
     if scene is not None:
-        settings = replace(settings, scene=scene)
+        prompt = replace(prompt, scene=scene)
     model.eval()
-    return model, load_processor(model_id), settings
+    return model, load_processor(model_id), prompt

@@ -32,13 +32,13 @@ log = logging.getLogger(__name__)
 class TrainingPreviews:
     """A fixed set of prompts (reference codes and texts from held-out samples) cloned at intervals."""
 
-    def __init__(self, processor, prompts: list, settings: PromptConfig, limit: LengthLimit | None = None):
+    def __init__(self, processor, prompts: list, prompt: PromptConfig, limit: LengthLimit | None = None):
         self.processor = processor
         self.items = [
             {"ref_text": p.ref_text, "ref_codes": p.ref_codes, "text": p.text, "scene": p.scene, "id": p.id}
             for p in prompts
         ]
-        self.settings = settings
+        self.prompt = prompt
         self.limit = limit or LengthLimit(max_seconds=15.0)
 
     def run(self, model, step: int, trackers: Trackers) -> dict:
@@ -52,7 +52,7 @@ class TrainingPreviews:
             devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []
         ):
             clones = clone_samples(
-                model, self.processor, self.items, self.settings, SamplingConfig(seed=0), limits
+                model, self.processor, self.items, self.prompt, SamplingConfig(seed=0), limits
             )
         model.train(was_training)
         checks = [clone.checks for clone in clones if clone.checks is not None]

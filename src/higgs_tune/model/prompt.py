@@ -58,15 +58,15 @@ def audio_positions(ids_of, input_ids: torch.Tensor) -> torch.Tensor:
 
 
 def build_conversation(
-    ref_text: str, text: str, settings: PromptConfig, scene: str | None = None, with_target: bool = True
+    ref_text: str, text: str, prompt: PromptConfig, scene: str | None = None, with_target: bool = True
 ) -> list[dict]:
     """The cloning conversation: system, [scene], user (reference transcript), assistant (reference audio),
     user (target text), and with `with_target` the assistant turn holding the target audio.
 
-    A sample's own scene description wins over the settings' default scene.
+    A sample's own scene description wins over the prompt settings' default scene.
     """
-    messages: list[dict] = [{"role": "system", "content": [{"type": "text", "text": settings.system_prompt}]}]
-    scene_text = scene if scene else settings.scene
+    messages: list[dict] = [{"role": "system", "content": [{"type": "text", "text": prompt.system_prompt}]}]
+    scene_text = scene if scene else prompt.scene
     if scene_text:
         messages.append({"role": "scene", "content": [{"type": "text", "text": scene_text}]})
     messages += [
@@ -79,11 +79,11 @@ def build_conversation(
     return messages
 
 
-def spoken_texts(ref_text: str, text: str, settings: PromptConfig) -> tuple[str, str]:
+def spoken_texts(ref_text: str, text: str, prompt: PromptConfig) -> tuple[str, str]:
     """The reference transcript and the target text as a prompt holds them: normalised by
-    `settings.text_normalisation`. The one place that applies it, so what plans a prompt's length without
+    `prompt.text_normalisation`. The one place that applies it, so what plans a prompt's length without
     building it (`examples.example_lengths`) sees the texts `build_prompt` tokenizes."""
-    how = settings.text_normalisation
+    how = prompt.text_normalisation
     return normalise_text(ref_text, how), normalise_text(text, how)
 
 
@@ -106,7 +106,7 @@ def build_prompt(
     ref_text: str,
     ref_codes: torch.Tensor,
     text: str,
-    settings: PromptConfig,
+    prompt: PromptConfig,
     target_codes: torch.Tensor | None = None,
     scene: str | None = None,
 ) -> PromptTokens:
@@ -114,17 +114,17 @@ def build_prompt(
 
     With `target_codes` the target turn is included (training); without, the prompt ends where generation
     starts (cloning). Everything else is identical. The transcripts are normalised by
-    `settings.text_normalisation`, and every text is tokenized as plain text (`_tokenize`).
+    `prompt.text_normalisation`, and every text is tokenized as plain text (`_tokenize`).
     """
     with_target = target_codes is not None
     texts = [
-        *spoken_texts(ref_text, text, settings),
-        settings.system_prompt,
-        settings.scene,
+        *spoken_texts(ref_text, text, prompt),
+        prompt.system_prompt,
+        prompt.scene,
         scene,
     ]
     slots = [_TEXT_SLOT.format(i) if t else t for i, t in enumerate(texts)]
-    in_slots = replace(settings, system_prompt=slots[2], scene=slots[3])
+    in_slots = replace(prompt, system_prompt=slots[2], scene=slots[3])
     conversation = build_conversation(slots[0], slots[1], in_slots, scene=slots[4], with_target=with_target)
     rendered = processor.apply_chat_template(
         conversation, tokenize=False, add_generation_prompt=not with_target

@@ -20,7 +20,7 @@ def sample_candidates(
     model,
     processor,
     items: list[dict],
-    settings: PromptConfig,
+    prompt: PromptConfig,
     sampling: SamplingConfig,
     frame_limits: list[int],
     n: int,
@@ -30,7 +30,7 @@ def sample_candidates(
     for i in range(n):
         draw = sampling.model_copy(update={"seed": (sampling.seed or 0) + i})
         for clones, clone in zip(
-            per_item, clone_samples(model, processor, items, settings, draw, frame_limits), strict=True
+            per_item, clone_samples(model, processor, items, prompt, draw, frame_limits), strict=True
         ):
             clones.append(clone)
     return per_item

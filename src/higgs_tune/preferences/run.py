@@ -2,7 +2,7 @@
 
 The measuring models load first (a wrong name fails before any cloning); then prompts go in batches: each
 is cloned N times with sampling, every candidate is scored and given a reward, pairs are chosen, and the
-prompt is written whole (`store.write_prompt`). A rerun continues where a killed one stopped.
+prompt is written whole (`preference_folder.write_prompt`). A rerun continues where a killed one stopped.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from higgs_tune.command_settings import CommandSettings
+from higgs_tune.data import preference_folder
 from higgs_tune.data.audio import load_audio
 from higgs_tune.inference.settings import LengthLimit, SamplingConfig
 from higgs_tune.model.codes import encode_file
-from higgs_tune.preferences import store
 from higgs_tune.preferences.candidates import sample_candidates, score_candidates
 from higgs_tune.preferences.pairs import Strategy, choose_pairs
 from higgs_tune.preferences.reward import RewardWeights, candidate_reward
@@ -68,14 +68,16 @@ def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Pa
     from higgs_tune.inference.generate import load_for_cloning
 
     out = Path(out)
-    store.check_settings(out, {"model": model_id, "adapter": str(adapter), **s.model_dump()})
+    preference_folder.check_settings(
+        out, {"model": model_id, "adapter": None if adapter is None else str(adapter), **s.model_dump()}
+    )
     measuring = load_measuring_models(s.asr_model, s.speaker_model, s.language, s.device, s.batch_size)
-    model, processor, settings = load_for_cloning(model_id, adapter)
-    store.record_prompt(out, asdict(settings))
+    model, processor, prompt = load_for_cloning(model_id, adapter)
+    preference_folder.record_prompt(out, asdict(prompt))
     model.to(s.device)
-    keys = [store.prompt_key(x.id) for x in samples]
-    digests = store.prompt_digests(samples)
-    done = store.done_prompts(out)
+    keys = [preference_folder.prompt_key(x.id) for x in samples]
+    digests = preference_folder.prompt_digests(samples)
+    done = preference_folder.done_prompts(out)
     todo = [(x, d) for x, k, d in zip(samples, keys, digests, strict=True) if done.get(k) != d]
     log.info(
         "%d prompts, %d already done; %d candidates each",
@@ -101,10 +103,10 @@ def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Pa
             for x, r in zip(batch, refs, strict=True)
         ]
         limits = [s.limit.frames(x.text, rate) for x in batch]
-        candidates = sample_candidates(model, processor, items, settings, s.sampling, limits, s.candidates)
+        candidates = sample_candidates(model, processor, items, prompt, s.sampling, limits, s.candidates)
         for (sample, digest), ref, clones in zip(part, refs, candidates, strict=True):
             _finish_prompt(out, sample, digest, ref, clones, measuring, s)
-    summary = store.finish(out, keys)
+    summary = preference_folder.finish(out, keys)
     log.info(
         "%d prompts -> %d pairs in %s; %d skipped as all alike",
         summary["prompts"],
@@ -125,7 +127,7 @@ def _finish_prompt(
     s: PrefsSettings,
 ) -> None:
     """Score one prompt's candidates, pair them, and write the prompt whole, with the `digest` of what it
-    was cloned from (`store.prompt_digests`)."""
+    was cloned from (`preference_folder.prompt_digests`)."""
     speaker = measuring.speaker
     reference = speaker.embed([load_audio(sample.ref_audio)])[0]
     scores = score_candidates(clones, sample.text, reference, measuring, s.language)
@@ -135,7 +137,7 @@ def _finish_prompt(
     pairs = choose_pairs(rewards, s.strategy, s.margin)
     finite = [r for r in rewards if math.isfinite(r)]
     record = {
-        "key": store.prompt_key(sample.id),
+        "key": preference_folder.prompt_key(sample.id),
         "digest": digest,
         "id": sample.id,
         "ref_text": sample.ref_text,
@@ -146,7 +148,7 @@ def _finish_prompt(
         "spread": (max(finite) - min(finite)) if len(finite) > 1 else 0.0,
     }
     used = {i for pair in pairs for i in pair}
-    store.write_prompt(out, record, ref_codes, {i: clones[i].codes for i in sorted(used)})
+    preference_folder.write_prompt(out, record, ref_codes, {i: clones[i].codes for i in sorted(used)})
 
 
 def _json_number(x: float) -> float | None:

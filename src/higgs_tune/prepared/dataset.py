@@ -31,19 +31,26 @@ class PreparedSample:
     scene: str | None = None
 
 
+def read_index(root: Path) -> dict:
+    """A prepared dataset's index (what it was prepared with, its shards), alone: cheap at any size."""
+    root = Path(root)
+    index_path = root / "index.json"
+    if not index_path.exists():
+        raise FileNotFoundError(
+            f"{root}: not a prepared dataset (no index.json); run `higgs-tune prepare` first"
+        )
+    index = json.loads(index_path.read_text())
+    if index.get("format") != FORMAT:
+        raise ValueError(f"{index_path}: not a higgs-tune prepared dataset index")
+    return index
+
+
 class PreparedData:
     """Random access to a prepared dataset; codes are memory-mapped, no audio is read."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        index_path = self.root / "index.json"
-        if not index_path.exists():
-            raise FileNotFoundError(
-                f"{self.root}: not a prepared dataset (no index.json); run `higgs-tune prepare` first"
-            )
-        self.index = json.loads(index_path.read_text())
-        if self.index.get("format") != FORMAT:
-            raise ValueError(f"{index_path}: not a higgs-tune prepared dataset index")
+        self.index = read_index(self.root)
         self._shards: list[np.ndarray] = []
         self._clips: dict[str, tuple[int, int, int]] = {}
         for i, shard in enumerate(self.index["shards"]):

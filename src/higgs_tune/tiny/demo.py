@@ -30,8 +30,8 @@ from higgs_tune.tiny.dataset import write_synthetic_dataset
 from higgs_tune.tiny.eval_models import build_tiny_eval_models
 from higgs_tune.tiny.memorise import MemorisedClone, memorise_and_clone
 from higgs_tune.tiny.model import build_tiny_model
-from higgs_tune.training.data import split_indices
 from higgs_tune.training.run import train
+from higgs_tune.training.run_data import held_out_split
 from higgs_tune.typed_config import load_config
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
     train_losses = [r["loss"] for r in losses if "loss" in r]
 
     prepared = PreparedData(paths["prepared"])
-    train_idx, held_out = split_indices(prepared, cfg.eval_fraction, cfg.seed)
+    train_idx, held_out = held_out_split([r["id"] for r in prepared.records], cfg.eval_fraction, cfg.seed)
     sample = next(s for s in samples if s.id == prepared.records[train_idx[0]]["id"])
     log.info("6/7 memorise training sample %s alone (full fine-tune), then clone it greedily", sample.id)
     memorised = memorise_and_clone(paths["model"], sample, prepared, out / "memorise")

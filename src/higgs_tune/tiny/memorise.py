@@ -97,19 +97,19 @@ def memorise_and_clone(
     `prepared` (the main run's prepared data). Writes into `out`: the one-sample data, the run, clone.wav."""
     target = prepared_target(prepared, sample.id)
     checkpoint = memorise(model, [sample], out, steps)
-    clone_model, processor, settings = load_for_cloning(str(model), checkpoint)
-    return clone_memorised(clone_model, processor, settings, sample, target, out / "clone.wav")
+    clone_model, processor, prompt = load_for_cloning(str(model), checkpoint)
+    return clone_memorised(clone_model, processor, prompt, sample, target, out / "clone.wav")
 
 
 def clone_memorised(
-    model, processor, settings: PromptConfig, sample: Sample, target: np.ndarray, wav: Path | None = None
+    model, processor, prompt: PromptConfig, sample: Sample, target: np.ndarray, wav: Path | None = None
 ) -> MemorisedClone:
-    """Clone `sample` greedily with `model` (trained on it) and `settings` (its training prompt), and
+    """Clone `sample` greedily with `model` (trained on it) and `prompt` (its training prompt), and
     compare with its `target` codes [K, T]; the clip is written to `wav` if given. At most twice the
     target's length plus a second is generated, so a clone that never stops is cut, not run on."""
     rate = processor.audio_tokenizer.config.frame_rate
     clone = clone_one(
-        model, processor, sample.ref_audio, sample.ref_text, sample.text, settings,
+        model, processor, sample.ref_audio, sample.ref_text, sample.text, prompt,
         SamplingConfig(greedy=True), max_seconds=2 * target.shape[1] / rate + 1.0,
     )  # fmt: skip
     sr = processor.feature_extractor.sampling_rate

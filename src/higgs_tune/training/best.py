@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 
-from higgs_tune.config import TrainConfig, metric_greater_is_better
 from higgs_tune.typed_config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -24,11 +23,13 @@ log = logging.getLogger(__name__)
 class BestCheckpoint:
     """Tracks the best value of `metric_for_best_model` and the evaluations since it last improved."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        self.metric = cfg.metric_for_best_model
-        self.greater_is_better = metric_greater_is_better(cfg)
-        self.patience = cfg.early_stopping_patience
-        self.threshold = cfg.early_stopping_threshold
+    def __init__(self, metric: str, greater_is_better: bool, patience: int | None, threshold: float) -> None:
+        """`metric` is `metric_for_best_model`, `greater_is_better` its direction
+        (`config.metric_greater_is_better`), `patience` and `threshold` those of early stopping."""
+        self.metric = metric
+        self.greater_is_better = greater_is_better
+        self.patience = patience
+        self.threshold = threshold
         self.best_value: float | None = None
         self.best_step: int | None = None
         self.evaluations_without_improvement = 0

@@ -13,18 +13,17 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.tracking import GeneralTracker
 from accelerate.utils import DistributedType, gather_object
 
-from higgs_tune.config import TrainConfig
-from higgs_tune.training.trackers import log_with
 
-
-def check_backends(cfg: TrainConfig) -> None:
-    """Fail before loading anything when the config or the launcher asks for a package that is missing."""
+def check_backends(attn_implementation: str, optim: str) -> None:
+    """Fail before loading anything when the config (its `attn_implementation` and `optim`) or the launcher
+    asks for a package that is missing."""
     needs = []
-    if cfg.attn_implementation == "flash_attention_2":
+    if attn_implementation == "flash_attention_2":
         needs.append(("flash_attn", "attn_implementation=flash_attention_2", "flash-attn"))
-    if cfg.optim == "adamw_8bit":
+    if optim == "adamw_8bit":
         needs.append(("bitsandbytes", "optim=adamw_8bit", "bitsandbytes"))
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         needs.append(("deepspeed", "the accelerate config (distributed_type: DEEPSPEED)", "deepspeed"))
@@ -35,22 +34,24 @@ def check_backends(cfg: TrainConfig) -> None:
         )
 
 
-def uses_bf16(cfg: TrainConfig) -> bool:
-    """Whether the run trains in bf16: asked for, or "auto" on hardware that supports it."""
-    return cfg.bf16 is True or (
-        cfg.bf16 == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    )
+def uses_bf16(bf16: bool | str) -> bool:
+    """Whether the run trains in bf16: asked for (the config's `bf16`), or "auto" on hardware that
+    supports it."""
+    return bf16 is True or (bf16 == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
-def make_accelerator(cfg: TrainConfig, bf16: bool) -> Accelerator:
-    """The run's accelerator, checked against what the launcher and the accelerate config asked for."""
+def make_accelerator(
+    gradient_accumulation_steps: int, bf16: bool, trackers: list[str | GeneralTracker] | None = None
+) -> Accelerator:
+    """The run's accelerator (logging to `trackers`: `trackers.log_with`), checked against what the
+    launcher and the accelerate config asked for."""
     acc = Accelerator(
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_accumulation_steps=gradient_accumulation_steps,
         mixed_precision="bf16" if bf16 else "no",
         # Without an accelerator, accelerate only runs distributed (gloo) when told it is on CPU;
         # otherwise `torchrun` on a CPU machine would start N independent single-process runs.
         cpu=not torch.accelerator.is_available(),
-        log_with=log_with(cfg),
+        log_with=trackers,
     )
     for engine, wanted in (("FSDP", DistributedType.FSDP), ("DEEPSPEED", DistributedType.DEEPSPEED)):
         asked = os.environ.get(f"ACCELERATE_USE_{engine}", "false").lower() == "true"

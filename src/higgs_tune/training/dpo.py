@@ -58,6 +58,12 @@ class PairCollator:
         return batch
 
 
+def chosen_and_rejected(rows: torch.Tensor, pairs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A pair batch's per-row values split into its chosen rows and its rejected rows (`PairCollator`
+    puts the `pairs` chosen clips first)."""
+    return rows[:pairs], rows[pairs:]
+
+
 def _labelled_frames(example: Example) -> int:
     """Labelled frames of an example (labelled codes over codebooks; the stream EOS counts as one)."""
     return int((example.audio_labels != IGNORE).sum()) // example.audio_labels.shape[1]
@@ -111,13 +117,15 @@ def dpo_step_loss(
     step_pairs = step_pairs or pairs
     logp = clip_logprobs(model, batch)
     reference = batch["reference_logp"].to(logp.device)
-    losses, figures = dpo_loss(logp[:pairs], logp[pairs:], reference[:pairs], reference[pairs:], beta)
+    losses, figures = dpo_loss(
+        *chosen_and_rejected(logp, pairs), *chosen_and_rejected(reference, pairs), beta
+    )
     parts = {k: v.sum() / step_pairs for k, v in figures.items()}
     parts["dpo_loss"] = losses.detach().sum() / step_pairs
     loss = losses.sum() / step_pairs
     if sft_weight > 0:
         frames = step_chosen_frames or max(batch["num_chosen_frames"], 1)
-        sft = -logp[:pairs].sum() / frames
+        sft = -chosen_and_rejected(logp, pairs)[0].sum() / frames
         loss = loss + sft_weight * sft
         parts["sft_loss"] = sft.detach()
     return loss, parts

@@ -16,40 +16,27 @@ import logging
 
 import torch
 
-from higgs_tune.model.loading import load_processor
 from higgs_tune.training.distributed import gather_from_ranks, sum_over_ranks
-from higgs_tune.training.dpo import clip_logprobs, dpo_loss, dpo_step_loss
+from higgs_tune.training.dpo import chosen_and_rejected, clip_logprobs, dpo_loss, dpo_step_loss
 from higgs_tune.training.preference_data import PreferenceData, Reference
 from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics
 from higgs_tune.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-# The held-out sums, in this order, then the chosen clips' stop-health sums.
-HELD_OUT = (
-    "dpo_loss",
-    "reward_accuracy",
-    "reward_margin",
-    "chosen_logp",
-    "rejected_logp",
-    "sft",
-    "frames",
-    "pairs",
-)
+PAIR_FIGURES = ("reward_accuracy", "reward_margin", "chosen_logp", "rejected_logp")
+"""The `dpo.dpo_loss` figures held-out evaluation reports (as `eval_<name>`, means over pairs)."""
+
+HELD_OUT = ("dpo_loss", *PAIR_FIGURES, "sft", "frames", "pairs")
+"""The held-out sums, in this order; the chosen clips' stop-health sums follow them in one vector."""
 
 
 class DpoTrainer(Trainer):
     """DPO on the pairs of `cfg.prefs`, from the starting model (`cfg.model`, plus `cfg.init_adapter`)."""
 
     STEP_COUNTS = ("num_pairs", "num_chosen_frames")
-
-    def _setup_data(self) -> None:
-        """The processor, the pairs and their batch plan, and the run's length in optimizer steps."""
-        self.processor = load_processor(self.cfg.model)
-        self.frame_rate = float(self.processor.audio_tokenizer.config.frame_rate)
-        self.data = PreferenceData(self.cfg, self.processor, self.accelerator, self.run_dir)
-        self.cfg = self.data.cfg  # its prompt is the one the candidates were cloned with
-        self.max_steps = self.cfg.max_steps or self.data.steps_for_epochs(self.cfg.num_train_epochs)
+    DATA = PreferenceData
+    data: PreferenceData
 
     def _setup_model_and_optimizer(self) -> None:
         super()._setup_model_and_optimizer()
@@ -75,8 +62,8 @@ class DpoTrainer(Trainer):
             with acc.autocast():
                 logp = clip_logprobs(self.model, self.to_device(batch)).double().cpu()
             if weight:
-                n = len(indices)
-                mine += zip(indices, logp[:n].tolist(), logp[n:].tolist(), strict=True)
+                chosen, rejected = chosen_and_rejected(logp, len(indices))
+                mine += zip(indices, chosen.tolist(), rejected.tolist(), strict=True)
         self.model.train()
         reference: Reference = {i: (c, r) for share in gather_from_ranks(acc, mine) for i, c, r in share}
         if acc.is_main_process:
@@ -105,18 +92,19 @@ class DpoTrainer(Trainer):
                 r = self.model(**self.to_device(rejected), per_row=True)
             ref = [b["reference_logp"].to(acc.device) for b in (chosen, rejected)]
             losses, figures = dpo_loss(-c.audio_per_row, -r.audio_per_row, *ref, self.cfg.dpo.beta)
-            sums = [losses.sum(), *(figures[name].sum() for name in HELD_OUT[1:5])]
+            sums = [losses.sum(), *(figures[name].sum() for name in PAIR_FIGURES)]
             sums += [c.audio_per_row.sum(), chosen["num_audio_frames"], len(losses)]
             totals += weight * torch.stack([torch.as_tensor(x, device=acc.device).double() for x in sums])
             health = health + weight * c.stop_health.to_vector()
         totals = sum_over_ranks(acc, torch.cat([totals, health]))
         self.model.train()
-        named = dict(zip(HELD_OUT, totals[: len(HELD_OUT)].tolist(), strict=True))
+        held_out, stop_health = totals[: len(HELD_OUT)], totals[len(HELD_OUT) :]
+        named = dict(zip(HELD_OUT, held_out.tolist(), strict=True))
         pairs = named["pairs"]
         metrics = {"eval_loss": named["dpo_loss"] / pairs}
-        metrics.update({f"eval_{name}": named[name] / pairs for name in HELD_OUT[1:5]})
+        metrics.update({f"eval_{name}": named[name] / pairs for name in PAIR_FIGURES})
         metrics["eval_sft_loss"] = named["sft"] / max(named["frames"], 1.0)
-        stop = stop_health_metrics(StopHealthSums.from_vector(totals[len(HELD_OUT) :], k))
+        stop = stop_health_metrics(StopHealthSums.from_vector(stop_health, k))
         return {**metrics, **{f"eval_{name}": v for name, v in stop.items()}}
 
     def _metrics(self, window: dict, steps: int, tok_s: float, audio_s: float, group: list[dict]) -> dict:

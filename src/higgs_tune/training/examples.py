@@ -7,6 +7,7 @@ takes as `labels` / `audio_labels`. The next-token shift happens later, once, in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,7 @@ from higgs_tune.model.prompt import (
     build_prompt,
     spoken_texts,
 )
+from higgs_tune.prepared.dataset import PreparedData
 
 IGNORE = -100
 """The label of a position or code that is not learned (PyTorch's cross-entropy `ignore_index`)."""
@@ -41,7 +43,7 @@ class Example:
 
 
 def mask_labels(
-    processor, prompt: PromptTokens, learn_text: bool, ended: bool = True
+    processor, tokens: PromptTokens, learn_text: bool, ended: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The one place that decides what is learned. Returns (labels [L], audio_labels [F, K]).
 
@@ -64,15 +66,15 @@ def mask_labels(
     A clip that did not end (`ended=False`: a generated candidate cut at its length limit, scored by DPO)
     has no stream-EOS label, since the model never chose to stop there: learned p = k+1 .. k+T.
     """
-    input_ids = prompt.input_ids
-    audio_labels = torch.full_like(prompt.audio_input_ids, IGNORE)
-    target_start, target_len = prompt.audio_segments[-1]
-    num_codebooks = prompt.audio_input_ids.shape[1]
+    input_ids = tokens.input_ids
+    audio_labels = torch.full_like(tokens.audio_input_ids, IGNORE)
+    target_start, target_len = tokens.audio_segments[-1]
+    num_codebooks = tokens.audio_input_ids.shape[1]
     num_frames = target_len - 2 - (num_codebooks - 1)  # T
     position = torch.arange(target_len)[:, None]
     codebook = torch.arange(num_codebooks)[None, :]
     learned = (position > codebook) & (position <= codebook + num_frames + int(ended))
-    target = prompt.audio_input_ids[target_start : target_start + target_len]
+    target = tokens.audio_input_ids[target_start : target_start + target_len]
     audio_labels[target_start : target_start + target_len] = torch.where(learned, target, IGNORE)
 
     labels = torch.full_like(input_ids, IGNORE)
@@ -89,66 +91,80 @@ def build_example(
     ref_codes: torch.Tensor,
     text: str,
     target_codes: torch.Tensor,
-    settings: PromptConfig,
+    prompt: PromptConfig,
     learn_text: bool = False,
     scene: str | None = None,
     ended: bool = True,
 ) -> Example:
     """A training example for one sample, built with the same prompt function as cloning uses (`ended`:
     see `mask_labels`)."""
-    prompt = build_prompt(
-        processor, ref_text, ref_codes, text, settings, target_codes=target_codes, scene=scene
+    tokens = build_prompt(
+        processor, ref_text, ref_codes, text, prompt, target_codes=target_codes, scene=scene
     )
-    labels, audio_labels = mask_labels(processor, prompt, learn_text, ended)
+    labels, audio_labels = mask_labels(processor, tokens, learn_text, ended)
     return Example(
         sample_id=sample_id,
-        input_ids=prompt.input_ids,
+        input_ids=tokens.input_ids,
         labels=labels,
-        audio_input_ids=prompt.audio_input_ids,
+        audio_input_ids=tokens.audio_input_ids,
         audio_labels=audio_labels,
     )
 
 
-def example_lengths(processor, data, settings: PromptConfig, indices=None, chunk: int = 1024) -> list[int]:
-    """Sequence length (text tokens plus audio positions) of each sample's example, without building it.
+def example_lengths(
+    processor, records: Sequence[dict], frames: Sequence[int], prompt: PromptConfig, chunk: int = 1024
+) -> list[int]:
+    """Sequence length (text tokens plus audio positions) of each example, without building it.
 
-    Exactly `build_example(...).num_tokens`, at a fraction of the cost: no codes are read (clip lengths
-    come from the prepared index) and no delay pattern is built. The conversation holds the texts as the
+    `records` hold each example's texts (`ref_text`, `text`, `scene`), `frames` the audio frames of its
+    two clips together (reference and target). Exactly `build_example(...).num_tokens`, at a fraction of
+    the cost: no codes are read and no delay pattern is built. The conversation holds the texts as the
     prompt does (`prompt.spoken_texts`: normalised), is rendered with the same chat template and tokenized
     in chunks by the fast tokenizer; each clip's single `<|AUDIO_OUT|>` placeholder becomes the clip's
     T + 2 + (K - 1) audio positions (stream BOS, T frames, stream EOS, and the K - 1 frames the delay
     pattern adds). Audio special tokens are atomic for the tokenizer, so the
     text around them tokenizes the same either way; a test checks equality against built examples.
     """
-    indices = range(len(data)) if indices is None else indices
     extra_per_clip = 2 + (processor.audio_tokenizer.config.num_quantizers - 1) - 1  # minus the placeholder
     lengths: list[int] = []
-    records = [data.records[i] for i in indices]
     for start in range(0, len(records), chunk):
         part = records[start : start + chunk]
         rendered = [
             processor.apply_chat_template(
-                build_conversation(
-                    *spoken_texts(r["ref_text"], r["text"], settings), settings, r.get("scene")
-                ),
+                build_conversation(*spoken_texts(r["ref_text"], r["text"], prompt), prompt, r.get("scene")),
                 tokenize=False,
             )
             for r in part
         ]
         ids = processor.tokenizer(rendered, add_special_tokens=False)["input_ids"]
-        for r, tokens in zip(part, ids, strict=True):
-            frames = data.clip_frames(r["ref_clip"]) + data.clip_frames(r["target_clip"])
-            lengths.append(len(tokens) + frames + 2 * extra_per_clip)
+        for tokens, n in zip(ids, frames[start : start + chunk], strict=True):
+            lengths.append(len(tokens) + n + 2 * extra_per_clip)
     return lengths
+
+
+def prepared_lengths(
+    processor,
+    data: PreparedData,
+    prompt: PromptConfig,
+    indices: Sequence[int] | None = None,
+    chunk: int = 1024,
+) -> list[int]:
+    """`example_lengths` of a prepared dataset's samples at `indices` (all by default): clip lengths come
+    from its index, no codes are read."""
+    records = [data.records[i] for i in (range(len(data)) if indices is None else indices)]
+    frames = [data.clip_frames(r["ref_clip"]) + data.clip_frames(r["target_clip"]) for r in records]
+    return example_lengths(processor, records, frames, prompt, chunk)
 
 
 class ExampleDataset(torch.utils.data.Dataset):
     """Examples built on the fly from a prepared dataset (codes only, no audio is decoded)."""
 
-    def __init__(self, data, processor, settings: PromptConfig, learn_text: bool, indices=None) -> None:
+    def __init__(
+        self, data: PreparedData, processor, prompt: PromptConfig, learn_text: bool, indices=None
+    ) -> None:
         self.data = data
         self.processor = processor
-        self.settings = settings
+        self.prompt = prompt
         self.learn_text = learn_text
         self.indices = list(range(len(data))) if indices is None else list(indices)
 
@@ -157,7 +173,7 @@ class ExampleDataset(torch.utils.data.Dataset):
 
     def lengths(self) -> list[int]:
         """Sequence length of every example, in dataset order, without building any (`example_lengths`)."""
-        return example_lengths(self.processor, self.data, self.settings, self.indices)
+        return prepared_lengths(self.processor, self.data, self.prompt, self.indices)
 
     def __getitem__(self, i: int) -> Example:
         s = self.data[self.indices[i]]
@@ -168,7 +184,7 @@ class ExampleDataset(torch.utils.data.Dataset):
             torch.from_numpy(s.ref_codes),
             s.text,
             torch.from_numpy(s.target_codes),
-            self.settings,
+            self.prompt,
             learn_text=self.learn_text,
             scene=s.scene,
         )

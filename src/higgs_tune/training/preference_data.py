@@ -1,13 +1,15 @@
 """A DPO run's data: the pairs of a preference folder, split, length-filtered and planned into micro-batches.
 
-`PreferenceData` is `TrainingData` for `objective: dpo`: the trainer takes this rank's micro-batches
-(`micro_batches`, inherited: the same resumable plan) and its share of the held-out set from it alike. A
-micro-batch holds `per_device_train_batch_size` pairs, so 2x that many clips (`dpo.PairCollator`).
+`PreferenceData` is the `run_data.RunData` of `objective: dpo`, as `data.TrainingData` is SFT's: the
+trainer takes this rank's micro-batches (`micro_batches`: the same resumable plan) and its share of the
+held-out set from it alike. A micro-batch holds `per_device_train_batch_size` pairs, so 2x that many clips
+(`dpo.PairCollator`). The folder is read through `data.preference_folder`, beside its writer.
 
 Every example is built by `build_example` with the prompt settings the candidates were cloned with
-(`prefs` records them), so DPO scores each clip under exactly the prompt that drew it. Pairs of one prompt
-stay on one side of the train / held-out split. The reference model's log-probabilities of every pair come
-from the reference pass (`DpoTrainer`), cached in the run folder under a key of everything they depend on.
+(`prefs` records them; `run_data.resolve_prompt` reads them), so DPO scores each clip under exactly the
+prompt that drew it. Pairs of one prompt stay on one side of the train / held-out split. The reference
+model's log-probabilities of every pair come from the reference pass (`DpoTrainer`), cached in the run
+folder under a key of everything they depend on.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -26,13 +27,13 @@ from accelerate import Accelerator
 
 from higgs_tune.checkpoint import resolve_checkpoint
 from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.data import preference_folder
 from higgs_tune.errors import UserError
-from higgs_tune.files import content_hash, read_jsonl, write_json, write_text_atomic
+from higgs_tune.files import content_hash, write_json, write_text_atomic
 from higgs_tune.prepared.dataset import PreparedSample
-from higgs_tune.training.batching import FixedBatches
-from higgs_tune.training.data import TooFewSamplesError, TrainingData
 from higgs_tune.training.dpo import PairCollator, PreferencePair
 from higgs_tune.training.examples import build_example, example_lengths
+from higgs_tune.training.run_data import RunData
 
 log = logging.getLogger(__name__)
 
@@ -40,49 +41,11 @@ Reference = dict[int, tuple[float, float]]
 """The reference model's log-probabilities (chosen, rejected) of each pair, by pair index."""
 
 
-def read_pairs(prefs: Path) -> list[dict]:
-    """The pairs of a preference folder, codes paths made absolute; a clear error when it is not one."""
-    path = Path(prefs) / "prefs.jsonl"
-    if not path.is_file():
-        raise UserError(
-            f"{prefs}: not a preference folder (no prefs.jsonl); make one with `higgs-tune prefs`"
-        )
-    pairs = read_jsonl(path)
-    if not pairs:
-        raise UserError(f"{path}: no pairs (every prompt's candidates were alike); see summary.json")
-    return pairs
-
-
-def read_prompt(prefs: Path) -> dict:
-    """The prompt settings a preference folder's candidates were cloned with."""
-    path = Path(prefs) / "prompt.json"
-    if not path.is_file():
-        raise UserError(
-            f"{prefs}: no prompt.json; make the folder again with this version of `higgs-tune prefs`"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def split_pairs(pairs: list[dict], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Deterministic train / held-out split of pairs by a hash of their prompt's id: a prompt's pairs share
-    a side, so no held-out pair has a training twin. At least one prompt is held out when `fraction` > 0
-    and two or more prompts exist."""
-    ids = sorted({p["id"] for p in pairs}, key=lambda i: hashlib.sha1(f"{seed}:{i}".encode()).hexdigest())
-    n_eval = max(1, round(len(ids) * fraction))
-    if fraction <= 0 or n_eval >= len(ids):
-        return list(range(len(pairs))), []
-    held_out = set(ids[:n_eval])
-    return (
-        [i for i, p in enumerate(pairs) if p["id"] not in held_out],
-        [i for i, p in enumerate(pairs) if p["id"] in held_out],
-    )
-
-
 class PairDataset(torch.utils.data.Dataset):
     """Preference pairs built on the fly from a preference folder's codes (no audio is decoded)."""
 
-    def __init__(self, root: Path, pairs: list[dict], processor, settings: PromptConfig, indices) -> None:
-        self.root, self.pairs, self.processor, self.settings = root, pairs, processor, settings
+    def __init__(self, root: Path, pairs: list[dict], processor, prompt: PromptConfig, indices) -> None:
+        self.root, self.pairs, self.processor, self.prompt = root, pairs, processor, prompt
         self.indices = list(indices)
         self.reference: Reference | None = None
 
@@ -109,7 +72,7 @@ class PairDataset(torch.utils.data.Dataset):
                 ref,
                 r["text"],
                 self.codes(side["codes"]),
-                self.settings,
+                self.prompt,
                 scene=r.get("scene"),
                 ended=side.get("stopped_by_eos", True),
             )
@@ -118,57 +81,41 @@ class PairDataset(torch.utils.data.Dataset):
         return PreferencePair(example(r["chosen"]), example(r["rejected"]), reference)
 
 
-class PreferenceData(TrainingData):
-    """The pairs of one DPO run, split, length-filtered and planned into this rank's micro-batches."""
+class PreferenceData(RunData):
+    """The pairs of one DPO run, split, length-filtered and planned into this rank's micro-batches.
 
-    def __init__(self, cfg: TrainConfig, processor, accelerator: Accelerator, run_dir: Path) -> None:
-        self.processor, self.accelerator, self.run_dir = processor, accelerator, run_dir
+    `prompt` is the run's resolved prompt settings (`run_data.resolve_prompt`): those the candidates were
+    cloned with. A pair's id is its prompt's, so a prompt's pairs share a side of the split.
+    """
+
+    ITEMS = "pairs"
+    MORE = "make more pairs (`prefs --candidates`, more prompts)"
+
+    def __init__(
+        self, cfg: TrainConfig, prompt: PromptConfig, processor, accelerator: Accelerator, run_dir: Path
+    ) -> None:
         self.root = Path(cfg.prefs)
-        self.pairs = read_pairs(self.root)
-        self.cfg = cfg = replace(cfg, prompt=self._prompt_of_candidates(cfg))
-        self._check_source(cfg)
-        frames = self._check_codes()
-        train_idx, eval_idx = split_pairs(self.pairs, cfg.eval_fraction, cfg.seed)
-        if cfg.eval_fraction > 0 and not eval_idx and accelerator.is_main_process:
-            log.warning("pairs of a single prompt: no held-out pairs, so no held-out DPO metrics")
-        self.lengths = self._pair_lengths(frames)
-        train_idx, eval_idx = self._skip_over_length(train_idx, eval_idx)
-        self.train_set = PairDataset(self.root, self.pairs, processor, cfg.prompt, train_idx)
-        self.eval_set = PairDataset(self.root, self.pairs, processor, cfg.prompt, eval_idx)
-        self.collator = PairCollator(processor)
-        self.plan = self._batch_plan()
+        self.pairs = preference_folder.read_pairs(self.root)
+        if accelerator.is_main_process:
+            _check_source(self.root, cfg.model, cfg.init_adapter)
+        self.frames = self._check_codes(processor)
+        super().__init__(
+            cfg, prompt, processor, accelerator, run_dir, self.root, [p["id"] for p in self.pairs]
+        )
 
-    def sample_id(self, i: int) -> str:
-        return self.pairs[i]["id"]
+    def _warn_no_held_out(self) -> None:
+        log.warning("pairs of a single prompt: no held-out pairs, so no held-out DPO metrics")
 
-    def _prompt_of_candidates(self, cfg: TrainConfig) -> PromptConfig:
-        """The prompt settings the candidates were cloned with: the only ones under which their
-        log-probabilities mean what DPO needs (the run's own `prompt` section gives way, with a note)."""
-        prompt = PromptConfig(**read_prompt(self.root))
-        if prompt != cfg.prompt and self.accelerator.is_main_process:
-            log.info("prompting as the candidates in %s were cloned: %s", self.root, asdict(prompt))
-        return prompt
+    def _dataset(self, indices: list[int]) -> PairDataset:
+        return PairDataset(self.root, self.pairs, self.processor, self.prompt, indices)
 
-    def _check_source(self, cfg: TrainConfig) -> None:
-        """Warn when the model trained is not the one that drew the candidates: DPO's reference is the
-        starting model, and its log-probabilities are only on-policy for the model that sampled them."""
-        made = json.loads((self.root / "settings.json").read_text(encoding="utf-8"))
-        drew = (made.get("model"), None if made.get("adapter") in (None, "None") else made.get("adapter"))
-        starts = (cfg.model, cfg.init_adapter)
-        if _norm(drew) != _norm(starts) and self.accelerator.is_main_process:
-            log.warning(
-                "the candidates in %s were drawn from model %s, adapter %s, but this run starts from model "
-                "%s, adapter %s: set model= and init_adapter= to the model that drew them, unless training "
-                "off-policy is meant",
-                self.root,
-                *drew,
-                *starts,
-            )
+    def _collator(self) -> PairCollator:
+        return PairCollator(self.processor)
 
-    def _check_codes(self) -> dict[str, int]:
-        """Every codes file exists with this codec's codebooks and code range (all problems at once);
-        returns each file's length in frames."""
-        codec = self.processor.audio_tokenizer.config
+    def _check_codes(self, processor) -> dict[str, int]:
+        """Every codes file exists with the codebooks and code range of `processor`'s codec (all problems
+        at once); returns each file's length in frames."""
+        codec = processor.audio_tokenizer.config
         k, size = codec.num_quantizers, codec.codebook_size
         problems, frames = [], {}
         paths = sorted(
@@ -197,29 +144,15 @@ class PreferenceData(TrainingData):
             )
         return frames
 
-    def _pair_lengths(self, frames: dict[str, int]) -> list[int]:
+    def _example_lengths(self) -> list[int]:
         """Each pair's sequence length: that of its longer clip's example (`examples.example_lengths`),
         from the codes files' lengths in frames (`_check_codes`)."""
-        records = []
-        for r in self.pairs:
-            longer = max(r["chosen"]["codes"], r["rejected"]["codes"], key=frames.__getitem__)
-            records.append({**r, "ref_clip": r["ref_codes"], "target_clip": longer})
-        view = SimpleNamespace(records=records, clip_frames=frames.__getitem__)
-        return example_lengths(self.processor, view, self.cfg.prompt, range(len(records)))
-
-    def _batch_plan(self) -> FixedBatches:
-        """Micro-batches of pairs; every process needs at least one pair."""
-        acc = self.accelerator
-        if len(self.train_set) < acc.num_processes:
-            raise TooFewSamplesError(
-                f"{self.root}: {len(self.train_set)} training pairs ({len(self.eval_set)} held out, "
-                f"{len(self.skipped_ids)} longer than max_seq_len={self.cfg.max_seq_len}) cannot give each "
-                f"of {acc.num_processes} processes a micro-batch; make more pairs (`prefs --candidates`, "
-                "more prompts), lower eval_fraction or use fewer processes"
-            )
-        return FixedBatches(
-            len(self.train_set), self._micro_batch_size(), self.cfg.seed, acc.process_index, acc.num_processes
-        )
+        frames = self.frames
+        clips = [
+            frames[r["ref_codes"]] + max(frames[r["chosen"]["codes"]], frames[r["rejected"]["codes"]])
+            for r in self.pairs
+        ]
+        return example_lengths(self.processor, self.pairs, clips, self.prompt)
 
     def held_out_share(self) -> Iterator[tuple[float, dict, dict]]:
         """This rank's held-out pairs as (weight, chosen batch, rejected batch), each batch with its rows'
@@ -235,7 +168,7 @@ class PreferenceData(TrainingData):
     def reference_share(self) -> Iterator[tuple[float, list[int], dict]]:
         """This rank's share of every pair (training and held-out) for the reference pass, as (weight,
         pair indices, pair batch); every rank yields as many batches."""
-        every = PairDataset(self.root, self.pairs, self.processor, self.cfg.prompt, range(len(self.pairs)))
+        every = self._dataset(list(range(len(self.pairs))))
         size = self.cfg.per_device_train_batch_size
         batches = [list(range(i, min(i + size, len(every)))) for i in range(0, len(every), size)]
         for weight, indices in self.rank_share(batches):
@@ -246,7 +179,7 @@ class PreferenceData(TrainingData):
         cfg = self.cfg
         parts = [
             content_hash(self.root / "prefs.jsonl"),
-            asdict(cfg.prompt),
+            asdict(self.prompt),
             model_fingerprint,
             cfg.init_adapter,
             cfg.quantization,
@@ -321,6 +254,22 @@ class PreferenceData(TrainingData):
             report["pairs_per_micro_batch"],
         )
         write_json(self.run_dir / "data_plan.json", report)
+
+
+def _check_source(root: Path, model: str, init_adapter: str | None) -> None:
+    """Warn when the model trained is not the one that drew the candidates: DPO's reference is the
+    starting model, and its log-probabilities are only on-policy for the model that sampled them."""
+    made = preference_folder.read_settings(root)
+    drew, starts = (made.get("model"), made.get("adapter")), (model, init_adapter)
+    if _norm(drew) != _norm(starts):
+        log.warning(
+            "the candidates in %s were drawn from model %s, adapter %s, but this run starts from model "
+            "%s, adapter %s: set model= and init_adapter= to the model that drew them, unless training "
+            "off-policy is meant",
+            root,
+            *drew,
+            *starts,
+        )
 
 
 def _norm(source: tuple[str | None, str | None]) -> tuple[str | None, str | None]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker, TensorBoardTracker, on_main_process
 
-from higgs_tune.config import TrainConfig
-from higgs_tune.typed_config import ConfigError, config_to_dict
+from higgs_tune.typed_config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +63,17 @@ class RunTensorBoard(TensorBoardTracker):
         self.writer.flush()
 
 
-def log_with(cfg: TrainConfig) -> list[str | GeneralTracker] | None:
-    """What `Accelerator(log_with=...)` gets for `cfg.report_to` (None for no tracker); fails naming the
-    package to install when a tracker's package is missing (accelerate would silently drop that tracker)."""
-    names = [name for name in dict.fromkeys(cfg.report_to) if name != "none"]
+def log_with(report_to: Sequence[str], run_dir: Path) -> list[str | GeneralTracker] | None:
+    """What `Accelerator(log_with=...)` gets for the config's `report_to` (None for no tracker), TensorBoard
+    writing into `run_dir`; fails naming the package to install when a tracker's package is missing
+    (accelerate would silently drop that tracker)."""
+    names = [name for name in dict.fromkeys(report_to) if name != "none"]
     missing = [name for name in names if importlib.util.find_spec(name) is None]
     if missing:
         raise ConfigError(
             [f"report_to: {name} needs the {name} package: pip install {name}" for name in missing]
         )
-    return [RunTensorBoard(Path(cfg.output_dir)) if name == "tensorboard" else name for name in names] or None
+    return [RunTensorBoard(Path(run_dir)) if name == "tensorboard" else name for name in names] or None
 
 
 def _wandb_audio(audio: np.ndarray, sr: int, caption: str) -> object:
@@ -100,7 +100,9 @@ _AUDIO: dict[str, Callable[[np.ndarray, int, str], object]] = {
 class Trackers:
     """The run's trackers, started on the main process; every method is a no-op on the others."""
 
-    def __init__(self, accelerator: Accelerator, cfg: TrainConfig, run_dir: Path) -> None:
+    def __init__(self, accelerator: Accelerator, config: dict, run_dir: Path) -> None:
+        """Start the trackers of `accelerator` on the run named after `run_dir`, with the run's `config`
+        (`typed_config.config_to_dict`)."""
         self.accelerator = accelerator
         run_dir = Path(run_dir)
         # wandb writes its run files into the run folder unless WANDB_DIR says otherwise.
@@ -110,7 +112,7 @@ class Trackers:
         }
         accelerator.init_trackers(
             PROJECT,
-            config=config_to_dict(cfg),
+            config=config,
             init_kwargs={"wandb": wandb_kwargs, "trackio": {"name": run_dir.name}},
         )
         if accelerator.is_main_process and accelerator.trackers:

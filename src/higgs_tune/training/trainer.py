@@ -26,6 +26,7 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -34,7 +35,7 @@ from tqdm import tqdm
 
 from higgs_tune import checkpoint
 from higgs_tune.card import write_checkpoint_card
-from higgs_tune.config import TrainConfig, resolve_codebook_weights
+from higgs_tune.config import TrainConfig, metric_greater_is_better, resolve_codebook_weights
 from higgs_tune.errors import UserError
 from higgs_tune.files import full_disk_named
 from higgs_tune.model.loading import load_processor
@@ -46,10 +47,11 @@ from higgs_tune.training.distributed import check_backends, make_accelerator, su
 from higgs_tune.training.loss import LossSums, combine
 from higgs_tune.training.preview_hook import Previews, PreviewsFactory
 from higgs_tune.training.resume import restore, resume_point, trim_metrics
+from higgs_tune.training.run_data import RunData, resolve_prompt
 from higgs_tune.training.run_folder import prepare_run_folder
 from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics, stop_health_warnings
-from higgs_tune.training.trackers import Trackers
-from higgs_tune.typed_config import require, save_config
+from higgs_tune.training.trackers import Trackers, log_with
+from higgs_tune.typed_config import config_to_dict, require, save_config
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +83,24 @@ class Trainer:
         previews: PreviewsFactory | None = None,
     ) -> None:
         require(cfg, "model", "prefs" if cfg.objective == "dpo" else "data", "output_dir")
-        check_backends(cfg)
+        check_backends(cfg.attn_implementation, cfg.optim)
         self.cfg = cfg
         self.run_dir = Path(cfg.output_dir)
         self.step = 0
-        self.bf16 = uses_bf16(cfg)
-        self.best = BestCheckpoint(cfg)
+        self.bf16 = uses_bf16(cfg.bf16)
+        self.best = BestCheckpoint(
+            cfg.metric_for_best_model,
+            metric_greater_is_better(cfg),
+            cfg.early_stopping_patience,
+            cfg.early_stopping_threshold,
+        )
         self.last_eval: dict[str, float] = {}
-        self.accelerator = make_accelerator(cfg, self.bf16)
+        trackers = log_with(cfg.report_to, self.run_dir)
+        self.accelerator = make_accelerator(cfg.gradient_accumulation_steps, self.bf16, trackers)
         prepare_run_folder(self.accelerator, self.run_dir, resume, overwrite)
         set_seed(cfg.seed)
         self._setup_data()
-        # Compared once the data has filled in what it decides (the prompt's text normalisation).
+        # Compared once the run's prompt settings are resolved (the text normalisation they prompt with).
         resume_from = resume_point(self.run_dir, self.cfg, force) if resume else None
         self._setup_model_and_optimizer()
         if resume_from is not None:
@@ -101,16 +109,21 @@ class Trainer:
             trim_metrics(self.run_dir, self.step)
         self._setup_run_dir()
         self.previews = self._setup_previews(previews)
-        self.trackers = Trackers(self.accelerator, self.cfg, self.run_dir)
+        self.trackers = Trackers(self.accelerator, config_to_dict(self.cfg), self.run_dir)
         if resume:  # the interrupted run's events after the checkpoint are logged again
             self.trackers.purge_from(self.step + 1)
 
+    DATA: type[RunData] = TrainingData
+    """The kind of data the trainer steps on (`run_data.RunData`)."""
+
     def _setup_data(self) -> None:
-        """The processor, the run's data and batch plan, and the run's length in optimizer steps."""
+        """The processor, the run's prompt settings (resolved once, `run_data.resolve_prompt`), its data
+        and batch plan, and the run's length in optimizer steps."""
         self.processor = load_processor(self.cfg.model)
         self.frame_rate = float(self.processor.audio_tokenizer.config.frame_rate)
-        self.data = TrainingData(self.cfg, self.processor, self.accelerator, self.run_dir)
-        self.cfg = self.data.cfg  # its prompt's text normalisation is the data's
+        prompt = resolve_prompt(self.cfg, announce=self.accelerator.is_main_process)
+        self.cfg = replace(self.cfg, prompt=prompt)
+        self.data = self.DATA(self.cfg, prompt, self.processor, self.accelerator, self.run_dir)
         self.max_steps = self.cfg.max_steps or self.data.steps_for_epochs(self.cfg.num_train_epochs)
 
     def _setup_model_and_optimizer(self) -> None:

@@ -12,9 +12,12 @@ A prompt's file is written last and atomically, after its codes, so a killed run
 are whole; a rerun skips them (`done_prompts`). Keys are a digest of the sample id: any id maps to a
 distinct, safe file name. A prompt's record also holds a digest of what it was cloned from (`prompt_digests`:
 texts, scene, reference audio bytes), so a rerun after the manifest changed makes a changed prompt again,
-replacing its record and codes, rather than keeping candidates of a text it no longer has. The reader is
-`training.preference_data` (`train objective=dpo`): training comes before this stage in the pipeline, so
-it reads the folder without importing it.
+replacing its record and codes, rather than keeping candidates of a text it no longer has.
+
+Writer and reader live here together, below both their users: `preferences` writes the folder and
+`training.preference_data` (`train objective=dpo`) reads it, and training comes before preferences in the
+pipeline, so neither may import the other. `settings.json` records "no adapter" as null; folders written
+before that recorded the string "None", which `read_settings` reads as null.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from higgs_tune.errors import UserError
-from higgs_tune.files import content_hash, write_atomic, write_json, write_jsonl
+from higgs_tune.files import content_hash, read_jsonl, write_atomic, write_json, write_jsonl
 
 PROMPTS, CODES = "prompts", "codes"
 
@@ -49,11 +52,24 @@ def prompt_digests(samples: list) -> list[str]:
     return digests
 
 
+def read_settings(folder: Path) -> dict:
+    """What made a folder's candidates (`settings.json`: model, adapter, the `prefs` settings). Folders
+    written before "no adapter" was recorded as null hold the string "None" there: read as null."""
+    made = json.loads((Path(folder) / "settings.json").read_text(encoding="utf-8"))
+    if made.get("adapter") == _OLD_NO_ADAPTER:
+        made["adapter"] = None
+    return made
+
+
+_OLD_NO_ADAPTER = "None"
+"""How folders written before null was used recorded "no adapter" (`str(None)`)."""
+
+
 def check_settings(out: Path, settings: dict) -> None:
     """Record the settings of a new folder; refuse to continue one made with other settings."""
     path = out / "settings.json"
     if path.exists():
-        before = json.loads(path.read_text(encoding="utf-8"))
+        before = read_settings(out)
         changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
         if changed:
             raise UserError(
@@ -62,6 +78,36 @@ def check_settings(out: Path, settings: dict) -> None:
             )
         return
     write_json(path, settings)
+
+
+def _pairs_file(folder: Path) -> Path:
+    """`prefs.jsonl` of `folder`; a clear error when there is none (not a preference folder)."""
+    path = Path(folder) / "prefs.jsonl"
+    if not path.is_file():
+        raise UserError(
+            f"{folder}: not a preference folder (no prefs.jsonl); make one with `higgs-tune prefs`"
+        )
+    return path
+
+
+def read_pairs(folder: Path) -> list[dict]:
+    """The pairs of a preference folder (`prefs.jsonl`); a clear error when it is not one or has none."""
+    path = _pairs_file(folder)
+    pairs = read_jsonl(path)
+    if not pairs:
+        raise UserError(f"{path}: no pairs (every prompt's candidates were alike); see summary.json")
+    return pairs
+
+
+def read_prompt(folder: Path) -> dict:
+    """The prompt settings a preference folder's candidates were cloned with (`record_prompt`)."""
+    _pairs_file(folder)
+    path = Path(folder) / "prompt.json"
+    if not path.is_file():
+        raise UserError(
+            f"{folder}: no prompt.json; make the folder again with this version of `higgs-tune prefs`"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def record_prompt(out: Path, prompt: dict) -> None:
