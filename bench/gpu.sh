@@ -12,7 +12,7 @@
 #   PYTHON=.venv/bin/python bash bench/gpu.sh --dry-run   # on CPU: the script and the bench's imports
 #
 # GPU machines without a package registry run this on their own torch. What is missing there or too
-# old (transformers, peft, bitsandbytes, soundfile, soxr, cffi; see the README's "Measuring on a GPU")
+# old (transformers, peft, bitsandbytes, soundfile, soxr, cffi; see "Measuring on a GPU" in docs/benchmarks.md)
 # comes as wheels in WHEEL_DIR and is installed into /tmp/site, which goes first on PYTHONPATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -12,7 +12,7 @@ pauses of low noise; 2 speakers) and the tiny random Whisper in a temporary fold
   many clips there: fewer clips are kept than in the VAD-only run, the work done is the same).
 
 Each figure is audio hours in / wall hours, worker start-up included. The tiny Whisper costs little; the
-README says what a real one adds.
+docs/ingest-at-scale.md says what a real one adds.
 """
 
 from __future__ import annotations
