@@ -19,7 +19,7 @@ Data flows one way, one subpackage per stage; a stage imports only the stages be
     preferences/ metrics -> pairs        sampled candidates scored like eval, rewarded and paired for DPO
     tiny/        fixtures                a random 2-layer model, synthetic voices, a small dataset, the demo
 
-At the top: `cli/` (one module of commands per stage), `config.py` (the run's settings) and `typed_config.py`
+At the top: `cli/` (one module of commands per stage), `config.py` (the run's settings) and `config_files.py`
 (loading them from YAML and key=value), `checkpoint.py` (what a checkpoint holds and which one is used),
 `files.py` (the one atomic write), `errors.py` (the one-line `UserError`), `logs.py`.
 

@@ -16,7 +16,7 @@ import logging
 import re
 
 from higgs_tune.config import TrainConfig, metric_greater_is_better
-from higgs_tune.typed_config import ConfigError
+from higgs_tune.config_files import ConfigError
 
 log = logging.getLogger(__name__)
 

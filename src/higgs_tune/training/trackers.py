@@ -25,7 +25,7 @@ from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker, TensorBoardTracker, on_main_process
 
 from higgs_tune.config import TrainConfig
-from higgs_tune.typed_config import ConfigError, config_to_dict
+from higgs_tune.config_files import ConfigError, config_to_dict
 
 log = logging.getLogger(__name__)
 

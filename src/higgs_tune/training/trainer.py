@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from higgs_tune import checkpoint
 from higgs_tune.config import TrainConfig, resolve_codebook_weights
+from higgs_tune.config_files import require, save_config
 from higgs_tune.errors import UserError
 from higgs_tune.files import full_disk_named
 from higgs_tune.model.loading import load_processor
@@ -49,7 +50,6 @@ from higgs_tune.training.resume import restore, resume_point, trim_metrics
 from higgs_tune.training.run_folder import prepare_run_folder
 from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics, stop_health_warnings
 from higgs_tune.training.trackers import Trackers
-from higgs_tune.typed_config import require, save_config
 
 log = logging.getLogger(__name__)
 
