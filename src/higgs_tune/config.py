@@ -5,7 +5,9 @@ command-line overrides (``learning_rate=2e-4 lora.r=32``), and every checkpoint 
 :func:`higgs_tune.config_files.save_config`, so a result can always be traced back to the exact settings
 that produced it. The settings are frozen pydantic dataclasses: each field's type and bounds beside it, the
 rules between fields as validators; :mod:`higgs_tune.config_files` reads them from YAML and ``key=value``
-and reports every problem at once with its fix.
+and reports every problem at once with its fix. Dataclasses rather than ``BaseModel``, so that
+``dataclasses.replace`` (which validates again) and ``asdict`` work on them as on the rest of the package's
+records.
 
 Decisions worth knowing:
 
@@ -73,6 +75,7 @@ class LoraConfig:
     @field_validator("target_modules")
     @classmethod
     def _names_a_module(cls, modules: list[str]) -> list[str]:
+        """An adapter on no module would train nothing, silently."""
         if not modules:
             raise ValueError("target_modules must name at least one module, e.g. [q_proj, v_proj]")
         return modules
@@ -210,6 +213,7 @@ class TrainConfig:
     @field_validator("codebook_weights")
     @classmethod
     def _weighs_something(cls, weights: list[float] | None) -> list[float] | None:
+        """Weights that can scale a loss: none negative, not all 0 (their count is the model's to check)."""
         negative = [f"{w!r} at index {i}" for i, w in enumerate(weights or []) if w < 0]
         if weights == []:
             raise ValueError("codebook_weights is empty; use null to weigh all codebooks equally")
@@ -222,6 +226,7 @@ class TrainConfig:
     @field_validator("metric_for_best_model")
     @classmethod
     def _known_metric(cls, metric: str) -> str:
+        """A metric the held-out rows have, refused now rather than at the first evaluation."""
         if not _BEST_MODEL_METRIC.fullmatch(metric):
             valid = ", ".join(BEST_MODEL_METRICS)
             raise ValueError(f"metric_for_best_model: unknown metric {metric!r}; valid metrics: {valid}")
@@ -230,6 +235,7 @@ class TrainConfig:
     @field_validator("report_to")
     @classmethod
     def _known_trackers(cls, report_to: list[str]) -> list[str]:
+        """Every tracker is one we know, and `none` stands alone."""
         problems = [
             f"report_to: unknown tracker {name!r}; choose from {', '.join(REPORT_TO)}"
             for name in report_to

@@ -1,11 +1,10 @@
 """The run config's files and command line: YAML with ``key=value`` overrides, over pydantic models.
 
 The settings are pydantic dataclasses (:mod:`higgs_tune.config`), which check types, bounds and the rules
-across fields. This module adds what a command-line tool needs on top: a YAML dialect in which ``1e-4`` is a
-number (as in YAML 1.2; PyYAML alone reads a string), ``key=value`` overrides read as YAML, and pydantic's
-errors reworded as one :class:`ConfigError` that names every problem at once with its fix (the key, what it
-takes, the likely key for a misspelt one), so a long multi-GPU job never starts with a typo in it and the
-user never fixes problems one run at a time.
+between fields. On top, this module reads YAML in which ``1e-4`` is a number (as in YAML 1.2; PyYAML alone
+reads a string), applies ``key=value`` overrides read as YAML, and rewords pydantic's errors into one
+:class:`ConfigError` naming every problem with its fix (the key, what it takes, the key meant by a misspelt
+one), so a long multi-GPU job never starts with a typo in it and no one fixes problems one run at a time.
 """
 
 from __future__ import annotations
@@ -44,8 +43,8 @@ class ConfigError(UserError):
 
 
 class Problems(ValueError):
-    """What a validator raises for several problems at once; each names its key within its own section
-    (`target_modules ...`), which the loader prefixes with the section (`lora.target_modules ...`)."""
+    """Several problems raised by one validator, each naming its key within the validator's section; the
+    loader prefixes the section (`target_modules ...` becomes `lora.target_modules ...`)."""
 
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("; ".join(problems))
@@ -53,8 +52,8 @@ class Problems(ValueError):
 
 
 def unchecked(info: ValidationInfo) -> frozenset[str]:
-    """The fields that failed their own checks, which rules across fields skip: the loader validates again
-    without them to report those rules' problems too, and the defaults in their place are not the user's."""
+    """The fields that failed their own checks, which the rules between fields skip: the loader validates
+    again without them to report those rules too, and the defaults in their place are not the user's."""
     return (info.context or {}).get("unchecked", frozenset())
 
 
@@ -83,30 +82,20 @@ for _cls in (_Loader, _Dumper):
     _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
 
 
-# --- Overrides -----------------------------------------------------------------------------------------
-
-
-def _field_type(cls: Any, path: Sequence[str]) -> Any:
-    """The type of the field at ``path`` (a section's class for a section), or None for an unknown key."""
-    for part in path:
-        info = cls.__pydantic_fields__.get(part) if _is_section(cls) else None
-        if info is None:
-            return None
-        cls = info.annotation
-    return cls
+def _fields(tp: Any) -> dict[str, Any]:
+    """The fields of a settings section by name (none for anything else)."""
+    return tp.__pydantic_fields__ if isinstance(tp, type) and dataclasses.is_dataclass(tp) else {}
 
 
 def _plain(data: Mapping[Any, Any]) -> dict[str, Any]:
-    """A copy with string keys (the settings' names) whose nested mappings can change without the caller's."""
+    """A copy with string keys whose nested mappings can change without changing the caller's."""
     return {str(key): _plain(value) if isinstance(value, Mapping) else value for key, value in data.items()}
 
 
 def _set(data: dict[str, Any], path: Sequence[str], value: Any) -> None:
-    """Set ``path`` in ``data``; a mapping merges into a section key by key, so ``lora={r: 8}`` keeps the
-    other lora keys."""
+    """Set ``path`` in ``data``; a mapping merges key by key, so ``lora={r: 8}`` keeps the other lora keys."""
     for part in path[:-1]:
-        child = data.get(part)
-        data[part] = child if isinstance(child, dict) else {}
+        data[part] = data[part] if isinstance(data.get(part), dict) else {}
         data = data[part]
     if isinstance(value, Mapping) and isinstance(data.get(path[-1]), dict):
         for key, item in value.items():
@@ -116,36 +105,29 @@ def _set(data: dict[str, Any], path: Sequence[str], value: Any) -> None:
 
 
 def _apply_override(cls: type, data: dict[str, Any], item: str, problems: list[str]) -> None:
-    """Apply ``key.sub=value``, its value read as YAML, except that a string field keeps the raw text where
-    YAML reads something else (``prompt.system_prompt=Note: speak slowly`` is a string, not a mapping)."""
+    """Apply ``key.sub=value``, the value read as YAML, but a string field keeps the raw text where YAML reads
+    something else (``prompt.system_prompt=Note: speak slowly`` is a string, not a mapping)."""
     key, sep, text = item.partition("=")
     path = key.strip().split(".")
     if not sep:
         problems.append(f"override '{item}' is not key=value, e.g. learning_rate=2e-4 or lora.r=32")
-    elif not all(part.isidentifier() for part in path):
+        return
+    if not all(part.isidentifier() for part in path):
         problems.append(f"override '{item}': '{key}' is not a key; use names joined by dots, e.g. lora.r")
-    else:
-        try:
-            value = yaml.load(text, Loader=_Loader)
-        except yaml.YAMLError:
-            value = text
-        tp = _field_type(cls, path)
-        arms = get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)
-        if str in arms and not isinstance(value, str) and not (value is None and type(None) in arms):
-            value = text
-        _set(data, path, value)
-
-
-# --- Validation and its messages -------------------------------------------------------------------------
-
-
-def _is_section(tp: Any) -> bool:
-    """Whether a field holds a nested settings section, addressed as ``section.key``."""
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+        return
+    try:
+        value = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        value = text
+    tp = functools.reduce(lambda tp, part: getattr(_fields(tp).get(part), "annotation", None), path, cls)
+    arms = get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)
+    if str in arms and not isinstance(value, str) and not (value is None and type(None) in arms):
+        value = text
+    _set(data, path, value)
 
 
 def _construct(cls: type[T], data: dict[str, Any], skip: frozenset[str] = frozenset()) -> T:
-    """``cls(**data)``, telling the rules across fields which fields to skip (:func:`unchecked`)."""
+    """``cls(**data)`` (what its ``__init__`` runs), telling the rules between fields what to skip."""
     cfg = cls.__new__(cls)
     validator = cls.__pydantic_validator__  # type: ignore[attr-defined]
     validator.validate_python(ArgsKwargs((), data), self_instance=cfg, context={"unchecked": skip})
@@ -153,7 +135,7 @@ def _construct(cls: type[T], data: dict[str, Any], skip: frozenset[str] = frozen
 
 
 def _validate(cls: type[T], data: dict[str, Any], problems: list[str]) -> T | None:
-    """A ``cls`` from ``data``, or None with every problem appended: the fields' own, then the rules across
+    """A ``cls`` from ``data``, or None with every problem appended: the fields' own, then the rules between
     the fields that passed theirs (pydantic runs those only when every field passes)."""
     try:
         return _construct(cls, data)
@@ -165,48 +147,48 @@ def _validate(cls: type[T], data: dict[str, Any], problems: list[str]) -> T | No
             _construct(cls, {key: value for key, value in data.items() if key not in failed}, failed)
         except ValidationError as err:
             found += [_message(cls, data, error) for error in err.errors()]
-    problems.extend(dict.fromkeys(line for lines in found for line in lines))  # one per union arm is one
+    problems.extend(dict.fromkeys(line for lines in found for line in lines))  # once, not once per union arm
     return None
 
 
 def _message(root: type, data: dict[str, Any], error: Any) -> list[str]:
     """Pydantic's ``error`` in a YAML user's words, naming the dotted key and what it takes."""
     path, section, tp, value = [], root, None, data
-    for part in error["loc"]:
-        info = section.__pydantic_fields__.get(part) if isinstance(part, str) and tp is None else None
-        if info is None:
-            if tp is None:
-                path.append(str(part))
+    for part in error["loc"]:  # keys down to the field; below it come union arms and list indices
+        field = _fields(section).get(part) if tp is None else None
+        if field is None:
+            path += [str(part)] if tp is None else []  # an unknown key
             break
         path.append(part)
         value = value.get(part) if isinstance(value, Mapping) else None
-        section, tp = (info.annotation, None) if _is_section(info.annotation) else (section, info.annotation)
+        section, tp = (field.annotation, None) if _fields(field.annotation) else (section, field.annotation)
     key, kind = ".".join(path), error["type"]
     if kind in ("unexpected_keyword_argument", "extra_forbidden"):
-        return [_unknown_key(path, list(section.__pydantic_fields__), root)]
-    if kind == "value_error":
-        prefix = ".".join(path[:-1] if tp is not None else path)
+        return [_unknown_key(path, list(_fields(section)), root)]
+    if kind == "value_error":  # from a validator: its keys are relative to its section
+        prefix = "".join(part + "." for part in (path[:-1] if tp is not None else path))
         found = error["ctx"]["error"]
-        return [(prefix and prefix + ".") + line for line in getattr(found, "problems", [str(found)])]
+        return [prefix + line for line in getattr(found, "problems", [str(found)])]
     if kind in ("dataclass_exact_type", "dataclass_type"):
-        return [f"section '{key}' must be a mapping of keys to values, got {_show(error['input'])}"]
+        return [f"section '{key}' must be a mapping of keys to values, got {_show(value)}"]
     if kind == "finite_number":
         what = "finite numbers" if len(error["loc"]) > len(path) else "a finite number"  # a list's item
         return [f"{key} must be {what}, got {_show(value)}"]
-    bounds = [
-        f"{op} {getattr(limit, name)}"
-        for limit in section.__pydantic_fields__[path[-1]].metadata
-        for op, name in ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt"))
-        if hasattr(limit, name)
-    ]
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        limits = _fields(section)[path[-1]].metadata
+        ops = ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt"))
+        bounds = [
+            f"{op} {getattr(limit, name)}" for limit in limits for op, name in ops if hasattr(limit, name)
+        ]
         return [f"{key} must be {' and '.join(bounds)}, got {_show(value)}"]
     options = [
         option for arm in (tp, *get_args(tp)) if get_origin(arm) is Literal for option in get_args(arm)
     ]
     close = difflib.get_close_matches(value, options, n=1) if isinstance(value, str) else []
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return [f"{key} must be {_describe(tp)}, got {_show(value)}{hint}"]
+    return [
+        f"{key} must be {_describe(tp)}, got {_show(value)}"
+        + (f" (did you mean {close[0]!r}?)" if close else "")
+    ]
 
 
 _SCALARS = {
@@ -234,23 +216,16 @@ def _show(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else repr(value)
 
 
-def _key_paths(cls: Any, prefix: str = "") -> list[str]:
-    """Every dotted key of ``cls`` and its sections, for suggestions on keys given at the wrong level."""
-    paths = []
-    for name, info in cls.__pydantic_fields__.items():
-        paths.append(prefix + name)
-        if _is_section(info.annotation):
-            paths.extend(_key_paths(info.annotation, f"{prefix}{name}."))
-    return paths
-
-
 def _unknown_key(path: list[str], siblings: list[str], root: type) -> str:
     """The message for an unknown key, with the likeliest fix: the same key in another section (a key given
-    at the wrong level), else a near sibling (a typo), else a near key elsewhere, else the valid keys."""
+    at the wrong level), else a near sibling (a typo), else a near key elsewhere, else the valid keys.
+    Sections are one level deep, under the root."""
     key, prefix = path[-1], "".join(part + "." for part in path[:-1])
     by_leaf: dict[str, list[str]] = {}
-    for known in _key_paths(root):
-        by_leaf.setdefault(known.rsplit(".", 1)[-1], []).append(known)
+    for name, field in _fields(root).items():
+        by_leaf.setdefault(name, []).append(name)
+        for sub in _fields(field.annotation):
+            by_leaf.setdefault(sub, []).append(f"{name}.{sub}")
     close_sibling = [prefix + name for name in difflib.get_close_matches(key, siblings, n=1)]
     close_leaf = difflib.get_close_matches(key, list(by_leaf), n=1)
     for candidates in (by_leaf.get(key, []), close_sibling, by_leaf[close_leaf[0]] if close_leaf else []):
@@ -259,14 +234,9 @@ def _unknown_key(path: list[str], siblings: list[str], root: type) -> str:
     return f"unknown key '{prefix}{key}' (valid keys here: {', '.join(siblings)})"
 
 
-# --- Loading and saving ----------------------------------------------------------------------------------
-
-
 def config_from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config") -> T:
-    """A validated ``cls`` from a (nested) mapping; missing keys take their defaults.
-
-    Raises ConfigError listing every problem; ``where`` names the source in its message.
-    """
+    """A validated ``cls`` from a (nested) mapping, missing keys at their defaults; raises one ConfigError
+    listing every problem, ``where`` naming the source."""
     problems: list[str] = []
     if not isinstance(data, Mapping):
         raise ConfigError([f"the config must be a mapping of keys to values, got {_show(data)}"], where)
@@ -289,6 +259,21 @@ def save_config(cfg: Any, path: str | Path) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def _read_yaml(path: str | Path, problems: list[str]) -> Mapping[str, Any]:
+    """The mapping in a YAML file; {} with a problem when it cannot be read or holds something else."""
+    try:
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_Loader)
+    except OSError as err:
+        problems.append(f"cannot read config file: {err.strerror or err}")
+    except yaml.YAMLError as err:
+        problems.append(f"not valid YAML: {err}")
+    else:
+        if data is None or isinstance(data, Mapping):
+            return data or {}
+        problems.append(f"the file must hold a mapping of keys to values, got {_show(data)}")
+    return {}
+
+
 def load_config(
     cls: type[T],
     yaml_path: str | Path | None,
@@ -304,28 +289,15 @@ def load_config(
     on the command line. Raises one ConfigError listing every problem in the file, overrides and options.
     """
     problems: list[str] = []
-    data: Any = {}
-    where = "config"
-    if yaml_path is not None:
-        where = str(yaml_path)
-        try:
-            data = yaml.load(Path(yaml_path).read_text(encoding="utf-8"), Loader=_Loader)
-        except OSError as err:
-            problems.append(f"cannot read config file: {err.strerror or err}")
-        except yaml.YAMLError as err:
-            problems.append(f"not valid YAML: {err}")
-        data = {} if data is None else data
-        if not isinstance(data, Mapping):
-            problems.append(f"the file must hold a mapping of keys to values, got {_show(data)}")
-            data = {}
+    data = _plain(_read_yaml(yaml_path, problems)) if yaml_path is not None else {}
+    where = "config" if yaml_path is None else str(yaml_path)
     if overrides:
         where += f" + {len(overrides)} override{'s' if len(overrides) != 1 else ''}"
-    merged = _plain(data)
     for item in overrides:
-        _apply_override(cls, merged, item, problems)
+        _apply_override(cls, data, item, problems)
     for key, value in (options or {}).items():
-        _set(merged, key.split("."), value)
-    cfg = _validate(cls, merged, problems)
+        _set(data, key.split("."), value)
+    cfg = _validate(cls, data, problems)
     if cfg is None or problems:
         raise ConfigError(problems, where)
     return cfg
