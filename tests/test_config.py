@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from higgs_tune.config import (
     DpoConfig,
@@ -333,6 +334,15 @@ def test_config_from_dict_validates_like_the_loader() -> None:
 def test_configs_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrainConfig().learning_rate = 1.0  # type: ignore[misc]
+
+
+def test_settings_built_in_code_are_checked_too() -> None:
+    """The models check what code builds or replaces, not only what the loader reads."""
+    with pytest.raises(ValidationError, match="warmup_steps \\(500\\) must be <= max_steps \\(200\\)"):
+        dataclasses.replace(TrainConfig(), warmup_steps=500)
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        LoraConfig(r=0)
+    assert TrainConfig(lora={"r": 4}).lora == LoraConfig(r=4)
 
 
 def test_require_names_every_missing_key() -> None:
