@@ -26,7 +26,7 @@ FRAME_RATE = 25.0
 def bench_config(spec: dict, args: argparse.Namespace, device: torch.device):
     """The training config both paths share: LoRA without dropout, no warm-up, our token budget."""
     from higgs_tune.config import TrainConfig
-    from higgs_tune.typed_config import load_config
+    from higgs_tune.config_files import load_config
 
     return load_config(
         TrainConfig,

@@ -190,7 +190,7 @@ def write_jsonl(path: Path, records: list[object]) -> Path:
 def train_config(tiny_model_dir: Path, prepared_dir: Path, out: Path, *overrides: str):
     """A short, deterministic training config on the tiny model; `overrides` are `key=value` on top."""
     from higgs_tune.config import TrainConfig
-    from higgs_tune.typed_config import load_config
+    from higgs_tune.config_files import load_config
 
     base = [
         f"model={tiny_model_dir}",

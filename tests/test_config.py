@@ -6,15 +6,17 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from higgs_tune.config import (
+    DpoConfig,
     LoraConfig,
     PromptConfig,
     TrainConfig,
     metric_greater_is_better,
     resolve_codebook_weights,
 )
-from higgs_tune.typed_config import (
+from higgs_tune.config_files import (
     ConfigError,
     config_from_dict,
     config_to_dict,
@@ -127,6 +129,28 @@ def test_the_override_count_is_the_users_key_value_overrides_only(run_cli, tmp_p
     assert code == 2 and counted in err and "learning_rate must be a number" in err, err
 
 
+def test_train_options_are_values_not_yaml(
+    run_cli, tiny_model_dir, prepared_dir, tmp_path, monkeypatch
+) -> None:
+    """`--out null` is a folder named null and `--data '~'` a path named ~: the command's typed options used
+    to become key=value text, which YAML read as None ("output_dir is required")."""
+    monkeypatch.chdir(tmp_path)
+    steps = [
+        "max_steps=1",
+        "warmup_steps=0",
+        "save_steps=1",
+        "per_device_train_batch_size=2",
+        "eval_fraction=0",
+    ]
+    code, _, err = run_cli(
+        "train", "--model", tiny_model_dir, "--data", prepared_dir, "--out", "null", *steps
+    )
+    assert code == 0, err
+    assert (tmp_path / "null" / "checkpoint-1").is_dir()
+    code, _, err = run_cli("train", "--model", tiny_model_dir, "--data", "~", "--out", "run", *steps)
+    assert code == 2 and "is required" not in err and "~" in err, err
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
@@ -169,7 +193,7 @@ def test_all_problems_are_reported_in_one_error(tmp_path: Path) -> None:
         " (did you mean 'cosine'?)",
         "warmup_steps (500) must be <= max_steps (200)",
         "codebook_weights must all be >= 0, got -1.0 at index 1",
-        "eval_fraction must be >= 0 and < 1, got 1.0",
+        "eval_fraction must be >= 0 and < 1, got 1",  # as given
         "override 'oops' is not key=value",
     ]
     for text in expected:
@@ -210,6 +234,7 @@ def test_type_errors_name_the_expected_type(override: str, expected: str) -> Non
         (["adam_beta2=.nan"], "adam_beta2 must be a finite number, got nan"),
         (["learning_rate=.inf"], "learning_rate must be a finite number, got inf"),
         (["max_steps=null", "num_train_epochs=-.inf"], "num_train_epochs must be a finite number, got -inf"),
+        (["codebook_weights=[1, .inf]"], "codebook_weights must be finite numbers, got [1, inf]"),
     ],
 )
 def test_range_and_cross_field_checks(overrides: list[str], expected: str) -> None:
@@ -249,19 +274,75 @@ def test_save_then_load_round_trips(tmp_path: Path) -> None:
     assert list(config_to_dict(cfg))[:3] == ["model", "data", "output_dir"]  # saved in field order
 
 
+SAVED = Path(__file__).resolve().parent / "data" / "saved_configs"
+
+
+def test_a_config_saved_by_an_earlier_version_loads_with_its_values(tmp_path: Path) -> None:
+    """config-0.1.0.yaml was written by save_config of higgs-tune 0.1.0 (the hand-written loader), with
+    non-default values in every section; it loads into today's settings unchanged and saves the same text."""
+    path = SAVED / "config-0.1.0.yaml"
+    cfg = load_config(TrainConfig, path, [])
+    assert cfg == TrainConfig(
+        model="bosonai/higgs-audio-v2-generation-3B-base",
+        data="data/prepared",
+        output_dir="runs/voice-1",
+        max_steps=None,
+        num_train_epochs=2.5,
+        learning_rate=2e-4,
+        weight_decay=0.01,
+        warmup_steps=20,
+        lr_scheduler_type="linear",
+        min_lr_ratio=0.0,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=4,
+        save_total_limit=None,
+        metric_for_best_model="eval_accuracy_codebook_0",
+        early_stopping_patience=3,
+        early_stopping_threshold=0.001,
+        seed=7,
+        bf16=False,
+        gradient_checkpointing=True,
+        text_loss_weight=0.5,
+        codebook_weights=[2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5],
+        max_tokens_per_batch=8192,
+        optim="adamw_8bit",
+        report_to=["tensorboard", "wandb"],
+        fast_dual_ffn=False,
+        preview_steps=50,
+        prompt=PromptConfig(
+            system_prompt="Stimme: ruhig, klar", scene=None, text_normalisation="arabic_spoken"
+        ),
+        lora=LoraConfig(
+            r=8, alpha=16, dropout=0.1, target_modules=["q_proj", "v_proj"], train_audio_head=True
+        ),
+        dpo=DpoConfig(beta=0.2, sft_weight=0.5, disable_dropout=False),
+    )
+    save_config(cfg, tmp_path / "config.yaml")
+    assert (tmp_path / "config.yaml").read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
+
+
 def test_config_from_dict_validates_like_the_loader() -> None:
     with pytest.raises(ConfigError) as info:
         config_from_dict(TrainConfig, {"lora": {"r": 0, "bad": 1}, "max_steps": "x"})
-    assert info.value.problems == [
+    assert info.value.problems == [  # in field order, unknown keys last
         "max_steps must be an integer, or null, got 'x'",
-        "unknown key 'lora.bad' (valid keys here: r, alpha, dropout, target_modules, train_audio_head)",
         "lora.r must be >= 1, got 0",
+        "unknown key 'lora.bad' (valid keys here: r, alpha, dropout, target_modules, train_audio_head)",
     ]
 
 
 def test_configs_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrainConfig().learning_rate = 1.0  # type: ignore[misc]
+
+
+def test_settings_built_in_code_are_checked_too() -> None:
+    """The models check what code builds or replaces, not only what the loader reads."""
+    with pytest.raises(ValidationError, match="warmup_steps \\(500\\) must be <= max_steps \\(200\\)"):
+        dataclasses.replace(TrainConfig(), warmup_steps=500)
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        LoraConfig(r=0)
+    assert TrainConfig(lora={"r": 4}).lora == LoraConfig(r=4)
 
 
 def test_require_names_every_missing_key() -> None:

@@ -5,7 +5,7 @@ and no two modules import each other (tests/test_layers.py holds it):
 
     (foundation) top-level modules: `errors.py` (the one-line `UserError`), `files.py` (the one atomic
                  write, the output-folder refusals), `logs.py`, `config.py` (the run's settings) and
-                 `typed_config.py` (loading them from YAML and key=value), `ranks.py` (which process of a
+                 `config_files.py` (loading them from YAML and key=value), `ranks.py` (which process of a
                  launched group this is), `checkpoint.py` (what a checkpoint holds, which one is used, and
                  `weights_dir`, its adapter/ or model/ folder), `card.py` (the model card of every folder
                  of weights: written by training, copied by merge, pushed, updated by eval)

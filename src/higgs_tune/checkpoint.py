@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.config_files import config_to_dict
 from higgs_tune.errors import UserError
 from higgs_tune.files import write_json, write_text_atomic
-from higgs_tune.typed_config import config_to_dict
 
 if TYPE_CHECKING:
     from accelerate import Accelerator

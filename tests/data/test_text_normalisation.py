@@ -8,6 +8,7 @@ import torch
 from conftest import train_config, write_jsonl
 
 from higgs_tune.config import PromptConfig
+from higgs_tune.config_files import ConfigError
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.data.samples import Sample, SampleError
 from higgs_tune.data.text_normalisation import (
@@ -22,7 +23,6 @@ from higgs_tune.prepared.prepare import prepare_dataset
 from higgs_tune.prepared.settings import PrepareSettings
 from higgs_tune.scoring.text_metrics import normalize_text
 from higgs_tune.training.trainer import Trainer
-from higgs_tune.typed_config import ConfigError
 
 DIACRITISED = "ذَهَبَ الوَلَدُ إِلَى المَدْرَسَةِ"
 PLAIN = "ذهب الولد إلى المدرسة"

@@ -11,10 +11,10 @@ import pytest
 from huggingface_hub import ModelCard
 
 from higgs_tune.config import TrainConfig
+from higgs_tune.config_files import load_config
 from higgs_tune.evaluation.report import Comparison, Report, compare, summarize
 from higgs_tune.evaluation.report_markdown import render_markdown
 from higgs_tune.training.trainer import Trainer
-from higgs_tune.typed_config import load_config
 
 
 @pytest.mark.cli

@@ -12,12 +12,12 @@ from huggingface_hub import ModelCard
 from transformers import HiggsAudioV2ForConditionalGeneration, HiggsAudioV2Processor
 
 from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.config_files import load_config
 from higgs_tune.inference.merge import PROMPT_FILE, merge_adapter
 from higgs_tune.model.loading import load_model
 from higgs_tune.training.collate import MODEL_INPUTS, Collator
 from higgs_tune.training.examples import build_example
 from higgs_tune.training.trainer import Trainer
-from higgs_tune.typed_config import load_config
 
 
 def test_merged_logits_equal_adapter_logits(tiny_model_dir, prepared_dir, processor, tmp_path):

@@ -7,12 +7,12 @@ import random
 import pytest
 
 from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.config_files import load_config
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.training.batching import FixedBatches, TokenBudgetBatches, padded_size, padding_fraction
 from higgs_tune.training.collate import Collator
 from higgs_tune.training.examples import ExampleDataset, prepared_lengths
 from higgs_tune.training.trainer import Trainer
-from higgs_tune.typed_config import load_config
 
 
 def _realistic_lengths(n: int, seed: int = 0) -> list[int]:

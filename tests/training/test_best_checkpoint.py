@@ -9,8 +9,8 @@ import pytest
 from conftest import train_config
 
 from higgs_tune import checkpoint
+from higgs_tune.config_files import ConfigError
 from higgs_tune.training.trainer import Trainer
-from higgs_tune.typed_config import ConfigError
 
 
 def _run(tiny_model_dir, prepared_dir, out, *overrides) -> Path:

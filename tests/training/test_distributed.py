@@ -17,8 +17,8 @@ from accelerate.commands.config.config_args import load_config_from_file
 
 import higgs_tune
 from higgs_tune.config import TrainConfig
+from higgs_tune.config_files import load_config
 from higgs_tune.training.trainer import Trainer
-from higgs_tune.typed_config import load_config
 
 STEPS = 4
 COMMON = [

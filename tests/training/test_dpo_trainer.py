@@ -17,12 +17,12 @@ from conftest import synthetic_prefs
 
 import higgs_tune
 from higgs_tune.config import TrainConfig
+from higgs_tune.config_files import ConfigError, load_config
 from higgs_tune.model.loading import load_finetuned, load_model
 from higgs_tune.training.dpo import clip_logprobs
 from higgs_tune.training.dpo_trainer import DpoTrainer
 from higgs_tune.training.loss import CloningLossModel
 from higgs_tune.training.run import train
-from higgs_tune.typed_config import ConfigError, load_config
 
 
 def dpo_config(model: Path, prefs: Path, out: Path, *overrides: str) -> TrainConfig:

@@ -76,7 +76,7 @@ def test_poor_stop_health_after_warmup_is_a_warning(tiny_model_dir, prepared_dir
 def test_a_single_sample_trains_with_the_default_config(tiny_model_dir, prepared_dir, tmp_path, caplog):
     """Default micro-batch 4 and eval_fraction 0.05 on one sample: a batch of 1, no held-out set."""
     from higgs_tune.config import TrainConfig
-    from higgs_tune.typed_config import load_config
+    from higgs_tune.config_files import load_config
 
     data = subset(prepared_dir, tmp_path / "data", ["only"])
     run = tmp_path / "run"

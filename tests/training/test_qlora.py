@@ -11,11 +11,11 @@ import torch
 from conftest import train_config
 
 from higgs_tune.config import TrainConfig
+from higgs_tune.config_files import ConfigError, load_config
 from higgs_tune.model.loading import load_finetuned, load_model
 from higgs_tune.training.collate import MODEL_INPUTS, Collator
 from higgs_tune.training.examples import build_example
 from higgs_tune.training.trainer import Trainer
-from higgs_tune.typed_config import ConfigError, load_config
 
 
 def bitsandbytes_cpu_problem() -> str | None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import synthetic_prefs, train_config
 
+from higgs_tune.config_files import load_config
 from higgs_tune.training.dpo_trainer import DpoTrainer
 from higgs_tune.training.trainer import Trainer
-from higgs_tune.typed_config import load_config
 
 VOWELED = "ذَهَبَ الوَلَدُ إِلَى المَدْرَسَةِ وَقَرَأَ الكِتَابَ "
 """Arabic with diacritics: arabic_no_diacritics drops about half its characters."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import train_config
 
-from higgs_tune.typed_config import ConfigError
+from higgs_tune.config_files import ConfigError
 
 # Installed as sitecustomize in the training subprocess: refuses, and records, every DNS lookup and
 # connection that is not to this machine (wandb talks to its own local service).

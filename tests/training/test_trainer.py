@@ -15,11 +15,11 @@ from conftest import train_config
 
 from higgs_tune import checkpoint
 from higgs_tune.config import TrainConfig
+from higgs_tune.config_files import load_config
 from higgs_tune.inference.generate import load_for_cloning
 from higgs_tune.inference.previews import TrainingPreviews
 from higgs_tune.training.collate import MODEL_INPUTS
 from higgs_tune.training.trainer import NonFiniteLossError, Trainer
-from higgs_tune.typed_config import load_config
 
 
 def _cfg(tiny_model_dir, prepared_dir, out, *overrides):
@@ -134,7 +134,7 @@ KILL_IN_SAVE = """
 import os, signal, sys
 from higgs_tune import checkpoint
 from higgs_tune.config import TrainConfig
-from higgs_tune.typed_config import load_config
+from higgs_tune.config_files import load_config
 from higgs_tune.training.trainer import Trainer
 
 def die(run_dir, step, *args, **kwargs):

@@ -49,9 +49,9 @@ def train(
     checkpoints and logs first; other files stay).
     """
     from higgs_tune.config import TrainConfig
+    from higgs_tune.config_files import load_config
     from higgs_tune.inference.previews import TrainingPreviews
     from higgs_tune.training.run import train as run_training
-    from higgs_tune.typed_config import load_config
 
     named = (
         ("model", model),
@@ -61,7 +61,10 @@ def train(
         ("prefs", prefs),
         ("init_adapter", init_adapter),
     )
-    options = [f"{k}={v}" for k, v in named if v is not None] + (["full=true"] if full else [])
+    # Typed values, given as they are: as `key=value` text, YAML would read `--out null` as None.
+    options: dict[str, object] = {key: str(value) for key, value in named if value is not None}
+    if full:
+        options["full"] = True
     cfg = load_config(TrainConfig, config, overrides or [], options)
     final = run_training(cfg, resume=resume, overwrite=overwrite, force=force, previews=TrainingPreviews)
     log.info("training done; last checkpoint: %s", final)

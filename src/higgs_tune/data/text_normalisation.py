@@ -49,9 +49,9 @@ from dataclasses import replace
 from typing import get_args
 
 from higgs_tune.config import TextNormalisation
+from higgs_tune.config_files import ConfigError
 from higgs_tune.data.samples import Sample, SampleError
 from higgs_tune.data.spoken import speak_numbers
-from higgs_tune.typed_config import ConfigError
 
 TEXT_NORMALISATIONS: tuple[str, ...] = get_args(TextNormalisation)
 # The normalisation `prepare --language` picks when `--text-normalisation` is not given (codes as

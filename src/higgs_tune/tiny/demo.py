@@ -16,6 +16,7 @@ from pathlib import Path
 
 from higgs_tune.checkpoint import resolve_checkpoint
 from higgs_tune.config import TrainConfig
+from higgs_tune.config_files import load_config
 from higgs_tune.data.manifests import read_manifest, write_manifest_jsonl
 from higgs_tune.data.samples import SampleError
 from higgs_tune.data.validate import validate_manifest
@@ -32,7 +33,6 @@ from higgs_tune.tiny.memorise import MemorisedClone, memorise_and_clone
 from higgs_tune.tiny.model import build_tiny_model
 from higgs_tune.training.run import train
 from higgs_tune.training.run_data import held_out_split
-from higgs_tune.typed_config import load_config
 
 log = logging.getLogger(__name__)
 

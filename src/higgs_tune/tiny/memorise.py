@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.config_files import load_config
 from higgs_tune.data.audio import write_wav
 from higgs_tune.data.samples import Sample
 from higgs_tune.inference.clone import clone_one
@@ -27,7 +28,6 @@ from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.prepared.prepare import prepare_dataset
 from higgs_tune.prepared.settings import PrepareSettings
 from higgs_tune.training.run import train
-from higgs_tune.typed_config import load_config
 
 log = logging.getLogger(__name__)
 

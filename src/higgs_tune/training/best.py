@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 
-from higgs_tune.typed_config import ConfigError
+from higgs_tune.config_files import ConfigError
 
 log = logging.getLogger(__name__)
 

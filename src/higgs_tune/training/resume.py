@@ -21,10 +21,10 @@ from accelerate import Accelerator
 
 from higgs_tune import checkpoint
 from higgs_tune.config import TrainConfig
+from higgs_tune.config_files import config_to_dict
 from higgs_tune.errors import UserError
 from higgs_tune.files import write_text_atomic
 from higgs_tune.training.best import BestCheckpoint
-from higgs_tune.typed_config import config_to_dict
 
 log = logging.getLogger(__name__)
 

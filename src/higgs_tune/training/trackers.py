@@ -24,7 +24,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker, TensorBoardTracker, on_main_process
 
-from higgs_tune.typed_config import ConfigError
+from higgs_tune.config_files import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Trackers:
 
     def __init__(self, accelerator: Accelerator, config: dict, run_dir: Path) -> None:
         """Start the trackers of `accelerator` on the run named after `run_dir`, with the run's `config`
-        (`typed_config.config_to_dict`)."""
+        (`config_files.config_to_dict`)."""
         self.accelerator = accelerator
         run_dir = Path(run_dir)
         # wandb writes its run files into the run folder unless WANDB_DIR says otherwise.

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from higgs_tune import checkpoint
 from higgs_tune.card import write_checkpoint_card
 from higgs_tune.config import TrainConfig, metric_greater_is_better, resolve_codebook_weights
+from higgs_tune.config_files import config_to_dict, require, save_config
 from higgs_tune.errors import UserError
 from higgs_tune.files import full_disk_named
 from higgs_tune.model.loading import load_processor
@@ -51,7 +52,6 @@ from higgs_tune.training.run_data import RunData, resolve_prompt
 from higgs_tune.training.run_folder import prepare_run_folder
 from higgs_tune.training.stop_health import StopHealthSums, stop_health_metrics, stop_health_warnings
 from higgs_tune.training.trackers import Trackers, log_with
-from higgs_tune.typed_config import config_to_dict, require, save_config
 
 log = logging.getLogger(__name__)
 
