@@ -183,18 +183,18 @@ def full_size_model(config, device: torch.device, mode: str, checkpointing: bool
     loaded back through the trainer's `build_model` with `quantization=nf4` (bitsandbytes quantises while
     loading) and `paged_adamw_8bit`. Full: float32 master weights under autocast and 8-bit AdamW (the
     trainer's full fine-tuning on one GPU; float32 AdamW state would need 86 GB). `options` are further
-    TrainConfig fields (fast_dual_ffn).
+    TrainSettings fields (fast_dual_ffn).
     """
-    from higgs_tune.config import LoraConfig, TrainConfig
+    from higgs_tune.config import LoraSettings, TrainSettings
     from higgs_tune.model.loading import build_model_from_config
     from higgs_tune.training.build import build_optimizer, parameter_counts, prepare_for_training
 
     optim = {"lora": "adamw_torch", "qlora": "paged_adamw_8bit", "full": "adamw_8bit"}[mode]
-    cfg = TrainConfig(
+    cfg = TrainSettings(
         full=mode == "full",
         gradient_checkpointing=checkpointing,
         learning_rate=1e-5,
-        lora=LoraConfig(dropout=0.0),
+        lora=LoraSettings(dropout=0.0),
         optim=optim,
         **options,
     )

@@ -71,9 +71,9 @@ def cloning_model(model_dir: Path, full_size: bool, device: torch.device):
 
 def run_rtf(args: argparse.Namespace) -> list[dict]:
     """Audio seconds generated per wall second at each batch size; prints and returns one row per size."""
-    from higgs_tune.config import PromptConfig
+    from higgs_tune.config import PromptSettings
     from higgs_tune.inference.generate import generate_codes
-    from higgs_tune.inference.settings import SamplingConfig
+    from higgs_tune.inference.settings import SamplingSettings
     from higgs_tune.model.loading import load_processor
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -91,11 +91,11 @@ def run_rtf(args: argparse.Namespace) -> list[dict]:
              "text": "the sentence to say in the cloned voice"}
             for _ in range(batch)
         ]  # fmt: skip
-        sampling = SamplingConfig(seed=0)
+        sampling = SamplingSettings(seed=0)
         if device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
-        results = generate_codes(model, processor, items, PromptConfig(), sampling, [frames] * batch)
+        results = generate_codes(model, processor, items, PromptSettings(), sampling, [frames] * batch)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return sum(r.codes.shape[1] for r in results) / frame_rate, time.perf_counter() - started

@@ -104,10 +104,10 @@ def time_codes_prepared(data: PreparedData) -> float:
 
 def time_epoch_prepared(data: PreparedData, processor) -> float:
     """Seconds to build every example of the epoch from prepared codes."""
-    from higgs_tune.config import PromptConfig
+    from higgs_tune.config import PromptSettings
     from higgs_tune.training.examples import ExampleDataset
 
-    dataset = ExampleDataset(data, processor, PromptConfig(), learn_text=False)
+    dataset = ExampleDataset(data, processor, PromptSettings(), learn_text=False)
     start = time.perf_counter()
     for i in range(len(dataset)):
         dataset[i]
@@ -119,11 +119,11 @@ def time_on_the_fly(samples: list[Sample], processor) -> float:
     prepared data must do every epoch."""
     import torch
 
-    from higgs_tune.config import PromptConfig
+    from higgs_tune.config import PromptSettings
     from higgs_tune.model.codes import encode_file
     from higgs_tune.training.examples import build_example
 
-    settings = PromptConfig()
+    settings = PromptSettings()
     start = time.perf_counter()
     for s in samples:
         ref = torch.from_numpy(encode_file(processor, s.ref_audio))

@@ -125,13 +125,13 @@ def compare(args: argparse.Namespace) -> None:
             if path not in results or _seconds(run) < _seconds(results[path]):
                 results[path] = run
 
-    from higgs_tune.config import PromptConfig
+    from higgs_tune.config import PromptSettings
     from higgs_tune.model.loading import load_processor
     from higgs_tune.prepared.dataset import PreparedData
     from higgs_tune.training.examples import prepared_lengths
 
     lengths = prepared_lengths(
-        load_processor(spec["model"]), PreparedData(Path(spec["data"])), PromptConfig()
+        load_processor(spec["model"]), PreparedData(Path(spec["data"])), PromptSettings()
     )
     audio_total = sum(c["seconds"] for c in spec["clips"])
     print_table(results, args)

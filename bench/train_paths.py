@@ -25,11 +25,11 @@ FRAME_RATE = 25.0
 
 def bench_config(spec: dict, args: argparse.Namespace, device: torch.device):
     """The training config both paths share: LoRA without dropout, no warm-up, our token budget."""
-    from higgs_tune.config import TrainConfig
+    from higgs_tune.config import TrainSettings
     from higgs_tune.config_files import load_config
 
     return load_config(
-        TrainConfig,
+        TrainSettings,
         None,
         [
             f"model={spec['model']}",
@@ -53,10 +53,10 @@ class NaiveDataset(torch.utils.data.Dataset):
     """The processor on raw audio in `__getitem__`, labels from `output_labels=True`."""
 
     def __init__(self, spec: dict, processor, indices: list[int]) -> None:
-        from higgs_tune.config import PromptConfig
+        from higgs_tune.config import PromptSettings
 
         self.spec, self.processor, self.indices = spec, processor, indices
-        self.system = PromptConfig().system_prompt
+        self.system = PromptSettings().system_prompt
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -189,7 +189,7 @@ def write_jsonl(path: Path, records: list[object]) -> Path:
 
 def train_config(tiny_model_dir: Path, prepared_dir: Path, out: Path, *overrides: str):
     """A short, deterministic training config on the tiny model; `overrides` are `key=value` on top."""
-    from higgs_tune.config import TrainConfig
+    from higgs_tune.config import TrainSettings
     from higgs_tune.config_files import load_config
 
     base = [
@@ -201,7 +201,7 @@ def train_config(tiny_model_dir: Path, prepared_dir: Path, out: Path, *overrides
         "per_device_train_batch_size=2",
         "lora.dropout=0",
     ]
-    return load_config(TrainConfig, None, [*base, *overrides])
+    return load_config(TrainSettings, None, [*base, *overrides])
 
 
 AR = "مرحبا بكم في البيت"  # 15 letters: about 15 letters/s over the 1 s test clips
@@ -311,14 +311,14 @@ def synthetic_prefs(prepared_dir: Path, model: Path, out: Path, pairs: int = 6, 
 
     import numpy as np
 
-    from higgs_tune.config import PromptConfig
+    from higgs_tune.config import PromptSettings
     from higgs_tune.files import write_json, write_jsonl
     from higgs_tune.prepared.dataset import PreparedData
 
     data = PreparedData(prepared_dir)
     (out / "codes").mkdir(parents=True)
     write_json(out / "settings.json", {"model": str(model), "adapter": None})
-    write_json(out / "prompt.json", asdict(PromptConfig()))
+    write_json(out / "prompt.json", asdict(PromptSettings()))
     lines = []
     for i in range(pairs):
         s, other = data[i], data[(i + 1) % pairs]

@@ -9,10 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from higgs_tune.config import (
-    DpoConfig,
-    LoraConfig,
-    PromptConfig,
-    TrainConfig,
+    DpoSettings,
+    LoraSettings,
+    PromptSettings,
+    TrainSettings,
     metric_greater_is_better,
     resolve_codebook_weights,
 )
@@ -30,18 +30,18 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 def problems_of(overrides: list[str], yaml_path: Path | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        load_config(TrainConfig, yaml_path, overrides)
+        load_config(TrainSettings, yaml_path, overrides)
     return info.value.problems
 
 
 def test_defaults_are_valid() -> None:
-    cfg = load_config(TrainConfig, None, [])
-    assert cfg == TrainConfig()
-    assert cfg.lora == LoraConfig()
-    assert cfg.prompt == PromptConfig()
+    cfg = load_config(TrainSettings, None, [])
+    assert cfg == TrainSettings()
+    assert cfg.lora == LoraSettings()
+    assert cfg.prompt == PromptSettings()
     assert cfg.bf16 == "auto"
     assert "audio_lm_head" not in cfg.lora.target_modules
-    assert config_from_dict(TrainConfig, {}) == TrainConfig()
+    assert config_from_dict(TrainSettings, {}) == TrainSettings()
 
 
 def test_yaml_load_with_nested_sections(tmp_path: Path) -> None:
@@ -56,20 +56,20 @@ def test_yaml_load_with_nested_sections(tmp_path: Path) -> None:
         "prompt:\n"  # a section with everything commented out is empty, not an error
         "  # scene: studio\n"
     )
-    cfg = load_config(TrainConfig, path, [])
+    cfg = load_config(TrainSettings, path, [])
     assert cfg.model == "some/model"
     assert cfg.learning_rate == pytest.approx(2e-4)
     assert cfg.codebook_weights == [2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5]
     assert all(type(w) is float for w in cfg.codebook_weights)
-    assert cfg.lora == LoraConfig(r=8, target_modules=["q_proj", "v_proj"])
-    assert cfg.prompt == PromptConfig()
+    assert cfg.lora == LoraSettings(r=8, target_modules=["q_proj", "v_proj"])
+    assert cfg.prompt == PromptSettings()
 
 
 def test_overrides_win_over_yaml_and_parse_as_yaml_scalars(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text("learning_rate: 0.001\nlora:\n  r: 8\n  alpha: 16\n")
     cfg = load_config(
-        TrainConfig,
+        TrainSettings,
         path,
         [
             "learning_rate=1e-4",
@@ -104,13 +104,13 @@ def test_overrides_win_over_yaml_and_parse_as_yaml_scalars(tmp_path: Path) -> No
 
 def test_section_override_merges_into_the_section() -> None:
     cfg = load_config(
-        TrainConfig, None, ["lora.r=4", "lora={alpha: 8, dropout: 0}", "lora.train_audio_head=true"]
+        TrainSettings, None, ["lora.r=4", "lora={alpha: 8, dropout: 0}", "lora.train_audio_head=true"]
     )
-    assert cfg.lora == LoraConfig(r=4, alpha=8, dropout=0.0, train_audio_head=True)
+    assert cfg.lora == LoraSettings(r=4, alpha=8, dropout=0.0, train_audio_head=True)
 
 
 def test_train_by_epochs() -> None:
-    cfg = load_config(TrainConfig, None, ["max_steps=null", "num_train_epochs=3"])
+    cfg = load_config(TrainSettings, None, ["max_steps=null", "num_train_epochs=3"])
     assert cfg.max_steps is None and cfg.num_train_epochs == 3.0
 
 
@@ -174,7 +174,7 @@ def test_all_problems_are_reported_in_one_error(tmp_path: Path) -> None:
     path.write_text("learing_rate: 1e-4\nper_device_train_batch_size: 0\nlora:\n  r: abc\n")
     with pytest.raises(ConfigError) as info:
         load_config(
-            TrainConfig,
+            TrainSettings,
             path,
             [
                 "lr_scheduler_type=cosin",
@@ -254,7 +254,7 @@ def test_file_problems(tmp_path: Path) -> None:
 
 def test_save_then_load_round_trips(tmp_path: Path) -> None:
     cfg = load_config(
-        TrainConfig,
+        TrainSettings,
         None,
         [
             "model=m",
@@ -269,8 +269,8 @@ def test_save_then_load_round_trips(tmp_path: Path) -> None:
     )
     path = tmp_path / "ckpt" / "config.yaml"
     save_config(cfg, path)
-    assert load_config(TrainConfig, path, []) == cfg
-    assert config_from_dict(TrainConfig, config_to_dict(cfg)) == cfg
+    assert load_config(TrainSettings, path, []) == cfg
+    assert config_from_dict(TrainSettings, config_to_dict(cfg)) == cfg
     assert list(config_to_dict(cfg))[:3] == ["model", "data", "output_dir"]  # saved in field order
 
 
@@ -281,8 +281,8 @@ def test_a_config_saved_by_an_earlier_version_loads_with_its_values(tmp_path: Pa
     """config-0.1.0.yaml was written by save_config of higgs-tune 0.1.0 (the hand-written loader), with
     non-default values in every section; it loads into today's settings unchanged and saves the same text."""
     path = SAVED / "config-0.1.0.yaml"
-    cfg = load_config(TrainConfig, path, [])
-    assert cfg == TrainConfig(
+    cfg = load_config(TrainSettings, path, [])
+    assert cfg == TrainSettings(
         model="bosonai/higgs-audio-v2-generation-3B-base",
         data="data/prepared",
         output_dir="runs/voice-1",
@@ -309,13 +309,13 @@ def test_a_config_saved_by_an_earlier_version_loads_with_its_values(tmp_path: Pa
         report_to=["tensorboard", "wandb"],
         fast_dual_ffn=False,
         preview_steps=50,
-        prompt=PromptConfig(
+        prompt=PromptSettings(
             system_prompt="Stimme: ruhig, klar", scene=None, text_normalisation="arabic_spoken"
         ),
-        lora=LoraConfig(
+        lora=LoraSettings(
             r=8, alpha=16, dropout=0.1, target_modules=["q_proj", "v_proj"], train_audio_head=True
         ),
-        dpo=DpoConfig(beta=0.2, sft_weight=0.5, disable_dropout=False),
+        dpo=DpoSettings(beta=0.2, sft_weight=0.5, disable_dropout=False),
     )
     save_config(cfg, tmp_path / "config.yaml")
     assert (tmp_path / "config.yaml").read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
@@ -323,7 +323,7 @@ def test_a_config_saved_by_an_earlier_version_loads_with_its_values(tmp_path: Pa
 
 def test_config_from_dict_validates_like_the_loader() -> None:
     with pytest.raises(ConfigError) as info:
-        config_from_dict(TrainConfig, {"lora": {"r": 0, "bad": 1}, "max_steps": "x"})
+        config_from_dict(TrainSettings, {"lora": {"r": 0, "bad": 1}, "max_steps": "x"})
     assert info.value.problems == [  # in field order, unknown keys last
         "max_steps must be an integer, or null, got 'x'",
         "lora.r must be >= 1, got 0",
@@ -333,20 +333,20 @@ def test_config_from_dict_validates_like_the_loader() -> None:
 
 def test_configs_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
-        TrainConfig().learning_rate = 1.0  # type: ignore[misc]
+        TrainSettings().learning_rate = 1.0  # type: ignore[misc]
 
 
 def test_settings_built_in_code_are_checked_too() -> None:
     """The models check what code builds or replaces, not only what the loader reads."""
     with pytest.raises(ValidationError, match="warmup_steps \\(500\\) must be <= max_steps \\(200\\)"):
-        dataclasses.replace(TrainConfig(), warmup_steps=500)
+        dataclasses.replace(TrainSettings(), warmup_steps=500)
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
-        LoraConfig(r=0)
-    assert TrainConfig(lora={"r": 4}).lora == LoraConfig(r=4)
+        LoraSettings(r=0)
+    assert TrainSettings(lora={"r": 4}).lora == LoraSettings(r=4)
 
 
 def test_require_names_every_missing_key() -> None:
-    cfg = TrainConfig(model="m", prompt=PromptConfig(scene=None))
+    cfg = TrainSettings(model="m", prompt=PromptSettings(scene=None))
     require(cfg, "model", "prompt.system_prompt")
     with pytest.raises(ConfigError) as info:
         require(cfg, "model", "data", "output_dir", "prompt.scene")
@@ -384,16 +384,16 @@ def test_a_bad_metric_for_best_model_lists_the_valid_ones_with_every_other_probl
     ],
 )
 def test_best_model_metrics_and_their_direction(metric: str, greater: bool) -> None:
-    cfg = load_config(TrainConfig, None, [f"metric_for_best_model={metric}", "early_stopping_patience=2"])
+    cfg = load_config(TrainSettings, None, [f"metric_for_best_model={metric}", "early_stopping_patience=2"])
     assert metric_greater_is_better(cfg) is greater
     flipped = load_config(
-        TrainConfig, None, [f"metric_for_best_model={metric}", f"greater_is_better={not greater}"]
+        TrainSettings, None, [f"metric_for_best_model={metric}", f"greater_is_better={not greater}"]
     )
     assert metric_greater_is_better(flipped) is not greater
 
 
 def test_best_model_defaults_follow_transformers() -> None:
-    cfg = TrainConfig()
+    cfg = TrainSettings()
     assert cfg.metric_for_best_model == "eval_loss" and cfg.greater_is_better is None
     assert cfg.early_stopping_patience is None and cfg.early_stopping_threshold == 0.0
 
@@ -407,7 +407,7 @@ def test_resolve_codebook_weights() -> None:
 
 @pytest.mark.parametrize("name", ["lora.yaml", "full.yaml"])
 def test_example_configs_load(name: str) -> None:
-    cfg = load_config(TrainConfig, CONFIGS / name, ["data=some/data"])
+    cfg = load_config(TrainSettings, CONFIGS / name, ["data=some/data"])
     assert cfg.full is (name == "full.yaml")
     assert cfg.model and cfg.output_dir
     require(cfg, "model", "data", "output_dir")

@@ -56,7 +56,9 @@ def test_the_measure_sees_methods_and_nested_functions(tmp_path):
     package = tmp_path / "pkg"
     package.mkdir()
     body = "\n".join(f"        x{i} = {i}" for i in range(70))
-    (package / "mod.py").write_text(f"class A:\n    def long(self):\n{body}\n\n\ndef short():\n    return 1\n")
+    (package / "mod.py").write_text(
+        f"class A:\n    def long(self):\n{body}\n\n\ndef short():\n    return 1\n"
+    )
     assert [where for _, where in long_functions(package, 60)] == ["pkg/mod.py:2 long"]
     assert long_modules(package, 60) == [(76, "pkg/mod.py")]
     assert long_modules(package, 80) == []

@@ -33,7 +33,10 @@ Glossary (one word per idea):
 
     sample       one (reference clip, reference transcript, target text, target clip) pair from a manifest
     codes        a clip as codec codes, [8 codebooks, T frames] at 25 frames per second
-    prompt       the token sequence of one cloning conversation (`model.prompt.build_prompt`)
+    prompt       the settings that shape every cloning conversation: system prompt, scene, text
+                 normalisation (`config.PromptSettings`, the parameter `prompt` everywhere), resolved once
+                 per run (`training.run_data.resolve_prompt`) and recorded with every checkpoint
+    tokens       one conversation built from a sample and the prompt (`model.prompt.build_prompt`)
     example      a prompt with its labels: what is learned (`training.examples`)
     batch plan   which examples form each micro-batch of each epoch, on this rank (`training.batching`)
     assignment   which process encodes which clip into which shard (`prepared.assignment`)
@@ -47,6 +50,15 @@ Glossary (one word per idea):
     model card   the README.md of a folder of weights, in the Hub's format (`card`)
     candidate    one sampled clone of a prompt, scored for preference pairs (`preferences.candidates`)
     fingerprint  what a checkpoint records of its base model, checked where it loads (`model.fingerprint`)
+    settings     a command's or a run's typed options (`*Settings`, frozen pydantic: `config`,
+                 `command_settings`); a config is the YAML file a run's settings are read from
+    mode         how a run trains: lora or full (`trainer_state.json`); weights: what a folder of weights
+                 holds, adapter, full or merged (`checkpoint.weights_dir`, the model card)
+    tuned / baseline  the two systems `eval` compares (`evaluation.report`); the baseline is the base
+                 model, or the base model with a baseline adapter; the base model is only ever the model
+    clip bounds  `min_seconds` / `max_seconds`: the clip lengths `validate`, `prepare` and `ingest` accept;
+                 the length limit (`inference.settings.LengthLimit`) caps what `clone`, `eval` and `prefs`
+                 generate
 """
 
 __version__ = "0.1.0"

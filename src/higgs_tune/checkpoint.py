@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
-from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.config import PromptSettings, TrainSettings
 from higgs_tune.config_files import config_to_dict
 from higgs_tune.errors import UserError
 from higgs_tune.files import write_json, write_text_atomic
@@ -159,7 +159,7 @@ def check_loadable(checkpoint: Path) -> dict:
     if mode not in _WEIGHTS_SUBDIR:
         raise CheckpointError(f'{path}: "mode" is {mode!r}, not one of {", ".join(_WEIGHTS_SUBDIR)}')
     prompt = state.get("prompt")
-    known = set(PromptConfig.__dataclass_fields__)
+    known = set(PromptSettings.__dataclass_fields__)
     if not isinstance(prompt, dict) or not set(prompt) <= known:
         raise CheckpointError(
             f'{path}: "prompt" must be an object of the prompt settings ({", ".join(sorted(known))})'
@@ -209,13 +209,13 @@ def _check_safetensors(path: Path) -> None:
         ) from None
 
 
-def training_mode(cfg: TrainConfig) -> Literal["full", "lora"]:
+def training_mode(cfg: TrainSettings) -> Literal["full", "lora"]:
     """How a run trains, as its checkpoints record it: `full` weights or a `lora` adapter."""
     return "full" if cfg.full else "lora"
 
 
 def trainer_state(
-    cfg: TrainConfig,
+    cfg: TrainSettings,
     step: int,
     metrics: dict | None = None,
     best: dict | None = None,
@@ -258,7 +258,7 @@ def keep_trainable_weights(accelerator: Accelerator, model: torch.nn.Module) -> 
     accelerator.register_save_state_pre_hook(trainable_only)
 
 
-def write_weights(folder: Path, model: torch.nn.Module, state_dict: dict, cfg: TrainConfig) -> None:
+def write_weights(folder: Path, model: torch.nn.Module, state_dict: dict, cfg: TrainSettings) -> None:
     """The weights for cloning and merging, in transformers' / peft's layout: `adapter/` or `model/`.
 
     `model` is the (peft-wrapped) model inside the loss wrapper and `state_dict` the loss wrapper's full

@@ -1,6 +1,6 @@
 """Typed run configuration: the settings of a fine-tuning run, loaded from YAML with ``key=value`` overrides.
 
-A fine-tuning run is described by one :class:`TrainConfig`. It comes from an optional YAML file plus
+A fine-tuning run is described by one :class:`TrainSettings`. It comes from an optional YAML file plus
 command-line overrides (``learning_rate=2e-4 lora.r=32``), and every checkpoint records it with
 :func:`higgs_tune.config_files.save_config`, so a result can always be traced back to the exact settings
 that produced it. The settings are frozen pydantic dataclasses: each field's type and bounds beside it, the
@@ -38,7 +38,7 @@ TextNormalisation = Literal["none", "whitespace", "arabic", "arabic_no_diacritic
 
 
 @dataclass(frozen=True, config=SETTINGS)
-class PromptConfig:
+class PromptSettings:
     """How training examples are prompted; saved with every checkpoint so inference prompts the same way."""
 
     system_prompt: str = "Generate audio following instruction."
@@ -54,7 +54,7 @@ class PromptConfig:
 
 
 @dataclass(frozen=True, config=SETTINGS)
-class LoraConfig:
+class LoraSettings:
     """LoRA adapter settings (peft); ignored when ``full`` fine-tuning is on."""
 
     r: int = Field(16, ge=1)
@@ -82,7 +82,7 @@ class LoraConfig:
 
 
 @dataclass(frozen=True, config=SETTINGS)
-class DpoConfig:
+class DpoSettings:
     """Direct preference optimisation settings (`objective: dpo`; `training.dpo`)."""
 
     beta: float = Field(0.1, gt=0)
@@ -98,7 +98,7 @@ class DpoConfig:
 
 
 @dataclass(frozen=True, config=SETTINGS)
-class TrainConfig:
+class TrainSettings:
     """One fine-tuning run. Names follow transformers' TrainingArguments where the two overlap."""
 
     model: str | None = None
@@ -197,9 +197,9 @@ class TrainConfig:
     report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
     """Experiment trackers that get the metrics, the run config and the previews' audio: any of
     tensorboard (RUN/tensorboard/), wandb, trackio; [none] for metrics.jsonl only."""
-    prompt: PromptConfig = Field(default_factory=PromptConfig)
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    dpo: DpoConfig = Field(default_factory=DpoConfig)
+    prompt: PromptSettings = Field(default_factory=PromptSettings)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    dpo: DpoSettings = Field(default_factory=DpoSettings)
 
     @field_validator("prompt", "lora", "dpo", mode="before")
     @classmethod
@@ -248,7 +248,7 @@ class TrainConfig:
         return report_to
 
     @model_validator(mode="after")
-    def _rules_across_fields(self, info: ValidationInfo) -> TrainConfig:
+    def _rules_across_fields(self, info: ValidationInfo) -> TrainSettings:
         """The rules between fields, over those that passed their own checks (all, unless the loader says)."""
         skip = unchecked(info)
         values = {name: getattr(self, name) for name in self.__pydantic_fields__ if name not in skip}
@@ -344,7 +344,7 @@ REPORT_TO = ("tensorboard", "wandb", "trackio", "none")
 """The trackers `report_to` can name (accelerate's trackers of those names); none means no tracker."""
 
 
-def metric_greater_is_better(cfg: TrainConfig) -> bool:
+def metric_greater_is_better(cfg: TrainSettings) -> bool:
     """Whether a larger ``metric_for_best_model`` is better: ``greater_is_better`` if set, else from the
     metric (loss and early-stop risk fall as the model improves; accuracy and EOS probability rise)."""
     if cfg.greater_is_better is not None:

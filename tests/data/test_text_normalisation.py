@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import train_config, write_jsonl
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.config_files import ConfigError
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.data.samples import Sample, SampleError
@@ -117,20 +117,20 @@ def _prompt(processor, settings, text):
 
 
 def test_diacritised_and_plain_prompt_alike_only_when_trained_so(processor):
-    same = PromptConfig(text_normalisation="arabic_no_diacritics")
+    same = PromptSettings(text_normalisation="arabic_no_diacritics")
     assert torch.equal(_prompt(processor, same, DIACRITISED), _prompt(processor, same, PLAIN))
     for how in (None, "none", "arabic"):
-        settings = PromptConfig(text_normalisation=how)
+        settings = PromptSettings(text_normalisation=how)
         assert not torch.equal(_prompt(processor, settings, DIACRITISED), _prompt(processor, settings, PLAIN))
 
 
 def test_digit_systems_prompt_alike_only_when_trained_so(processor):
     # The prompt is what generation sees: identical input ids give identical greedy codes.
-    spoken = PromptConfig(text_normalisation="arabic_spoken")
+    spoken = PromptSettings(text_normalisation="arabic_spoken")
     assert torch.equal(_prompt(processor, spoken, "عام ١٥"), _prompt(processor, spoken, "عام 15"))
     assert torch.equal(_prompt(processor, spoken, "عام ١٥"), _prompt(processor, spoken, "عام خمسة عشر"))
     for how in (None, "none", "arabic", "arabic_no_diacritics"):
-        settings = PromptConfig(text_normalisation=how)
+        settings = PromptSettings(text_normalisation=how)
         assert not torch.equal(_prompt(processor, settings, "عام ١٥"), _prompt(processor, settings, "عام 15"))
 
 

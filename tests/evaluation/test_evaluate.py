@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from higgs_tune.config import TrainConfig
+from higgs_tune.config import TrainSettings
 from higgs_tune.config_files import load_config
 from higgs_tune.evaluation.report import Comparison, Report, compare, summarize
 from higgs_tune.evaluation.report_markdown import render_markdown
@@ -24,7 +24,7 @@ def test_eval_baseline_report_covers_every_sample(tiny_model_dir, prepared_dir, 
     asr, speaker = build_tiny_eval_models(tmp_path / "eval-models")
     run = tmp_path / "run"
     overrides = [f"model={tiny_model_dir}", f"data={prepared_dir}", f"output_dir={run}", "max_steps=2"]
-    Trainer(load_config(TrainConfig, None, [*overrides, "warmup_steps=0"])).run()
+    Trainer(load_config(TrainSettings, None, [*overrides, "warmup_steps=0"])).run()
     lines = sample_data_dir["manifest_jsonl"].read_text().splitlines()[:3]
     # Paths in the copied lines are relative to the original manifest's folder.
     heldout = sample_data_dir["manifest_jsonl"].parent / "heldout_test.jsonl"
@@ -227,7 +227,7 @@ def test_each_system_is_prompted_as_it_was_trained_and_reports_stop_health(
     prompted with the base defaults. Both get teacher-forced stop health on the eval targets."""
     from conftest import train_config
 
-    from higgs_tune.config import PromptConfig
+    from higgs_tune.config import PromptSettings
     from higgs_tune.evaluation import evaluate as evaluate_module
     from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
     from higgs_tune.inference.generate import load_for_cloning
@@ -241,7 +241,7 @@ def test_each_system_is_prompted_as_it_was_trained_and_reports_stop_health(
         )
     ).run()
     assert load_for_cloning(str(tiny_model_dir), run)[2].system_prompt == TRAINED_PROMPT
-    assert load_for_cloning(str(tiny_model_dir), None)[2] == PromptConfig()
+    assert load_for_cloning(str(tiny_model_dir), None)[2] == PromptSettings()
 
     used = {}
     clone_manifest = evaluate_module.clone_manifest
@@ -260,9 +260,9 @@ def test_each_system_is_prompted_as_it_was_trained_and_reports_stop_health(
     settings = EvalSettings(asr_model=str(asr), speaker_model=str(speaker), limit=short)
     report = evaluate(heldout, str(tiny_model_dir), run, tmp_path / "eval", True, settings)
 
-    assert used["base"] == PromptConfig()
+    assert used["base"] == PromptSettings()
     assert used["finetuned"].system_prompt == TRAINED_PROMPT
-    assert report.prompts["base"]["system_prompt"] == PromptConfig().system_prompt
+    assert report.prompts["base"]["system_prompt"] == PromptSettings().system_prompt
     assert report.prompts["finetuned"]["system_prompt"] == TRAINED_PROMPT
     for system in ("base", "finetuned"):
         health = report.stop_health[system]
@@ -332,19 +332,19 @@ def test_the_report_shows_the_text_each_system_was_given_when_its_normalisation_
     the text as written for the system whose text normalisation changed it, and only for that one."""
     from dataclasses import replace
 
-    from higgs_tune.config import PromptConfig
+    from higgs_tune.config import PromptSettings
     from higgs_tune.data.manifests import read_manifest
     from higgs_tune.inference.clone import clone_manifest
-    from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+    from higgs_tune.inference.settings import LengthLimit, SamplingSettings
 
     sample = replace(read_manifest(sample_data_dir["manifest_jsonl"])[0], text="ذَهَبَ الوَلَدُ إِلَى المَدْرَسَةِ")
     limit = LengthLimit(min_seconds=0.2, max_seconds=0.2)
-    plain = PromptConfig(text_normalisation="arabic_no_diacritics")
+    plain = PromptSettings(text_normalisation="arabic_no_diacritics")
     rows = {
         name: clone_manifest(
-            tiny_model, processor, [sample], tmp_path / name, settings, SamplingConfig(), limit
+            tiny_model, processor, [sample], tmp_path / name, settings, SamplingSettings(), limit
         )
-        for name, settings in (("finetuned", plain), ("base", PromptConfig()))
+        for name, settings in (("finetuned", plain), ("base", PromptSettings()))
     }
     assert rows["finetuned"][0]["spoken_text"] == "ذهب الولد الى المدرسة"
     assert rows["base"][0]["spoken_text"] == rows["base"][0]["text"] == sample.text
@@ -394,8 +394,13 @@ def test_eval_settings_are_frozen_refuse_unknown_fields_and_check_their_bounds(t
     settings = EvalSettings(batch_size=2)
     with pytest.raises(ValidationError):
         settings.batch_size = 3
-    for bad in ({"batch_size": 0}, {"batch_sise": 2}):
-        with pytest.raises(ValidationError):
+    from higgs_tune.command_settings import SettingsError
+
+    for bad, says in (
+        ({"batch_size": 0}, "--batch-size: input should be greater than or equal to 1"),
+        ({"batch_sise": 2}, "--batch-sise: not a setting of this command"),
+    ):
+        with pytest.raises(SettingsError, match=says):
             EvalSettings(**bad)
     out = tmp_path / "eval"
     code, _, err = run_cli(

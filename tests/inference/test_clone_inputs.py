@@ -12,11 +12,11 @@ import pytest
 import soundfile as sf
 from conftest import tone
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.data.samples import SampleError
 from higgs_tune.inference.clone import check_reference, clip_file_name, clone_manifest
-from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+from higgs_tune.inference.settings import LengthLimit, SamplingSettings
 
 
 def _wav(path: Path, seconds: float) -> Path:
@@ -45,7 +45,9 @@ def test_colliding_ids_get_their_own_files_and_bad_references_are_skipped_and_co
     limit = LengthLimit(slack_seconds=0.0, min_seconds=0.1, max_seconds=0.1)
     out = tmp_path / "out"
     with caplog.at_level(logging.WARNING, logger="higgs_tune.inference.clone"):
-        rows = clone_manifest(tiny_model, processor, samples, out, PromptConfig(), SamplingConfig(), limit, 4)
+        rows = clone_manifest(
+            tiny_model, processor, samples, out, PromptSettings(), SamplingSettings(), limit, 4
+        )
     assert [r["id"] for r in rows] == ["spk/1", "spk_1", "spk:1"]
     assert len({r["codes"] for r in rows}) == 3 and len(list(out.glob("*.npy"))) == 3
     skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]

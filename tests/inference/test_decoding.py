@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.inference.generate import generate_codes
-from higgs_tune.inference.settings import SamplingConfig
+from higgs_tune.inference.settings import SamplingSettings
 from higgs_tune.model.loading import load_model
 
 K = 8
@@ -83,7 +83,9 @@ def test_clip_length_is_codebook_0s_eos_even_when_other_codebooks_miss_theirs(sc
         return captured["out"]
 
     model.generate = keep_output
-    result = generate_codes(model, processor, items(), PromptConfig(), SamplingConfig(greedy=True), [50])[0]
+    result = generate_codes(model, processor, items(), PromptSettings(), SamplingSettings(greedy=True), [50])[
+        0
+    ]
     assert result.stopped_by_eos
     assert result.codes.shape == (K, t)
     expected = np.array([[scripted_code(k, f + 1 + k) for f in range(t)] for k in range(K)])
@@ -104,7 +106,9 @@ def test_clip_ends_at_the_first_eos_of_any_codebook_shifted_back_by_its_delay(
     codebook j's EOS clipped to a code and codes drawn after it stopped."""
     s = 9
     model = scripted_model(eos_step=s, stopper=stopper)
-    result = generate_codes(model, processor, items(), PromptConfig(), SamplingConfig(greedy=True), [50])[0]
+    result = generate_codes(model, processor, items(), PromptSettings(), SamplingSettings(greedy=True), [50])[
+        0
+    ]
     t = s - stopper - 1
     assert result.stopped_by_eos
     assert result.codes.shape == (K, t), (stopper, result.codes.shape)
@@ -121,7 +125,9 @@ def test_an_eos_within_the_limit_ends_the_clip_even_when_the_limit_cuts_its_casc
     other codebooks to EOS: it ended by its EOS. Codebook 0's EOS at step 8 would end it at frame 7, past
     the limit: it was cut at 5."""
     model = scripted_model(eos_step=eos_step, stopper=stopper)
-    result = generate_codes(model, processor, items(), PromptConfig(), SamplingConfig(greedy=True), [5])[0]
+    result = generate_codes(model, processor, items(), PromptSettings(), SamplingSettings(greedy=True), [5])[
+        0
+    ]
     assert model.audio_lm_head.calls == 5 + 1 + K
     assert result.stopped_by_eos is stopped and result.codes.shape == (K, 5)
 
@@ -131,9 +137,9 @@ def test_frame_limit_stops_generation_at_the_limit(scripted_model, processor, li
     """A model that never stops is stopped by the frame limit itself: generation runs exactly the
     positions of `limit` frames (stream BOS, the frames, and the EOS cascade), not to a global maximum."""
     model = scripted_model(eos_step=None)
-    result = generate_codes(model, processor, items(), PromptConfig(), SamplingConfig(greedy=True), [limit])[
-        0
-    ]
+    result = generate_codes(
+        model, processor, items(), PromptSettings(), SamplingSettings(greedy=True), [limit]
+    )[0]
     assert model.audio_lm_head.calls == limit + 1 + K
     assert not result.stopped_by_eos and result.codes.shape == (K, limit)
 
@@ -151,7 +157,9 @@ def test_each_sample_of_a_batch_stops_at_its_own_limit(scripted_model, processor
 
     model.generate = keep_output
     limits = [4, 9]
-    results = generate_codes(model, processor, items(2), PromptConfig(), SamplingConfig(greedy=True), limits)
+    results = generate_codes(
+        model, processor, items(2), PromptSettings(), SamplingSettings(greedy=True), limits
+    )
     steps = model.audio_lm_head.calls
     assert steps == max(limits) + 1 + K
     frames = captured["out"].audio_sequences[0, -steps:]
@@ -162,5 +170,5 @@ def test_each_sample_of_a_batch_stops_at_its_own_limit(scripted_model, processor
 def test_a_cut_sample_is_named_by_its_id_in_the_warning(scripted_model, processor, caplog):
     model = scripted_model(eos_step=None)
     item = {**items()[0], "id": "spk_7/utt 3"}
-    generate_codes(model, processor, [item], PromptConfig(), SamplingConfig(greedy=True), [3])
+    generate_codes(model, processor, [item], PromptSettings(), SamplingSettings(greedy=True), [3])
     assert "sample spk_7/utt 3 did not emit its stream EOS within 3 frames" in caplog.text

@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
-from higgs_tune.config import PromptConfig
-from higgs_tune.inference.settings import SamplingConfig
+from higgs_tune.config import PromptSettings
+from higgs_tune.inference.settings import SamplingSettings
 from higgs_tune.prepared.dataset import PreparedData
 
 
@@ -61,7 +61,14 @@ def test_clone_manifest_writes_every_sample_and_flags_cuts(tiny_model, processor
     hook = tiny_model.audio_lm_head.register_forward_hook(lambda *_: steps.append(1))
     try:
         rows = clone_manifest(
-            tiny_model, processor, samples, tmp_path / "out", PromptConfig(), SamplingConfig(seed=1), limit, 2
+            tiny_model,
+            processor,
+            samples,
+            tmp_path / "out",
+            PromptSettings(),
+            SamplingSettings(seed=1),
+            limit,
+            2,
         )
     finally:
         hook.remove()
@@ -95,7 +102,7 @@ def test_a_clone_without_frames_is_recorded_and_flagged_not_written(
     samples = read_manifest(sample_data_dir["manifest_jsonl"])[:2]
     nothing = LengthLimit(slack_seconds=0.0, min_seconds=0.0, max_seconds=0.0)
     rows = clone_manifest(
-        tiny_model, processor, samples, tmp_path / "out", PromptConfig(), SamplingConfig(), nothing, 2
+        tiny_model, processor, samples, tmp_path / "out", PromptSettings(), SamplingSettings(), nothing, 2
     )
     assert [r["id"] for r in rows] == [s.id for s in samples]
     for row in rows:
@@ -124,8 +131,8 @@ def test_missing_references_are_named_before_any_cloning(tiny_model, processor, 
             processor,
             samples,
             tmp_path / "out",
-            PromptConfig(),
-            SamplingConfig(),
+            PromptSettings(),
+            SamplingSettings(),
             LengthLimit(),
             1,
         )

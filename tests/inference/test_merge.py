@@ -11,7 +11,7 @@ from conftest import train_config
 from huggingface_hub import ModelCard
 from transformers import HiggsAudioV2ForConditionalGeneration, HiggsAudioV2Processor
 
-from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.config import PromptSettings, TrainSettings
 from higgs_tune.config_files import load_config
 from higgs_tune.inference.merge import PROMPT_FILE, merge_adapter
 from higgs_tune.model.loading import load_model
@@ -23,7 +23,7 @@ from higgs_tune.training.trainer import Trainer
 def test_merged_logits_equal_adapter_logits(tiny_model_dir, prepared_dir, processor, tmp_path):
     run = tmp_path / "run"
     cfg = load_config(
-        TrainConfig,
+        TrainSettings,
         None,
         [
             f"model={tiny_model_dir}", f"data={prepared_dir}", f"output_dir={run}", "max_steps=3",
@@ -37,7 +37,7 @@ def test_merged_logits_equal_adapter_logits(tiny_model_dir, prepared_dir, proces
     g = torch.Generator().manual_seed(0)
     example = build_example(
         processor, "x", "ref", torch.randint(0, 1024, (8, 9), generator=g), "text",
-        torch.randint(0, 1024, (8, 5), generator=g), PromptConfig(),
+        torch.randint(0, 1024, (8, 5), generator=g), PromptSettings(),
     )  # fmt: skip
     batch = {k: v for k, v in Collator(processor)([example]).items() if k in MODEL_INPUTS}
     with torch.no_grad():
@@ -66,7 +66,7 @@ def test_merge_takes_the_best_checkpoint_of_a_run_unless_told_last(tiny_model_di
 
     run = tmp_path / "run"
     cfg = load_config(
-        TrainConfig,
+        TrainSettings,
         None,
         [
             f"model={tiny_model_dir}", f"data={prepared_dir}", f"output_dir={run}", "max_steps=3",
@@ -223,7 +223,7 @@ def test_a_merged_model_is_prompted_as_its_adapter(tiny_model_dir, processor, sa
     by every command that loads it, so merged and adapter give the same greedy codes."""
     from higgs_tune.data.manifests import read_manifest
     from higgs_tune.inference.generate import generate_codes, load_for_cloning
-    from higgs_tune.inference.settings import SamplingConfig
+    from higgs_tune.inference.settings import SamplingSettings
     from higgs_tune.prepared.prepare import prepare_dataset
     from higgs_tune.prepared.settings import PrepareSettings
 
@@ -245,7 +245,7 @@ def test_a_merged_model_is_prompted_as_its_adapter(tiny_model_dir, processor, sa
     def clone(model_id: Path, adapter: Path | None, text: str):
         model, proc, settings = load_for_cloning(str(model_id), adapter)
         item = {"ref_text": "مرحبا", "ref_codes": ref_codes, "text": text}
-        return generate_codes(model, proc, [item], settings, SamplingConfig(greedy=True), [15])[0].codes
+        return generate_codes(model, proc, [item], settings, SamplingSettings(greedy=True), [15])[0].codes
 
     from_adapter = clone(tiny_model_dir, run, diacritised)
     assert from_adapter.shape[1] > 0

@@ -11,7 +11,7 @@ from higgs_tune.data.pairs import build_pairs
 from higgs_tune.data.problems import CODES
 from higgs_tune.data.samples import SampleError
 from higgs_tune.ingest.run import ingest
-from higgs_tune.ingest.settings import FilterSettings, IngestSettings, SliceSettings, SourceOptions
+from higgs_tune.ingest.settings import FilterSettings, IngestSettings, SliceSettings, SourceSettings
 from higgs_tune.ingest.sources import detect_source
 
 ASR_TOKENS = 8  # the tiny Whisper's words are noise: a few are enough, and fast
@@ -59,8 +59,8 @@ def test_a_transcribed_source_ingests_into_a_corpus_pairs_reads(tmp_path, kind, 
 def test_dataset_columns_are_chosen_by_option(tmp_path):
     source = write_saved_dataset(tmp_path / "ds")
     with pytest.raises(SampleError, match="no column 'words'"):
-        ingest(str(source), tmp_path / "c1", settings(source=SourceOptions(text_column="words")))
-    options = SourceOptions(speaker_column="sentence")  # any column can name the speaker
+        ingest(str(source), tmp_path / "c1", settings(source=SourceSettings(text_column="words")))
+    options = SourceSettings(speaker_column="sentence")  # any column can name the speaker
     ingest(str(source), tmp_path / "c2", settings(source=options))
     assert {row["speaker"] for row in rows(tmp_path / "c2" / "utterances.jsonl")} <= set(TEXTS)
 

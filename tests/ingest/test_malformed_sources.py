@@ -16,7 +16,7 @@ from speech import SR, TEXTS, clip, write_common_voice, write_ljspeech
 
 from higgs_tune.data.samples import SampleError
 from higgs_tune.ingest.run import ingest
-from higgs_tune.ingest.settings import FilterSettings, IngestSettings, SliceSettings, SourceOptions
+from higgs_tune.ingest.settings import FilterSettings, IngestSettings, SliceSettings, SourceSettings
 from higgs_tune.ingest.sources import read_source
 
 
@@ -179,7 +179,7 @@ def _three_column_ljspeech(root: Path) -> Path:
 def test_ljspeech_text_column_is_honoured_and_said(tmp_path, caplog, column, expected):
     source = _three_column_ljspeech(tmp_path / "lj")
     caplog.set_level(logging.INFO, logger="higgs_tune.ingest.sources")
-    recordings = list(read_source(str(source), SourceOptions(text_column=column)))
+    recordings = list(read_source(str(source), SourceSettings(text_column=column)))
     texts = [r.text for r in recordings]
     if expected == "text":
         assert texts == [t.upper() for t in TEXTS[: len(texts)]]
@@ -191,16 +191,16 @@ def test_ljspeech_text_column_is_honoured_and_said(tmp_path, caplog, column, exp
 def test_ljspeech_default_text_column_is_said(tmp_path, caplog):
     source = _three_column_ljspeech(tmp_path / "lj")
     caplog.set_level(logging.INFO, logger="higgs_tune.ingest.sources")
-    assert next(iter(read_source(str(source), SourceOptions()))).text == "translit 0"
+    assert next(iter(read_source(str(source), SourceSettings()))).text == "translit 0"
     assert "column 2 (normalized text) where a row has it" in caplog.text
 
 
 def test_column_options_a_source_would_ignore_are_refused(tmp_path):
     lj = _three_column_ljspeech(tmp_path / "lj")
     with pytest.raises(SampleError, match="not a text column"):
-        read_source(str(lj), SourceOptions(text_column="3"))
+        read_source(str(lj), SourceSettings(text_column="3"))
     with pytest.raises(SampleError, match="--speaker-column"):
-        read_source(str(lj), SourceOptions(speaker_column="who"))
+        read_source(str(lj), SourceSettings(speaker_column="who"))
     cv = write_common_voice(tmp_path / "cv")
     with pytest.raises(SampleError, match="--text-column: .* common voice folder"):
-        read_source(str(cv), SourceOptions(text_column="sentence"))
+        read_source(str(cv), SourceSettings(text_column="sentence"))

@@ -10,7 +10,7 @@ builder, so a change of layout, system text or scene in the code fails it.
 
 import torch
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.model.prompt import build_prompt
 
 BASE_PROMPT_TEXT = (
@@ -27,7 +27,7 @@ BASE_PROMPT_TEXT = (
 def test_default_prompt_is_the_released_models_cloning_prompt(processor) -> None:
     k, frames = 8, 11
     ref = torch.randint(0, 1024, (k, frames), generator=torch.Generator().manual_seed(0))
-    ours = build_prompt(processor, "the reference words", ref, "say this now", PromptConfig())
+    ours = build_prompt(processor, "the reference words", ref, "say this now", PromptSettings())
     # A clip of T frames takes T + 2 (stream BOS, EOS) + K - 1 (delay) positions; the last K - 1 are the
     # delay placeholder, Llama-3's <|reserved_special_token_6|> (id 128014 in the released vocabulary).
     ref_audio = "<|AUDIO_OUT|>" * (frames + 2) + "<|reserved_special_token_6|>" * (k - 1)
@@ -37,5 +37,5 @@ def test_default_prompt_is_the_released_models_cloning_prompt(processor) -> None
 
 
 def test_default_settings_are_the_base_models() -> None:
-    assert PromptConfig().system_prompt == "Generate audio following instruction."
-    assert PromptConfig().scene == "Audio is recorded from a quiet room."
+    assert PromptSettings().system_prompt == "Generate audio following instruction."
+    assert PromptSettings().scene == "Audio is recorded from a quiet room."

@@ -9,9 +9,9 @@ with and without gradient checkpointing; so must cached single-token steps and g
 import pytest
 import torch
 
-from higgs_tune.config import LoraConfig, PromptConfig, TrainConfig
+from higgs_tune.config import LoraSettings, PromptSettings, TrainSettings
 from higgs_tune.inference.generate import generate_codes
-from higgs_tune.inference.settings import SamplingConfig
+from higgs_tune.inference.settings import SamplingSettings
 from higgs_tune.model import fast_dual_ffn
 from higgs_tune.model.loading import build_model_from_config, load_model
 from higgs_tune.tiny.model import build_tiny_tokenizer, tiny_lm_config
@@ -65,7 +65,7 @@ def mixed_batch(config, length: int = 40) -> dict[str, torch.Tensor]:
 
 def pair(config, full: bool, checkpointing: bool):
     """(stock, sync-free) models with the same weights, prepared for training as the trainer does."""
-    cfg = TrainConfig(full=full, gradient_checkpointing=checkpointing, lora=LoraConfig(dropout=0.0))
+    cfg = TrainSettings(full=full, gradient_checkpointing=checkpointing, lora=LoraSettings(dropout=0.0))
     models = []
     for fast in (False, True):
         model = build_model_from_config(config, seed=0, fast_dual_ffn=fast)
@@ -136,7 +136,7 @@ def test_greedy_generation_gives_the_same_codes(tiny_model_dir, processor, route
     for fast in (False, True):
         model = load_model(tiny_model_dir, fast_dual_ffn=fast).eval()
         results = generate_codes(
-            model, processor, items, PromptConfig(), SamplingConfig(greedy=True), [12, 12]
+            model, processor, items, PromptSettings(), SamplingSettings(greedy=True), [12, 12]
         )
         codes.append([r.codes for r in results])
     assert routed_calls, "generation's prefill must run the routed layer"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.data.text_normalisation import normalise_text
 from higgs_tune.model.codes import encode_waveform
 from higgs_tune.model.prompt import _tokenize, build_conversation, build_prompt, delayed_codes
@@ -31,7 +31,7 @@ def _with_audio(conversation, audios):
 @pytest.mark.parametrize("with_target", [True, False])
 def test_prompt_matches_processor(processor, clips, scene, with_target):
     ref, tgt = clips
-    settings = PromptConfig(system_prompt="Speak like the reference.", scene=scene)
+    settings = PromptSettings(system_prompt="Speak like the reference.", scene=scene)
     ref_codes = torch.from_numpy(encode_waveform(processor, ref))
     tgt_codes = torch.from_numpy(encode_waveform(processor, tgt)) if with_target else None
     ours = build_prompt(processor, "the reference words", ref_codes, "say this now", settings, tgt_codes)
@@ -53,7 +53,7 @@ def test_prompt_matches_processor(processor, clips, scene, with_target):
 
 
 def test_inference_prompt_is_prefix_of_training_prompt(processor):
-    settings = PromptConfig()
+    settings = PromptSettings()
     g = torch.Generator().manual_seed(0)
     ref, tgt = torch.randint(0, 1024, (8, 17), generator=g), torch.randint(0, 1024, (8, 9), generator=g)
     train = build_prompt(processor, "ref words", ref, "target words", settings, target_codes=tgt)
@@ -65,7 +65,7 @@ def test_inference_prompt_is_prefix_of_training_prompt(processor):
 
 
 def test_sample_scene_overrides_default(processor):
-    settings = PromptConfig(scene="default scene")
+    settings = PromptSettings(scene="default scene")
     rendered = processor.apply_chat_template(
         build_conversation("a", "b", settings, scene="sample scene"), tokenize=False
     )
@@ -98,7 +98,7 @@ def _control_ids(processor, ids: torch.Tensor) -> list[int]:
 def test_text_is_never_a_control_token(processor, text, how):
     g = torch.Generator().manual_seed(1)
     ref, tgt = torch.randint(0, 1024, (8, 5), generator=g), torch.randint(0, 1024, (8, 4), generator=g)
-    settings = PromptConfig(text_normalisation=how)
+    settings = PromptSettings(text_normalisation=how)
     plain = build_prompt(processor, "ref", ref, "plain", settings, tgt, scene="room")
     ours = build_prompt(processor, text, ref, text, settings, tgt, scene=text)
     # The same control tokens in the same order (turns and audio placeholders): the layout is the plain one.

@@ -26,7 +26,7 @@ from conftest import fast_tiny_eval_models
 from higgs_tune.data.audio import TARGET_SR
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.errors import UserError
-from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+from higgs_tune.inference.settings import LengthLimit, SamplingSettings
 from higgs_tune.inference.speech_checks import check_speech
 from higgs_tune.preferences.reward import ALWAYS_WORST
 from higgs_tune.preferences.run import PrefsSettings, make_preferences
@@ -81,7 +81,7 @@ def prefs_settings(m: StoppingModel) -> PrefsSettings:
     """What the CLI arguments of `cli_args` make (the resume test compares the two runs' folders)."""
     return PrefsSettings(
         candidates=CANDIDATES,
-        sampling=SamplingConfig(temperature=TEMPERATURE, seed=SEED),
+        sampling=SamplingSettings(temperature=TEMPERATURE, seed=SEED),
         limit=LengthLimit(max_seconds=MAX_SECONDS),
         asr_model=str(m.asr),
         speaker_model=str(m.speaker),

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.config import PromptSettings, TrainSettings
 from higgs_tune.config_files import load_config
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.training.batching import FixedBatches, TokenBudgetBatches, padded_size, padding_fraction
@@ -27,7 +27,10 @@ def _plans(lengths, budget, world, seed=0):
 
 @pytest.mark.parametrize(
     "prompt",
-    [PromptConfig(), PromptConfig(system_prompt="  Clone   this voice, please.\n", scene="A small room.")],
+    [
+        PromptSettings(),
+        PromptSettings(system_prompt="  Clone   this voice, please.\n", scene="A small room."),
+    ],
 )
 def test_lengths_are_exact_without_building_examples(processor, prepared_dir, prompt):
     data = PreparedData(prepared_dir)
@@ -115,7 +118,7 @@ def test_fixed_batches_keep_the_remainder_as_a_smaller_last_batch():
 
 def test_collated_batches_stay_within_the_budget(processor, prepared_dir):
     data = PreparedData(prepared_dir)
-    dataset = ExampleDataset(data, processor, PromptConfig(), learn_text=False)
+    dataset = ExampleDataset(data, processor, PromptSettings(), learn_text=False)
     lengths = dataset.lengths()
     budget = 2 * max(lengths) + 40
     collate = Collator(processor)
@@ -129,7 +132,7 @@ def test_collated_batches_stay_within_the_budget(processor, prepared_dir):
 
 def test_trainer_skips_and_reports_over_length_examples(tiny_model_dir, prepared_dir, tmp_path, caplog):
     cfg = load_config(
-        TrainConfig,
+        TrainSettings,
         None,
         [
             f"model={tiny_model_dir}",

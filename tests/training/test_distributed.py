@@ -16,7 +16,7 @@ import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 
 import higgs_tune
-from higgs_tune.config import TrainConfig
+from higgs_tune.config import TrainSettings
 from higgs_tune.config_files import load_config
 from higgs_tune.training.trainer import Trainer
 
@@ -60,7 +60,7 @@ def test_two_processes_match_one_with_the_same_global_batch(
 ):
     one = tmp_path / "one"
     overrides = [f"model={tiny_model_dir}", f"data={prepared_dir}", f"output_dir={one}"]
-    Trainer(load_config(TrainConfig, None, [*overrides, *COMMON, "per_device_train_batch_size=4"])).run()
+    Trainer(load_config(TrainSettings, None, [*overrides, *COMMON, "per_device_train_batch_size=4"])).run()
     single, double = _losses(one), _losses(two_process_run)
     assert sorted(double) == list(range(1, STEPS + 1)), "rank 0 alone logs, once per step"
     # After the first step the weights have passed through Adam, which turns the summation order of a

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from conftest import train_config
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.model.loading import load_model
 from higgs_tune.training.build import prepare_for_training
 from higgs_tune.training.collate import MODEL_INPUTS
@@ -32,7 +32,7 @@ def _pairs(processor, swap: bool = False) -> list[PreferencePair]:
         if swap:
             good, bad = bad, good
         build = lambda codes, i=i, ref=ref: build_example(  # noqa: E731
-            processor, f"p{i}", f"reference {i}", ref, f"say {i}", codes, PromptConfig()
+            processor, f"p{i}", f"reference {i}", ref, f"say {i}", codes, PromptSettings()
         )
         pairs.append(PreferencePair(chosen=build(good), rejected=build(bad)))
     return pairs

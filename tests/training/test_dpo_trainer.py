@@ -16,7 +16,7 @@ import torch
 from conftest import synthetic_prefs
 
 import higgs_tune
-from higgs_tune.config import TrainConfig
+from higgs_tune.config import TrainSettings
 from higgs_tune.config_files import ConfigError, load_config
 from higgs_tune.model.loading import load_finetuned, load_model
 from higgs_tune.training.dpo import clip_logprobs
@@ -25,7 +25,7 @@ from higgs_tune.training.loss import CloningLossModel
 from higgs_tune.training.run import train
 
 
-def dpo_config(model: Path, prefs: Path, out: Path, *overrides: str) -> TrainConfig:
+def dpo_config(model: Path, prefs: Path, out: Path, *overrides: str) -> TrainSettings:
     base = [
         "objective=dpo",
         f"model={model}",
@@ -41,7 +41,7 @@ def dpo_config(model: Path, prefs: Path, out: Path, *overrides: str) -> TrainCon
         "report_to=[none]",
         "dpo.beta=0.5",
     ]
-    return load_config(TrainConfig, None, [*base, *overrides])
+    return load_config(TrainSettings, None, [*base, *overrides])
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_a_resumed_dpo_run_continues_exactly(tiny_model_dir, prefs_dir, tmp_path
 def test_the_config_says_what_dpo_cannot_use_all_at_once(tmp_path) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(
-            TrainConfig,
+            TrainSettings,
             None,
             [
                 "objective=dpo",
@@ -186,9 +186,9 @@ def test_the_config_says_what_dpo_cannot_use_all_at_once(tmp_path) -> None:
     for needle in ("not data", "max_tokens_per_batch=null", "text_loss_weight=0", "drop one of them"):
         assert needle in text
     with pytest.raises(ConfigError, match="objective=dpo only"):
-        load_config(TrainConfig, None, ["prefs=p", "metric_for_best_model=eval_reward_accuracy"])
+        load_config(TrainSettings, None, ["prefs=p", "metric_for_best_model=eval_reward_accuracy"])
     with pytest.raises(ConfigError, match="prefs is required"):
-        DpoTrainer(load_config(TrainConfig, None, ["objective=dpo", "model=m", f"output_dir={tmp_path}"]))
+        DpoTrainer(load_config(TrainSettings, None, ["objective=dpo", "model=m", f"output_dir={tmp_path}"]))
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tiny_model_dir, prepared_dir, tmp_path) -> None:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.training.examples import IGNORE, build_example
 
 
@@ -14,7 +14,7 @@ def _codes(frames: int, seed: int) -> torch.Tensor:
 @pytest.mark.parametrize("ref_frames,target_frames", [(1, 1), (7, 3), (25, 60), (80, 12)])
 def test_labels_match_inputs_and_mask_all_but_target(processor, ref_frames, target_frames):
     ex = build_example(
-        processor, "s", "ref", _codes(ref_frames, 1), "target", _codes(target_frames, 2), PromptConfig()
+        processor, "s", "ref", _codes(ref_frames, 1), "target", _codes(target_frames, 2), PromptSettings()
     )
     assert ex.labels.shape == ex.input_ids.shape
     assert ex.audio_labels.shape == ex.audio_input_ids.shape
@@ -36,7 +36,7 @@ def test_labels_match_inputs_and_mask_all_but_target(processor, ref_frames, targ
 def test_stream_eos_is_learned_and_filler_is_not(processor):
     target_frames = 5
     tgt = _codes(target_frames, 3)
-    ex = build_example(processor, "s", "ref", _codes(4, 4), "target", tgt, PromptConfig())
+    ex = build_example(processor, "s", "ref", _codes(4, 4), "target", tgt, PromptSettings())
     target_labels = ex.audio_labels[4 + 2 + 7 :]
     eos = processor.audio_stream_eos_id
     for k in range(8):
@@ -50,7 +50,7 @@ def test_stream_eos_is_learned_and_filler_is_not(processor):
 def test_a_clip_that_did_not_end_learns_its_codes_but_no_stream_eos(processor):
     """A candidate cut at its length limit (DPO): the model never chose to stop there, so no EOS label."""
     tgt = _codes(5, 3)
-    args = (processor, "s", "ref", _codes(4, 4), "target", tgt, PromptConfig())
+    args = (processor, "s", "ref", _codes(4, 4), "target", tgt, PromptSettings())
     ended, cut = build_example(*args).audio_labels, build_example(*args, ended=False).audio_labels
     assert torch.equal(
         build_example(*args, ended=False).audio_input_ids, build_example(*args).audio_input_ids
@@ -62,7 +62,7 @@ def test_a_clip_that_did_not_end_learns_its_codes_but_no_stream_eos(processor):
 
 def test_text_head_learns_only_closing_tokens(processor):
     ex = build_example(
-        processor, "s", "ref", _codes(4, 5), "target", _codes(6, 6), PromptConfig(), learn_text=True
+        processor, "s", "ref", _codes(4, 5), "target", _codes(6, 6), PromptSettings(), learn_text=True
     )
     labelled = ex.labels != IGNORE
     assert processor.tokenizer.decode(ex.labels[labelled]) == "<|audio_eos|><|eot_id|>"

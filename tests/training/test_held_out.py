@@ -75,14 +75,14 @@ def test_poor_stop_health_after_warmup_is_a_warning(tiny_model_dir, prepared_dir
 
 def test_a_single_sample_trains_with_the_default_config(tiny_model_dir, prepared_dir, tmp_path, caplog):
     """Default micro-batch 4 and eval_fraction 0.05 on one sample: a batch of 1, no held-out set."""
-    from higgs_tune.config import TrainConfig
+    from higgs_tune.config import TrainSettings
     from higgs_tune.config_files import load_config
 
     data = subset(prepared_dir, tmp_path / "data", ["only"])
     run = tmp_path / "run"
-    cfg = load_config(TrainConfig, None, [f"model={tiny_model_dir}", f"data={data}", f"output_dir={run}"])
+    cfg = load_config(TrainSettings, None, [f"model={tiny_model_dir}", f"data={data}", f"output_dir={run}"])
     assert cfg.per_device_train_batch_size == 4 and cfg.eval_fraction > 0
-    cfg = TrainConfig(**{**cfg.__dict__, "max_steps": 2, "warmup_steps": 0})
+    cfg = TrainSettings(**{**cfg.__dict__, "max_steps": 2, "warmup_steps": 0})
     with caplog.at_level(logging.INFO, logger="higgs_tune"):
         final = Trainer(cfg).run()
     messages = " | ".join(r.getMessage() for r in caplog.records)

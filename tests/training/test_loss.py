@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.training.collate import LOSS_INPUTS, MODEL_INPUTS, Collator
 from higgs_tune.training.examples import IGNORE, build_example
 from higgs_tune.training.loss import CloningLossModel, combine
@@ -19,7 +19,7 @@ def _batch(processor, learn_text=False, ref_seed=1):
             torch.randint(0, 1024, (8, n_ref), generator=g),
             f"target text {i}",
             torch.randint(0, 1024, (8, n_tgt), generator=torch.Generator().manual_seed(100 + i)),
-            PromptConfig(),
+            PromptSettings(),
             learn_text=learn_text,
         )
         for i, (n_ref, n_tgt) in enumerate([(12, 7), (5, 15), (20, 3)])

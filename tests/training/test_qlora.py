@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import train_config
 
-from higgs_tune.config import TrainConfig
+from higgs_tune.config import TrainSettings
 from higgs_tune.config_files import ConfigError, load_config
 from higgs_tune.model.loading import load_finetuned, load_model
 from higgs_tune.training.collate import MODEL_INPUTS, Collator
@@ -40,7 +40,7 @@ needs_bnb_cpu = pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")
 
 
 def test_qlora_example_config_loads():
-    cfg = load_config(TrainConfig, CONFIGS / "qlora.yaml", ["data=some/data"])
+    cfg = load_config(TrainSettings, CONFIGS / "qlora.yaml", ["data=some/data"])
     assert (cfg.quantization, cfg.optim, cfg.full, cfg.gradient_checkpointing) == (
         "nf4",
         "paged_adamw_8bit",
@@ -51,7 +51,7 @@ def test_qlora_example_config_loads():
 
 def test_quantised_full_fine_tuning_is_refused_with_the_fix():
     with pytest.raises(ConfigError, match="set full=false or quantization=none"):
-        load_config(TrainConfig, None, ["full=true", "quantization=nf4"])
+        load_config(TrainSettings, None, ["full=true", "quantization=nf4"])
 
 
 @needs_bnb_cpu

@@ -43,11 +43,11 @@ def _voweled_prefs(prepared_dir: Path, model: Path, out: Path) -> Path:
 
 
 def _dpo_config(model: Path, prefs: Path, out: Path, *overrides: str):
-    from higgs_tune.config import TrainConfig
+    from higgs_tune.config import TrainSettings
 
     base = ["objective=dpo", f"model={model}", f"prefs={prefs}", f"output_dir={out}", "report_to=[none]"]
     return load_config(
-        TrainConfig, None, [*base, "eval_fraction=0", "per_device_train_batch_size=2", *overrides]
+        TrainSettings, None, [*base, "eval_fraction=0", "per_device_train_batch_size=2", *overrides]
     )
 
 

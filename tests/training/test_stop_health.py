@@ -79,13 +79,13 @@ def test_the_loss_model_measures_stop_health_in_eval_mode_only(tiny_model, proce
     """On the untrained tiny model the stream EOS gets about chance probability (1/1026) where it is
     labelled, so a clip's early-stop risk is what chance gives over its code positions; training mode
     computes nothing extra."""
-    from higgs_tune.config import PromptConfig
+    from higgs_tune.config import PromptSettings
     from higgs_tune.prepared.dataset import PreparedData
     from higgs_tune.training.collate import LOSS_INPUTS, Collator
     from higgs_tune.training.examples import ExampleDataset
     from higgs_tune.training.loss import CloningLossModel
 
-    examples = ExampleDataset(PreparedData(prepared_dir), processor, PromptConfig(), learn_text=False)
+    examples = ExampleDataset(PreparedData(prepared_dir), processor, PromptSettings(), learn_text=False)
     batch = Collator(processor)([examples[i] for i in range(4)])
     inputs = {k: batch[k] for k in LOSS_INPUTS}
     model = CloningLossModel(tiny_model).eval()

@@ -14,7 +14,7 @@ import torch
 from conftest import train_config
 
 from higgs_tune import checkpoint
-from higgs_tune.config import TrainConfig
+from higgs_tune.config import TrainSettings
 from higgs_tune.config_files import load_config
 from higgs_tune.inference.generate import load_for_cloning
 from higgs_tune.inference.previews import TrainingPreviews
@@ -133,7 +133,7 @@ def test_resume_gives_the_same_losses_with_dropout(tiny_model_dir, prepared_dir,
 KILL_IN_SAVE = """
 import os, signal, sys
 from higgs_tune import checkpoint
-from higgs_tune.config import TrainConfig
+from higgs_tune.config import TrainSettings
 from higgs_tune.config_files import load_config
 from higgs_tune.training.trainer import Trainer
 
@@ -144,7 +144,7 @@ def die(run_dir, step, *args, **kwargs):
 
 real = checkpoint.finalize
 checkpoint.finalize = die
-Trainer(load_config(TrainConfig, None, sys.argv[1:])).run()
+Trainer(load_config(TrainSettings, None, sys.argv[1:])).run()
 """
 
 
@@ -156,7 +156,7 @@ def test_kill_during_save_leaves_no_half_checkpoint(tiny_model_dir, prepared_dir
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert checkpoint.temporary_dir(run, 4).exists()
     assert checkpoint.last_checkpoint(run) == run / "checkpoint-2"
-    trainer = Trainer(load_config(TrainConfig, None, overrides), resume=True)
+    trainer = Trainer(load_config(TrainSettings, None, overrides), resume=True)
     assert trainer.step == 2 and not checkpoint.temporary_dir(run, 4).exists()
     trainer.run()
     assert checkpoint.last_checkpoint(run) == run / "checkpoint-4"

@@ -4,24 +4,6 @@ from __future__ import annotations
 
 import typer
 
-# Re-exported for cli/evaluation.py and cli/training.py until they import `cli.options` themselves.
-from higgs_tune.cli.options import (  # noqa: F401
-    SAMPLING,
-    CheckpointOpt,
-    GreedyOpt,
-    ModelOpt,
-    RasWindowOpt,
-    RunDeviceOpt,
-    SeedOpt,
-    TemperatureOpt,
-    TopKOpt,
-    TopPOpt,
-    checkpoint_of,
-    language_option,
-    run_device,
-    sampling_config,
-)
-
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,

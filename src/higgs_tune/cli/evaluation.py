@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from higgs_tune.cli.app import (
+from higgs_tune.cli.app import app
+from higgs_tune.cli.options import (
     SAMPLING,
     CheckpointOpt,
     GreedyOpt,
@@ -19,7 +20,6 @@ from higgs_tune.cli.app import (
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
-    app,
     checkpoint_of,
     language_option,
     run_device,

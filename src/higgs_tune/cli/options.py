@@ -1,7 +1,7 @@
 """The command-line options several commands take, each defined once (flag, help text and default).
 
 A command imports the option types it takes from here; an option only one command has stays in that
-command's module. The sampling defaults are `SamplingConfig`'s and `LengthLimit`'s.
+command's module. The sampling defaults are `SamplingSettings`'s and `LengthLimit`'s.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Annotated, Literal
 
 import typer
 
-from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+from higgs_tune.inference.settings import LengthLimit, SamplingSettings
 
 ModelOpt = Annotated[str, typer.Option("--model", help="Model folder or hub id (e.g. bosonai/...).")]
-# Sampling options, the same for `clone`, `prefs` and `eval`; their defaults are `SamplingConfig`'s.
-SAMPLING = SamplingConfig()
+# Sampling options, the same for `clone`, `prefs` and `eval`; their defaults are `SamplingSettings`'s.
+SAMPLING = SamplingSettings()
 LENGTH_LIMIT = LengthLimit()
 GreedyOpt = Annotated[bool, typer.Option("--greedy", help="Greedy generation (deterministic).")]
 TemperatureOpt = Annotated[float, typer.Option(help="Sampling temperature.")]
@@ -65,7 +65,7 @@ def checkpoint_of(adapter: Path | None, which: Literal["best", "last"]) -> Path 
 def sampling_values(
     greedy: bool, temperature: float, top_p: float, top_k: int, ras_window: int, seed: int
 ) -> dict:
-    """The sampling options of the command line as `SamplingConfig`'s fields (a --ras-window of 0: off),
+    """The sampling options of the command line as `SamplingSettings`'s fields (a --ras-window of 0: off),
     for a command's settings to check together with its other options."""
     return {
         "greedy": greedy,
@@ -79,9 +79,9 @@ def sampling_values(
 
 def sampling_config(
     greedy: bool, temperature: float, top_p: float, top_k: int, ras_window: int, seed: int
-) -> SamplingConfig:
+) -> SamplingSettings:
     """The sampling settings of the command line."""
-    return SamplingConfig(**sampling_values(greedy, temperature, top_p, top_k, ras_window, seed))
+    return SamplingSettings(**sampling_values(greedy, temperature, top_p, top_k, ras_window, seed))
 
 
 def run_device(device: str | None) -> str:

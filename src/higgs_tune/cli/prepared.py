@@ -74,7 +74,7 @@ CorpusLanguageOpt = Annotated[
 NormalisationOpt = Annotated[
     TextNormalisation | None,
     typer.Option(
-        help="Normalise the transcripts (README, 'Text normalisation'); clones use the same. Default: "
+        help="Normalise the transcripts (docs/text-normalisation.md); clones use the same. Default: "
         "the --language's recommended one, else none."
     ),
 ]

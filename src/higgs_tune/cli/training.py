@@ -48,7 +48,7 @@ def train(
     A non-empty --out is refused unless --resume (continue the run in it) or --overwrite (delete its
     checkpoints and logs first; other files stay).
     """
-    from higgs_tune.config import TrainConfig
+    from higgs_tune.config import TrainSettings
     from higgs_tune.config_files import load_config
     from higgs_tune.inference.previews import TrainingPreviews
     from higgs_tune.training.run import train as run_training
@@ -65,6 +65,6 @@ def train(
     options: dict[str, object] = {key: str(value) for key, value in named if value is not None}
     if full:
         options["full"] = True
-    cfg = load_config(TrainConfig, config, overrides or [], options)
+    cfg = load_config(TrainSettings, config, overrides or [], options)
     final = run_training(cfg, resume=resume, overwrite=overwrite, force=force, previews=TrainingPreviews)
     log.info("training done; last checkpoint: %s", final)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.data.problems import Problem, empty_text_problem
 from higgs_tune.data.samples import Sample
 
@@ -224,7 +224,7 @@ def system_message_problems(systems: dict[str, UnusedKey]) -> list[Problem]:
     and the cloning prompt the same. A manifest's own system message is therefore not used, and is reported
     rather than dropped silently, with the way to keep it.
     """
-    base = PromptConfig().system_prompt
+    base = PromptSettings().system_prompt
     problems = []
     for text, seen in systems.items():
         if text == base:

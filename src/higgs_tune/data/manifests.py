@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.data.encoding import UTF8_BOM, byte_problem, decode_utf8, encoding_problem, other_encoding
 from higgs_tune.data.manifest_entries import (
     INSTRUCTION,
@@ -250,7 +250,7 @@ def _chatml_record(sample: Sample, base: Path) -> dict[str, Any]:
         {"type": "text", "text": INSTRUCTION + sample.text},
     ]
     messages: list[dict[str, Any]] = [
-        {"role": "system", "content": PromptConfig().system_prompt},
+        {"role": "system", "content": PromptSettings().system_prompt},
         {"role": "user", "content": user},
     ]
     if sample.audio is not None:

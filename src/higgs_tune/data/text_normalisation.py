@@ -6,7 +6,7 @@ in whichever spelling they have at hand. A fine-tune learns the spelling it was 
 is given at cloning must be normalised exactly as its training texts were. `prepare --text-normalisation`
 (or, without it, `prepare --language`'s recommended setting, `RECOMMENDED`) normalises the texts it stores
 and records the setting in the dataset's index; `train` carries it into the
-run's prompt settings (`PromptConfig.text_normalisation`), which every checkpoint saves; and the one prompt
+run's prompt settings (`PromptSettings.text_normalisation`), which every checkpoint saves; and the one prompt
 builder (`model.prompt.build_prompt`) applies that setting to the reference transcript and the target text
 it is given, so `clone`, `eval` and the previews during training normalise as the run was trained. Only the
 spoken texts are normalised; the system prompt and scene descriptions are instructions and kept as written.

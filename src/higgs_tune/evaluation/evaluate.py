@@ -22,11 +22,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from higgs_tune.card import record_evaluation
 from higgs_tune.checkpoint import resolve_checkpoint
-from higgs_tune.config import PromptConfig
+from higgs_tune.command_settings import CommandSettings
+from higgs_tune.config import PromptSettings
 from higgs_tune.data.audio import load_audio
 from higgs_tune.data.manifests import read_manifest
 from higgs_tune.errors import UserError
@@ -45,7 +46,7 @@ from higgs_tune.files import (
 )
 from higgs_tune.inference.clone import clone_manifest, screen_references
 from higgs_tune.inference.generate import load_for_cloning
-from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+from higgs_tune.inference.settings import LengthLimit, SamplingSettings
 from higgs_tune.scoring.asr import DEFAULT_ASR_MODEL
 from higgs_tune.scoring.measuring import load_measuring_models
 from higgs_tune.scoring.speaker import DEFAULT_SPEAKER_MODEL
@@ -65,18 +66,16 @@ EVAL_OUTPUTS = (
 )
 
 
-class EvalSettings(BaseModel):
+class EvalSettings(CommandSettings):
     """What measures the clones (the ASR and speaker models, the language for text normalisation), where,
     in batches of how many, and how the systems sample and how long their clips may be."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     asr_model: str = DEFAULT_ASR_MODEL
     speaker_model: str = DEFAULT_SPEAKER_MODEL
     language: str | None = None
     device: str = "cpu"
     batch_size: int = Field(default=8, ge=1)
-    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     limit: LengthLimit = Field(default_factory=LengthLimit)
 
 
@@ -86,7 +85,7 @@ class SystemRun:
     (None without target audio)."""
 
     rows: list[Row]
-    prompt: PromptConfig
+    prompt: PromptSettings
     stop_health: dict[str, float] | None
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.model.codes import encode_file
 from higgs_tune.training.collate import LOSS_INPUTS, Collator
 from higgs_tune.training.examples import build_example
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @torch.inference_mode()
 def teacher_forced_stop_health(
-    model, processor, samples: list, prompt: PromptConfig, batch_size: int = 8
+    model, processor, samples: list, prompt: PromptSettings, batch_size: int = 8
 ) -> dict[str, float] | None:
     """Stop-health figures of `model` over the samples that have target audio; None when none has."""
     targets = [s for s in samples if s.audio is not None]

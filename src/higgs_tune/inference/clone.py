@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.data.audio import AudioError, audio_info
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS, duration_problem
 from higgs_tune.data.samples import SampleError
 from higgs_tune.files import check_output_file, check_output_folder, write_jsonl
 from higgs_tune.inference.generate import context_problem, generate_codes, prompt_length
-from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+from higgs_tune.inference.settings import LengthLimit, SamplingSettings
 from higgs_tune.inference.speech_checks import CUT, SILENT, SpeechChecks, check_speech
 from higgs_tune.model.codes import decode_codes, encode_file
 from higgs_tune.model.prompt import spoken_texts
@@ -64,8 +64,8 @@ def clone_samples(
     model,
     processor,
     items: list[dict],
-    prompt: PromptConfig,
-    sampling: SamplingConfig,
+    prompt: PromptSettings,
+    sampling: SamplingSettings,
     frame_limits: list[int],
 ) -> list[Clone]:
     """Clone one generation batch. Each item has `ref_text`, `ref_codes` ([K, T]), `text` and optional
@@ -88,8 +88,8 @@ def clone_one(
     ref_audio: Path,
     ref_text: str,
     text: str,
-    prompt: PromptConfig,
-    sampling: SamplingConfig,
+    prompt: PromptSettings,
+    sampling: SamplingSettings,
     *,
     max_seconds: float,
 ) -> Clone:
@@ -112,8 +112,8 @@ def clone_manifest(
     processor,
     samples: list,
     out: Path,
-    prompt: PromptConfig,
-    sampling: SamplingConfig,
+    prompt: PromptSettings,
+    sampling: SamplingSettings,
     limit: LengthLimit,
     batch_size: int = 8,
 ) -> list[dict]:
@@ -222,7 +222,7 @@ def screen_references(samples: list) -> tuple[list, list[dict]]:
 
 
 def screen_prompts(
-    model, processor, samples: list, items: list[dict], limits: list[int], prompt: PromptConfig
+    model, processor, samples: list, items: list[dict], limits: list[int], prompt: PromptSettings
 ) -> tuple[list[int], list[dict]]:
     """(indices of the samples to clone, skipped) by whether each sample's prompt (`items`) and frame limit
     (`limits`) fit the model's positions (`generate.context_problem`): one that does not is skipped, logged
@@ -265,7 +265,7 @@ def check_manifest_output(out: Path, samples: list, inputs: list[Path], overwrit
         check_output_file(out / name, "--out", overwrite=True, inputs=inputs)
 
 
-def _write_clone(sample, clone: Clone, out: Path, processor, prompt: PromptConfig) -> dict:
+def _write_clone(sample, clone: Clone, out: Path, processor, prompt: PromptSettings) -> dict:
     """Write one clone's codes and audio into `out`; returns its row of `results.jsonl`. A clone without
     audio is recorded without a wav, never dropped. The row holds the text as given and as the model was
     given it (`spoken_text`: after the prompt's text normalisation), so a report can show both."""

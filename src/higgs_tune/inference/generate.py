@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from higgs_tune.config import PromptConfig
-from higgs_tune.inference.settings import SamplingConfig
+from higgs_tune.config import PromptSettings
+from higgs_tune.inference.settings import SamplingSettings
 from higgs_tune.model.loading import load_finetuned, load_model, load_processor, model_prompt
 from higgs_tune.model.prompt import PromptTokens, build_prompt
 
@@ -106,7 +106,7 @@ def generated_positions(frame_limit: int, num_codebooks: int) -> int:
     return frame_limit + 1 + num_codebooks
 
 
-def prompt_length(processor, item: dict, prompt: PromptConfig) -> int:
+def prompt_length(processor, item: dict, prompt: PromptSettings) -> int:
     """Positions the cloning prompt of `item` (as `generate_codes` takes it) fills, its reference audio
     included."""
     tokens = build_prompt(
@@ -135,8 +135,8 @@ def generate_codes(
     model,
     processor,
     items: list[dict],
-    prompt: PromptConfig,
-    sampling: SamplingConfig,
+    prompt: PromptSettings,
+    sampling: SamplingSettings,
     frame_limits: list[int],
 ) -> list[GeneratedCodes]:
     """Generate the codes of a batch. Each item has `ref_text`, `ref_codes` ([K, T]), `text` and optional
@@ -187,7 +187,7 @@ def generate_codes(
 
 def load_for_cloning(
     model_id: str, adapter: Path | None, system_prompt: str | None = None, scene: str | None = None
-) -> tuple[torch.nn.Module, object, PromptConfig]:
+) -> tuple[torch.nn.Module, object, PromptSettings]:
     """The model to clone with, its processor, and the prompt settings: the checkpoint's own (see
     `loading.load_finetuned`), or a merged folder's (`loading.model_prompt`; the base model's defaults for
     any other model), unless `system_prompt` / `scene` override them."""

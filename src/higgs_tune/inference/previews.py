@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.inference.clone import Clone, clone_samples
-from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+from higgs_tune.inference.settings import LengthLimit, SamplingSettings
 from higgs_tune.inference.speech_checks import summarize
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class TrainingPreviews:
     """A fixed set of prompts (reference codes and texts from held-out samples) cloned at intervals."""
 
-    def __init__(self, processor, prompts: list, prompt: PromptConfig, limit: LengthLimit | None = None):
+    def __init__(self, processor, prompts: list, prompt: PromptSettings, limit: LengthLimit | None = None):
         self.processor = processor
         self.items = [
             {"ref_text": p.ref_text, "ref_codes": p.ref_codes, "text": p.text, "scene": p.scene, "id": p.id}
@@ -52,7 +52,7 @@ class TrainingPreviews:
             devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []
         ):
             clones = clone_samples(
-                model, self.processor, self.items, self.prompt, SamplingConfig(seed=0), limits
+                model, self.processor, self.items, self.prompt, SamplingSettings(seed=0), limits
             )
         model.train(was_training)
         checks = [clone.checks for clone in clones if clone.checks is not None]

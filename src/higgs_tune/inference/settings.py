@@ -10,7 +10,7 @@ from pydantic import Field
 from higgs_tune.command_settings import CommandSettings
 
 
-class SamplingConfig(CommandSettings):
+class SamplingSettings(CommandSettings):
     """How codes are drawn. `greedy` wins over the sampling knobs; repetition-aware sampling (RAS,
     supported by the model's generation) resamples a code that repeats `ras_max_repeat` times in the
     last `ras_window` frames; it is off under greedy choice so greedy stays deterministic."""

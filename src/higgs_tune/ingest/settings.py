@@ -39,7 +39,7 @@ class FilterSettings(CommandSettings):
     min_asr_confidence: float = Field(0.0, ge=0, le=1)  # 0: every ASR transcript is kept
 
 
-class SourceOptions(CommandSettings):
+class SourceSettings(CommandSettings):
     """How to read a dataset source: its split, hub config, and which columns hold what (None: the first
     of the usual names that the dataset has)."""
 
@@ -58,7 +58,7 @@ class IngestSettings(CommandSettings):
 
     slicing: SliceSettings = SliceSettings()
     filters: FilterSettings = FilterSettings()
-    source: SourceOptions = SourceOptions()
+    source: SourceSettings = SourceSettings()
     language: str | None = None
     asr_model: str | None = None  # None: the one `eval` uses (scoring.asr.DEFAULT_ASR_MODEL)
     check_transcripts: bool = False

@@ -30,7 +30,7 @@ import numpy as np
 from higgs_tune.data.audio import load_audio
 from higgs_tune.data.encoding import check_utf8, decode_utf8, utf8_lines
 from higgs_tune.data.samples import SampleError
-from higgs_tune.ingest.settings import SourceOptions
+from higgs_tune.ingest.settings import SourceSettings
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def detect_source(source: str) -> str:
     return "folder"
 
 
-def read_source(source: str, options: SourceOptions) -> Iterator[Recording]:
+def read_source(source: str, options: SourceSettings) -> Iterator[Recording]:
     """The recordings of `source` in their fixed order."""
     kind = detect_source(source)
     if kind == "dataset":
@@ -112,7 +112,7 @@ def read_source(source: str, options: SourceOptions) -> Iterator[Recording]:
     return {"common_voice": common_voice, "folder": folder}[kind](Path(source))
 
 
-def _refuse_columns(source: str, kind: str, options: SourceOptions, allowed: tuple[str, ...]) -> None:
+def _refuse_columns(source: str, kind: str, options: SourceSettings, allowed: tuple[str, ...]) -> None:
     """Column options name columns of a dataset (or LJSpeech's text field); a source without such columns
     would ignore them while the run records them, so they are refused instead."""
     given = [
@@ -311,7 +311,7 @@ def _column(names: list[str], given: str | None, usual: tuple[str, ...], option:
     return next((name for name in usual if name in names), None)
 
 
-def dataset_recordings(dataset, options: SourceOptions) -> Iterator[Recording]:
+def dataset_recordings(dataset, options: SourceSettings) -> Iterator[Recording]:
     """Rows of a `datasets` dataset (on disk or streamed), one at a time, audio left encoded: the
     dataset is never loaded whole and decoding happens in the workers."""
     from datasets import Audio

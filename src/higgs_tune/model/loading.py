@@ -37,7 +37,7 @@ from transformers import (
 )
 from transformers.utils import CHAT_TEMPLATE_FILE, PROCESSOR_NAME, cached_file
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.errors import UserError
 from higgs_tune.model import fast_dual_ffn as fast_dual_ffn_layer
 from higgs_tune.model.reference import check_model_reference
@@ -318,7 +318,7 @@ def _processor_with_codec(
     )
 
 
-def model_prompt(model_id_or_path: str | os.PathLike) -> PromptConfig:
+def model_prompt(model_id_or_path: str | os.PathLike) -> PromptSettings:
     """The prompt settings to use a model with: those a merged fine-tune records (`PROMPT_FILE`), else the
     defaults the base model was trained with.
 
@@ -332,10 +332,10 @@ def model_prompt(model_id_or_path: str | os.PathLike) -> PromptConfig:
         _raise_exceptions_for_connection_errors=False,
     )
     if found is None:
-        return PromptConfig()
+        return PromptSettings()
     try:
         recorded = json.loads(Path(found).read_text(encoding="utf-8"))
-        return PromptConfig(**recorded)
+        return PromptSettings(**recorded)
     except (ValueError, TypeError) as e:
         raise UserError(
             f"{found}: not the prompt settings `higgs-tune merge` writes ({e}); restore it from the "
@@ -349,7 +349,7 @@ def load_finetuned(
     *,
     use_text_head: bool = False,
     which: Literal["best", "last"] = "best",
-) -> tuple[HiggsAudioV2ForConditionalGeneration, PromptConfig]:
+) -> tuple[HiggsAudioV2ForConditionalGeneration, PromptSettings]:
     """A fine-tuned model and the prompt settings it was trained with.
 
     `adapter` is a checkpoint folder (used as is) or a run folder, whose best checkpoint is used, or its
@@ -360,7 +360,7 @@ def load_finetuned(
 
     ckpt = checkpoint.resolve_checkpoint(Path(adapter), which)
     state = checkpoint.read_trainer_state(ckpt)
-    settings = PromptConfig(**state["prompt"])
+    settings = PromptSettings(**state["prompt"])
     weights = checkpoint.weights_dir(ckpt, state["mode"])
     if state["mode"] == "lora":
         from peft import PeftModel

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.data.text_normalisation import normalise_text
 from higgs_tune.errors import UserError
 
@@ -58,7 +58,7 @@ def audio_positions(ids_of, input_ids: torch.Tensor) -> torch.Tensor:
 
 
 def build_conversation(
-    ref_text: str, text: str, prompt: PromptConfig, scene: str | None = None, with_target: bool = True
+    ref_text: str, text: str, prompt: PromptSettings, scene: str | None = None, with_target: bool = True
 ) -> list[dict]:
     """The cloning conversation: system, [scene], user (reference transcript), assistant (reference audio),
     user (target text), and with `with_target` the assistant turn holding the target audio.
@@ -79,7 +79,7 @@ def build_conversation(
     return messages
 
 
-def spoken_texts(ref_text: str, text: str, prompt: PromptConfig) -> tuple[str, str]:
+def spoken_texts(ref_text: str, text: str, prompt: PromptSettings) -> tuple[str, str]:
     """The reference transcript and the target text as a prompt holds them: normalised by
     `prompt.text_normalisation`. The one place that applies it, so what plans a prompt's length without
     building it (`examples.example_lengths`) sees the texts `build_prompt` tokenizes."""
@@ -106,7 +106,7 @@ def build_prompt(
     ref_text: str,
     ref_codes: torch.Tensor,
     text: str,
-    prompt: PromptConfig,
+    prompt: PromptSettings,
     target_codes: torch.Tensor | None = None,
     scene: str | None = None,
 ) -> PromptTokens:

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.evaluation.clip_scores import score_clips
 from higgs_tune.inference.clone import Clone, clone_samples
-from higgs_tune.inference.settings import SamplingConfig
+from higgs_tune.inference.settings import SamplingSettings
 
 
 def sample_candidates(
     model,
     processor,
     items: list[dict],
-    prompt: PromptConfig,
-    sampling: SamplingConfig,
+    prompt: PromptSettings,
+    sampling: SamplingSettings,
     frame_limits: list[int],
     n: int,
 ) -> list[list[Clone]]:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from higgs_tune.command_settings import CommandSettings
 from higgs_tune.data import preference_folder
 from higgs_tune.data.audio import load_audio
-from higgs_tune.inference.settings import LengthLimit, SamplingConfig
+from higgs_tune.inference.settings import LengthLimit, SamplingSettings
 from higgs_tune.model.codes import encode_file
 from higgs_tune.preferences.candidates import sample_candidates, score_candidates
 from higgs_tune.preferences.pairs import Strategy, choose_pairs
@@ -43,7 +43,7 @@ class PrefsSettings(CommandSettings):
     }
 
     candidates: int = Field(4, ge=2)
-    sampling: SamplingConfig = SamplingConfig()
+    sampling: SamplingSettings = SamplingSettings()
     limit: LengthLimit = LengthLimit()
     weights: RewardWeights = RewardWeights()
     strategy: Strategy = "best_vs_worst"

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from higgs_tune.checkpoint import resolve_checkpoint
-from higgs_tune.config import TrainConfig
+from higgs_tune.config import TrainSettings
 from higgs_tune.config_files import load_config
 from higgs_tune.data.manifests import read_manifest, write_manifest_jsonl
 from higgs_tune.data.samples import SampleError
@@ -54,11 +54,11 @@ DEMO_OUTPUTS = (
 )
 
 
-def demo_config(model: Path, data: Path, run: Path, steps: int) -> TrainConfig:
+def demo_config(model: Path, data: Path, run: Path, steps: int) -> TrainSettings:
     """A short LoRA run sized for a 2-core CPU. The audio head is trained too: a random tiny model's
     frozen head would cap what the adapters alone can show in a few minutes."""
     return load_config(
-        TrainConfig,
+        TrainSettings,
         None,
         [
             f"model={model}",

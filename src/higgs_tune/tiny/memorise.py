@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.config import PromptSettings, TrainSettings
 from higgs_tune.config_files import load_config
 from higgs_tune.data.audio import write_wav
 from higgs_tune.data.samples import Sample
 from higgs_tune.inference.clone import clone_one
 from higgs_tune.inference.generate import load_for_cloning
 from higgs_tune.inference.previews import TrainingPreviews
-from higgs_tune.inference.settings import SamplingConfig
+from higgs_tune.inference.settings import SamplingSettings
 from higgs_tune.model.loading import load_processor
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.prepared.prepare import prepare_dataset
@@ -67,11 +67,11 @@ class MemorisedClone:
 
 def memorise_config(
     model: Path, data: Path, run: Path, steps: int, learning_rate: float = MEMORISE_LEARNING_RATE
-) -> TrainConfig:
+) -> TrainSettings:
     """Full fine-tuning at a high constant learning rate on one sample (or a few), nothing held out: the
     quickest way for a tiny model to make the sample's codes its greedy choice at every frame."""
     return load_config(
-        TrainConfig,
+        TrainSettings,
         None,
         [
             f"model={model}",
@@ -102,7 +102,7 @@ def memorise_and_clone(
 
 
 def clone_memorised(
-    model, processor, prompt: PromptConfig, sample: Sample, target: np.ndarray, wav: Path | None = None
+    model, processor, prompt: PromptSettings, sample: Sample, target: np.ndarray, wav: Path | None = None
 ) -> MemorisedClone:
     """Clone `sample` greedily with `model` (trained on it) and `prompt` (its training prompt), and
     compare with its `target` codes [K, T]; the clip is written to `wav` if given. At most twice the
@@ -110,7 +110,7 @@ def clone_memorised(
     rate = processor.audio_tokenizer.config.frame_rate
     clone = clone_one(
         model, processor, sample.ref_audio, sample.ref_text, sample.text, prompt,
-        SamplingConfig(greedy=True), max_seconds=2 * target.shape[1] / rate + 1.0,
+        SamplingSettings(greedy=True), max_seconds=2 * target.shape[1] / rate + 1.0,
     )  # fmt: skip
     sr = processor.feature_extractor.sampling_rate
     written = (

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from higgs_tune.config import TrainConfig
+from higgs_tune.config import TrainSettings
 from higgs_tune.errors import UserError
 from higgs_tune.model.fingerprint import base_fingerprint
 from higgs_tune.model.loading import load_model
@@ -26,7 +26,7 @@ from higgs_tune.training.loss import CloningLossModel
 log = logging.getLogger(__name__)
 
 
-def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+def lr_lambda(cfg: TrainSettings, total_steps: int) -> Callable[[int], float]:
     """Linear warm-up to the peak, then cosine / linear decay to `min_lr_ratio` of it (or constant)."""
 
     def factor(step: int) -> float:
@@ -66,7 +66,7 @@ def freeze_unreachable(model: torch.nn.Module, text_head: bool) -> list[str]:
 
 
 def prepare_for_training(
-    model: torch.nn.Module, cfg: TrainConfig, base: dict | None = None
+    model: torch.nn.Module, cfg: TrainSettings, base: dict | None = None
 ) -> CloningLossModel:
     """A loaded (or freshly built) model made ready to train as `cfg` says, inside the loss wrapper.
 
@@ -103,7 +103,7 @@ def prepare_for_training(
     return wrapped
 
 
-def _from_adapter(model: torch.nn.Module, cfg: TrainConfig, base: dict) -> torch.nn.Module:
+def _from_adapter(model: torch.nn.Module, cfg: TrainSettings, base: dict) -> torch.nn.Module:
     """`model` with the trainable LoRA adapter of `cfg.init_adapter` (a run's best checkpoint, or a
     checkpoint folder): its own LoRA shape and targets, checked against this base (`base`: its
     fingerprint as loaded)."""
@@ -122,7 +122,7 @@ def _from_adapter(model: torch.nn.Module, cfg: TrainConfig, base: dict) -> torch
         return PeftModel.from_pretrained(model, str(checkpoint.weights_dir(ckpt, "lora")), is_trainable=True)
 
 
-def build_model(cfg: TrainConfig, use_bf16: bool, uniform_dtype: bool = False) -> CloningLossModel:
+def build_model(cfg: TrainSettings, use_bf16: bool, uniform_dtype: bool = False) -> CloningLossModel:
     """The base model of `cfg.model`, prepared for training (`prepare_for_training`).
 
     LoRA keeps the frozen base in bf16 when training in bf16 (peft keeps the adapters in float32), except
@@ -147,7 +147,7 @@ def build_model(cfg: TrainConfig, use_bf16: bool, uniform_dtype: bool = False) -
     return wrapped
 
 
-def quantization_config(cfg: TrainConfig, compute_dtype: torch.dtype):
+def quantization_config(cfg: TrainSettings, compute_dtype: torch.dtype):
     """transformers' `BitsAndBytesConfig` for `cfg.quantization` (None for none): the decoder's Linear
     weights in NF4 (double-quantised) or int8; the heads stay unquantised (the audio head is small and may be
     trained whole), as do embeddings and norms, kept in `compute_dtype`."""
@@ -180,7 +180,7 @@ def _local_cuda_device() -> str | None:
     return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
 
 
-def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: TrainSettings, model: torch.nn.Module) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters; no weight decay on biases and norms."""
     decay, no_decay = [], []
     for p in model.parameters():

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.config import PromptSettings, TrainSettings
 from higgs_tune.errors import UserError
 from higgs_tune.files import write_json, write_text_atomic
 from higgs_tune.model.fingerprint import codec_digest
@@ -65,7 +65,7 @@ class TrainingData(RunData):
     """
 
     def __init__(
-        self, cfg: TrainConfig, prompt: PromptConfig, processor, accelerator: Accelerator, run_dir: Path
+        self, cfg: TrainSettings, prompt: PromptSettings, processor, accelerator: Accelerator, run_dir: Path
     ) -> None:
         self.prepared = PreparedData(Path(cfg.data))
         check_codec(self.prepared, processor, cfg.model)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.model.prompt import (
     PromptTokens,
     audio_positions,
@@ -91,7 +91,7 @@ def build_example(
     ref_codes: torch.Tensor,
     text: str,
     target_codes: torch.Tensor,
-    prompt: PromptConfig,
+    prompt: PromptSettings,
     learn_text: bool = False,
     scene: str | None = None,
     ended: bool = True,
@@ -112,7 +112,7 @@ def build_example(
 
 
 def example_lengths(
-    processor, records: Sequence[dict], frames: Sequence[int], prompt: PromptConfig, chunk: int = 1024
+    processor, records: Sequence[dict], frames: Sequence[int], prompt: PromptSettings, chunk: int = 1024
 ) -> list[int]:
     """Sequence length (text tokens plus audio positions) of each example, without building it.
 
@@ -145,7 +145,7 @@ def example_lengths(
 def prepared_lengths(
     processor,
     data: PreparedData,
-    prompt: PromptConfig,
+    prompt: PromptSettings,
     indices: Sequence[int] | None = None,
     chunk: int = 1024,
 ) -> list[int]:
@@ -160,7 +160,7 @@ class ExampleDataset(torch.utils.data.Dataset):
     """Examples built on the fly from a prepared dataset (codes only, no audio is decoded)."""
 
     def __init__(
-        self, data: PreparedData, processor, prompt: PromptConfig, learn_text: bool, indices=None
+        self, data: PreparedData, processor, prompt: PromptSettings, learn_text: bool, indices=None
     ) -> None:
         self.data = data
         self.processor = processor

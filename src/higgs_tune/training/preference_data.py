@@ -26,7 +26,7 @@ import torch
 from accelerate import Accelerator
 
 from higgs_tune.checkpoint import resolve_checkpoint
-from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.config import PromptSettings, TrainSettings
 from higgs_tune.data import preference_folder
 from higgs_tune.errors import UserError
 from higgs_tune.files import content_hash, write_json, write_text_atomic
@@ -44,7 +44,7 @@ Reference = dict[int, tuple[float, float]]
 class PairDataset(torch.utils.data.Dataset):
     """Preference pairs built on the fly from a preference folder's codes (no audio is decoded)."""
 
-    def __init__(self, root: Path, pairs: list[dict], processor, prompt: PromptConfig, indices) -> None:
+    def __init__(self, root: Path, pairs: list[dict], processor, prompt: PromptSettings, indices) -> None:
         self.root, self.pairs, self.processor, self.prompt = root, pairs, processor, prompt
         self.indices = list(indices)
         self.reference: Reference | None = None
@@ -92,7 +92,7 @@ class PreferenceData(RunData):
     MORE = "make more pairs (`prefs --candidates`, more prompts)"
 
     def __init__(
-        self, cfg: TrainConfig, prompt: PromptConfig, processor, accelerator: Accelerator, run_dir: Path
+        self, cfg: TrainSettings, prompt: PromptSettings, processor, accelerator: Accelerator, run_dir: Path
     ) -> None:
         self.root = Path(cfg.prefs)
         self.pairs = preference_folder.read_pairs(self.root)

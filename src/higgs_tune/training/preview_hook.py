@@ -12,7 +12,7 @@ from typing import Protocol
 import torch
 from transformers import HiggsAudioV2Processor
 
-from higgs_tune.config import PromptConfig
+from higgs_tune.config import PromptSettings
 from higgs_tune.prepared.dataset import PreparedSample
 from higgs_tune.training.trackers import Trackers
 
@@ -25,4 +25,4 @@ class Previews(Protocol):
 
 
 # Builds a run's previews from its processor, the prompts to clone and the run's prompt settings.
-PreviewsFactory = Callable[[HiggsAudioV2Processor, list[PreparedSample], PromptConfig], Previews]
+PreviewsFactory = Callable[[HiggsAudioV2Processor, list[PreparedSample], PromptSettings], Previews]

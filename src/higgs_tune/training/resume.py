@@ -20,7 +20,7 @@ from typing import Any
 from accelerate import Accelerator
 
 from higgs_tune import checkpoint
-from higgs_tune.config import TrainConfig
+from higgs_tune.config import TrainSettings
 from higgs_tune.config_files import config_to_dict
 from higgs_tune.errors import UserError
 from higgs_tune.files import write_text_atomic
@@ -83,7 +83,7 @@ def config_changes(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, tup
     return changes
 
 
-def check_resume_config(stored: dict[str, Any], cfg: TrainConfig, force: bool) -> None:
+def check_resume_config(stored: dict[str, Any], cfg: TrainSettings, force: bool) -> None:
     """Compare the checkpoint's config with the new one: refuse changes that break exactness (unless
     `force`, then warn) and warn about harmless ones, naming each setting with its old and new value."""
     changes = config_changes(stored, config_to_dict(cfg))
@@ -139,7 +139,7 @@ def _record_step(line: str) -> int | None:
     return step if isinstance(step, int) else None
 
 
-def resume_point(run_dir: Path, cfg: TrainConfig, force: bool) -> Path | None:
+def resume_point(run_dir: Path, cfg: TrainSettings, force: bool) -> Path | None:
     """The checkpoint `--resume` continues from (the newest complete one), its config checked against
     `cfg` first; None when the run saved none yet (it then starts from step 0)."""
     last = checkpoint.last_checkpoint(run_dir)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from higgs_tune.config import TrainConfig
+from higgs_tune.config import TrainSettings
 from higgs_tune.training.dpo_trainer import DpoTrainer
 from higgs_tune.training.preview_hook import PreviewsFactory
 from higgs_tune.training.trainer import Trainer
 
 
 def train(
-    cfg: TrainConfig,
+    cfg: TrainSettings,
     resume: bool = False,
     overwrite: bool = False,
     force: bool = False,

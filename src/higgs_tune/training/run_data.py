@@ -26,7 +26,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from higgs_tune.config import PromptConfig, TrainConfig
+from higgs_tune.config import PromptSettings, TrainSettings
 from higgs_tune.data import preference_folder
 from higgs_tune.data.text_normalisation import training_normalisation
 from higgs_tune.errors import UserError
@@ -40,7 +40,7 @@ class TooFewSamplesError(UserError):
     """The training set is too small for the run (after the held-out split and the length filter)."""
 
 
-def resolve_prompt(cfg: TrainConfig, announce: bool) -> PromptConfig:
+def resolve_prompt(cfg: TrainSettings, announce: bool) -> PromptSettings:
     """The prompt settings the run trains with, decided once before its data is read.
 
     SFT prompts with the text normalisation its prepared data was made with (`training_normalisation`
@@ -49,7 +49,7 @@ def resolve_prompt(cfg: TrainConfig, announce: bool) -> PromptConfig:
     needs; the run's own `prompt` section gives way, with a note when `announce` (the main process).
     """
     if cfg.objective == "dpo":
-        prompt = PromptConfig(**preference_folder.read_prompt(Path(cfg.prefs)))
+        prompt = PromptSettings(**preference_folder.read_prompt(Path(cfg.prefs)))
         if prompt != cfg.prompt and announce:
             log.info("prompting as the candidates in %s were cloned: %s", cfg.prefs, asdict(prompt))
         return prompt
@@ -91,8 +91,8 @@ class RunData(ABC):
 
     def __init__(
         self,
-        cfg: TrainConfig,
-        prompt: PromptConfig,
+        cfg: TrainSettings,
+        prompt: PromptSettings,
         processor,
         accelerator: Accelerator,
         run_dir: Path,

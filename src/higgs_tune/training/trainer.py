@@ -7,7 +7,7 @@ give the same update, and so do 1 process and N with the same global batch, and 
 varying sizes (token budgets, `max_tokens_per_batch`).
 
 The same code runs on one process and under `accelerate launch` / `torchrun` with DDP (default), FSDP
-or DeepSpeed, as the accelerate config says (`configs/accelerate_*.yaml`, README "Training on many GPUs").
+or DeepSpeed, as the accelerate config says (`configs/accelerate_*.yaml`, docs/many-gpus.md).
 DDP needs no `find_unused_parameters`: every trainable parameter is in the graph of every step (the
 text head runs even on an empty selection, and the one part of the model that can never reach the loss
 without a text head, the last layer's text MLP, is frozen; see `freeze_unreachable`).
@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from higgs_tune import checkpoint
 from higgs_tune.card import write_checkpoint_card
-from higgs_tune.config import TrainConfig, metric_greater_is_better, resolve_codebook_weights
+from higgs_tune.config import TrainSettings, metric_greater_is_better, resolve_codebook_weights
 from higgs_tune.config_files import config_to_dict, require, save_config
 from higgs_tune.errors import UserError
 from higgs_tune.files import full_disk_named
@@ -76,7 +76,7 @@ class Trainer:
 
     def __init__(
         self,
-        cfg: TrainConfig,
+        cfg: TrainSettings,
         resume: bool = False,
         overwrite: bool = False,
         force: bool = False,
