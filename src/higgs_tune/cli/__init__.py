@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from higgs_tune.cli.app import app
+from higgs_tune.cli.help import use_help_layout
 from higgs_tune.errors import DiskFullError, UserError
 from higgs_tune.files import is_disk_full
 from higgs_tune.logs import setup_logging
@@ -34,6 +35,7 @@ COMMAND_MODULES = (
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"higgs_tune.cli.{_name}")
+use_help_layout(app)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
@@ -74,8 +74,11 @@ CorpusLanguageOpt = Annotated[
 NormalisationOpt = Annotated[
     TextNormalisation | None,
     typer.Option(
-        help="Normalise the transcripts (docs/text-normalisation.md); clones use the same. Default: "
-        "the --language's recommended one, else none."
+        # The choices are listed in the help: as the option's value they make a line wider than 80 columns.
+        metavar="<name>",
+        help=f"Normalise the transcripts: {', '.join(get_args(TextNormalisation))} "
+        "(docs/text-normalisation.md); clones use the same. Default: the --language's recommended one, else "
+        "none.",
     ),
 ]
 HeldoutManifestOpt = Annotated[
