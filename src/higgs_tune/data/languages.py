@@ -14,21 +14,33 @@ transcriber work per language, not per region.
 from __future__ import annotations
 
 import re
-
-from transformers.models.whisper.tokenization_whisper import LANGUAGES as WHISPER_LANGUAGES
-from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+from functools import cache
 
 from higgs_tune.errors import UserError
 
-# Code -> English name, and name (or other name) -> code: the languages Whisper transcribes, as
-# transformers' Whisper tokenizer lists them, so that every code given here is one the transcriber takes.
-LANGUAGE_NAMES: dict[str, str] = WHISPER_LANGUAGES
 # Other spellings users have at hand that Whisper's table lacks (ISO 639-1's old codes for Hebrew and
 # Javanese, the everyday name of Persian).
 _ALIASES = {"farsi": "fa", "jv": "jw", "iw": "he"}
-_CODES: dict[str, str] = {**{code: code for code in LANGUAGE_NAMES}, **TO_LANGUAGE_CODE, **_ALIASES}
 # A locale tag: the language, then region, script or variant subtags after `-` or `_` (ar-SA, zh_Hant_TW).
 _SUBTAGS = re.compile(r"[-_]")
+
+
+@cache
+def language_names() -> dict[str, str]:
+    """Code -> English name: the languages Whisper transcribes, as transformers' Whisper tokenizer lists
+    them, so that every code given here is one the transcriber takes. Read when first asked for: importing
+    transformers takes a second that a command without --language does not spend."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    return LANGUAGES
+
+
+@cache
+def _codes() -> dict[str, str]:
+    """Code, name (or other name) or alias -> code."""
+    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+    return {**{code: code for code in language_names()}, **TO_LANGUAGE_CODE, **_ALIASES}
 
 
 def parse_language(value: str | None, option: str = "--language") -> str | None:
@@ -40,7 +52,8 @@ def parse_language(value: str | None, option: str = "--language") -> str | None:
     if value is None:
         return None
     key = value.strip().lower()
-    code = _CODES.get(key) or _CODES.get(_SUBTAGS.split(key, maxsplit=1)[0])
+    codes = _codes()
+    code = codes.get(key) or codes.get(_SUBTAGS.split(key, maxsplit=1)[0])
     if code is None:
         raise UserError(
             f"{option} {value!r} is not a language we know; give an ISO 639-1 code (ar, en, ...), an English "
@@ -51,4 +64,4 @@ def parse_language(value: str | None, option: str = "--language") -> str | None:
 
 def language_name(code: str) -> str:
     """The English name of a code `parse_language` returns, capitalised (for messages)."""
-    return LANGUAGE_NAMES[code].title()
+    return language_names()[code].title()

@@ -39,8 +39,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from num2words import num2words
-
 # The three digit systems; `_DIGIT` matches any one of their digits, `_TO_WESTERN` maps them to 0-9.
 _DIGIT = "[0-9\u0660-\u0669\u06f0-\u06f9]"
 _TO_WESTERN = str.maketrans("\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669", "0123456789") | (
@@ -123,13 +121,13 @@ def _read(match: re.Match[str], language: str) -> tuple[str, int]:
         stop = match.start("ordinal")
     percent = match["percent"] is not None and stop == match.end()
     if ordinal:
-        return num2words(int(digits), lang="en", to="ordinal").replace(",", ""), stop
+        return _english(int(digits), "ordinal"), stop
     if match["frac"] is not None:
         words = _decimal(digits, match["frac"].translate(_TO_WESTERN), language)
     elif len(digits) > _LONGEST or (len(digits) > 1 and digits[0] == "0" and not grouped):
         words = " ".join(_cardinal(int(d), language) for d in digits)
     elif language == "en" and len(digits) == 4 and 1100 <= int(digits) <= 2099 and not percent:
-        words = num2words(int(digits), lang="en", to="year").replace(",", "")
+        words = _english(int(digits), "year")
     else:
         words = _cardinal(int(digits), language)
     if percent:
@@ -156,8 +154,16 @@ def _decimal(whole: str, fraction: str, language: str) -> str:
 
 def _cardinal(n: int, language: str) -> str:
     if language == "en":
-        return num2words(n, lang="en").replace(",", "")
+        return _english(n, "cardinal")
     return _arabic(n)
+
+
+def _english(n: int, to: str) -> str:
+    """num2words' English reading of `n` (cardinal, ordinal or year), without its commas. Imported here,
+    when a number is first read: `validate` and `--help` start faster without it."""
+    from num2words import num2words
+
+    return num2words(n, lang="en", to=to).replace(",", "")
 
 
 _ONES = ("", "واحد", "اثنان", "ثلاثة", "أربعة", "خمسة", "ستة", "سبعة", "ثمانية", "تسعة")
