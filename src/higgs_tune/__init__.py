@@ -52,8 +52,8 @@ Glossary (one word per idea):
     fingerprint  what a checkpoint records of its base model, checked where it loads (`model.fingerprint`)
     settings     a command's or a run's typed options (`*Settings`, frozen pydantic: `config`,
                  `command_settings`); a config is the YAML file a run's settings are read from
-    mode         how a run trains: lora or full (`trainer_state.json`); weights: what a folder of weights
-                 holds, adapter, full or merged (`checkpoint.weights_dir`, the model card)
+    mode         how a run trains: lora or full (`trainer_state.json`, `checkpoint.weights_dir`)
+    kind         what a folder of weights holds: adapter, full or merged (the model card's `higgs_tune.kind`)
     tuned / baseline  the two systems `eval` compares (`evaluation.report`); the baseline is the base
                  model, or the base model with a baseline adapter; the base model is only ever the model
     clip bounds  `min_seconds` / `max_seconds`: the clip lengths `validate`, `prepare` and `ingest` accept;

@@ -78,7 +78,7 @@ def checkpoint_facts(state: dict) -> dict:
     cfg = state["config"]
     held_out = (state.get("metrics") or {}).get("last_evaluation") or {}
     return {
-        "weights": "adapter" if state["mode"] == "lora" else "full",
+        "kind": "adapter" if state["mode"] == "lora" else "full",
         "base_model": state["model"],
         "step": state["step"],
         "prompt": state["prompt"],
@@ -116,7 +116,7 @@ def write_checkpoint_card(checkpoint_dir: Path, state: dict) -> Path:
 
 def write_merged_card(out: Path, checkpoint_dir: Path) -> Path:
     """The card of a merged model: the checkpoint's facts (its evaluation included) as a full model."""
-    return _write(Path(out) / CARD, {**_checkpoint_card_facts(checkpoint_dir), "weights": "merged"})
+    return _write(Path(out) / CARD, {**_checkpoint_card_facts(checkpoint_dir), "kind": "merged"})
 
 
 def record_evaluation(checkpoint_dir: Path, report: dict) -> Path:
@@ -162,7 +162,7 @@ def render(facts: dict) -> str:
     """The card's text: Hub metadata, then what it is, its data, prompt, training, evaluation and use."""
     from huggingface_hub import ModelCardData
 
-    data, kind = facts["data"] or {}, facts["weights"]
+    data, kind = facts["data"] or {}, facts["kind"]
     metadata = ModelCardData(
         base_model=hub_id(facts["base_model"]),
         library_name="peft" if kind == "adapter" else "transformers",
@@ -191,7 +191,7 @@ def render(facts: dict) -> str:
 
 
 def _title(facts: dict) -> str:
-    what = {"adapter": "LoRA adapter", "full": "fine-tune", "merged": "merged fine-tune"}[facts["weights"]]
+    what = {"adapter": "LoRA adapter", "full": "fine-tune", "merged": "merged fine-tune"}[facts["kind"]]
     return f"{Path(facts['base_model']).name} voice-cloning {what} (step {facts['step']})"
 
 
@@ -200,7 +200,7 @@ def _about(facts: dict) -> str:
         "adapter": "A LoRA adapter (peft) for",
         "full": "A full fine-tune of",
         "merged": "A LoRA fine-tune merged into the weights of",
-    }[facts["weights"]]
+    }[facts["kind"]]
     return (
         f"{what} `{facts['base_model']}` (Higgs Audio v2), trained with higgs-tune for zero-shot voice "
         f"cloning: given a reference clip and its transcript, it speaks a new text in that voice. "
@@ -347,7 +347,7 @@ def _eval_results(evaluation: dict | None) -> list | None:
 
 def _use_section(facts: dict) -> str:
     base = facts["base_model"]
-    if facts["weights"] == "merged":
+    if facts["kind"] == "merged":
         code = (
             "from transformers import HiggsAudioV2ForConditionalGeneration, HiggsAudioV2Processor\n\n"
             'model = HiggsAudioV2ForConditionalGeneration.from_pretrained("THIS_FOLDER")\n'

@@ -5,6 +5,8 @@ step, so the test knows exactly which codes generation picks (greedy), when code
 EOS, and how many steps generation ran: the head is called once per generated position.
 """
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -167,7 +169,9 @@ def test_each_sample_of_a_batch_stops_at_its_own_limit(scripted_model, processor
     assert [r.codes.shape[1] for r in results] == limits and not any(r.stopped_by_eos for r in results)
 
 
-def test_a_cut_sample_is_named_by_its_id_in_the_warning(scripted_model, processor, caplog):
+def test_a_cut_sample_is_named_by_its_id_in_the_log(scripted_model, processor, caplog):
+    """Named at INFO: `clone_manifest` warns once for all cut clips, with what to do."""
+    caplog.set_level(logging.INFO, logger="higgs_tune.inference.generate")
     model = scripted_model(eos_step=None)
     item = {**items()[0], "id": "spk_7/utt 3"}
     generate_codes(model, processor, [item], PromptSettings(), SamplingSettings(greedy=True), [3])

@@ -50,7 +50,10 @@ def test_memorise_then_clone_reproduces_target_and_stops(tiny_model_dir, sample_
     assert (tmp_path / "clone.wav").stat().st_size > 44
 
 
-def test_clone_manifest_writes_every_sample_and_flags_cuts(tiny_model, processor, sample_data_dir, tmp_path):
+def test_clone_manifest_writes_every_sample_and_flags_cuts(
+    tiny_model, processor, sample_data_dir, tmp_path, caplog
+):
+    """Cut clips are flagged and counted in one warning that says what to do, not one warning per sample."""
     from higgs_tune.data.manifests import read_manifest
     from higgs_tune.inference.clone import clone_manifest
     from higgs_tune.inference.settings import LengthLimit
@@ -88,6 +91,9 @@ def test_clone_manifest_writes_every_sample_and_flags_cuts(tiny_model, processor
         if not row["stopped_by_eos"]:
             assert codes.shape[1] == row["frame_limit"]
     assert any(not r["stopped_by_eos"] for r in written)
+    cut = sum(not r["stopped_by_eos"] for r in written)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{cut} of 5 clones never emitted their stream EOS")
 
 
 def test_a_clone_without_frames_is_recorded_and_flagged_not_written(

@@ -158,14 +158,27 @@ def clone_manifest(
             for i, clone in zip(batch, clones, strict=True)
         ]
     write_jsonl(out / RESULTS_FILE, rows)
-    flags = Counter(f for r in rows for f in r["flags"])
-    log.info(
-        "cloned %d samples into %s; flags: %s",
-        len(rows),
-        out,
-        ", ".join(f"{k} {v}" for k, v in sorted(flags.items())) or "none",
-    )
+    _log_flags(rows, out)
     return rows
+
+
+def _log_flags(rows: list[dict], out: Path) -> None:
+    """The clones' flags counted, and one warning that says what to do when clips were cut (rather than one
+    per sample: the cut samples are listed in the results file and named at INFO)."""
+    flags = Counter(f for r in rows for f in r["flags"])
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(flags.items())) or "none"
+    log.info("cloned %d samples into %s; flags: %s", len(rows), out, counts)
+    if flags[CUT]:
+        log.warning(
+            "%d of %d clones never emitted their stream EOS and were cut at their length limit (flag %r in "
+            "%s): the model has not learned where these clips end; train's stop health (eos_prob, "
+            "early_stop_risk) says whether more training helps; raise --max-seconds only for texts longer "
+            "than the limit allows",
+            flags[CUT],
+            len(rows),
+            CUT,
+            out / RESULTS_FILE,
+        )
 
 
 def check_reference(path: Path) -> float:

@@ -180,7 +180,8 @@ def generate_codes(
         codes = codes[:, : frame_limits[i]]
         if not stopped:
             name = items[i].get("id", f"{i} of the batch")
-            log.warning("sample %s did not emit its stream EOS within %d frames: cut", name, frame_limits[i])
+            # INFO, not WARNING: the caller counts cut clips and warns once with what to do about them.
+            log.info("sample %s did not emit its stream EOS within %d frames: cut", name, frame_limits[i])
         results.append(GeneratedCodes(codes=codes, stopped_by_eos=stopped, frame_limit=frame_limits[i]))
     return results
 

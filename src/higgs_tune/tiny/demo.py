@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 from higgs_tune.checkpoint import resolve_checkpoint
-from higgs_tune.config import TrainSettings
-from higgs_tune.config_files import load_config
+from higgs_tune.config import LoraSettings, TrainSettings
 from higgs_tune.data.manifests import read_manifest, write_manifest_jsonl
 from higgs_tune.data.samples import SampleError
 from higgs_tune.data.validate import validate_manifest
@@ -57,23 +56,19 @@ DEMO_OUTPUTS = (
 def demo_config(model: Path, data: Path, run: Path, steps: int) -> TrainSettings:
     """A short LoRA run sized for a 2-core CPU. The audio head is trained too: a random tiny model's
     frozen head would cap what the adapters alone can show in a few minutes."""
-    return load_config(
-        TrainSettings,
-        None,
-        [
-            f"model={model}",
-            f"data={data}",
-            f"output_dir={run}",
-            f"max_steps={steps}",
-            "per_device_train_batch_size=4",
-            "learning_rate=3e-3",
-            f"warmup_steps={min(10, steps // 10)}",
-            "logging_steps=10",
-            f"save_steps={steps}",
-            f"eval_steps={max(1, steps // 3)}",
-            "eval_fraction=0.1",
-            "lora.train_audio_head=true",
-        ],
+    return TrainSettings(
+        model=str(model),
+        data=str(data),
+        output_dir=str(run),
+        max_steps=steps,
+        per_device_train_batch_size=4,
+        learning_rate=3e-3,
+        warmup_steps=min(10, steps // 10),
+        logging_steps=10,
+        save_steps=steps,
+        eval_steps=max(1, steps // 3),
+        eval_fraction=0.1,
+        lora=LoraSettings(train_audio_head=True),
     )
 
 

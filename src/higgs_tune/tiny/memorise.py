@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from higgs_tune.config import PromptSettings, TrainSettings
-from higgs_tune.config_files import load_config
 from higgs_tune.data.audio import write_wav
 from higgs_tune.data.samples import Sample
 from higgs_tune.inference.clone import clone_one
@@ -70,23 +69,19 @@ def memorise_config(
 ) -> TrainSettings:
     """Full fine-tuning at a high constant learning rate on one sample (or a few), nothing held out: the
     quickest way for a tiny model to make the sample's codes its greedy choice at every frame."""
-    return load_config(
-        TrainSettings,
-        None,
-        [
-            f"model={model}",
-            f"data={data}",
-            f"output_dir={run}",
-            "full=true",
-            f"max_steps={steps}",
-            f"learning_rate={learning_rate}",
-            "warmup_steps=0",
-            "lr_scheduler_type=constant",
-            "per_device_train_batch_size=1",
-            "eval_fraction=0",
-            f"logging_steps={max(1, steps // 4)}",
-            f"save_steps={steps}",
-        ],
+    return TrainSettings(
+        model=str(model),
+        data=str(data),
+        output_dir=str(run),
+        full=True,
+        max_steps=steps,
+        learning_rate=learning_rate,
+        warmup_steps=0,
+        lr_scheduler_type="constant",
+        per_device_train_batch_size=1,
+        eval_fraction=0,
+        logging_steps=max(1, steps // 4),
+        save_steps=steps,
     )
 
 
