@@ -28,6 +28,7 @@ from higgs_tune.cli.options import (
 
 if TYPE_CHECKING:
     from higgs_tune.evaluation.benchmark_protocols import Benchmark
+    from higgs_tune.evaluation.evaluate import EvalSettings
     from higgs_tune.evaluation.report import Report
 
 log = logging.getLogger("higgs_tune")
@@ -107,49 +108,72 @@ def evaluate_command(
     model does; a warning says so), else the released ones; they are loaded before any cloning.
     --checkpoint picks the checkpoint of --adapter and of --baseline-adapter alike.
     """
-    from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
-    from higgs_tune.scoring.measuring import MeasuringModelError, measuring_models
+    from higgs_tune.scoring.measuring import MeasuringModelError
 
     bench = _check_inputs(manifest, benchmark, benchmark_data, export_clips)
-    if bench is not None:
-        asr_model = asr_model or bench.protocol_asr or ""
-        language = language or bench.language
-    asr_model, speaker_model = measuring_models(model, asr_model, speaker_model)
-    settings = EvalSettings(
-        asr_model=asr_model,
-        speaker_model=speaker_model,
-        language=language,
-        device=run_device(device),
-        batch_size=batch_size,
-        sampling=sampling_config(greedy, temperature, top_p, top_k, ras_window, seed),
+    sampling = sampling_config(greedy, temperature, top_p, top_k, ras_window, seed)
+    settings = _settings(
+        model, bench, asr_model, speaker_model, language, run_device(device), batch_size, sampling
     )
     adapter, baseline_adapter = (
         checkpoint_of(adapter, checkpoint),
         checkpoint_of(baseline_adapter, checkpoint),
     )
     try:
-        if bench is not None:
-            from higgs_tune.evaluation.benchmark_run import evaluate_benchmark
-
-            report = evaluate_benchmark(
-                bench,
-                str(benchmark_data),
-                model,
-                adapter,
-                out,
-                baseline,
-                settings,
-                baseline_adapter,
-                overwrite,
-                export_clips,
-            )
-        else:
-            report = evaluate(manifest, model, adapter, out, baseline, settings, baseline_adapter, overwrite)
+        report = _evaluate(
+            bench,
+            manifest,
+            benchmark_data,
+            export_clips,
+            model,
+            adapter,
+            out,
+            baseline,
+            settings,
+            baseline_adapter,
+            overwrite,
+        )
     except MeasuringModelError as e:
         log.error("%s", e)
         raise typer.Exit(2) from None
     _print_summary(report)
     typer.echo(f"report: {out / 'report.md'}")
+
+
+def _settings(
+    model: str, bench: Benchmark | None, asr_model: str, speaker_model: str, language: str | None, *rest
+) -> EvalSettings:
+    """eval's settings: a benchmark measures with its protocol's ASR where transformers loads it and in
+    its language, unless told otherwise; `rest` is the device, batch size and sampling."""
+    from higgs_tune.evaluation.evaluate import EvalSettings
+    from higgs_tune.scoring.measuring import measuring_models
+
+    if bench is not None:
+        asr_model = asr_model or bench.protocol_asr or ""
+        language = language or bench.language
+    asr_model, speaker_model = measuring_models(model, asr_model, speaker_model)
+    device, batch_size, sampling = rest
+    return EvalSettings(
+        asr_model=asr_model,
+        speaker_model=speaker_model,
+        language=language,
+        device=device,
+        batch_size=batch_size,
+        sampling=sampling,
+    )
+
+
+def _evaluate(
+    bench: Benchmark | None, manifest: Path | None, data: str | None, export: Path | None, *systems
+) -> Report:
+    """Run the held-out eval on --manifest, or the benchmark; `systems` are `evaluate`'s other arguments."""
+    if bench is None:
+        from higgs_tune.evaluation.evaluate import evaluate
+
+        return evaluate(manifest, *systems)
+    from higgs_tune.evaluation.benchmark_run import evaluate_benchmark
+
+    return evaluate_benchmark(bench, str(data), *systems, export=export)
 
 
 def _check_inputs(

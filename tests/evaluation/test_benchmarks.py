@@ -1,0 +1,236 @@
+"""`eval --benchmark`: each protocol's test set read in its own format (built here: a Habibi subset saved
+with `save_to_disk`, a Seed-TTS-Eval `meta.lst` folder), paired by its rule, scored with its own
+normalisation and averaging against hand-computed figures, and the clones exported in its layout."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from conftest import fast_tiny_eval_models, tone
+
+from higgs_tune.errors import UserError
+from higgs_tune.evaluation.benchmark_data import habibi_pairs, read_habibi, read_seedtts
+from higgs_tune.evaluation.benchmark_protocols import (
+    Benchmark,
+    habibi_corpus_wer,
+    habibi_normalize,
+    habibi_word_errors,
+    parse_benchmark,
+    seedtts_mean_wer,
+    seedtts_normalize,
+    seedtts_wer,
+)
+
+# Speakers in dataset order: A B A C A C. A has three rows, B one (its own reference), C two.
+SPEAKERS = ["A", "B", "A", "C", "A", "C"]
+TEXTS = ["مرحبا بكم", "كيف حالك", "صباح الخير", "شكرا جزيلا", "الى اللقاء", "نعم بالتاكيد"]
+
+
+def wav_bytes(seed: int, seconds: float = 1.0) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(seconds, seed=seed), 24_000, format="WAV")
+    return buffer.getvalue()
+
+
+def habibi_subset(folder: Path, as_dict: bool = True) -> Path:
+    """A Habibi-format subset (`audio`, `text`, `speaker_id`, `dialect`, `duration`) saved to disk."""
+    from datasets import Audio, Dataset, DatasetDict
+
+    rows = {
+        "audio": [{"path": f"EGY_{i:03d}.wav", "bytes": wav_bytes(i)} for i in range(6)],
+        "text": TEXTS,
+        "speaker_id": SPEAKERS,
+        "dialect": ["EGY"] * 6,
+        "duration": [1.0] * 6,
+    }
+    dataset = Dataset.from_dict(rows).cast_column("audio", Audio())
+    (DatasetDict({"test": dataset}) if as_dict else dataset).save_to_disk(str(folder))
+    return folder
+
+
+def test_habibi_pairs_every_row_with_its_speakers_previous_row(tmp_path):
+    """A's first row takes A's last (wrap-around), B's only row is its own reference, speakers in order of
+    first appearance, rows in dataset order; the same from a DatasetDict and a plain Dataset."""
+    expected = [  # (target row, reference row)
+        (0, 4),
+        (2, 0),
+        (4, 2),
+        (1, 1),
+        (3, 5),
+        (5, 3),
+    ]
+    for as_dict in (True, False):
+        data = habibi_subset(tmp_path / f"habibi-{as_dict}", as_dict)
+        rows = read_habibi(Benchmark("habibi", "EGY"), str(data), tmp_path / f"work-{as_dict}")
+        samples = habibi_pairs(rows)
+        files = {r.file: r.index for r in rows}
+        got = [(int(s.id[4:7]), files[s.ref_audio]) for s in samples]
+        assert got == expected
+        for s, (target, ref) in zip(samples, expected, strict=True):
+            assert s.id == f"EGY_{target:03d}.wav"  # the name the official scorers read the clone by
+            assert (s.text, s.ref_text, s.speaker) == (TEXTS[target], TEXTS[ref], SPEAKERS[target])
+            assert s.audio is not None and files[s.audio] == target
+
+
+def test_habibi_reader_names_the_bad_row(tmp_path):
+    from datasets import Dataset
+
+    Dataset.from_dict({"text": ["x"], "speaker_id": ["A"]}).save_to_disk(str(tmp_path / "noaudio"))
+    with pytest.raises(UserError, match="no column audio"):
+        read_habibi(Benchmark("habibi", "MSA"), str(tmp_path / "noaudio"), tmp_path / "w")
+
+
+def test_habibi_normalisation_by_hand():
+    # punctuation and symbols deleted (not spaced), diacritics, letter folds, digits, tatweel, alef runs
+    assert habibi_normalize("مَرْحَباً، يا صديقي!") == "مرحبا يا صديقي"
+    assert habibi_normalize("پ ڤ آمن أحمد إلى مؤمن بئر سماء مدرسة") == "ب ف امن احمد الى مومن بير سما مدرسه"
+    assert habibi_normalize("٣ كتـــب اااا  هنا") == "3 كتب هنا"
+    assert habibi_normalize("a+b $5") == "ab 5"  # \p{S} too
+
+
+def test_habibi_wer_is_corpus_level():
+    """Two rows: 1 edit of 1 word, 0 of 4. Corpus WER 1/5 = 0.2; a mean of the rows' WERs would say 0.5."""
+    counts = [
+        habibi_word_errors("كتاب", "قلم"),
+        habibi_word_errors("انا ذهبت الى المدرسه", "أنا ذهبت إلى المدرسة."),
+    ]
+    assert [(c.errors, c.reference_length) for c in counts] == [(1, 1), (0, 4)]
+    assert habibi_corpus_wer(counts) == pytest.approx(0.2)
+
+
+def test_seedtts_normalisation_and_mean_of_utterances():
+    assert seedtts_normalize("Hello, World! It's me.", "en") == "hello world it's me"
+    assert seedtts_normalize("你好，世界。", "zh") == "你 好 世 界"
+    # en: 1 substitution of 4 words; apostrophe kept, so "its" != "it's"
+    assert seedtts_wer("It's a fine day.", "its a fine day", "en") == pytest.approx(0.25)
+    # zh per character: 1 of 4
+    assert seedtts_wer("你好世界", "你好世间", "zh") == pytest.approx(0.25)
+    # the mean of utterances, not corpus: (0.25 + 1.0) / 2, where a corpus WER would be 2/5
+    wers = [seedtts_wer("a b c d", "a b c x", "en"), seedtts_wer("e", "f", "en")]
+    assert seedtts_mean_wer(wers) == pytest.approx(0.625)
+
+
+def seedtts_folder(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "prompt-wavs").mkdir()
+    for i in range(2):
+        sf.write(str(root / "prompt-wavs" / f"p{i}.wav"), tone(1.0, seed=i), 16_000)
+    lines = [
+        "u1|The prompt text.|prompt-wavs/p0.wav|Hello there.",
+        "u2|Another prompt.|prompt-wavs/p1.wav|Good morning, world!|truth.wav",
+    ]
+    (root / "meta.lst").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_seedtts_reader_and_its_errors(tmp_path):
+    root = seedtts_folder(tmp_path / "en")
+    samples = read_seedtts(root)
+    assert [(s.id, s.ref_audio, s.ref_text, s.text) for s in samples] == [
+        ("u1", root / "prompt-wavs/p0.wav", "The prompt text.", "Hello there."),
+        ("u2", root / "prompt-wavs/p1.wav", "Another prompt.", "Good morning, world!"),
+    ]
+    (root / "meta.lst").write_text("u1|a|prompt-wavs/p0.wav\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"meta.lst line 1: 3 fields"):
+        read_seedtts(root)
+    (root / "meta.lst").write_text("u1|a|prompt-wavs/gone.wav|b\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"meta.lst line 1: prompt clip .*gone.wav is not there"):
+        read_seedtts(root)
+
+
+def test_parse_benchmark():
+    assert parse_benchmark("habibi:egy") == Benchmark("habibi", "EGY")
+    assert parse_benchmark("seedtts:EN").name == "seedtts:en"
+    with pytest.raises(UserError, match="choose one of habibi:MSA"):
+        parse_benchmark("habibi:XYZ")
+
+
+@pytest.fixture(scope="module")
+def eval_models(tmp_path_factory):
+    return fast_tiny_eval_models(tmp_path_factory.mktemp("bench-eval-models"))
+
+
+def run_benchmark(name: str, data: Path, out: Path, export: Path, tiny_model_dir, eval_models):
+    from higgs_tune.evaluation.benchmark_run import evaluate_benchmark
+    from higgs_tune.evaluation.evaluate import EvalSettings
+    from higgs_tune.inference.settings import LengthLimit
+
+    bench = parse_benchmark(name)
+    asr, speaker = eval_models
+    settings = EvalSettings(
+        asr_model=str(asr),
+        speaker_model=str(speaker),
+        language=bench.language,
+        limit=LengthLimit(min_seconds=0.5, max_seconds=0.5),
+    )
+    return evaluate_benchmark(
+        bench, str(data), str(tiny_model_dir), None, out, False, settings, export=export
+    )
+
+
+def test_habibi_end_to_end(tmp_path, tiny_model_dir, eval_models):
+    """Every row cloned and scored; the corpus WER recomputed by hand from the transcripts; clones exported
+    under their `audio.path`; the report says the tiny scorers are not comparable."""
+    data = habibi_subset(tmp_path / "habibi")
+    report = run_benchmark(
+        "habibi:EGY", data, tmp_path / "out", tmp_path / "export", tiny_model_dir, eval_models
+    )
+    rows = report.samples["base"]
+    assert [r["id"] for r in rows] == [f"EGY_{i:03d}.wav" for i in (0, 2, 4, 1, 3, 5)]
+    edits = words = 0
+    for r in rows:
+        counts = habibi_word_errors(r["text"], r["transcript"])
+        edits, words = edits + counts.errors, words + counts.reference_length
+    b = report.benchmark
+    assert b.figures["base"]["wer"] == pytest.approx(edits / words)
+    assert b.wer_name == "WER-S" and b.utterances == 6 and b.figures["base"]["scored"] == 6
+    assert [s["comparable"] for s in b.scorers] == [False, False]
+    exported = sorted(p.name for p in (tmp_path / "export" / "base").iterdir())
+    assert exported == sorted(
+        f"EGY_{i:03d}.wav" for i in range(6) if rows[[0, 2, 4, 1, 3, 5].index(i)]["wav"]
+    )
+    saved = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert saved["benchmark"]["name"] == "habibi:EGY"
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "Benchmark: Habibi EGY (habibi:EGY)" in page and "NOT comparable" in page
+
+
+def test_seedtts_end_to_end_refuses_a_used_export_folder(tmp_path, tiny_model_dir, eval_models):
+    """The mean of per-utterance WERs, recomputed by hand; clones exported as `<utt>.wav`; the published
+    Higgs Audio v2 figures shown beside ours; an export folder that holds something is refused first."""
+    data = seedtts_folder(tmp_path / "en")
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "mine.txt").write_text("x")
+    with pytest.raises(UserError, match="--export-clips"):
+        run_benchmark("seedtts:en", data, tmp_path / "o1", tmp_path / "used", tiny_model_dir, eval_models)
+    assert (tmp_path / "used" / "mine.txt").read_text() == "x"
+    report = run_benchmark(
+        "seedtts:en", data, tmp_path / "out", tmp_path / "export", tiny_model_dir, eval_models
+    )
+    rows = report.samples["base"]
+    wers = [seedtts_wer(r["text"], r["transcript"], "en") for r in rows]
+    assert report.benchmark.figures["base"]["wer"] == pytest.approx(sum(wers) / len(wers))
+    written = {p.name for p in (tmp_path / "export" / "base").iterdir()}
+    assert written == {f"{r['id']}.wav" for r in rows if r["wav"]}
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "Higgs Audio v2 (base) | 2.44 | 67.70" in md
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "eval needs a test set: --manifest FILE, or --benchmark"),
+        (["--benchmark", "habibi:XYZ", "--benchmark-data", "d"], "choose one of habibi:MSA"),
+        (["--benchmark", "seedtts:en"], "needs --benchmark-data"),
+        (["--manifest", "m.jsonl", "--benchmark", "seedtts:en", "--benchmark-data", "d"], "pass one of them"),
+        (["--manifest", "m.jsonl", "--export-clips", "x"], "go with --benchmark"),
+    ],
+)
+def test_eval_cli_refuses_unclear_test_sets_in_one_line(run_cli, tmp_path, args, message):
+    code, out, err = run_cli("eval", "--model", tmp_path / "model", "--out", tmp_path / "out", *args)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
