@@ -234,3 +234,62 @@ def test_eval_cli_refuses_unclear_test_sets_in_one_line(run_cli, tmp_path, args,
     code, out, err = run_cli("eval", "--model", tmp_path / "model", "--out", tmp_path / "out", *args)
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def tiny_ctc_model(folder: Path) -> Path:
+    """A tiny wav2vec2 CTC checkpoint with an Arabic-letter vocabulary, as Habibi's WER-S models are."""
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    folder.mkdir(parents=True)
+    vocab = {"[PAD]": 0, "[UNK]": 1, "|": 2, "ا": 3, "ب": 4, "ت": 5}
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    tokenizer = Wav2Vec2CTCTokenizer(
+        str(folder / "vocab.json"), unk_token="[UNK]", pad_token="[PAD]", word_delimiter_token="|"
+    )
+    features = Wav2Vec2FeatureExtractor(sampling_rate=16_000, return_attention_mask=True)
+    Wav2Vec2Processor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(folder)
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8, 8),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        pad_token_id=0,
+    )
+    Wav2Vec2ForCTC(config).save_pretrained(folder)
+    return folder
+
+
+def test_a_ctc_checkpoint_transcribes_greedily_one_clip_at_a_time(tmp_path, eval_models):
+    """Habibi's WER-S models are wav2vec2 CTC: `--asr-model` takes one, and its transcript is the argmax
+    of the logits at 16 kHz decoded by its processor, whatever else is in the batch."""
+    import torch
+    from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
+
+    from higgs_tune.data.audio import resample
+    from higgs_tune.scoring.ctc import CtcTranscriber
+    from higgs_tune.scoring.measuring import load_measuring_models
+
+    folder = tiny_ctc_model(tmp_path / "ctc")
+    measuring = load_measuring_models(str(folder), str(eval_models[1]), "ar", "cpu", 2)
+    assert isinstance(measuring.transcriber, CtcTranscriber)
+    clips = [tone(1.0, seed=1), tone(0.6, seed=2)]
+    processor, model = Wav2Vec2Processor.from_pretrained(folder), Wav2Vec2ForCTC.from_pretrained(folder)
+    expected = []
+    for clip in clips:
+        inputs = processor(resample(clip, 24_000, 16_000), sampling_rate=16_000, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(inputs.input_values, attention_mask=inputs.attention_mask).logits
+        expected.append(processor.batch_decode(torch.argmax(logits, dim=-1))[0])
+    assert measuring.transcriber.transcribe(clips) == expected
