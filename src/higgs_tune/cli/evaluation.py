@@ -27,12 +27,32 @@ from higgs_tune.cli.options import (
 )
 
 if TYPE_CHECKING:
+    from higgs_tune.evaluation.benchmark_protocols import Benchmark
+    from higgs_tune.evaluation.evaluate import EvalSettings
     from higgs_tune.evaluation.report import Report
 
 log = logging.getLogger("higgs_tune")
 
 # The options of `eval` that `cli.app` does not share with other commands.
-ManifestOpt = Annotated[Path, typer.Option(help="Held-out manifest (target audio optional).")]
+ManifestOpt = Annotated[Path | None, typer.Option(help="Held-out manifest (target audio optional).")]
+BenchmarkOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="A published benchmark instead of --manifest: habibi:MSA|SAU|UAE|ALG|IRQ|EGY|MAR or "
+        "seedtts:en|zh (docs/benchmarks.md)."
+    ),
+]
+BenchmarkDataOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The benchmark's test set: Habibi a hub id or a save_to_disk folder; Seed-TTS-Eval a folder "
+        "with meta.lst."
+    ),
+]
+ExportClipsOpt = Annotated[
+    Path | None,
+    typer.Option(help="With --benchmark: new folder for the clones in the official scripts' layout."),
+]
 OutOpt = Annotated[Path, typer.Option(help="Folder for clones, report.json, report.md and plots.")]
 AdapterOpt = Annotated[Path | None, typer.Option(help="Run or checkpoint folder to evaluate.")]
 BaselineOpt = Annotated[bool, typer.Option("--baseline", help="Also clone with the base model.")]
@@ -59,9 +79,12 @@ OverwriteOpt = Annotated[
 
 @app.command("eval")
 def evaluate_command(
-    manifest: ManifestOpt,
     model: ModelOpt,
     out: OutOpt,
+    manifest: ManifestOpt = None,
+    benchmark: BenchmarkOpt = None,
+    benchmark_data: BenchmarkDataOpt = None,
+    export_clips: ExportClipsOpt = None,
     adapter: AdapterOpt = None,
     baseline: BaselineOpt = False,
     baseline_adapter: BaselineAdapterOpt = None,
@@ -85,29 +108,94 @@ def evaluate_command(
     model does; a warning says so), else the released ones; they are loaded before any cloning.
     --checkpoint picks the checkpoint of --adapter and of --baseline-adapter alike.
     """
-    from higgs_tune.evaluation.evaluate import EvalSettings, evaluate
-    from higgs_tune.scoring.measuring import MeasuringModelError, measuring_models
+    from higgs_tune.scoring.measuring import MeasuringModelError
 
-    asr_model, speaker_model = measuring_models(model, asr_model, speaker_model)
-    settings = EvalSettings(
-        asr_model=asr_model,
-        speaker_model=speaker_model,
-        language=language,
-        device=run_device(device),
-        batch_size=batch_size,
-        sampling=sampling_config(greedy, temperature, top_p, top_k, ras_window, seed),
+    bench = _check_inputs(manifest, benchmark, benchmark_data, export_clips)
+    sampling = sampling_config(greedy, temperature, top_p, top_k, ras_window, seed)
+    settings = _settings(
+        model, bench, asr_model, speaker_model, language, run_device(device), batch_size, sampling
     )
     adapter, baseline_adapter = (
         checkpoint_of(adapter, checkpoint),
         checkpoint_of(baseline_adapter, checkpoint),
     )
     try:
-        report = evaluate(manifest, model, adapter, out, baseline, settings, baseline_adapter, overwrite)
+        report = _evaluate(
+            bench,
+            manifest,
+            benchmark_data,
+            export_clips,
+            model,
+            adapter,
+            out,
+            baseline,
+            settings,
+            baseline_adapter,
+            overwrite,
+        )
     except MeasuringModelError as e:
         log.error("%s", e)
         raise typer.Exit(2) from None
     _print_summary(report)
     typer.echo(f"report: {out / 'report.md'}")
+
+
+def _settings(
+    model: str, bench: Benchmark | None, asr_model: str, speaker_model: str, language: str | None, *rest
+) -> EvalSettings:
+    """eval's settings: a benchmark measures with its protocol's ASR where transformers loads it and in
+    its language, unless told otherwise; `rest` is the device, batch size and sampling."""
+    from higgs_tune.evaluation.evaluate import EvalSettings
+    from higgs_tune.scoring.measuring import measuring_models
+
+    if bench is not None:
+        asr_model = asr_model or bench.protocol_asr or ""
+        language = language or bench.language
+    asr_model, speaker_model = measuring_models(model, asr_model, speaker_model)
+    device, batch_size, sampling = rest
+    return EvalSettings(
+        asr_model=asr_model,
+        speaker_model=speaker_model,
+        language=language,
+        device=device,
+        batch_size=batch_size,
+        sampling=sampling,
+    )
+
+
+def _evaluate(
+    bench: Benchmark | None, manifest: Path | None, data: str | None, export: Path | None, *systems
+) -> Report:
+    """Run the held-out eval on --manifest, or the benchmark; `systems` are `evaluate`'s other arguments."""
+    if bench is None:
+        from higgs_tune.evaluation.evaluate import evaluate
+
+        return evaluate(manifest, *systems)
+    from higgs_tune.evaluation.benchmark_run import evaluate_benchmark
+
+    return evaluate_benchmark(bench, str(data), *systems, export=export)
+
+
+def _check_inputs(
+    manifest: Path | None, benchmark: str | None, data: str | None, export: Path | None
+) -> Benchmark | None:
+    """One test set: --manifest, or --benchmark with --benchmark-data (and maybe --export-clips)."""
+    from higgs_tune.errors import UserError
+    from higgs_tune.evaluation.benchmark_protocols import parse_benchmark
+
+    if benchmark is None:
+        if manifest is None:
+            raise UserError(
+                "eval needs a test set: --manifest FILE, or --benchmark NAME --benchmark-data PATH"
+            )
+        if data is not None or export is not None:
+            raise UserError("--benchmark-data and --export-clips go with --benchmark; leave them out")
+        return None
+    if manifest is not None:
+        raise UserError("--manifest and --benchmark are two test sets: pass one of them")
+    if data is None:
+        raise UserError(f"--benchmark {benchmark} needs --benchmark-data: its hub id or local folder")
+    return parse_benchmark(benchmark)
 
 
 def _print_summary(report: Report) -> None:
@@ -118,3 +206,11 @@ def _print_summary(report: Report) -> None:
             f"{report.titles[name]}: WER {summary.wer:.3f}, CER {summary.cer:.3f}, similarity {similarity}, "
             f"ended by EOS {summary.stopped_by_eos:.0%}, right length {summary.right_length:.0%}"
         )
+    if report.benchmark is not None:
+        b = report.benchmark
+        for name, figures in b.figures.items():
+            sim = "n/a" if figures["similarity"] is None else f"{100 * figures['similarity']:.2f}"
+            typer.echo(
+                f"{b.title} ({b.wer_averaging}), {report.titles[name]}: {b.wer_name} "
+                f"{100 * figures['wer']:.2f}%, SIM {sim}, {figures['scored']} of {b.utterances} utterances"
+            )

@@ -53,6 +53,8 @@ from higgs_tune.scoring.speaker import DEFAULT_SPEAKER_MODEL
 
 log = logging.getLogger(__name__)
 
+BENCHMARK_AUDIO = "benchmark-audio"  # a benchmark's dataset rows as clips (`benchmark_run`)
+
 # What `eval` writes into its --out; `--overwrite` deletes these first and nothing else.
 EVAL_OUTPUTS = (
     TUNED,
@@ -63,6 +65,7 @@ EVAL_OUTPUTS = (
     "report.html",
     "wer.png",
     "similarity.png",
+    BENCHMARK_AUDIO,
 )
 
 
@@ -104,6 +107,24 @@ def _run_system(model_id: str, adapter: Path | None, samples: list, out: Path, s
     return SystemRun(rows, prompt, health)
 
 
+def run_systems(
+    model_id: str,
+    adapter: Path | None,
+    baseline: bool,
+    baseline_adapter: Path | None,
+    samples: list,
+    out: Path,
+    settings: EvalSettings,
+) -> dict[str, SystemRun]:
+    """Clone `samples` with the tuned system (with `adapter`) and/or the baseline, each into its folder."""
+    runs: dict[str, SystemRun] = {}
+    if adapter is not None:
+        runs[TUNED] = _run_system(model_id, adapter, samples, out / TUNED, settings)
+    if adapter is None or baseline or baseline_adapter is not None:
+        runs[BASELINE] = _run_system(model_id, baseline_adapter, samples, out / BASELINE, settings)
+    return runs
+
+
 def score_systems(
     systems: dict[str, list[Row]], samples: list, out: Path, s: EvalSettings, measuring: tuple
 ) -> None:
@@ -122,7 +143,7 @@ def score_systems(
             row.update(score)
 
 
-def _check_systems(adapter: Path | None, baseline: bool, baseline_adapter: Path | None) -> None:
+def check_systems(adapter: Path | None, baseline: bool, baseline_adapter: Path | None) -> None:
     """A baseline adapter is compared with a tuned one, and is itself the baseline: refuse what would
     leave the comparison ambiguous or empty, before anything is loaded."""
     if baseline_adapter is None:
@@ -159,7 +180,7 @@ def evaluate(
     The baseline system (`BASELINE`) is the base model with `baseline`, or the base model with
     `baseline_adapter` (a checkpoint folder; it implies the comparison, and `baseline` must then be False).
     """
-    _check_systems(adapter, baseline, baseline_adapter)
+    check_systems(adapter, baseline, baseline_adapter)
     out = Path(out)
     check_eval_folder(out, overwrite)
     # References too short or too long are skipped for every system alike, and listed in the report.
@@ -167,11 +188,7 @@ def evaluate(
     # Before any cloning: a measuring model that cannot be loaded ends the run now, not after it.
     s = settings
     measuring = load_measuring_models(s.asr_model, s.speaker_model, s.language, s.device, s.batch_size)
-    runs: dict[str, SystemRun] = {}
-    if adapter is not None:
-        runs[TUNED] = _run_system(model_id, adapter, samples, out / TUNED, settings)
-    if adapter is None or baseline or baseline_adapter is not None:
-        runs[BASELINE] = _run_system(model_id, baseline_adapter, samples, out / BASELINE, settings)
+    runs = run_systems(model_id, adapter, baseline, baseline_adapter, samples, out, settings)
     systems = {name: run.rows for name, run in runs.items()}
     score_systems(systems, samples, out, settings, measuring)
     copy_references(systems, out)  # report.json names each reference's copy inside `out`

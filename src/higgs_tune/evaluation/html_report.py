@@ -27,6 +27,7 @@ from higgs_tune.evaluation.report import (
     TUNED,
     Report,
     Row,
+    benchmark_table,
     compared,
     counted,
     evaluated,
@@ -78,6 +79,7 @@ $verdict
 $summary_rows
 </tbody></table>
 $comparison
+$benchmark
 <p><img class="plot" src="wer.png" alt="WER per sample"> <img class="plot" src="similarity.png"
 alt="speaker similarity per sample"><br>All figures: <a href="report.json">report.json</a>,
 <a href="report.md">report.md</a>.</p>
@@ -137,6 +139,7 @@ def write_html_report(report: Report, out: Path) -> Path:
             for cells in summary_table(report)
         ),
         comparison=_comparison(report),
+        benchmark=_benchmark(report),
         sort_label=html_text(sort_label),
         flag_options=_flag_options(names, systems),
         clip_headers="".join(f"<th>{html_text(titles[n])}</th>" for n in names),
@@ -163,6 +166,21 @@ def _meta(report: Report, samples: int) -> str:
         f"{systems}; ASR <code>{e(report.asr_model)}</code>, "
         f"speaker model <code>{e(report.speaker_model)}</code>, "
         f"language {e(report.language or 'any')}; {samples} samples."
+    )
+
+
+def _benchmark(report: Report) -> str:
+    """With `--benchmark`: its name and subset, our figures beside the published ones, what each is worth."""
+    if report.benchmark is None:
+        return ""
+    e = html_text
+    heading, header, rows, notes = benchmark_table(report)
+    head = "".join(f"<th>{e(c)}</th>" for c in header)
+    body = "\n".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>" for cells in rows)
+    items = "".join(f"<li>{e(n)}</li>" for n in notes)
+    return (
+        f'<h2 id="benchmark">{e(heading)}</h2>\n<table class="summary"><thead><tr>{head}</tr></thead>'
+        f"<tbody>\n{body}\n</tbody></table>\n<ul>{items}</ul>"
     )
 
 

@@ -80,6 +80,30 @@ class Comparison:
 
 
 @dataclass(kw_only=True)
+class BenchmarkResult:
+    """A published benchmark's figures (`eval --benchmark`): which one and on what data, each system's
+    figures by the protocol's own normalisation and averaging (`figures[system]`: "wer", "similarity",
+    "scored" of `utterances`), which scorer produced each figure and whether it is comparable with the
+    published ones (`scorers`: figure, model, comparable, why), and the published figures (`published`:
+    system, wer, similarity, source)."""
+
+    name: str
+    title: str
+    data: str
+    wer_name: str
+    wer_averaging: str
+    utterances: int
+    figures: dict[str, dict[str, Any]]
+    scorers: list[dict[str, Any]]
+    published: list[dict[str, Any]]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BenchmarkResult:
+        """A benchmark result as `report.json` holds it."""
+        return cls(**data)
+
+
+@dataclass(kw_only=True)
 class Report:
     """One eval: what was measured with what, each system's rows and figures, and the comparison of the two
     (None with one system). Systems are keyed by role (`TUNED`, `BASELINE`), in the order they ran.
@@ -98,6 +122,7 @@ class Report:
     samples: dict[str, list[Row]]
     skipped: list[dict] = field(default_factory=list)
     comparison: Comparison | None = None
+    benchmark: BenchmarkResult | None = None  # only with `eval --benchmark`
 
     @property
     def systems(self) -> list[str]:
@@ -123,16 +148,19 @@ class Report:
         }
         if self.comparison is not None:
             data["comparison"] = asdict(self.comparison)
+        if self.benchmark is not None:
+            data["benchmark"] = asdict(self.benchmark)
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Report:
         """A report as `report.json` holds it."""
-        comparison = data.get("comparison")
+        comparison, benchmark = data.get("comparison"), data.get("benchmark")
         return cls(
-            **{k: v for k, v in data.items() if k not in ("summary", "comparison")},
+            **{k: v for k, v in data.items() if k not in ("summary", "comparison", "benchmark")},
             summary={name: Summary.from_dict(s) for name, s in data["summary"].items()},
             comparison=None if comparison is None else Comparison.from_dict(comparison),
+            benchmark=None if benchmark is None else BenchmarkResult.from_dict(benchmark),
         )
 
 
@@ -343,3 +371,46 @@ def summary_table(report: Report) -> list[list[str]]:
     for flag in sorted({f for s in summaries for f in s.flags}):
         rows.append([f"flag: {flag}"] + [str(s.flags.get(flag, 0)) for s in summaries])
     return rows
+
+
+def benchmark_table(report: Report) -> tuple[str, list[str], list[list[str]], list[str]]:
+    """The benchmark section both pages show: its heading, the table's header and rows (ours per system,
+    then the published figures beside them, each with its source), and one note per figure saying which
+    scorer produced it and whether it is comparable with the published ones."""
+    b = report.benchmark
+    assert b is not None
+    heading = f"Benchmark: {b.title} ({b.name}), {b.data}"
+    header = [
+        "system",
+        f"{b.wer_name} % ({b.wer_averaging})",
+        "SIM x100 (mean)",
+        "utterances scored",
+        "source",
+    ]
+    rows = [
+        [
+            f"ours: {report.titles[n]}",
+            _hundredths(b.figures[n]["wer"]),
+            _hundredths(b.figures[n]["similarity"]),
+            f"{b.figures[n]['scored']} of {b.utterances}",
+            "this eval",
+        ]
+        for n in report.systems
+    ]
+    for p in b.published:
+        rows.append(
+            [f"published: {p['system']}", f"{p['wer']:.2f}", f"{p['similarity']:.2f}", "", p["source"]]
+        )
+    notes = [
+        f"{s['figure']}: {s['model']}; "
+        + ("comparable with the published figures" if s["comparable"] else f"NOT comparable: {s['why']}")
+        for s in b.scorers
+    ]
+    if not b.published:
+        notes.append("no published figures for this benchmark in the package's table (benchmark_protocols)")
+    return heading, header, rows, notes
+
+
+def _hundredths(value: float | None) -> str:
+    """A rate as the published tables print it: times 100, two decimals."""
+    return "n/a" if value is None else f"{100 * value:.2f}"

@@ -11,6 +11,7 @@ import html
 from higgs_tune.evaluation.page_text import visible_text
 from higgs_tune.evaluation.report import (
     Report,
+    benchmark_table,
     compared,
     counted,
     evaluated,
@@ -50,10 +51,27 @@ def render_markdown(report: Report) -> str:
             "",
             f"Worse with {subject(report)} ({len(c.worse)}): {md(counted(c, 'worse'))}.",
         ]
+    lines += _benchmark_section(report)
     lines += _stop_health_table(report)
     lines += ["", "![WER](wer.png) ![similarity](similarity.png)", "", "## Per sample", ""]
     lines += _per_sample_table(report)
     return "\n".join(lines) + "\n"
+
+
+def _benchmark_section(report: Report) -> list[str]:
+    """With `--benchmark`: the protocol's figures beside the published ones, and what each is worth."""
+    if report.benchmark is None:
+        return []
+    heading, header, rows, notes = benchmark_table(report)
+    lines = [
+        "",
+        f"## {markdown_text(heading)}",
+        "",
+        markdown_row(header),
+        "|---|" + "---|" * (len(header) - 1),
+    ]
+    lines += [markdown_row(cells) for cells in rows]
+    return lines + [""] + [f"- {markdown_text(note)}" for note in notes]
 
 
 def _per_sample_table(report: Report) -> list[str]:

@@ -70,14 +70,18 @@ def load_measuring_models(
 ) -> MeasuringModels:
     """The transcriber and the speaker encoder, or a `MeasuringModelError` naming the one that failed."""
     from higgs_tune.scoring.asr import Transcriber
+    from higgs_tune.scoring.ctc import CtcTranscriber, is_ctc_model
     from higgs_tune.scoring.speaker import SpeakerEncoder
 
     what, option = "ASR model", "--asr-model"
     try:
         local = check_model_reference(asr_model, option)
-        transcriber = Transcriber(
-            asr_model, language=language, device=device, batch_size=batch_size, local_files_only=local
-        )
+        if is_ctc_model(asr_model, local):  # Habibi's WER-S models (`ctc`)
+            transcriber = CtcTranscriber(asr_model, device=device, local_files_only=local)
+        else:
+            transcriber = Transcriber(
+                asr_model, language=language, device=device, batch_size=batch_size, local_files_only=local
+            )
         what, option = "speaker model", "--speaker-model"
         local = check_model_reference(speaker_model, option)
         speaker = SpeakerEncoder(speaker_model, device=device, local_files_only=local)

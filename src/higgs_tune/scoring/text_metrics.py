@@ -26,9 +26,9 @@ a space, invisible format characters (right-to-left marks, zero-width joiners; c
 removed, and whitespace collapsed. Accents of Latin script and vowel signs of other scripts are kept; they
 distinguish words there.
 
-Edit distances are plain Levenshtein (substitution, deletion and insertion cost 1). Character rates count
-the single spaces between words as characters, like common ASR scoring tools, so that splitting or joining
-words costs something there too.
+Edit distances are plain Levenshtein (substitution, deletion and insertion cost 1), counted by `jiwer`.
+Character rates count the single spaces between words as characters, like common ASR scoring tools, so
+that splitting or joining words costs something there too.
 
 An empty reference (nothing left after normalisation) has no length to divide by. The convention here: its
 rate is 0.0 when the hypothesis is empty too and 1.0 otherwise, so that one bad line cannot make a mean
@@ -42,8 +42,6 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from higgs_tune.data.text_normalisation import ALEF_VARIANTS, ARABIC_DIACRITICS, TATWEEL
 
@@ -122,44 +120,19 @@ class ErrorCounts:
 
 
 def edit_counts(reference: Sequence[str], hypothesis: Sequence[str]) -> ErrorCounts:
-    """Levenshtein alignment of two token sequences, returning how many of each edit it takes.
+    """Levenshtein alignment of two token sequences, returning how many of each edit it takes, computed by
+    `jiwer` (the tool the published TTS protocols score with, `benchmark_protocols`).
 
-    The cost table is filled a row at a time with numpy: within a row, insertions chain left to right,
-    which is a running minimum of (cost - column) and so needs no Python loop over columns. A backtrace
-    then counts the edits, preferring the diagonal, then deletion, so the split between edit kinds is
-    deterministic among equally cheap alignments.
+    jiwer aligns words of a string; each distinct token becomes one word (its number), so a token may hold
+    any character, spaces included, and the counts are those of the token sequences.
     """
+    import jiwer
+
     ids: dict[str, int] = {}
-    ref = np.array([ids.setdefault(t, len(ids)) for t in reference], dtype=np.int64)
-    hyp = np.array([ids.setdefault(t, len(ids)) for t in hypothesis], dtype=np.int64)
-    cost = _cost_table(ref, hyp)
-    subs = dels = ins = 0
-    i, j = ref.size, hyp.size
-    while i or j:
-        if i and j and cost[i, j] == cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
-            subs += int(ref[i - 1] != hyp[j - 1])
-            i, j = i - 1, j - 1
-        elif i and cost[i, j] == cost[i - 1, j] + 1:
-            dels += 1
-            i -= 1
-        else:
-            ins += 1
-            j -= 1
-    return ErrorCounts(subs, dels, ins, ref.size)
-
-
-def _cost_table(ref: np.ndarray, hyp: np.ndarray) -> np.ndarray:
-    """cost[i, j]: fewest edits turning ref[:i] into hyp[:j]."""
-    columns = np.arange(hyp.size + 1)
-    cost = np.empty((ref.size + 1, hyp.size + 1), dtype=np.int64)
-    cost[0] = columns
-    for i in range(1, ref.size + 1):
-        above = cost[i - 1]
-        best = np.empty_like(above)
-        best[0] = i
-        best[1:] = np.minimum(above[:-1] + (hyp != ref[i - 1]), above[1:] + 1)
-        cost[i] = np.minimum.accumulate(best - columns) + columns
-    return cost
+    ref = " ".join(str(ids.setdefault(t, len(ids))) for t in reference)
+    hyp = " ".join(str(ids.setdefault(t, len(ids))) for t in hypothesis)
+    out = jiwer.process_words(ref, hyp)
+    return ErrorCounts(out.substitutions, out.deletions, out.insertions, len(reference))
 
 
 def word_errors(reference: str, hypothesis: str, language: str | None = None) -> ErrorCounts:
