@@ -54,6 +54,7 @@ class Job:
     done: Future = field(default_factory=Future)
     cancelled: threading.Event = field(default_factory=threading.Event)
     frames: list[torch.Tensor] = field(default_factory=list)
+    early: bool = False  # answered before the rest of its batch ended
 
     def finish(self, result: GeneratedCodes | BaseException) -> None:
         """Answer the request once (an early answer wins over the batch's end)."""
@@ -132,4 +133,5 @@ class Engine:
             if job.on_frames is not None:
                 job.on_frames(job.frames)
             if bool((frame == self.eos).all()):
+                job.early = True
                 job.finish(finish_codes(self.processor, torch.stack(job.frames), job.frame_limit, "request"))

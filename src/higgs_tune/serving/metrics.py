@@ -32,6 +32,11 @@ class Metrics:
         self.audio_seconds = Counter(
             "higgs_tune_audio_seconds", "Seconds of audio generated.", registry=self.registry
         )
+        self.early_answers = Counter(
+            "higgs_tune_early_answers",
+            "Requests answered when their clip ended, before the rest of their batch.",
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "higgs_tune_batch_size",
             "Requests per generated batch.",

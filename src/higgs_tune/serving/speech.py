@@ -97,11 +97,17 @@ async def speak(server: Server, request: Request, req: SpeechRequest) -> Respons
     result = await wait_for(job, request, server.settings.timeout_s)
     if result.codes.shape[1] == 0:
         raise ApiError(500, "the model emitted its stream EOS at once: no audio")
-    server.metrics.audio_seconds.inc(result.codes.shape[1] / server.engine.frame_rate)
+    _count(server, job, result)
     audio = await run_in_threadpool(server.engine.decode, result.codes)
     body = await run_in_threadpool(encode_audio, audio, server.engine.sample_rate, req.response_format)
     headers = {"X-Stopped-By-Eos": str(result.stopped_by_eos).lower()}
     return Response(body, media_type=CONTENT_TYPES[req.response_format], headers=headers)
+
+
+def _count(server: Server, job: Job, result) -> None:
+    server.metrics.audio_seconds.inc(result.codes.shape[1] / server.engine.frame_rate)
+    if job.early:
+        server.metrics.early_answers.inc()
 
 
 async def wait_for(job: Job, request: Request, timeout: float):
@@ -144,7 +150,7 @@ async def _stream_chunks(
     async def finish() -> None:
         try:
             result = await asyncio.wrap_future(job.done)
-            server.metrics.audio_seconds.inc(result.codes.shape[1] / server.engine.frame_rate)
+            _count(server, job, result)
             await run_in_threadpool(decoder.finish, result.codes)
         except Exception:  # the batch failed (logged by the batcher): the stream ends here
             emit(None)

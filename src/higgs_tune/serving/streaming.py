@@ -53,8 +53,10 @@ class StreamDecoder:
         self.emit(None)
 
     def _send(self, codes: np.ndarray, end: int) -> None:
+        """Send the audio of frames [sent, end), decoded with up to `LEFT` frames before them and all the
+        codes there are after them (at most `RIGHT`: `end` is that far from the last)."""
         start = max(self.sent - LEFT, 0)
-        audio = self.decode(codes[:, start:end])
+        audio = self.decode(codes[:, start:])
         self.emit(audio[(self.sent - start) * self.hop : (end - start) * self.hop])
         self.sent = end
 
