@@ -28,8 +28,9 @@ def create_app(engine: Engine, voices: Voices, settings: ServeSettings) -> FastA
     """The server: its batcher thread starts here; its middleware counts every request (metrics) and
     refuses oversized bodies before any route reads them."""
     batcher = Batcher(engine, settings.max_batch_size, settings.batch_wait_ms, settings.max_queue)
-    metrics = Metrics(batcher.depth)
+    metrics = Metrics(batcher.depth, batcher.in_flight)
     batcher.on_batch = lambda size, _seconds: metrics.batch_size.observe(size)
+    batcher.on_cancelled = metrics.cancelled_batches.inc
     server = Server(engine, voices, batcher, metrics, settings)
     app = FastAPI(title="higgs-tune serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = server

@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from higgs_tune.serving.api_errors import ApiError
 from higgs_tune.serving.engine import Cancelled, Engine, Job
@@ -24,9 +25,16 @@ class Batcher:
         self.batch_wait = batch_wait_ms / 1000
         self.max_queue = max_queue
         self._queue: queue.Queue[Job] = queue.Queue()
-        self.on_batch = lambda size, seconds: None  # the metrics' hook: a batch of `size` took `seconds`
+        self._running = 0
+        # The metrics' hooks: a batch of `size` took `seconds`; a batch stopped, all its requests cancelled.
+        self.on_batch: Callable[[int, float], None] = lambda size, seconds: None
+        self.on_cancelled: Callable[[], None] = lambda: None
         self.seconds_per_batch = 1.0  # a running estimate, for Retry-After
         threading.Thread(target=self._run, name="generation", daemon=True).start()
+
+    def in_flight(self) -> int:
+        """Requests in the batch being generated."""
+        return self._running
 
     def depth(self) -> int:
         """Requests waiting for a batch."""
@@ -61,13 +69,16 @@ class Batcher:
             jobs = self._gather()
             if not jobs:
                 continue
-            start = time.monotonic()
+            start, self._running = time.monotonic(), len(jobs)
             try:
                 self.engine.generate(jobs)
             except Cancelled:
+                self.on_cancelled()
                 log.info("a batch of %d stopped: all its requests were cancelled", len(jobs))
             except Exception:  # each job was answered with it; the server goes on with the next batch
                 log.exception("generation of a batch of %d failed", len(jobs))
+            finally:
+                self._running = 0
             seconds = time.monotonic() - start
             self.on_batch(len(jobs), seconds)
             self.seconds_per_batch = 0.8 * self.seconds_per_batch + 0.2 * seconds

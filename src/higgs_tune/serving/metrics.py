@@ -12,9 +12,10 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 
 class Metrics:
-    """Requests by status, their latency, the queue's depth, audio seconds generated, batch sizes."""
+    """Requests by status, their latency, the queue's depth and the batch in flight, audio seconds generated,
+    batch sizes, early answers and cancelled batches."""
 
-    def __init__(self, queue_depth: Callable[[], float]) -> None:
+    def __init__(self, queue_depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "higgs_tune_requests",
@@ -37,6 +38,11 @@ class Metrics:
             "Requests answered when their clip ended, before the rest of their batch.",
             registry=self.registry,
         )
+        self.cancelled_batches = Counter(
+            "higgs_tune_cancelled_batches",
+            "Batches stopped because every request in them was cancelled (client gone, or timed out).",
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "higgs_tune_batch_size",
             "Requests per generated batch.",
@@ -45,6 +51,10 @@ class Metrics:
         )
         depth = Gauge("higgs_tune_queue_depth", "Requests waiting for a batch.", registry=self.registry)
         depth.set_function(queue_depth)
+        running = Gauge(
+            "higgs_tune_in_flight", "Requests in the batch being generated.", registry=self.registry
+        )
+        running.set_function(in_flight)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

@@ -94,11 +94,17 @@ async def speak(server: Server, request: Request, req: SpeechRequest) -> Respons
     if req.stream_format is not None:
         return stream(server, job, req)
     server.batcher.submit(job)
-    result = await wait_for(job, request, server.settings.timeout_s)
+    timeout = server.settings.timeout_s
+    deadline = asyncio.get_running_loop().time() + timeout
+    result = await wait_for(job, request, timeout)
     if result.codes.shape[1] == 0:
         raise ApiError(500, "the model emitted its stream EOS at once: no audio")
     _count(server, job, result)
-    audio = await run_in_threadpool(server.engine.decode, result.codes)
+    left = deadline - asyncio.get_running_loop().time()
+    try:
+        audio = await asyncio.wait_for(run_in_threadpool(server.engine.decode, result.codes), max(left, 0.01))
+    except TimeoutError:
+        raise _late(timeout) from None
     body = await run_in_threadpool(encode_audio, audio, server.engine.sample_rate, req.response_format)
     headers = {"X-Stopped-By-Eos": str(result.stopped_by_eos).lower()}
     return Response(body, media_type=CONTENT_TYPES[req.response_format], headers=headers)
@@ -124,9 +130,13 @@ async def wait_for(job: Job, request: Request, timeout: float):
             raise ApiError(499, "the client closed the request")
         if left <= 0:
             job.cancelled.set()
-            raise ApiError(
-                504, f"no answer within the server's --timeout-s {timeout:g} s: retry, or shorten the text"
-            )
+            raise _late(timeout)
+
+
+def _late(timeout: float) -> ApiError:
+    return ApiError(
+        504, f"no answer within the server's --timeout-s {timeout:g} s: retry, or shorten the text"
+    )
 
 
 def stream(server: Server, job: Job, req: SpeechRequest) -> StreamingResponse:
