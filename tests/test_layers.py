@@ -29,6 +29,7 @@ STAGES = (
     "inference",
     "evaluation",
     "preferences",
+    "serving",
     "tiny",
     "cli",
 )

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "listening",
     "preferences",
     "push",
+    "serving",
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(f"higgs_tune.cli.{_name}")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from higgs_tune.config import PromptSettings
-from higgs_tune.data.audio import AudioError, audio_info
+from higgs_tune.data.audio import AudioError, AudioSource, audio_info
 from higgs_tune.data.problems import MAX_SECONDS, MIN_SECONDS, duration_problem
 from higgs_tune.data.samples import SampleError
 from higgs_tune.files import check_output_file, check_output_folder, write_jsonl
@@ -181,14 +181,15 @@ def _log_flags(rows: list[dict], out: Path) -> None:
         )
 
 
-def check_reference(path: Path) -> float:
+def check_reference(path: AudioSource, name: str | None = None) -> float:
     """The duration of a reference clip read from its header, or a `SampleError` saying what is wrong:
     missing or unreadable (`audio_info`), or outside the durations `validate` accepts
-    (`data.problems.MIN_SECONDS`-`MAX_SECONDS`), beyond which the model was never trained."""
-    seconds = audio_info(path).duration
+    (`data.problems.MIN_SECONDS`-`MAX_SECONDS`), beyond which the model was never trained. `path` may be
+    the encoded bytes of a clip (a server's upload), named `name` in the error."""
+    seconds = audio_info(path, name).duration
     if duration_problem(seconds, MIN_SECONDS, MAX_SECONDS) is not None:
         raise SampleError(
-            str(path),
+            name or str(path),
             f"reference audio is {seconds:.2f} s; a reference must be {MIN_SECONDS:g}-{MAX_SECONDS:g} s "
             "long (as `validate` requires): cut or choose another clip",
         )

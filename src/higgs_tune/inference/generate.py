@@ -73,9 +73,10 @@ def _left_pad(prompts: list[PromptTokens], pad_token_id: int, audio_pad_id: int)
     }
 
 
-def _generated_codes(processor, frames: torch.Tensor) -> tuple[np.ndarray, bool]:
+def frames_to_codes(processor, frames: torch.Tensor) -> tuple[np.ndarray, bool]:
     """Delayed generated frames [N, K] (starting with the stream-BOS frame) -> codes [K, T], and whether
-    a stream EOS ended them.
+    a stream EOS ended them. On the frames of a sample still generating, the whole frames so far: a
+    prefix of its final codes (the server streams them).
 
     The clip ends at the earliest stream EOS over all codebooks, each shifted back by its delay: codebook
     k's EOS at body position p ends the clip at frame p - k. That is where the original implementation
@@ -172,18 +173,23 @@ def generate_codes(
     )
     new_tokens = out.sequences.shape[1] - batch["input_ids"].shape[1]
     generated = out.audio_sequences[:, -new_tokens:]
-    results = []
-    for i in range(len(items)):
-        codes, ended = _generated_codes(processor, generated[i])
-        # Ended within its limit by an EOS, or cut: then keep its first `frame_limit` whole frames.
-        stopped = ended and codes.shape[1] <= frame_limits[i]
-        codes = codes[:, : frame_limits[i]]
-        if not stopped:
-            name = items[i].get("id", f"{i} of the batch")
-            # INFO, not WARNING: the caller counts cut clips and warns once with what to do about them.
-            log.info("sample %s did not emit its stream EOS within %d frames: cut", name, frame_limits[i])
-        results.append(GeneratedCodes(codes=codes, stopped_by_eos=stopped, frame_limit=frame_limits[i]))
-    return results
+    return [
+        finish_codes(processor, generated[i], frame_limits[i], items[i].get("id", f"{i} of the batch"))
+        for i in range(len(items))
+    ]
+
+
+def finish_codes(processor, frames: torch.Tensor, frame_limit: int, name: str) -> GeneratedCodes:
+    """One sample's generated frames [N, K] (delayed, from its stream BOS frame on) as its codes, cut at
+    `frame_limit`: ended within its limit by an EOS, or cut, then its first `frame_limit` whole frames.
+    `generate_codes` finishes every sample here; the server finishes here a sample whose frames it watched
+    end before the rest of its batch."""
+    codes, ended = frames_to_codes(processor, frames)
+    stopped = ended and codes.shape[1] <= frame_limit
+    if not stopped:
+        # INFO, not WARNING: clone_manifest counts cut clips and warns once with what to do about them.
+        log.info("sample %s did not emit its stream EOS within %d frames: cut", name, frame_limit)
+    return GeneratedCodes(codes=codes[:, :frame_limit], stopped_by_eos=stopped, frame_limit=frame_limit)
 
 
 def load_for_cloning(
