@@ -22,6 +22,7 @@ gradient checkpointing is not counted (model FLOPs, not hardware FLOPs).
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import time
 
@@ -183,7 +184,7 @@ def full_size_model(config, device: torch.device, mode: str, checkpointing: bool
     loaded back through the trainer's `build_model` with `quantization=nf4` (bitsandbytes quantises while
     loading) and `paged_adamw_8bit`. Full: float32 master weights under autocast and 8-bit AdamW (the
     trainer's full fine-tuning on one GPU; float32 AdamW state would need 86 GB). `options` are further
-    TrainSettings fields (fast_dual_ffn).
+    TrainSettings fields (fast_dual_ffn, torch_compile, attn_implementation).
     """
     from higgs_tune.config import LoraSettings, TrainSettings
     from higgs_tune.model.loading import build_model_from_config
@@ -198,6 +199,9 @@ def full_size_model(config, device: torch.device, mode: str, checkpointing: bool
         optim=optim,
         **options,
     )
+    if cfg.attn_implementation != config._attn_implementation:  # as load_model passes it on
+        config = copy.deepcopy(config)
+        config._attn_implementation = cfg.attn_implementation
     with torch.device(device):
         model = build_model_from_config(config, fast_dual_ffn=cfg.fast_dual_ffn)
     model.to(torch.bfloat16 if device.type == "cuda" and mode != "full" else torch.float32)
@@ -226,13 +230,14 @@ def _quantised_lora(model, cfg, device: torch.device):
 
 
 def full_size_setting(
-    args, config, device, mode: str, checkpointing: bool, example: dict, layer: str = "fast"
+    args, config, device, mode: str, checkpointing: bool, example: dict, layer: str = "fast", **options
 ) -> dict:
-    """Time `args.steps` steps (after `args.warmup_steps`) of one setting on a freshly built model."""
+    """Time `args.steps` steps (after `args.warmup_steps`) of one setting on a freshly built model;
+    `example` may hold several rows (a packed micro-batch), `options` are further TrainSettings fields."""
     from higgs_tune.training.loss import combine
 
     wrapped, optimizer, n_lora = full_size_model(
-        config, device, mode, checkpointing, fast_dual_ffn=layer == "fast"
+        config, device, mode, checkpointing, fast_dual_ffn=layer == "fast", **options
     )
     gc.collect()  # the unquantised model QLoRA was loaded from (decoder layers hold reference cycles)
     if device.type == "cuda":
@@ -264,7 +269,7 @@ def full_size_setting(
         forward_backward()
     optimizer.zero_grad(set_to_none=True)
     return {
-        "tokens_per_s": args.steps * args.seq_len / elapsed,
+        "tokens_per_s": args.steps * example["input_ids"].numel() / elapsed,
         "peak_gib": memory["peak_mib"] / 1024,
         "sync_ops": counter.count,
         "cuda_syncs": cuda_reported_syncs(step),

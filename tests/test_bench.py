@@ -157,12 +157,31 @@ def test_labels_side_by_side_quick_mode(bench, tmp_path, capsys):
         assert len(table[row]) == 2 and table[row][1] == value, (row, table.get(row))  # [transformers, ours]
 
 
-def test_gpu_script_dry_run_on_cpu() -> None:
-    """`bench/gpu.sh --dry-run` checks the script and the bench's imports without a GPU."""
-    root = Path(__file__).parents[1]
-    env = {**os.environ, "PYTHON": sys.executable}
+def test_gpu_sh_dry_run_sets_up_every_row_on_cpu(tmp_path):
+    """`bash bench/gpu.sh --dry-run`: every row of the GPU run (training at each token budget, QLoRA, full
+    with 8-bit AdamW, torch_compile, flash-attn or its skip), the profile, codec and ASR rates and cloning's
+    real-time factor, set up and run for one step on the tiny model on CPU."""
+    env = dict(os.environ, PYTHON=sys.executable, TMPDIR=str(tmp_path))
     done = subprocess.run(
-        ["bash", str(root / "bench" / "gpu.sh"), "--dry-run"], env=env, capture_output=True, text=True
+        ["bash", str(BENCH / "gpu.sh"), "--dry-run"], capture_output=True, text=True, env=env, timeout=600
     )
-    assert done.returncode == 0, done.stderr
-    assert "bench imports fine" in done.stdout
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    rows = re.findall(r"^(lora|qlora|full) +(\d+) ", out, flags=re.M)
+    assert [int(n) for _, n in rows] == [
+        2048,
+        2048,
+        8192,
+        16384,
+        16384,
+        16384,
+        32768,
+        32768,
+        4096,
+        2048,
+        16384,
+        16384,
+    ]
+    assert "out of" not in out and "error" not in out.lower()
+    assert "GPU idle" in out and "audio hours per GPU hour" in out and "audio s / wall s" in out
+    assert "gpu.sh dry run: every row set up" in out

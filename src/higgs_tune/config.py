@@ -188,6 +188,11 @@ class TrainSettings:
     fast_dual_ffn: bool = True
     """Route text and audio positions through the decoder layers by index, without a host-device sync per
     layer (`model.fast_dual_ffn`); same weights and outputs as transformers' layer, which false restores."""
+    torch_compile: bool = False
+    """Compile each decoder layer with `torch.compile` (inductor) after the LoRA adapters are in place: fuses
+    the norms, activations and residual adds into fewer kernels, at a compile of a minute or so at the
+    start of training (again when the batch shapes first vary). Same losses as without (to float32
+    rounding); off by default until `bench/gpu.sh` shows it pays on a GPU."""
     preview_steps: int = Field(0, ge=0)
     """Clone a few held-out prompts every this many steps and log audio + speech checks; 0 turns it off."""
     num_preview_prompts: int = Field(2, ge=1)

@@ -100,7 +100,30 @@ def prepare_for_training(
     frozen = freeze_unreachable(wrapped, text_head=cfg.text_loss_weight > 0)
     if frozen:
         log.info("froze %d tensors that cannot reach an audio-only loss (last layer's text MLP)", len(frozen))
+    if cfg.torch_compile:
+        log.info("torch.compile: %d decoder layers", compile_decoder_layers(wrapped))
     return wrapped
+
+
+def compile_decoder_layers(model: torch.nn.Module) -> int:
+    """Compile the forward of every decoder layer of `model` in place (`nn.Module.compile`); returns how many.
+
+    Why the layers and nothing else: they are where the time goes (28 identical blocks), and with
+    inbuilt-module inlining (torch's default) their parameters are graph inputs, so all layers share one
+    compiled graph. `nn.Module.compile` keeps each module where it is, so parameter names, `state_dict`,
+    peft's saving and loading, checkpoints and DDP / FSDP wrapping see the same model as without it. It
+    runs after peft has put its LoRA Linear layers into the layers (so they are traced with the base
+    matmuls) and after gradient checkpointing is enabled. The loss wrapper and the heads stay eager: they
+    gather at a different number of labelled positions every micro-batch, which would recompile for
+    little gain. Each micro-batch's length varies too; after the first change torch marks the lengths
+    dynamic instead of compiling again for each one.
+    """
+    from transformers.models.higgs_audio_v2.modeling_higgs_audio_v2 import HiggsAudioV2DecoderLayer
+
+    layers = [m for m in model.modules() if isinstance(m, HiggsAudioV2DecoderLayer)]
+    for layer in layers:
+        layer.compile()
+    return len(layers)
 
 
 def _from_adapter(model: torch.nn.Module, cfg: TrainSettings, base: dict) -> torch.nn.Module:
