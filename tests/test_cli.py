@@ -130,3 +130,6 @@ def test_demo_runs_end_to_end(tmp_path):
     assert memorised["frames"] == memorised["target_frames"] > 0
     assert f"memorised clone of {memorised['sample_id']}" in proc.stdout
     assert "codes identical to the target: yes" in proc.stdout and "stop health" in proc.stdout
+    model, run_folder = summary["paths"]["model"], summary["paths"]["run"]
+    assert f"  serve          higgs-tune serve --model {model} --adapter {run_folder}" in proc.stdout
+    assert summary["serve_command"] == f"higgs-tune serve --model {model} --adapter {run_folder}"

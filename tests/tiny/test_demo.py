@@ -1,7 +1,9 @@
 """The demo's output folder: it never writes over what it did not write (the whole demo runs in
 tests/test_cli.py)."""
 
-from higgs_tune.tiny.demo import DEMO_MARK, _claim_demo_folder
+import shlex
+
+from higgs_tune.tiny.demo import DEMO_MARK, _claim_demo_folder, serve_command
 
 
 def _snapshot(folder):
@@ -52,3 +54,9 @@ def test_the_demos_wall_time_counts_the_whole_command_from_process_start():
     command, own = map(float, proc.stdout.split())
     # /proc's start time is in ticks of 1/100 s, so the child's figure may be up to 0.01 s over.
     assert 1.0 < own < command <= parent + 0.01, (own, command, parent)
+
+
+def test_the_serve_line_is_one_command_a_shell_splits_back_into_the_demos_paths(tmp_path):
+    model, run = tmp_path / "my demo" / "tiny-model", tmp_path / "my demo" / "run"
+    command = serve_command(model, run)
+    assert shlex.split(command) == ["higgs-tune", "serve", "--model", str(model), "--adapter", str(run)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -122,6 +123,7 @@ def run_demo(out: Path, steps: int = 150, speakers: int = 8, utterances: int = 2
         "memorised_clone": memorised.as_json(),
         "eval": report.to_dict()["summary"],
         "paths": {k: str(v) for k, v in paths.items()},
+        "serve_command": serve_command(paths["model"], paths["run"]),
     }
     write_json(out / "demo_summary.json", summary)
     print(_finished(summary, paths, checkpoint, steps, memorised, out))
@@ -195,6 +197,12 @@ def _stop_health(rows: list[dict]) -> dict[str, float | None]:
     return {k: last.get(k) for k in STOP_HEALTH_KEYS}
 
 
+def serve_command(model: Path, run: Path) -> str:
+    """The one command that serves the demo's fine-tune (its best checkpoint, `serve`'s default), quoted
+    for a POSIX shell so it can be pasted as printed."""
+    return shlex.join(["higgs-tune", "serve", "--model", str(model), "--adapter", str(run)])
+
+
 def _finished(
     summary: dict, paths: dict[str, Path], checkpoint: Path, steps: int, memorised: MemorisedClone, out: Path
 ) -> str:
@@ -222,6 +230,7 @@ def _finished(
         f"  blind A/B test {paths.get('listening_test', 'not written (no clone with audio)')} (score the "
         f"exported answers with: higgs-tune listen-score {out / 'ab' / 'key.json'} ANSWERS.json)\n"
         + "".join(f"  screenshot     {paths[k]}\n" for k in paths if k.startswith("screenshot_"))
+        + f"  serve          {summary['serve_command']} (then open http://127.0.0.1:8000/ to hear it)\n"
         + f"  summary        {out / 'demo_summary.json'}"
     )
 
