@@ -1,7 +1,8 @@
 """The routes of `higgs-tune serve` and the app that holds them (`create_app`).
 
 `/v1/...` routes take the bearer key when the server has one; `/health` and `/metrics` do not (a load
-balancer and Prometheus ask them). The page at `/` is not here yet: `page_route` is where it goes.
+balancer and Prometheus ask them), nor does the page at `/` (it asks for the key and sends it with its own
+`/v1/` requests).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from higgs_tune.errors import UserError
@@ -18,6 +19,7 @@ from higgs_tune.serving.batcher import Batcher
 from higgs_tune.serving.engine import Engine
 from higgs_tune.serving.limits import BodyLimit, RequireKey, install_error_handlers
 from higgs_tune.serving.metrics import Metrics, MetricsMiddleware
+from higgs_tune.serving.page import CONTENT_SECURITY_POLICY, page_html
 from higgs_tune.serving.requests import SpeechRequest
 from higgs_tune.serving.settings import ServeSettings
 from higgs_tune.serving.speech import Server, speak
@@ -43,6 +45,12 @@ def create_app(engine: Engine, voices: Voices, settings: ServeSettings) -> FastA
 
 
 def _routes(app: FastAPI, server: Server) -> None:
+    page = page_html(server.engine.sample_rate, server.settings.api_key is not None)
+
+    @app.get("/")
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
+
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok", "queue_depth": server.batcher.depth(), "voices": len(server.voices.names())}
