@@ -1,19 +1,15 @@
-"""`higgs-tune serve` started as a real process on a free loopback port, for the serve tests."""
+"""`higgs-tune serve` started as a real process on a free loopback port, for the serve tests (the
+launcher is `higgs_tune.serving.process`, which `bench/serve.py` uses too)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 from conftest import tone
+
+from higgs_tune.serving.process import served
 
 KEY = "test-key"
 REF_TEXT = "hello there friend"
@@ -29,38 +25,8 @@ def write_voice(folder: Path, name: str = "alice", seconds: float = 1.5, seed: i
     return folder / f"{name}.wav"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serve(model: Path, log: Path, *options: str) -> Iterator[str]:
-    """The server's base URL while it runs (it is waited on /health, and killed afterwards)."""
-    port = free_port()
-    command = [sys.executable, "-m", "higgs_tune", "serve", "--model", str(model), "--port", str(port)]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [*command, "--device", "cpu", *options], stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, f"the server exited: {log.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not answer /health within 180 s"
-            time.sleep(0.3)
+    """The server's base URL while it runs (it is waited on /health, and stopped afterwards)."""
+    with served(model, log, *options) as (url, _process):
         yield url
-    finally:
-        process.send_signal(signal.SIGINT if os.name == "posix" else signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -185,3 +185,19 @@ def test_gpu_sh_dry_run_sets_up_every_row_on_cpu(tmp_path):
     assert "out of" not in out and "error" not in out.lower()
     assert "GPU idle" in out and "audio hours per GPU hour" in out and "audio s / wall s" in out
     assert "gpu.sh dry run: every row set up" in out
+
+
+def test_serve_bench_prints_every_row_of_its_table():
+    """bench/serve.py with tiny sizes (two servers, about a second of load per phase): the table's rows."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "serve.py"), "--clients", "2", "--seconds", "1", "--max-queue", "1",
+         "--memory-requests", "4", "--max-clip-seconds", "0.4"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split(" | ")[0].lstrip("| ") for line in proc.stdout.splitlines() if line.startswith("| ")}
+    for row in ("requests/s", "audio s per wall s", "latency p50 s", "latency p95 s", "errors by status",
+                "time to first chunk p50 / p95 s (stream)", "peak RSS MiB (server)",
+                "batched / one-at-a-time throughput", "statuses at 2 clients (2x --max-queue)",
+                "RSS MiB before / after 4 requests"):  # fmt: skip
+        assert row in rows, (row, proc.stdout)
