@@ -78,7 +78,8 @@ def validate_manifest(
     report = ValidationReport(Path(path), settings, max_examples, scan.entries, scan.samples)
     for problem in scan.problems:
         report.add(problem)
-    keys = {p: _key(p) for s in scan.samples for p in _clip_paths(s)}
+    # Each distinct spelling of a path is resolved once (a million samples name a thousand clips).
+    keys = {p: _key(p) for p in dict.fromkeys(p for s in scan.samples for p in _clip_paths(s))}
     clips, hashes = _scan_clips(keys.values(), workers)
     report.clip_count = sum(isinstance(r, AudioStats) for r in clips.values())
     report.clip_seconds = sum(r.info.duration for r in clips.values() if isinstance(r, AudioStats))
@@ -135,15 +136,30 @@ class _Context:
     clips: dict[Path, ClipResult]  # resolved path -> result
     hashes: dict[Path, str]  # resolved path of a readable clip -> content hash
     seen_pairs: dict[tuple[Path, Path | str], str] = field(default_factory=dict)
+    file_ids: dict[Path, tuple[int, int] | None] = field(default_factory=dict)  # resolved path -> inode
 
     def clip(self, path: Path) -> ClipResult:
         return self.clips[self.keys[path]]
+
+    def same_file(self, a: Path, b: Path) -> bool:
+        """Same path after resolving links, or two names of one file (hard links); each file is looked
+        at once, however many samples pair it."""
+        return a == b or (self._file_id(a) or (-1, -1)) == self._file_id(b)
+
+    def _file_id(self, key: Path) -> tuple[int, int] | None:
+        if key not in self.file_ids:
+            try:
+                st = os.stat(key)
+                self.file_ids[key] = (st.st_dev, st.st_ino)
+            except OSError:
+                self.file_ids[key] = None
+        return self.file_ids[key]
 
 
 def _sample_problems(sample: Sample, where: str, context: _Context) -> Iterator[Problem]:
     ref_key = context.keys[sample.ref_audio]
     target_key = None if sample.audio is None else context.keys[sample.audio]
-    same_file = target_key is not None and _same_file(ref_key, target_key)
+    same_file = target_key is not None and context.same_file(ref_key, target_key)
     same = same_clip_problem(context.hashes.get(ref_key), context.hashes.get(target_key), same_file)
     if same is not None:
         code, message = same
@@ -174,16 +190,6 @@ def _sample_problems(sample: Sample, where: str, context: _Context) -> Iterator[
             f"target text has no {language_name(language)} letters: {sample.text[:60]!r}",
             sample.id,
         )
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Same path after resolving links, or two names of one file (hard links)."""
-    if a == b:
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def clip_findings(result: ClipResult, settings: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -237,6 +243,7 @@ def _record(sample: Sample, where: str, context: _Context, report: ValidationRep
     target = None if sample.audio is None else context.clip(sample.audio)
     if sample.audio is not None and isinstance(target, AudioStats):
         report.target_seconds[sample.id] = target.info.duration
+        report.target_clips[sample.id] = context.keys[sample.audio]
         rate = _Rate(
             sample.id,
             where,
