@@ -9,7 +9,7 @@ those clips, and measures, each command in its own process (peak RSS is that pro
 
 * `validate` of the manifest: wall time and peak RSS;
 * `prepare` of the manifest besides encoding: its wall time less the encoding time it logs;
-* `train` to its first step (`max_steps=1`, held-out loss and saving pushed past it): wall time and peak RSS.
+* `train` to its first step (`max_steps=1`; stopped once its log shows the step): wall time and peak RSS.
 
 With `--before REV` (default: the commit before issue 27's data-path work) the same commands also run on
 that revision's sources (`git archive REV src`), on the same data in the same run, and the table gives
@@ -48,7 +48,7 @@ def build_clips(work: Path, n_clips: int, seed: int = 0) -> tuple[Path, list[dic
     words = " ".join(ENGLISH).split()
     clips = []
     for k in range(n_clips):
-        seconds = rng.uniform(0.8, 1.6)
+        seconds = rng.uniform(0.6, 1.0)
         voice = {"pitch_hz": 100.0 + 25 * (k % 5), "formant_scale": 1.0 + 0.05 * (k % 4)}
         path = write_wav(work / "clips" / f"c{k:04d}.wav", synth_speech(seconds, seed=seed + k, **voice))
         start = rng.randrange(len(words))
@@ -79,17 +79,33 @@ def write_manifest(path: Path, clips: list[dict], n_pairs: int, seed: int = 0) -
     return path
 
 
-def measure(cmd: list[str], src: Path, log: Path) -> dict:
-    """Run one `higgs-tune` command on the sources in `src`; wall seconds, peak RSS (GB), its log."""
-    env = {**os.environ, "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+FIRST_STEP = re.compile(r"train: (100%\|.*1/1|1/1 in )")  # the old code's tqdm bar, or a progress line
+
+
+def measure(cmd: list[str], src: Path, log: Path, until: re.Pattern | None = None) -> dict:
+    """Run one `higgs-tune` command on the sources in `src`; wall seconds, peak RSS (GB), its log. With
+    `until`, the command is stopped as soon as its log matches (seconds up to that point)."""
+    env = {**os.environ, "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1"}
+    if until is not None:  # a progress line per step, so that the first step shows at once
+        env["HIGGS_TUNE_PROGRESS_EVERY"] = "0"
     env.pop("RANK", None)
     started = time.perf_counter()
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "higgs_tune", *cmd], env=env, stdout=out, stderr=out)
+        while until is not None and proc.poll() is None and not until.search(log.read_text(errors="replace")):
+            time.sleep(0.2)
+        seconds = time.perf_counter() - started
+        if until is not None and proc.poll() is None:
+            proc.terminate()
         _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
+    seconds = seconds if until is not None else time.perf_counter() - started
     text = log.read_text(errors="replace")
-    if os.waitstatus_to_exitcode(status) not in (0, 1):  # validate exits 1 when it finds an error
+    if (
+        until is not None
+        and not until.search(text)
+        or until is None
+        and os.waitstatus_to_exitcode(status) > 1
+    ):
         raise SystemExit(f"{' '.join(cmd)} failed, see {log}:\n{text[-3000:]}")
     return {"s": seconds, "rss_gb": usage.ru_maxrss / 2**20, "log": text}
 
@@ -116,6 +132,7 @@ def run_sizes(work: Path, model: Path, manifest: Path, src: Path, tag: str) -> d
         ["train", "--model", str(model), "--data", str(prepared), "--out", str(out / "run"), *overrides],
         src,
         out / "train.log",
+        until=FIRST_STEP,
     )
     return {
         "train_s": train["s"],

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from higgs_tune.data.audio import TARGET_SR, AudioError, AudioStats, scan_audio
 from higgs_tune.data.languages import language_name, parse_language
@@ -28,6 +27,7 @@ from higgs_tune.data.samples import Sample, SampleError
 from higgs_tune.data.spoken import count_letters, is_arabic_letter
 from higgs_tune.data.validation_report import ValidationReport
 from higgs_tune.files import content_hash
+from higgs_tune.logs import Progress
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def validate_manifest(
     report.clip_seconds = sum(r.info.duration for r in clips.values() if isinstance(r, AudioStats))
     context = _Context(settings, keys, clips, hashes)
     rates: list[_Rate] = []
-    for sample in tqdm(scan.samples, desc="checking samples", unit="sample", disable=None):
+    for sample in Progress(scan.samples, desc="checking samples", unit="sample"):
         where = scan.locations[sample.id]
         for problem in _sample_problems(sample, where, context):
             report.add(problem, reject=problem.is_error)
@@ -119,9 +119,7 @@ def _scan_clips(keys: Iterable[Path], workers: int) -> tuple[dict[Path, ClipResu
             return e, None
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(
-            tqdm(pool.map(one, unique), total=len(unique), desc="checking clips", unit="clip", disable=None)
-        )
+        results = list(Progress(pool.map(one, unique), total=len(unique), desc="checking clips", unit="clip"))
     clips = {key: result for key, (result, _) in zip(unique, results, strict=True)}
     hashes = {key: digest for key, (_, digest) in zip(unique, results, strict=True) if digest is not None}
     return clips, hashes

@@ -238,17 +238,29 @@ class PromptLengths:
     def __call__(self, records: Sequence[dict], frames: Sequence[int]) -> list[int]:
         """The length of each record's example (`ref_text`, `text`, optional `scene`), its clips'
         frames (reference and target together) in `frames`."""
-        columns = {
-            0: [self._spoken_text(r["ref_text"]) for r in records],
-            1: [self._spoken_text(r["text"]) for r in records],
-            4: [r.get("scene") for r in records],
-        }
+        columns = [
+            [r["ref_text"] for r in records],
+            [r["text"] for r in records],
+            [r.get("scene") for r in records],
+        ]
+        return self.of_columns(*columns, frames)
+
+    def of_columns(
+        self,
+        ref_texts: Sequence[str],
+        texts: Sequence[str],
+        scenes: Sequence[str | None],
+        frames: Sequence[int],
+    ) -> list[int]:
+        """`__call__` with the samples' fields given column by column (no dict per sample)."""
+        spoken = self._spoken_text
+        columns = {0: [spoken(t) for t in ref_texts], 1: [spoken(t) for t in texts], 4: scenes}
         lengths = np.asarray(frames, dtype=np.int64) + 2 * self._per_clip
         keys = list(zip(*(map(bool, columns[s]) for s in self.VARYING), strict=True))
         numbered: dict[tuple[bool, ...], int] = {}
         layout_of = np.array([numbered.setdefault(k, len(numbered)) for k in keys], dtype=np.int64)
         for key, number in numbered.items():
-            rows = np.flatnonzero(layout_of == number) if len(numbered) > 1 else np.arange(len(records))
+            rows = np.flatnonzero(layout_of == number) if len(numbered) > 1 else np.arange(len(ref_texts))
             fixed, runs = self._layout(key)
             lengths[rows] += fixed
             for run, slots in runs:

@@ -126,9 +126,9 @@ def prepared_lengths(
 ) -> list[int]:
     """`example_lengths` of a prepared dataset's samples at `indices` (all by default): clip lengths come
     from its index, no codes are read."""
-    records = [data.records[i] for i in (range(len(data)) if indices is None else indices)]
-    frames = [data.clip_frames(r["ref_clip"]) + data.clip_frames(r["target_clip"]) for r in records]
-    return example_lengths(processor, records, frames, prompt)
+    table = data.records
+    columns = [table.column(name, indices) for name in ("ref_text", "text", "scene")]
+    return PromptLengths(processor, prompt).of_columns(*columns, data.frames(indices).tolist())
 
 
 class ExampleDataset(torch.utils.data.Dataset):
