@@ -188,11 +188,21 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=1000)
     p.add_argument("--before", default=BEFORE, help="revision to compare with; '' for after only")
     p.add_argument("--work", type=Path, help="keep the data here (default: a temporary folder)")
+    p.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.build_only:
+        _, clips = build_clips(args.work, args.clips)
+        (args.work / "clips.json").write_text(json.dumps(clips))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        model, clips = build_clips(work, args.clips)
+        # Built in a process of its own: a child forked from a process holding torch would report that
+        # process's memory as its own peak RSS.
+        subprocess.run(
+            [sys.executable, __file__, "--build-only", "--clips", str(args.clips), "--work", work], check=True
+        )
+        model, clips = work / "model", json.loads((work / "clips.json").read_text())
         variants = {"after": REPO / "src"}
         if args.before:
             variants = {"before": old_sources(work, args.before), **variants}
