@@ -17,11 +17,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from higgs_tune import checkpoint
 from higgs_tune.data.validate import SCRIPT_LETTERS
-from higgs_tune.files import read_jsonl, write_text_atomic
+from higgs_tune.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +34,48 @@ TAGS = ["higgs-audio", "text-to-speech", "voice-cloning", "higgs-tune"]
 
 @functools.lru_cache(maxsize=4)
 def data_summary(data_dir: str) -> dict | None:
-    """Samples, speakers, hours and languages of a prepared dataset; None when the folder is gone."""
+    """Samples, speakers, hours and languages of a prepared dataset; None when the folder is gone.
+
+    Speakers and languages come from its index (`samples_summary`, recorded by `prepare`); a dataset
+    prepared before they were recorded has its samples.jsonl read line by line, none of it kept.
+    """
     root = Path(data_dir)
     if not (root / "index.json").is_file():
         return None
     index = json.loads((root / "index.json").read_text(encoding="utf-8"))
-    records = read_jsonl(root / "samples.jsonl")
-    texts = [r["text"] for r in records]
-    shares = {
-        code: sum(any(map(is_letter, t)) for t in texts) / max(1, len(texts))
-        for code, is_letter in SCRIPT_LETTERS.items()
-    }
+    summary = index if "num_speakers" in index else samples_summary(_lines(root / "samples.jsonl"))
     return {
-        "samples": len(records),
-        "speakers": len({r["speaker"] for r in records if r.get("speaker")}),
+        "samples": index["num_samples"],
+        "speakers": summary["num_speakers"],
         "audio_hours": index["audio_hours"],
-        "languages": [code for code, share in shares.items() if share >= LANGUAGE_SHARE],
+        "languages": [code for code, share in summary["script_shares"].items() if share >= LANGUAGE_SHARE],
         "skipped": index.get("num_skipped", 0),
     }
+
+
+def samples_summary(records: Iterable[dict]) -> dict:
+    """What a card says of a prepared dataset's samples, in one pass: its distinct speakers and, per
+    script of `SCRIPT_LETTERS`, the share of target texts with a letter of it (each distinct text
+    looked at once)."""
+    speakers: set[str] = set()
+    texts: dict[str, int] = {}
+    for r in records:
+        if r.get("speaker"):
+            speakers.add(r["speaker"])
+        texts[r["text"]] = texts.get(r["text"], 0) + 1
+    total = max(1, sum(texts.values()))
+    return {
+        "num_speakers": len(speakers),
+        "script_shares": {
+            code: round(sum(n for t, n in texts.items() if any(map(is_letter, t))) / total, 4)
+            for code, is_letter in SCRIPT_LETTERS.items()
+        },
+    }
+
+
+def _lines(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as f:
+        yield from (json.loads(line) for line in f if line.strip())
 
 
 def base_model_license(model_id: str) -> dict[str, str]:

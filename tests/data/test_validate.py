@@ -107,7 +107,7 @@ def test_report_json_and_table(malformed_corpus):
     for code in data["problems"]:
         assert code in table
     assert "target letters/second" in table and "First 2 examples per problem" in table
-    assert "Usable target audio: 7.0 s" in table
+    assert "Usable target audio: 6.0 s distinct (7.0 s with repeats)" in table  # "ok" repeats a target
     assert report.examples["audio_missing"][0].describe() in table
 
 
@@ -141,6 +141,33 @@ def test_each_clip_is_decoded_once(tmp_path, make_wav, monkeypatch):
     assert report.ok
     assert len(calls) == len(set(calls)) == 9
     assert report.clip_count == 9
+
+
+def test_each_path_is_resolved_and_paired_once_and_distinct_audio_comes_first(
+    tmp_path, make_wav, monkeypatch
+):
+    """A million pairs over a thousand clips: each distinct path is resolved once and the files are looked
+    at as often for 40 samples as for 20 (per clip, not per sample); the usable audio is said first
+    without repeats (each target used 5 times here)."""
+    for i in range(4):
+        make_wav(f"c{i}.wav", seconds=1.0 + i, seed=i)
+    resolved, stats = [], []
+    realpath, stat = validate_module.os.path.realpath, validate_module.os.stat
+    monkeypatch.setattr(validate_module.os.path, "realpath", lambda p: resolved.append(p) or realpath(p))
+    monkeypatch.setattr(validate_module.os, "stat", lambda p, **k: stats.append(p) or stat(p, **k))
+    monkeypatch.setattr(validate_module.os.path, "samefile", lambda a, b: stats.extend([a, b]) or True)
+    looked_at = []
+    for n in (20, 40):
+        records = [entry(f"s{k}", ref=f"c{k % 4}.wav", audio=f"c{(k + 1) % 4}.wav") for k in range(n)]
+        resolved.clear(), stats.clear()
+        report = validate_manifest(write_jsonl(tmp_path / f"m{n}.jsonl", records))
+        assert len(resolved) == 4
+        looked_at.append(len(stats))
+    assert looked_at[0] == looked_at[1]
+    assert report.usable_distinct_hours * 3600 == pytest.approx(10.0, abs=0.01)  # 1 + 2 + 3 + 4 s
+    assert report.usable_hours * 3600 == pytest.approx(100.0, abs=0.01)
+    assert "Usable target audio: 10.0 s distinct (100.0 s with repeats)" in report.table()
+    assert json.loads(report.to_json())["usable_distinct_target_hours"] == round(10 / 3600, 4)
 
 
 def test_speaking_rate_outlier_by_robust_z(tmp_path, make_wav):

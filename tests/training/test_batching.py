@@ -5,13 +5,14 @@ import logging
 import random
 
 import pytest
+import torch
 
 from higgs_tune.config import PromptSettings, TrainSettings
 from higgs_tune.config_files import load_config
 from higgs_tune.prepared.dataset import PreparedData
 from higgs_tune.training.batching import FixedBatches, TokenBudgetBatches, padded_size, padding_fraction
 from higgs_tune.training.collate import Collator
-from higgs_tune.training.examples import ExampleDataset, prepared_lengths
+from higgs_tune.training.examples import ExampleDataset, build_example, example_lengths, prepared_lengths
 from higgs_tune.training.trainer import Trainer
 
 
@@ -37,7 +38,67 @@ def test_lengths_are_exact_without_building_examples(processor, prepared_dir, pr
     dataset = ExampleDataset(data, processor, prompt, learn_text=True)
     built = [dataset[i].num_tokens for i in range(len(dataset))]
     assert dataset.lengths() == built
-    assert prepared_lengths(processor, data, prompt, [3, 1], chunk=1) == [built[3], built[1]]
+    assert prepared_lengths(processor, data, prompt, [3, 1]) == [built[3], built[1]]
+
+
+VARIED_TEXTS = [
+    "Hello there.",
+    "  leading and trailing spaces  ",
+    "\nnew lines\n\nin the middle\n",
+    "<|eot_id|> looks like a control token <|AUDIO_OUT|>",
+    "ذَهَبَ الوَلَدُ إِلَى المَدْرَسَةِ ١٥",
+    "numbers 12,345.6 and punctuation!?",
+    "x",
+]
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        PromptSettings(),
+        PromptSettings(system_prompt="", scene=None, text_normalisation="arabic_no_diacritics"),
+        PromptSettings(
+            system_prompt="  Clone\n this voice.  ", scene="A hall.", text_normalisation="whitespace"
+        ),
+    ],
+)
+def test_lengths_without_a_render_per_sample_are_those_built(processor, prepared_dir, prompt, monkeypatch):
+    """Texts that trim, hold new lines, look like control tokens, change under normalisation, and samples
+    with and without their own scene: the planned length is the built example's, and the chat template is
+    rendered once per layout (which texts are given), not once per sample."""
+    data = PreparedData(prepared_dir)
+    sample = data[0]
+    records = [
+        {
+            "ref_text": VARIED_TEXTS[i % 7],
+            "text": VARIED_TEXTS[(3 * i + 1) % 7],
+            "scene": [None, "", "Rain."][i % 3],
+        }
+        for i in range(21)
+    ]
+    built = [
+        build_example(
+            processor,
+            "s",
+            r["ref_text"],
+            torch.from_numpy(sample.ref_codes),
+            r["text"],
+            torch.from_numpy(sample.target_codes),
+            prompt,
+            scene=r["scene"],
+        ).num_tokens
+        for r in records
+    ]
+    renders = []
+    render = type(processor).apply_chat_template
+    monkeypatch.setattr(
+        type(processor),
+        "apply_chat_template",
+        lambda self, *a, **k: renders.append(1) or render(self, *a, **k),
+    )
+    frames = [sample.ref_codes.shape[1] + sample.target_codes.shape[1]] * len(records)
+    assert example_lengths(processor, records, frames, prompt) == built
+    assert len(renders) <= 2  # a layout with the sample's own scene and one without
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 8])

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from higgs_tune.data.audio import TARGET_SR, AudioError, AudioStats, scan_audio
 from higgs_tune.data.languages import language_name, parse_language
@@ -28,6 +27,7 @@ from higgs_tune.data.samples import Sample, SampleError
 from higgs_tune.data.spoken import count_letters, is_arabic_letter
 from higgs_tune.data.validation_report import ValidationReport
 from higgs_tune.files import content_hash
+from higgs_tune.logs import Progress
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +78,14 @@ def validate_manifest(
     report = ValidationReport(Path(path), settings, max_examples, scan.entries, scan.samples)
     for problem in scan.problems:
         report.add(problem)
-    keys = {p: _key(p) for s in scan.samples for p in _clip_paths(s)}
+    # Each distinct spelling of a path is resolved once (a million samples name a thousand clips).
+    keys = {p: _key(p) for p in dict.fromkeys(p for s in scan.samples for p in _clip_paths(s))}
     clips, hashes = _scan_clips(keys.values(), workers)
     report.clip_count = sum(isinstance(r, AudioStats) for r in clips.values())
     report.clip_seconds = sum(r.info.duration for r in clips.values() if isinstance(r, AudioStats))
     context = _Context(settings, keys, clips, hashes)
     rates: list[_Rate] = []
-    for sample in tqdm(scan.samples, desc="checking samples", unit="sample", disable=None):
+    for sample in Progress(scan.samples, desc="checking samples", unit="sample"):
         where = scan.locations[sample.id]
         for problem in _sample_problems(sample, where, context):
             report.add(problem, reject=problem.is_error)
@@ -118,9 +119,7 @@ def _scan_clips(keys: Iterable[Path], workers: int) -> tuple[dict[Path, ClipResu
             return e, None
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(
-            tqdm(pool.map(one, unique), total=len(unique), desc="checking clips", unit="clip", disable=None)
-        )
+        results = list(Progress(pool.map(one, unique), total=len(unique), desc="checking clips", unit="clip"))
     clips = {key: result for key, (result, _) in zip(unique, results, strict=True)}
     hashes = {key: digest for key, (_, digest) in zip(unique, results, strict=True) if digest is not None}
     return clips, hashes
@@ -135,15 +134,30 @@ class _Context:
     clips: dict[Path, ClipResult]  # resolved path -> result
     hashes: dict[Path, str]  # resolved path of a readable clip -> content hash
     seen_pairs: dict[tuple[Path, Path | str], str] = field(default_factory=dict)
+    file_ids: dict[Path, tuple[int, int] | None] = field(default_factory=dict)  # resolved path -> inode
 
     def clip(self, path: Path) -> ClipResult:
         return self.clips[self.keys[path]]
+
+    def same_file(self, a: Path, b: Path) -> bool:
+        """Same path after resolving links, or two names of one file (hard links); each file is looked
+        at once, however many samples pair it."""
+        return a == b or (self._file_id(a) or (-1, -1)) == self._file_id(b)
+
+    def _file_id(self, key: Path) -> tuple[int, int] | None:
+        if key not in self.file_ids:
+            try:
+                st = os.stat(key)
+                self.file_ids[key] = (st.st_dev, st.st_ino)
+            except OSError:
+                self.file_ids[key] = None
+        return self.file_ids[key]
 
 
 def _sample_problems(sample: Sample, where: str, context: _Context) -> Iterator[Problem]:
     ref_key = context.keys[sample.ref_audio]
     target_key = None if sample.audio is None else context.keys[sample.audio]
-    same_file = target_key is not None and _same_file(ref_key, target_key)
+    same_file = target_key is not None and context.same_file(ref_key, target_key)
     same = same_clip_problem(context.hashes.get(ref_key), context.hashes.get(target_key), same_file)
     if same is not None:
         code, message = same
@@ -174,16 +188,6 @@ def _sample_problems(sample: Sample, where: str, context: _Context) -> Iterator[
             f"target text has no {language_name(language)} letters: {sample.text[:60]!r}",
             sample.id,
         )
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Same path after resolving links, or two names of one file (hard links)."""
-    if a == b:
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def clip_findings(result: ClipResult, settings: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -237,6 +241,7 @@ def _record(sample: Sample, where: str, context: _Context, report: ValidationRep
     target = None if sample.audio is None else context.clip(sample.audio)
     if sample.audio is not None and isinstance(target, AudioStats):
         report.target_seconds[sample.id] = target.info.duration
+        report.target_clips[sample.id] = context.keys[sample.audio]
         rate = _Rate(
             sample.id,
             where,

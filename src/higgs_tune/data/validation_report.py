@@ -53,6 +53,7 @@ class ValidationReport:
     examples: dict[str, list[Problem]] = field(default_factory=dict)
     # sample id -> measurement, for every sample whose clip could be read
     target_seconds: dict[str, float] = field(default_factory=dict)
+    target_clips: dict[str, Path] = field(default_factory=dict)  # sample id -> its target file, resolved
     reference_seconds: dict[str, float] = field(default_factory=dict)
     chars_per_second: dict[str, float] = field(default_factory=dict)  # target letters per second
     clip_count: int = 0
@@ -93,6 +94,15 @@ class ValidationReport:
         """Hours of target audio in samples without errors: what training will actually see per epoch."""
         return sum(self._usable(self.target_seconds)) / 3600.0
 
+    @property
+    def usable_distinct_hours(self) -> float:
+        """Hours of the distinct target clips of samples without errors, each counted once however many
+        samples repeat it: the audio there is to learn from."""
+        clips = {
+            self.target_clips[i]: self.target_seconds[i] for i in self.target_clips if i not in self.rejected
+        }
+        return sum(clips.values()) / 3600.0
+
     def _usable(self, values: dict[str, float]) -> list[float]:
         return [v for sample_id, v in values.items() if sample_id not in self.rejected]
 
@@ -119,6 +129,7 @@ class ValidationReport:
             "errors": self.n_errors,
             "warnings": self.n_warnings,
             "usable_target_hours": round(self.usable_hours, 4),
+            "usable_distinct_target_hours": round(self.usable_distinct_hours, 4),
             "distinct_clips": self.clip_count,
             "distinct_clip_hours": round(self.clip_seconds / 3600.0, 4),
             "distributions": {k: None if d is None else vars(d) for k, d in self.distributions().items()},
@@ -152,7 +163,8 @@ class ValidationReport:
             f"Manifest {self.manifest}: {self.entries} entries, {len(self.samples)} samples read, "
             f"{len(self.rejected)} rejected, {usable} usable",
             f"{self.n_errors} errors, {self.n_warnings} warnings",
-            f"Usable target audio: {_span(self.usable_hours * 3600)}; {self.clip_count} distinct readable "
+            f"Usable target audio: {_span(self.usable_distinct_hours * 3600)} distinct "
+            f"({_span(self.usable_hours * 3600)} with repeats); {self.clip_count} distinct readable "
             f"clips: {_span(self.clip_seconds)}",
             "",
             f"{'usable samples':22}{'n':>7}{'min':>9}{'p50':>9}{'p95':>9}{'max':>9}",

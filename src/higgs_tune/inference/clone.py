@@ -29,6 +29,7 @@ from higgs_tune.files import check_output_file, check_output_folder, write_jsonl
 from higgs_tune.inference.generate import context_problem, generate_codes, prompt_length
 from higgs_tune.inference.settings import LengthLimit, SamplingSettings
 from higgs_tune.inference.speech_checks import CUT, SILENT, SpeechChecks, check_speech
+from higgs_tune.logs import Progress
 from higgs_tune.model.codes import decode_codes, encode_file
 from higgs_tune.model.prompt import spoken_texts
 
@@ -124,7 +125,6 @@ def clone_manifest(
 
     Reference clips are encoded once each, however many samples share them. Returns the result rows.
     """
-    from tqdm import tqdm
 
     samples, skipped = screen_references(samples)  # before any work, not batches later
     rate = processor.audio_tokenizer.config.frame_rate
@@ -148,7 +148,7 @@ def clone_manifest(
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / SKIPPED_FILE, skipped)
     rows = []
-    for start in tqdm(range(0, len(kept), batch_size), desc="clone", unit="batch"):
+    for start in Progress(range(0, len(kept), batch_size), desc="clone", unit="batch"):
         batch = kept[start : start + batch_size]
         clones = clone_samples(
             model, processor, [items[i] for i in batch], prompt, sampling, [limits[i] for i in batch]

@@ -20,8 +20,6 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
 from pathlib import Path
 
-from tqdm import tqdm
-
 from higgs_tune.ingest.corpus import (
     SETTINGS,
     assemble,
@@ -35,6 +33,7 @@ from higgs_tune.ingest.settings import IngestSettings
 from higgs_tune.ingest.sources import Recording, read_source
 from higgs_tune.ingest.summary import IngestSummary
 from higgs_tune.ingest.transcribe import ChunkTranscriber
+from higgs_tune.logs import Progress
 from higgs_tune.ranks import process_rank
 
 log = logging.getLogger(__name__)
@@ -55,8 +54,7 @@ def ingest(source: str, out: Path, settings: IngestSettings, workers: int = 1) -
     transcribe = ChunkTranscriber(settings, out)
     digests: list[str] = []
     jobs = _my_jobs(recordings, settings.chunk_size, (rank, world), out, digests)
-    with tqdm(unit="h", desc=f"ingest{f' rank {rank}' if world > 1 else ''}", disable=None) as bar:
-        bar.bar_format = "{desc}: {n:.3f} audio-h [{elapsed}, {rate_fmt}]"
+    with Progress(unit="audio-h", desc=f"ingest{f' rank {rank}' if world > 1 else ''}") as bar:
         for result in _results(jobs, settings, out, workers):
             transcribe(result)
             write_part(out, result.chunk, result.digest, result.kept, result.rejected)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from higgs_tune.config import PromptSettings
@@ -83,8 +85,21 @@ def spoken_texts(ref_text: str, text: str, prompt: PromptSettings) -> tuple[str,
     """The reference transcript and the target text as a prompt holds them: normalised by
     `prompt.text_normalisation`. The one place that applies it, so what plans a prompt's length without
     building it (`examples.example_lengths`) sees the texts `build_prompt` tokenizes."""
-    how = prompt.text_normalisation
-    return normalise_text(ref_text, how), normalise_text(text, how)
+    return spoken_text(ref_text, prompt), spoken_text(text, prompt)
+
+
+def spoken_text(text: str, prompt: PromptSettings) -> str:
+    """One transcript as a prompt holds it (`spoken_texts`)."""
+    return normalise_text(text, prompt.text_normalisation)
+
+
+def _render(processor, texts: list[str | None], prompt: PromptSettings, with_target: bool) -> str:
+    """The chat template rendered with every text in its slot (`texts`: ref, text, system, scene, own
+    scene), so that texts are never parsed as control tokens (`_tokenize` fills them in)."""
+    slots = [_TEXT_SLOT.format(i) if t else t for i, t in enumerate(texts)]  # a falsy text is left out
+    in_slots = replace(prompt, system_prompt=slots[2], scene=slots[3])
+    conversation = build_conversation(slots[0], slots[1], in_slots, scene=slots[4], with_target=with_target)
+    return processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=not with_target)
 
 
 def delayed_codes(processor, codes: torch.Tensor) -> torch.Tensor:
@@ -123,12 +138,7 @@ def build_prompt(
         prompt.scene,
         scene,
     ]
-    slots = [_TEXT_SLOT.format(i) if t else t for i, t in enumerate(texts)]
-    in_slots = replace(prompt, system_prompt=slots[2], scene=slots[3])
-    conversation = build_conversation(slots[0], slots[1], in_slots, scene=slots[4], with_target=with_target)
-    rendered = processor.apply_chat_template(
-        conversation, tokenize=False, add_generation_prompt=not with_target
-    )
+    rendered = _render(processor, texts, prompt, with_target)
     clips = [ref_codes] + ([target_codes] if with_target else [])
     delayed = [delayed_codes(processor, c) for c in clips]
     pieces = rendered.split(processor.audio_token)
@@ -178,7 +188,7 @@ def _tokenize(tokenizer, rendered: str, texts: list[str | None]) -> torch.Tensor
         if i % 2:  # a run of control tokens, all the template's own
             ids += tokenizer(run, add_special_tokens=False, split_special_tokens=False)["input_ids"]
         elif run:
-            plain = _SLOTS.sub(lambda m: (texts[int(m.group(1))] or "").strip(), run)
+            plain = _fill(run, texts)
             run_ids = tokenizer(plain, add_special_tokens=False, split_special_tokens=True)["input_ids"]
             leaked = control_ids.intersection(run_ids)
             if leaked:
@@ -188,6 +198,11 @@ def _tokenize(tokenizer, rendered: str, texts: list[str | None]) -> torch.Tensor
     return torch.tensor(ids, dtype=torch.long)
 
 
+def _fill(run: str, texts: Sequence[str | None]) -> str:
+    """A plain run of the rendered template with its slots filled (trimmed, as the template trims)."""
+    return _SLOTS.sub(lambda m: (texts[int(m.group(1))] or "").strip(), run)
+
+
 @functools.lru_cache(maxsize=8)
 def _control_tokens(tokenizer) -> tuple[re.Pattern[str], frozenset[int]]:
     """A pattern matching runs of the tokenizer's added tokens (longest first, so none matches a prefix),
@@ -195,3 +210,124 @@ def _control_tokens(tokenizer) -> tuple[re.Pattern[str], frozenset[int]]:
     added = tokenizer.added_tokens_decoder
     tokens = sorted((t.content for t in added.values()), key=len, reverse=True)
     return re.compile("((?:" + "|".join(map(re.escape, tokens)) + ")+)"), frozenset(added)
+
+
+class PromptLengths:
+    """Sequence lengths of training prompts without building them: exactly the length of
+    `build_prompt(...).input_ids` with the target's codes given, from the texts and the clips' frame counts.
+
+    A planner of millions of samples cannot render the chat template per sample (that was most of the
+    time a run spent before its first step). The template is rendered once per layout (which texts are
+    given): its control-token runs and its text-free plain runs are counted once, and each plain run that
+    holds a text is tokenized once per distinct text it holds, in batches, exactly as `_tokenize` does.
+    Each clip's `<|AUDIO_OUT|>` placeholder becomes its T + 2 + (K - 1) audio positions (stream BOS, T
+    frames, stream EOS and the K - 1 frames of the delay pattern). A test compares with built examples.
+    """
+
+    VARYING = (0, 1, 4)
+    """The slots whose text varies by sample (`_render`'s order): reference, target, own scene."""
+
+    def __init__(self, processor, prompt: PromptSettings) -> None:
+        self.processor, self.prompt = processor, prompt
+        self._layouts: dict[tuple[bool, ...], tuple[int, list[tuple[str, tuple[int, ...]]]]] = {}
+        self._counts: dict[str, dict] = {}  # plain run -> its texts (one, or a tuple) -> tokens
+        self._spoken: dict[str, str] = {}
+        # Per clip, besides the placeholder counted with the template: 2 + (K - 1) - 1 positions.
+        self._per_clip = processor.audio_tokenizer.config.num_quantizers
+
+    def __call__(self, records: Sequence[dict], frames: Sequence[int]) -> list[int]:
+        """The length of each record's example (`ref_text`, `text`, optional `scene`), its clips'
+        frames (reference and target together) in `frames`."""
+        columns = [
+            [r["ref_text"] for r in records],
+            [r["text"] for r in records],
+            [r.get("scene") for r in records],
+        ]
+        return self.of_columns(*columns, frames)
+
+    def of_columns(
+        self,
+        ref_texts: Sequence[str],
+        texts: Sequence[str],
+        scenes: Sequence[str | None],
+        frames: Sequence[int],
+    ) -> list[int]:
+        """`__call__` with the samples' fields given column by column (no dict per sample)."""
+        spoken = self._spoken_text
+        columns = {0: [spoken(t) for t in ref_texts], 1: [spoken(t) for t in texts], 4: scenes}
+        lengths = np.asarray(frames, dtype=np.int64) + 2 * self._per_clip
+        keys = list(zip(*(map(bool, columns[s]) for s in self.VARYING), strict=True))
+        numbered: dict[tuple[bool, ...], int] = {}
+        layout_of = np.array([numbered.setdefault(k, len(numbered)) for k in keys], dtype=np.int64)
+        for key, number in numbered.items():
+            rows = np.flatnonzero(layout_of == number) if len(numbered) > 1 else np.arange(len(ref_texts))
+            fixed, runs = self._layout(key)
+            lengths[rows] += fixed
+            for run, slots in runs:
+                held = [columns[s] for s in slots]
+                texts = (
+                    [held[0][i] for i in rows]
+                    if len(slots) == 1
+                    else [tuple(c[i] for c in held) for i in rows]
+                )
+                counts = self._run_counts(run, slots, texts)
+                lengths[rows] += np.array([counts[t] for t in texts], dtype=np.int64)
+        return lengths.tolist()
+
+    def _spoken_text(self, text: str) -> str:
+        spoken = self._spoken.get(text)
+        if spoken is None:
+            spoken = self._spoken[text] = spoken_text(text, self.prompt)
+        return spoken
+
+    def _run_counts(self, run: str, slots: tuple[int, ...], texts: list) -> dict:
+        """Tokens of `run` with each of `texts` in its `slots` (one text, or a tuple for several slots),
+        tokenized once per distinct text, in batches, as `_tokenize` tokenizes a plain run."""
+        counts = self._counts.setdefault(run, {})
+        todo = [t for t in dict.fromkeys(texts) if t not in counts]
+        constant = {2: self.prompt.system_prompt, 3: self.prompt.scene}
+        for start in range(0, len(todo), 4096):
+            part = todo[start : start + 4096]
+            filled = [
+                _fill(run, {**constant, **dict(zip(slots, t if len(slots) > 1 else (t,), strict=True))})
+                for t in part
+            ]
+            counts.update(
+                zip(part, map(len, self._tokenizer(filled, split_special_tokens=True)), strict=True)
+            )
+        return counts
+
+    def _tokenizer(self, texts: list[str], split_special_tokens: bool) -> list[list[int]]:
+        tokenizer = self.processor.tokenizer
+        return tokenizer(texts, add_special_tokens=False, split_special_tokens=split_special_tokens)[
+            "input_ids"
+        ]
+
+    def _layout(self, key: tuple[bool, ...]) -> tuple[int, list[tuple[str, tuple[int, ...]]]]:
+        """For the layout `key` (whether each varying text is given): the tokens that do not depend on
+        the sample, with one per audio placeholder, and each plain run that holds varying texts with
+        their slot numbers."""
+        if key not in self._layouts:
+            texts: list[str | None] = ["x" if given else None for given in key]
+            texts[2:2] = [self.prompt.system_prompt, self.prompt.scene]
+            rendered = _render(self.processor, texts, self.prompt, with_target=True)
+            if rendered.count(self.processor.audio_token) != 2:
+                raise PromptError(
+                    f"chat template rendered {rendered.count(self.processor.audio_token)} audio placeholders "
+                    "for 2 clips; the model's chat template does not match the Higgs Audio v2 cloning format"
+                )
+            control, _ = _control_tokens(self.processor.tokenizer)
+            fixed, runs = 0, []
+            for i, run in enumerate(control.split(rendered)):
+                slots = tuple(
+                    int(m.group(1)) for m in _SLOTS.finditer(run) if int(m.group(1)) in self.VARYING
+                )
+                if slots:
+                    runs.append((run, slots))
+                elif run:
+                    filled = _fill(run, texts)
+                    fixed += (
+                        len(self._tokenizer([filled], split_special_tokens=not i % 2)[0]) if filled else 0
+                    )
+            self._layouts[key] = fixed, runs
+        return self._layouts[key]

@@ -15,12 +15,12 @@ from typing import ClassVar
 
 import numpy as np
 from pydantic import Field, model_validator
-from tqdm import tqdm
 
 from higgs_tune.command_settings import CommandSettings
 from higgs_tune.data import preference_folder
 from higgs_tune.data.audio import load_audio
 from higgs_tune.inference.settings import LengthLimit, SamplingSettings
+from higgs_tune.logs import Progress
 from higgs_tune.model.codes import encode_file
 from higgs_tune.preferences.candidates import sample_candidates, score_candidates
 from higgs_tune.preferences.pairs import Strategy, choose_pairs
@@ -94,7 +94,7 @@ def make_preferences(model_id: str, adapter: Path | None, samples: list, out: Pa
             out,
         )
     rate = processor.audio_tokenizer.config.frame_rate
-    for start in tqdm(range(0, len(todo), s.batch_size), desc="prefs", unit="batch"):
+    for start in Progress(range(0, len(todo), s.batch_size), desc="prefs", unit="batch"):
         part = todo[start : start + s.batch_size]
         batch = [x for x, _ in part]
         refs = [encode_file(processor, x.ref_audio) for x in batch]

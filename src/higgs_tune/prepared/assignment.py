@@ -12,11 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from higgs_tune.data.audio import AudioError, check_file
 from higgs_tune.data.samples import Sample, SampleError
 from higgs_tune.files import content_hash
+from higgs_tune.logs import Progress
 from higgs_tune.prepared.shards import shard_name
 
 # Hashing is disk-bound and hashlib releases the GIL, so threads overlap the reads.
@@ -65,7 +64,7 @@ def assign_clips(samples: Sequence[Sample], progress: bool = True) -> Assignment
     results: list[str | AudioError] = []
     with (
         ThreadPoolExecutor(HASH_THREADS) as pool,
-        tqdm(total=len(paths), desc="hash", unit="file", disable=not progress) as bar,
+        Progress(total=len(paths), desc="hash", unit="file", enabled=progress) as bar,
     ):
         for start in range(0, len(paths), HASH_BATCH):
             batch = paths[start : start + HASH_BATCH]

@@ -16,10 +16,10 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from higgs_tune.data.problems import duration_problem
 from higgs_tune.files import write_json
+from higgs_tune.logs import Progress
 from higgs_tune.model.codes import encode_waveform
 from higgs_tune.prepared.bad_samples import raise_for_bad, shard_failures
 from higgs_tune.prepared.clip_loading import LoadedClip, load_clips
@@ -33,7 +33,7 @@ class _Progress:
     """A tqdm bar in clips/s with audio hours per second as postfix, plus a summary line at the end."""
 
     def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = tqdm(total=total, desc="encode", unit="clip", disable=not enabled)
+        self.bar = Progress(total=total, desc="encode", unit="clip", enabled=enabled)
         self.clips = 0
         self.seconds = 0.0
         self.started = time.monotonic()
@@ -45,7 +45,7 @@ class _Progress:
         """One clip done: encoded (`seconds` of audio) or skipped (0)."""
         self.clips += 1
         self.seconds += seconds
-        self.bar.set_postfix_str(f"{self.seconds / 3600 / self._elapsed():.4f} audio-h/s", refresh=False)
+        self.bar.set_postfix_str(f"{self.seconds / 3600 / self._elapsed():.4f} audio-h/s")
         self.bar.update(1)
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from higgs_tune.card import samples_summary
 from higgs_tune.data.samples import Sample, SampleError
 from higgs_tune.files import write_json, write_jsonl
 from higgs_tune.prepared.bad_samples import Skipped, clip_problems, shard_failures
@@ -130,6 +131,7 @@ def _index(
         "dedupe_ratio": round(uses / len(used), 3),
         "num_skipped": len(skipped),
         "audio_hours": round(sum(frames[c] for c in used) / run.codec.frame_rate / 3600, 4),
+        **samples_summary(records),  # what a model card says, so that it never reads samples.jsonl again
         "num_processes": run.world,
         "shard_size": run.shard_size,
         "text_normalisation": run.text_normalisation,

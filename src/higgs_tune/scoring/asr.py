@@ -30,6 +30,7 @@ import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from higgs_tune.data.audio import TARGET_SR, resample
+from higgs_tune.logs import Progress
 from higgs_tune.model.loading import load_checked
 
 log = logging.getLogger(__name__)
@@ -110,12 +111,14 @@ class Transcriber:
             seconds = window / self.sampling_rate
             log.info("%d of %d clips are over %g s: long-form transcription", len(long), len(waves), seconds)
         heard = [Heard("", None)] * len(waves)
-        for group, long_form in ((short, False), (long, True)):
-            for start in range(0, len(group), self.batch_size):
-                batch = group[start : start + self.batch_size]
-                found = self._transcribe_batch([waves[i] for i in batch], long_form, confidence)
-                for i, one in zip(batch, found, strict=True):
-                    heard[i] = one
+        with Progress(total=len(waves), desc="transcribe", unit="clip") as bar:
+            for group, long_form in ((short, False), (long, True)):
+                for start in range(0, len(group), self.batch_size):
+                    batch = group[start : start + self.batch_size]
+                    found = self._transcribe_batch([waves[i] for i in batch], long_form, confidence)
+                    for i, one in zip(batch, found, strict=True):
+                        heard[i] = one
+                    bar.update(len(batch))
         return heard
 
     def _transcribe_batch(self, waves: list[np.ndarray], long_form: bool, confidence: bool) -> list[Heard]:

@@ -69,7 +69,7 @@ class TrainingData(RunData):
     ) -> None:
         self.prepared = PreparedData(Path(cfg.data))
         check_codec(self.prepared, processor, cfg.model)
-        ids = [r["id"] for r in self.prepared.records]
+        ids = self.prepared.records.ids
         super().__init__(cfg, prompt, processor, accelerator, run_dir, Path(cfg.data), ids)
 
     def _warn_no_held_out(self) -> None:

@@ -13,13 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from higgs_tune.config import PromptSettings
-from higgs_tune.model.prompt import (
-    PromptTokens,
-    audio_positions,
-    build_conversation,
-    build_prompt,
-    spoken_texts,
-)
+from higgs_tune.model.prompt import PromptLengths, PromptTokens, audio_positions, build_prompt
 from higgs_tune.prepared.dataset import PreparedData
 
 IGNORE = -100
@@ -112,34 +106,16 @@ def build_example(
 
 
 def example_lengths(
-    processor, records: Sequence[dict], frames: Sequence[int], prompt: PromptSettings, chunk: int = 1024
+    processor, records: Sequence[dict], frames: Sequence[int], prompt: PromptSettings
 ) -> list[int]:
     """Sequence length (text tokens plus audio positions) of each example, without building it.
 
     `records` hold each example's texts (`ref_text`, `text`, `scene`), `frames` the audio frames of its
     two clips together (reference and target). Exactly `build_example(...).num_tokens`, at a fraction of
-    the cost: no codes are read and no delay pattern is built. The conversation holds the texts as the
-    prompt does (`prompt.spoken_texts`: normalised), is rendered with the same chat template and tokenized
-    in chunks by the fast tokenizer; each clip's single `<|AUDIO_OUT|>` placeholder becomes the clip's
-    T + 2 + (K - 1) audio positions (stream BOS, T frames, stream EOS, and the K - 1 frames the delay
-    pattern adds). Audio special tokens are atomic for the tokenizer, so the
-    text around them tokenizes the same either way; a test checks equality against built examples.
+    the cost: no codes are read, no delay pattern is built and the chat template is rendered once per
+    layout, not per example (`prompt.PromptLengths`); a test checks equality against built examples.
     """
-    extra_per_clip = 2 + (processor.audio_tokenizer.config.num_quantizers - 1) - 1  # minus the placeholder
-    lengths: list[int] = []
-    for start in range(0, len(records), chunk):
-        part = records[start : start + chunk]
-        rendered = [
-            processor.apply_chat_template(
-                build_conversation(*spoken_texts(r["ref_text"], r["text"], prompt), prompt, r.get("scene")),
-                tokenize=False,
-            )
-            for r in part
-        ]
-        ids = processor.tokenizer(rendered, add_special_tokens=False)["input_ids"]
-        for tokens, n in zip(ids, frames[start : start + chunk], strict=True):
-            lengths.append(len(tokens) + n + 2 * extra_per_clip)
-    return lengths
+    return PromptLengths(processor, prompt)(records, frames)
 
 
 def prepared_lengths(
@@ -147,13 +123,12 @@ def prepared_lengths(
     data: PreparedData,
     prompt: PromptSettings,
     indices: Sequence[int] | None = None,
-    chunk: int = 1024,
 ) -> list[int]:
     """`example_lengths` of a prepared dataset's samples at `indices` (all by default): clip lengths come
     from its index, no codes are read."""
-    records = [data.records[i] for i in (range(len(data)) if indices is None else indices)]
-    frames = [data.clip_frames(r["ref_clip"]) + data.clip_frames(r["target_clip"]) for r in records]
-    return example_lengths(processor, records, frames, prompt, chunk)
+    table = data.records
+    columns = [table.column(name, indices) for name in ("ref_text", "text", "scene")]
+    return PromptLengths(processor, prompt).of_columns(*columns, data.frames(indices).tolist())
 
 
 class ExampleDataset(torch.utils.data.Dataset):

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import DistributedType, set_seed
-from tqdm import tqdm
 
 from higgs_tune import checkpoint
 from higgs_tune.card import write_checkpoint_card
@@ -39,6 +38,7 @@ from higgs_tune.config import TrainSettings, metric_greater_is_better, resolve_c
 from higgs_tune.config_files import config_to_dict, require, save_config
 from higgs_tune.errors import UserError
 from higgs_tune.files import full_disk_named
+from higgs_tune.logs import Progress
 from higgs_tune.model.loading import load_processor
 from higgs_tune.training.best import BestCheckpoint
 from higgs_tune.training.build import build_model, build_optimizer, lr_lambda, parameter_counts
@@ -354,12 +354,8 @@ class Trainer:
         acc, cfg = self.accelerator, self.cfg
         self.model.train()
         batches = self.data.micro_batches(self.step * cfg.gradient_accumulation_steps)
-        bar = tqdm(
-            total=self.max_steps,
-            initial=self.step,
-            desc="train",
-            unit="step",
-            disable=not acc.is_main_process,
+        bar = Progress(
+            total=self.max_steps, initial=self.step, desc="train", unit="step", enabled=acc.is_main_process
         )
         window: dict[str, torch.Tensor] = {}
         tokens, audio_seconds, started, logged_steps = 0, 0.0, time.perf_counter(), 0
