@@ -166,7 +166,10 @@ def test_unknown_key_suggests_the_fix(override: str, expected: str) -> None:
 
 def test_unknown_key_without_a_near_match_lists_the_valid_keys() -> None:
     (problem,) = problems_of(["prompt.zzz=1"])
-    assert problem == "unknown key 'prompt.zzz' (valid keys here: system_prompt, scene, text_normalisation)"
+    assert (
+        problem
+        == "unknown key 'prompt.zzz' (valid keys here: system_prompt, scene, text_normalisation, preset)"
+    )
 
 
 def test_all_problems_are_reported_in_one_error(tmp_path: Path) -> None:
@@ -318,7 +321,11 @@ def test_a_config_saved_by_an_earlier_version_loads_with_its_values(tmp_path: Pa
         dpo=DpoSettings(beta=0.2, sft_weight=0.5, disable_dropout=False),
     )
     save_config(cfg, tmp_path / "config.yaml")
-    assert (tmp_path / "config.yaml").read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
+    # the same text, plus the prompt preset added since (`original`: the prompt it was trained with)
+    saved = path.read_text(encoding="utf-8").replace(
+        "  text_normalisation: arabic_spoken\n", "  text_normalisation: arabic_spoken\n  preset: original\n"
+    )
+    assert (tmp_path / "config.yaml").read_text(encoding="utf-8") == saved
 
 
 def test_config_from_dict_validates_like_the_loader() -> None:

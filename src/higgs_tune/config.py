@@ -52,15 +52,16 @@ class PromptSettings:
     scene: str | None = "Audio is recorded from a quiet room."
     """Scene description for samples that carry none of their own (the base model's default scene);
     None means no scene block."""
+    text_normalisation: TextNormalisation | None = None
+    """How the reference transcript and the target text are normalised (`data.text_normalisation`). null
+    takes what the prepared data records (`prepare --text-normalisation`); a checkpoint records the value its
+    run trained with, so `clone` and `eval` normalise the texts they are given the same way."""
+
     preset: PromptPreset = "original"
     """original: the prompt of the original implementation, with the scene above. vllm-omni: the prompt
     vLLM-Omni builds when it clones (docs/vllm-omni.md): the base system prompt and no scene block, so a
     fine-tune served there meets the prompt it was trained with; under it `scene` defaults to null, and a
     scene or another system prompt is refused. Samples that carry their own scene keep it either way."""
-    text_normalisation: TextNormalisation | None = None
-    """How the reference transcript and the target text are normalised (`data.text_normalisation`). null
-    takes what the prepared data records (`prepare --text-normalisation`); a checkpoint records the value its
-    run trained with, so `clone` and `eval` normalise the texts they are given the same way."""
 
     @model_validator(mode="before")
     @classmethod
