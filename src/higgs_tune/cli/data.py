@@ -147,7 +147,7 @@ def normalise(
     text_normalisation: Annotated[
         str | None,
         typer.Option(
-            help="none, whitespace, arabic, arabic_no_diacritics or arabic_spoken (see text-normalisation.md)."
+            help="none, whitespace, arabic, arabic_no_diacritics or arabic_spoken (docs: text normalisation)."
         ),
     ] = None,
     language: Annotated[
