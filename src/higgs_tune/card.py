@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from higgs_tune import checkpoint
+from higgs_tune.config import BASE_SYSTEM_PROMPT
 from higgs_tune.data.validate import SCRIPT_LETTERS
 from higgs_tune.files import write_text_atomic
 
@@ -280,8 +281,20 @@ def _prompt_section(prompt: dict) -> str:
         f"- system prompt: `{prompt['system_prompt']}`\n"
         f"- scene, for samples without their own: {scene}\n"
         f"- text normalisation, applied to the reference transcript and the text to speak: "
-        f"`{prompt.get('text_normalisation') or 'none'}`"
+        f"`{prompt.get('text_normalisation') or 'none'}`\n"
+        f"- preset: `{prompt.get('preset', 'original')}`; served on vLLM-Omni (the base system prompt, no "
+        "scene block, no text normalisation), the model meets "
+        + (
+            "the prompt it was trained with"
+            if _vllm_omni_prompt(prompt)
+            else "another prompt than it was trained with"
+        )
     )
+
+
+def _vllm_omni_prompt(prompt: dict) -> bool:
+    """Whether a saved prompt is the one vLLM-Omni builds (`PromptSettings.preset`)."""
+    return prompt["scene"] is None and prompt["system_prompt"] == BASE_SYSTEM_PROMPT
 
 
 def _training_section(training: dict) -> str:

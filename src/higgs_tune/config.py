@@ -36,12 +36,17 @@ from higgs_tune.config_files import SETTINGS, ConfigError, Problems, unchecked
 TextNormalisation = Literal["none", "whitespace", "arabic", "arabic_no_diacritics", "arabic_spoken"]
 """How transcripts are normalised before they are prompted; the rules are `data.text_normalisation`'s."""
 
+PromptPreset = Literal["original", "vllm-omni"]
+"""Whose cloning prompt a run is trained and cloned with: the original implementation's, or vLLM-Omni's."""
+BASE_SYSTEM_PROMPT = "Generate audio following instruction."
+"""The base model's system prompt, which the original implementation and vLLM-Omni both send."""
+
 
 @dataclass(frozen=True, config=SETTINGS)
 class PromptSettings:
     """How training examples are prompted; saved with every checkpoint so inference prompts the same way."""
 
-    system_prompt: str = "Generate audio following instruction."
+    system_prompt: str = BASE_SYSTEM_PROMPT
     """System message of every example. The default is the base model's own (the original implementation's
     voice-cloning prompt), so a fine-tune starts from the prompt the model was trained on."""
     scene: str | None = "Audio is recorded from a quiet room."
@@ -51,6 +56,37 @@ class PromptSettings:
     """How the reference transcript and the target text are normalised (`data.text_normalisation`). null
     takes what the prepared data records (`prepare --text-normalisation`); a checkpoint records the value its
     run trained with, so `clone` and `eval` normalise the texts they are given the same way."""
+
+    preset: PromptPreset = "original"
+    """original: the prompt of the original implementation, with the scene above. vllm-omni: the prompt
+    vLLM-Omni builds when it clones (docs/vllm-omni.md): the base system prompt and no scene block, so a
+    fine-tune served there meets the prompt it was trained with; under it `scene` defaults to null, and a
+    scene or another system prompt is refused. Samples that carry their own scene keep it either way."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_scene(cls, values: Any) -> Any:
+        """Under the vllm-omni preset the scene not given is none, vLLM-Omni sending no scene block."""
+        kwargs = getattr(values, "kwargs", values)
+        if isinstance(kwargs, dict) and kwargs.get("preset") == "vllm-omni" and "scene" not in kwargs:
+            kwargs["scene"] = None
+        return values
+
+    @model_validator(mode="after")
+    def _preset_rules(self) -> PromptSettings:
+        """A vllm-omni prompt is vLLM-Omni's: its system prompt, no scene block."""
+        if self.preset != "vllm-omni":
+            return self
+        problems = []
+        if self.scene is not None:
+            problems.append("scene must be null under preset=vllm-omni (vLLM-Omni sends no scene block)")
+        if self.system_prompt != BASE_SYSTEM_PROMPT:
+            problems.append(
+                f"system_prompt must be {BASE_SYSTEM_PROMPT!r} under preset=vllm-omni (vLLM-Omni's)"
+            )
+        if problems:
+            raise Problems(problems)
+        return self
 
 
 @dataclass(frozen=True, config=SETTINGS)

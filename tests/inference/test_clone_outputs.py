@@ -138,7 +138,8 @@ def test_a_prompt_past_the_models_positions_is_refused_naming_the_limit(
     tiny_model_dir, make_wav, tmp_path, run_cli
 ):
     out = tmp_path / "o.wav"
-    code, _, err = _clone(run_cli, tiny_model_dir, make_wav("ref.wav"), out, text=LONG_TEXT)
+    unsplit = ("--max-chars-per-chunk", "0")  # a long text is otherwise spoken in chunks
+    code, _, err = _clone(run_cli, tiny_model_dir, make_wav("ref.wav"), out, *unsplit, text=LONG_TEXT)
     line = _one_line_refusal(code, err, "max_position_embeddings")
     assert "past the model's 4096" in line and "--max-seconds" in line
     assert not out.exists()
@@ -164,3 +165,23 @@ def test_the_single_clip_says_its_speech_checks(tiny_model_dir, make_wav, tmp_pa
     assert code == 0, err[-3000:]
     (line,) = [x for x in err.splitlines() if f"speech checks of {out}:" in x]
     assert "cut" in line  # 0.2 s is far too short for the tiny model to stop on its own
+
+
+def test_a_long_text_is_spoken_in_chunks_and_says_which_chunks_are_flagged(
+    tiny_model_dir, make_wav, tmp_path, run_cli
+):
+    out, codes = tmp_path / "o.wav", tmp_path / "o.npy"
+    text = "Hello there. How are you? I am fine!"
+    chunked = ("--max-chars-per-chunk", "20", "--context-chunks", "1", "--codes-out", codes)
+    code, _, err = _clone(run_cli, tiny_model_dir, make_wav("ref.wav"), out, *chunked, text=text)
+    assert code == 0, err[-3000:]
+    assert "chunk 3 of 3" in err
+    (line,) = [x for x in err.splitlines() if f"speech checks of {out}:" in x]
+    # 0.2 s is far too short for the tiny model to stop: every chunk is flagged cut, by number
+    assert "chunk 1: cut" in line and "chunk 3: cut" in line
+    import numpy as np
+    import soundfile as sf
+
+    frames = np.load(codes).shape[1]
+    assert frames == 3 * 5  # three chunks of 0.2 s at the tiny codec's 25 frames a second
+    assert 0 < sf.info(str(out)).frames < frames * 960

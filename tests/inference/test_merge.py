@@ -252,3 +252,53 @@ def test_a_merged_model_is_prompted_as_its_adapter(tiny_model_dir, processor, sa
     assert (from_adapter == clone(tiny_model_dir, run, plain)).all()
     assert from_adapter.shape == clone(merged, None, diacritised).shape
     assert (clone(merged, None, diacritised) == from_adapter).all()
+
+
+def _tensor_names(folder: Path) -> set[str]:
+    from safetensors import safe_open
+
+    names = set()
+    for shard in folder.glob("*.safetensors"):
+        with safe_open(str(shard), "pt") as f:
+            names |= set(f.keys())
+    return names
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_merged_folder_is_laid_out_as_the_base_and_warns_of_the_vllm_omni_prompt(
+    tiny_model_dir, prepared_dir, tmp_path, caplog
+):
+    """vLLM-Omni loads no adapter: it serves `merge`'s folder as it serves the base, so the folder has the
+    base's config keys, tensor names and processor files (plus only the card and the saved prompt); merging
+    a run trained with the default prompt (a scene block) warns that vLLM-Omni prompts it otherwise."""
+    Trainer(train_config(tiny_model_dir, prepared_dir, tmp_path / "run", "max_steps=1")).run()
+    with caplog.at_level(logging.WARNING, logger="higgs_tune"):
+        out = merge_adapter(str(tiny_model_dir), tmp_path / "run", tmp_path / "merged")
+    base_config = json.loads((tiny_model_dir / "config.json").read_text())
+    merged_config = json.loads((out / "config.json").read_text())
+    assert set(merged_config) == set(base_config)
+    assert _tensor_names(out) == _tensor_names(tiny_model_dir)
+    assert _files(out) - _files(tiny_model_dir) == {"README.md", PROMPT_FILE}
+    assert _files(tiny_model_dir) <= _files(out)
+    # (tokenizer_config.json gains transformers' loading flags is_local and local_files_only when saved)
+    for name in ("processor_config.json", "audio_tokenizer/config.json"):
+        assert set(json.loads((out / name).read_text())) == set(
+            json.loads((tiny_model_dir / name).read_text())
+        )
+    assert "served on vLLM-Omni it meets another prompt" in caplog.text
+    assert "meets another prompt than it was trained with" in (out / "README.md").read_text()
+
+
+def test_a_vllm_omni_run_merges_without_the_prompt_warning(tiny_model_dir, prepared_dir, tmp_path, caplog):
+    cfg = train_config(
+        tiny_model_dir, prepared_dir, tmp_path / "run", "max_steps=1", "prompt.preset=vllm-omni"
+    )
+    Trainer(cfg).run()
+    with caplog.at_level(logging.WARNING, logger="higgs_tune"):
+        out = merge_adapter(str(tiny_model_dir), tmp_path / "run", tmp_path / "merged")
+    assert "vLLM-Omni" not in caplog.text
+    assert json.loads((out / PROMPT_FILE).read_text())["preset"] == "vllm-omni"
+    assert "meets the prompt it was trained with" in (out / "README.md").read_text()

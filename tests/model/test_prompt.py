@@ -117,3 +117,50 @@ def test_an_added_token_that_is_not_special_is_refused(processor):
     tokenizer.add_tokens(["<|not_special|>"])  # parsed even with special-token parsing off
     with pytest.raises(ValueError, match="not_special"):
         _tokenize(tokenizer, "<|eot_id|>\ue0000\ue001<|eot_id|>", ["say <|not_special|> now"])
+
+
+def test_earlier_turns_are_prompted_as_the_processor_prompts_them(processor, clips):
+    """A long text's earlier chunks (`context`) sit between the reference and the target as user text and
+    assistant audio turns, token for token as the processor renders that conversation from raw audio."""
+    ref, earlier = clips
+    settings = PromptSettings()
+    ref_codes = torch.from_numpy(encode_waveform(processor, ref))
+    earlier_codes = torch.from_numpy(encode_waveform(processor, earlier))
+    ours = build_prompt(
+        processor,
+        "the reference words",
+        ref_codes,
+        "the next chunk",
+        settings,
+        context=[("the chunk before", earlier_codes)],
+    )
+    conversation = build_conversation(
+        "the reference words",
+        "the next chunk",
+        settings,
+        with_target=False,
+        context_texts=["the chunk before"],
+    )
+    assert [m["role"] for m in conversation] == [
+        "system",
+        "scene",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
+    theirs = processor.apply_chat_template(
+        _with_audio(conversation, [ref, earlier]),
+        tokenize=True,
+        return_dict=True,
+        add_generation_prompt=True,
+        sampling_rate=24000,
+        return_tensors="pt",
+    )
+    assert torch.equal(theirs["input_ids"][0], ours.input_ids)
+    assert torch.equal(theirs["audio_input_ids"][0], ours.audio_input_ids)
+    assert [length for _, length in ours.audio_segments] == [
+        ref_codes.shape[1] + 9,
+        earlier_codes.shape[1] + 9,
+    ]

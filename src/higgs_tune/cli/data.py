@@ -137,3 +137,43 @@ def _write_split(split, training, heldout, outputs: dict[str, Path]) -> None:
     typer.echo(f"training: {training.summary()}")
     typer.echo(f"held out: {heldout.summary()}")
     typer.echo(f"{split.summary()}; what went where: {summary}")
+
+
+@app.command()
+def normalise(
+    text: Annotated[
+        str | None, typer.Argument(help="Text to normalise; without it, every line of stdin.")
+    ] = None,
+    text_normalisation: Annotated[
+        str | None,
+        typer.Option(
+            help="none, whitespace, arabic, arabic_no_diacritics or arabic_spoken (docs: text normalisation)."
+        ),
+    ] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(
+            help="Use the language's recommended normalisation (ar: arabic_spoken).", callback=language_option
+        ),
+    ] = None,
+) -> None:
+    """Print TEXT (or each line of stdin, one line out per line in) normalised as a fine-tune's prompt
+    normalises it: what a client of a server that normalises nothing (vLLM-Omni) sends."""
+    import sys
+
+    from higgs_tune.data.text_normalisation import (
+        TEXT_NORMALISATIONS,
+        normalise_text,
+        recommended_normalisation,
+    )
+
+    if text_normalisation is not None and language is not None:
+        raise typer.BadParameter("give --text-normalisation or --language, not both")
+    how = text_normalisation or recommended_normalisation(language)
+    if how not in TEXT_NORMALISATIONS:
+        raise typer.BadParameter(
+            f"--text-normalisation {how!r}: choose from {', '.join(TEXT_NORMALISATIONS)}"
+        )
+    lines = [text] if text is not None else sys.stdin.read().splitlines()
+    for line in lines:
+        typer.echo(normalise_text(line, how))

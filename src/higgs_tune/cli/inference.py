@@ -11,11 +11,14 @@ import typer
 from higgs_tune.cli.app import app
 from higgs_tune.cli.options import (
     LENGTH_LIMIT,
+    LONG_TEXT,
     SAMPLING,
     CharsPerSecondOpt,
     CheckpointOpt,
+    ContextChunksOpt,
     GreedyOpt,
     LengthLimitOpt,
+    MaxCharsPerChunkOpt,
     ModelOpt,
     RasWindowOpt,
     SeedOpt,
@@ -25,12 +28,22 @@ from higgs_tune.cli.options import (
     checkpoint_of,
     sampling_config,
 )
-from higgs_tune.inference.settings import LengthLimit
+from higgs_tune.inference.settings import LengthLimit, LongTextSettings
 
 if TYPE_CHECKING:
     from higgs_tune.inference.clone import Clone
+    from higgs_tune.inference.long_text import LongClone
 
 log = logging.getLogger("higgs_tune")
+
+CloneOverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace an existing --out (--codes-out) file, or with --manifest this command's files in a "
+        "folder that holds others; never the reference clips or the manifest.",
+    ),
+]
 
 
 @app.command()
@@ -56,21 +69,18 @@ def clone(
     ] = None,
     scene: Annotated[str | None, typer.Option(help="Override the checkpoint's scene description.")] = None,
     seed: SeedOpt = SAMPLING.seed,
+    max_chars_per_chunk: MaxCharsPerChunkOpt = LONG_TEXT.max_chars_per_chunk,
+    context_chunks: ContextChunksOpt = LONG_TEXT.context_chunks,
     checkpoint: CheckpointOpt = "best",
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite",
-            help="Replace an existing --out (--codes-out) file, or with --manifest this command's files in a "
-            "folder that holds others; never the reference clips or the manifest.",
-        ),
-    ] = False,
+    overwrite: CloneOverwriteOpt = False,
 ) -> None:
     """Clone a voice: speak TEXT in the voice of REF_AUDIO, or every sample of a --manifest."""
     _check_texts({"--ref-text": ref_text, "--text": text, "--system-prompt": system_prompt, "--scene": scene})
+    long_text = LongTextSettings(max_chars_per_chunk=max_chars_per_chunk, context_chunks=context_chunks)
     from higgs_tune.data.manifests import read_manifest
-    from higgs_tune.inference.clone import check_manifest_output, check_reference, clone_manifest, clone_one
+    from higgs_tune.inference.clone import check_manifest_output, check_reference, clone_manifest
     from higgs_tune.inference.generate import load_for_cloning
+    from higgs_tune.inference.long_text import clone_file
 
     given = [v is not None for v in (ref_audio, ref_text, text)]
     one_sample, batch = manifest is None and all(given), manifest is not None and not any(given)
@@ -88,11 +98,11 @@ def clone(
     adapter = checkpoint_of(adapter, checkpoint)
     lm, processor, settings = load_for_cloning(model, adapter, system_prompt=system_prompt, scene=scene)
     sampling = sampling_config(greedy, temperature, top_p, top_k, ras_window, seed)
+    limit = LengthLimit(chars_per_second=chars_per_second, max_seconds=max_seconds)
     if samples is not None:
-        limit = LengthLimit(chars_per_second=chars_per_second, max_seconds=max_seconds)
         clone_manifest(lm, processor, samples, out, settings, sampling, limit, batch_size=batch_size)
         return
-    result = clone_one(lm, processor, ref_audio, ref_text, text, settings, sampling, max_seconds=max_seconds)
+    result = clone_file(lm, processor, ref_audio, ref_text, text, settings, sampling, limit, long_text)
     _write_clone(result, out, codes_out, processor, max_seconds)
 
 
@@ -120,7 +130,9 @@ def _check_clone_outputs(out: Path, codes_out: Path | None, ref_audio: Path, ove
             raise OutputInUseError(f"--codes-out {codes_out} is --out too; give each its own file name")
 
 
-def _write_clone(result: Clone, out: Path, codes_out: Path | None, processor, max_seconds: float) -> None:
+def _write_clone(
+    result: Clone | LongClone, out: Path, codes_out: Path | None, processor, max_seconds: float
+) -> None:
     """Save one clone's codes (if asked, to exactly that path) and its wav, and say what its speech checks
     flagged; exit 1 when the model gave no audio frames at all."""
     import numpy as np
@@ -134,6 +146,9 @@ def _write_clone(result: Clone, out: Path, codes_out: Path | None, processor, ma
         log.error("the model emitted its stream EOS at once: no audio frames, so %s was not written", out)
         raise typer.Exit(1)
     write_wav(out, result.audio, processor.feature_extractor.sampling_rate)
+    if hasattr(result, "chunk_flags"):
+        _say_chunks(result, out, processor.feature_extractor.sampling_rate)
+        return
     rate = processor.audio_tokenizer.config.frame_rate
     how = "stream EOS" if result.stopped_by_eos else f"the {max_seconds:g} s limit (no EOS: cut)"
     log.info("wrote %s: %.2f s of audio, ended by %s", out, result.codes.shape[1] / rate, how)
@@ -141,6 +156,16 @@ def _write_clone(result: Clone, out: Path, codes_out: Path | None, processor, ma
         log.warning("speech checks of %s: %s", out, ", ".join(result.flags))
     else:
         log.info("speech checks of %s: no flags", out)
+
+
+def _say_chunks(result: LongClone, out: Path, sr: int) -> None:
+    """Say what a long text's clone wrote and which chunks its speech checks flagged, by number."""
+    log.info("wrote %s: %.2f s of audio in %d chunks", out, result.audio.size / sr, len(result.chunks))
+    flagged = [f"chunk {i + 1}: {', '.join(f)}" for i, f in enumerate(result.chunk_flags) if f]
+    if flagged:
+        log.warning("speech checks of %s: %s", out, "; ".join(flagged))
+    else:
+        log.info("speech checks of %s: no flags in any chunk", out)
 
 
 @app.command()

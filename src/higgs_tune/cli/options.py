@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from higgs_tune.inference.settings import LengthLimit, SamplingSettings
+from higgs_tune.inference.settings import LengthLimit, LongTextSettings, SamplingSettings
 
 ModelOpt = Annotated[str, typer.Option("--model", help="Model folder or hub id (e.g. bosonai/...).")]
 # Sampling options, the same for `clone`, `prefs` and `eval`; their defaults are `SamplingSettings`'s.
@@ -28,6 +28,17 @@ LengthLimitOpt = Annotated[
 ]
 CharsPerSecondOpt = Annotated[
     float, typer.Option(help="With a manifest: each clip's limit from its text at this slow speaking rate.")
+]
+# How a long text is spoken in chunks (`clone`, and a server): the defaults are `LongTextSettings`'s.
+LONG_TEXT = LongTextSettings()
+MaxCharsPerChunkOpt = Annotated[
+    int,
+    typer.Option(
+        help="Speak a longer text in chunks of at most this many characters, cut at sentence ends (0: off)."
+    ),
+]
+ContextChunksOpt = Annotated[
+    int, typer.Option(help="Earlier chunks of a long text kept in each chunk's prompt.")
 ]
 RunDeviceOpt = Annotated[
     str | None,

@@ -18,6 +18,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from higgs_tune.config import PromptSettings
+from higgs_tune.errors import UserError
 from higgs_tune.inference.settings import SamplingSettings
 from higgs_tune.model.loading import load_finetuned, load_model, load_processor, model_prompt
 from higgs_tune.model.prompt import PromptTokens, build_prompt
@@ -110,10 +111,20 @@ def generated_positions(frame_limit: int, num_codebooks: int) -> int:
 def prompt_length(processor, item: dict, prompt: PromptSettings) -> int:
     """Positions the cloning prompt of `item` (as `generate_codes` takes it) fills, its reference audio
     included."""
-    tokens = build_prompt(
-        processor, item["ref_text"], item["ref_codes"], item["text"], prompt, scene=item.get("scene")
+    return int(item_prompt(processor, item, prompt).input_ids.shape[0])
+
+
+def item_prompt(processor, item: dict, prompt: PromptSettings) -> PromptTokens:
+    """The cloning prompt of one item of `generate_codes` (`model.prompt.build_prompt`)."""
+    return build_prompt(
+        processor,
+        item["ref_text"],
+        item["ref_codes"],
+        item["text"],
+        prompt,
+        scene=item.get("scene"),
+        context=item.get("context", ()),
     )
-    return int(tokens.input_ids.shape[0])
 
 
 def context_problem(model, prompt_length: int, frame_limit: int, num_codebooks: int) -> str | None:
@@ -141,14 +152,12 @@ def generate_codes(
     frame_limits: list[int],
 ) -> list[GeneratedCodes]:
     """Generate the codes of a batch. Each item has `ref_text`, `ref_codes` ([K, T]), `text` and optional
-    `scene` and `id` (the sample's name in warnings).
+    `scene`, `context` (earlier turns' (text, codes), `model.prompt.build_prompt`) and `id` (the sample's
+    name in warnings).
 
     `frame_limits` caps each sample's generated audio frames; a sample cut there is flagged.
     """
-    prompts = [
-        build_prompt(processor, it["ref_text"], it["ref_codes"], it["text"], prompt, scene=it.get("scene"))
-        for it in items
-    ]
+    prompts = [item_prompt(processor, it, prompt) for it in items]
     batch = _left_pad(prompts, processor.tokenizer.pad_token_id, processor.audio_stream_eos_id)
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
@@ -202,6 +211,11 @@ def load_for_cloning(
         model, prompt = load_model(model_id), model_prompt(model_id)
     else:
         model, prompt = load_finetuned(model_id, adapter)
+    if prompt.preset == "vllm-omni" and (system_prompt is not None or scene is not None):
+        raise UserError(
+            "this model was trained with prompt.preset=vllm-omni (vLLM-Omni's prompt: no scene, its system"
+            " prompt); drop --system-prompt and --scene to clone with the prompt it was trained with"
+        )
     if system_prompt is not None:
         prompt = replace(prompt, system_prompt=system_prompt)
     if scene is not None:

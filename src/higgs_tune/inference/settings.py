@@ -36,3 +36,23 @@ class LengthLimit(CommandSettings):
     def frames(self, text: str, rate: int) -> int:
         seconds = len(text) / self.chars_per_second + self.slack_seconds
         return int(min(max(seconds, self.min_seconds), self.max_seconds) * rate)
+
+
+class LongTextSettings(CommandSettings):
+    """How a text longer than one clip is spoken (`inference.long_text`): split at sentence ends into
+    chunks of at most `max_chars_per_chunk` characters (0: never split), each cloned with the reference and
+    the last `context_chunks` chunks in context, joined with a `crossfade_seconds` crossfade.
+
+    300 characters is about 20 s of speech at the 14-15 letters a second of read speech: within the clip
+    lengths a fine-tune trains on (the data's bounds end at 30 s), so each chunk is a length the model has
+    learnt to finish, while a text that fits one clip is never split. Two earlier chunks (the original
+    implementation keeps all of them by default) carry the voice and the pace across the joins while the
+    prompt stays bounded however long the text is. 50 ms of crossfade lies inside the pause a sentence end
+    leaves, so it removes the click of a hard cut without blending words.
+    """
+
+    flags = {"crossfade_seconds": "--crossfade-seconds"}
+
+    max_chars_per_chunk: int = Field(300, ge=0)
+    context_chunks: int = Field(2, ge=0)
+    crossfade_seconds: float = Field(0.05, ge=0, le=1)

@@ -41,7 +41,7 @@ class PromptTokens:
     """A tokenized prompt: text ids with one placeholder per audio frame, and those frames' codes.
 
     `audio_segments` holds (start, length) of each audio clip in `audio_input_ids` frame order: the
-    reference first, then the target when one was given.
+    reference first, then the earlier turns' clips (`context`), then the target when one was given.
     """
 
     input_ids: torch.Tensor  # [L] text ids; audio frames are <|AUDIO_OUT|> / delay placeholders
@@ -60,12 +60,22 @@ def audio_positions(ids_of, input_ids: torch.Tensor) -> torch.Tensor:
 
 
 def build_conversation(
-    ref_text: str, text: str, prompt: PromptSettings, scene: str | None = None, with_target: bool = True
+    ref_text: str,
+    text: str,
+    prompt: PromptSettings,
+    scene: str | None = None,
+    with_target: bool = True,
+    context_texts: Sequence[str] = (),
 ) -> list[dict]:
     """The cloning conversation: system, [scene], user (reference transcript), assistant (reference audio),
-    user (target text), and with `with_target` the assistant turn holding the target audio.
+    then a user and an assistant (audio) turn for each of `context_texts` (the chunks of a long text
+    spoken before this one), user (target text), and with `with_target` the assistant turn holding the
+    target audio.
 
-    A sample's own scene description wins over the prompt settings' default scene.
+    The earlier chunks sit where the original implementation puts them (boson-ai/higgs-audio
+    `examples/generation.py`, `generation_chunk_buffer_size`): after the reference, as alternating user
+    text and assistant audio turns. A sample's own scene description wins over the prompt settings' default
+    scene.
     """
     messages: list[dict] = [{"role": "system", "content": [{"type": "text", "text": prompt.system_prompt}]}]
     scene_text = scene if scene else prompt.scene
@@ -74,8 +84,13 @@ def build_conversation(
     messages += [
         {"role": "user", "content": [{"type": "text", "text": ref_text}]},
         {"role": "assistant", "content": [{"type": "audio"}]},
-        {"role": "user", "content": [{"type": "text", "text": text}]},
     ]
+    for earlier in context_texts:
+        messages += [
+            {"role": "user", "content": [{"type": "text", "text": earlier}]},
+            {"role": "assistant", "content": [{"type": "audio"}]},
+        ]
+    messages.append({"role": "user", "content": [{"type": "text", "text": text}]})
     if with_target:
         messages.append({"role": "assistant", "content": [{"type": "audio"}]})
     return messages
@@ -95,10 +110,14 @@ def spoken_text(text: str, prompt: PromptSettings) -> str:
 
 def _render(processor, texts: list[str | None], prompt: PromptSettings, with_target: bool) -> str:
     """The chat template rendered with every text in its slot (`texts`: ref, text, system, scene, own
-    scene), so that texts are never parsed as control tokens (`_tokenize` fills them in)."""
+    scene, then the texts of earlier turns), so that texts are never parsed as control tokens (`_tokenize`
+    fills them in)."""
     slots = [_TEXT_SLOT.format(i) if t else t for i, t in enumerate(texts)]  # a falsy text is left out
-    in_slots = replace(prompt, system_prompt=slots[2], scene=slots[3])
-    conversation = build_conversation(slots[0], slots[1], in_slots, scene=slots[4], with_target=with_target)
+    # the texts' slots in place of the texts (whatever their preset's rules would say of a slot)
+    in_slots = replace(prompt, system_prompt=slots[2], scene=slots[3], preset="original")
+    conversation = build_conversation(
+        slots[0], slots[1], in_slots, scene=slots[4], with_target=with_target, context_texts=slots[5:]
+    )
     return processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=not with_target)
 
 
@@ -124,22 +143,21 @@ def build_prompt(
     prompt: PromptSettings,
     target_codes: torch.Tensor | None = None,
     scene: str | None = None,
+    context: Sequence[tuple[str, torch.Tensor]] = (),
 ) -> PromptTokens:
     """Build the model inputs of one cloning prompt from texts and codec codes ([K, T] each).
 
     With `target_codes` the target turn is included (training); without, the prompt ends where generation
-    starts (cloning). Everything else is identical. The transcripts are normalised by
-    `prompt.text_normalisation`, and every text is tokenized as plain text (`_tokenize`).
+    starts (cloning). Everything else is identical. `context` holds (text, codes) of earlier turns spoken
+    after the reference and before the target (a long text's previous chunks, `inference.long_text`).
+    The transcripts are normalised by `prompt.text_normalisation`, and every text is tokenized as plain
+    text (`_tokenize`).
     """
     with_target = target_codes is not None
-    texts = [
-        *spoken_texts(ref_text, text, prompt),
-        prompt.system_prompt,
-        prompt.scene,
-        scene,
-    ]
+    earlier = [normalise_text(t, prompt.text_normalisation) for t, _ in context]
+    texts = [*spoken_texts(ref_text, text, prompt), prompt.system_prompt, prompt.scene, scene, *earlier]
     rendered = _render(processor, texts, prompt, with_target)
-    clips = [ref_codes] + ([target_codes] if with_target else [])
+    clips = [ref_codes, *(codes for _, codes in context)] + ([target_codes] if with_target else [])
     delayed = [delayed_codes(processor, c) for c in clips]
     pieces = rendered.split(processor.audio_token)
     if len(pieces) != len(delayed) + 1:
