@@ -133,7 +133,9 @@ def test_stream_equals_one_shot(server, client):
     streamed = pcm_audio(b"".join(pieces))
     assert len(streamed) == len(whole) == FULL * 960
     assert np.abs(streamed - whole).max() <= 1
-    assert len(pieces) >= 2 and times[-1] - times[0] > 0.2, "the first audio came only when generation ended"
+    # That the pieces are sent while generating, not after, is shown in the engine, where it does not
+    # depend on the CPU's speed (test_serve_limits.py::test_a_stream_sends_audio_before_generation_ends).
+    assert len(pieces) >= 2
 
 
 def test_sse_stream(server):

@@ -111,3 +111,21 @@ def test_bad_voice_folder_stops_the_start(run_cli, tiny_model_dir, tmp_path):
         "serve", "--model", tiny_model_dir, "--voices", tmp_path / "voices", "--device", "cpu"
     )
     assert code == 2 and "has no transcript alice.txt" in err
+
+
+def test_a_stream_sends_audio_before_generation_ends(tiny_model_dir, tmp_path):
+    """In the engine: a stream's first piece of audio is sent while frames are still being generated, so a
+    client hears the start before the end is made (counted in frames, not timed, so it holds on any CPU)."""
+    from higgs_tune.inference.settings import SamplingSettings
+    from higgs_tune.serving.engine import Engine, Job
+    from higgs_tune.serving.streaming import StreamDecoder
+
+    engine = Engine(str(tiny_model_dir), None, SamplingSettings(greedy=True), "cpu", 30)
+    codes = engine.encode_reference(write_voice(tmp_path), "voice")
+    job = Job({"ref_text": "hello there", "ref_codes": codes, "text": LONG["input"]}, engine.frame_limit)
+    sent_at: list[int] = []  # frames generated when each piece was sent
+    decoder = StreamDecoder(engine.processor, engine.decode, lambda piece: sent_at.append(len(job.frames)))
+    job.on_frames = decoder.on_frames
+    engine.generate([job])
+    decoder.finish(job.done.result().codes)
+    assert len(sent_at) >= 3 and sent_at[0] < len(job.frames), (sent_at, len(job.frames))

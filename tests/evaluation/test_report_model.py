@@ -37,7 +37,8 @@ GOLDEN_SUMMARY = [
     "clean",
 ]
 GOLDEN_COMPARISON = ["better", "worse", "reasons"]
-GOLDEN_PROMPT = ["system_prompt", "scene", "text_normalisation"]
+# `preset` added with the vLLM-Omni prompt preset (docs/vllm-omni.md): each system's prompt settings whole.
+GOLDEN_PROMPT = ["system_prompt", "scene", "text_normalisation", "preset"]
 GOLDEN_STOP_HEALTH = sorted(
     ["accuracy", "early_stop_risk", "eos_prob"]
     + [f"{k}_codebook_{i}" for k in ("accuracy", "eos_prob") for i in range(8)]

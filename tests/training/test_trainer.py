@@ -171,6 +171,7 @@ def test_checkpoint_records_prompt_settings_and_clone_uses_them(tiny_model_dir, 
         "system_prompt": "Talk like them.",
         "scene": "Audio is recorded from a quiet room.",  # the base model's default scene
         "text_normalisation": "none",  # the prepared data's
+        "preset": "original",  # the original implementation's prompt (not vLLM-Omni's)
     }
     _, _, settings = load_for_cloning(str(tiny_model_dir), tmp_path / "run")
     assert settings.system_prompt == "Talk like them."
