@@ -13,7 +13,6 @@ and has no similarity; the official Seed-TTS script would leave it out, so its W
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 from higgs_tune.errors import UserError
@@ -33,12 +32,13 @@ from higgs_tune.evaluation.evaluate import (
     EvalSettings,
     check_eval_folder,
     check_systems,
+    make_report,
     run_systems,
     score_systems,
     write_report,
 )
 from higgs_tune.evaluation.html_report import copy_references
-from higgs_tune.evaluation.report import BenchmarkResult, Report, Row, summarize
+from higgs_tune.evaluation.report import BenchmarkResult, Report, Row
 from higgs_tune.files import check_output_folder
 from higgs_tune.inference.clone import screen_references
 from higgs_tune.scoring.measuring import load_measuring_models
@@ -80,21 +80,7 @@ def evaluate_benchmark(
         add_protocol_scores(benchmark, rows)
     copy_references(systems, out)
     result = benchmark_result(benchmark, data, len(samples), systems, s, skipped)
-    report = Report(
-        manifest=None,
-        model=model_id,
-        adapter=str(adapter) if adapter else None,
-        baseline_adapter=str(baseline_adapter) if baseline_adapter else None,
-        asr_model=s.asr_model,
-        speaker_model=s.speaker_model,
-        language=s.language,
-        prompts={name: asdict(run.prompt) for name, run in runs.items()},
-        summary={name: summarize(rows) for name, rows in systems.items()},
-        stop_health={name: run.stop_health for name, run in runs.items()},
-        samples=systems,
-        skipped=skipped,
-        benchmark=result,
-    )
+    report = make_report(None, model_id, adapter, baseline_adapter, s, runs, skipped, benchmark=result)
     write_report(report, out)
     if export is not None:
         export_clips(benchmark, systems, out, Path(export))

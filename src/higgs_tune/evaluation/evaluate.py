@@ -34,7 +34,16 @@ from higgs_tune.errors import UserError
 from higgs_tune.evaluation.clip_scores import score_clips
 from higgs_tune.evaluation.html_report import copy_references, write_html_report
 from higgs_tune.evaluation.plots import write_plots
-from higgs_tune.evaluation.report import BASELINE, REFERENCES, TUNED, Report, Row, compare, summarize
+from higgs_tune.evaluation.report import (
+    BASELINE,
+    REFERENCES,
+    TUNED,
+    BenchmarkResult,
+    Report,
+    Row,
+    compare,
+    summarize,
+)
 from higgs_tune.evaluation.report_markdown import render_markdown
 from higgs_tune.evaluation.teacher_forced import teacher_forced_stop_health
 from higgs_tune.files import (
@@ -192,8 +201,29 @@ def evaluate(
     systems = {name: run.rows for name, run in runs.items()}
     score_systems(systems, samples, out, settings, measuring)
     copy_references(systems, out)  # report.json names each reference's copy inside `out`
-    report = Report(
-        manifest=str(manifest),
+    report = make_report(str(manifest), model_id, adapter, baseline_adapter, settings, runs, skipped)
+    write_report(report, out)
+    if adapter is not None:  # the measured checkpoint's model card carries its latest figures
+        record_evaluation(resolve_checkpoint(adapter), card_figures(report))
+    return report
+
+
+def make_report(
+    manifest: str | None,
+    model_id: str,
+    adapter: Path | None,
+    baseline_adapter: Path | None,
+    settings: EvalSettings,
+    runs: dict,
+    skipped: list,
+    benchmark: BenchmarkResult | None = None,
+) -> Report:
+    """The report of the systems run and scored: the one place a `Report` is put together, for a held-out
+    manifest and a benchmark alike (a benchmark's report compares with published figures, not the systems)."""
+    systems = {name: run.rows for name, run in runs.items()}
+    compared = benchmark is None and len(systems) == 2
+    return Report(
+        manifest=manifest,
         model=model_id,
         adapter=str(adapter) if adapter else None,
         baseline_adapter=str(baseline_adapter) if baseline_adapter else None,
@@ -205,12 +235,9 @@ def evaluate(
         stop_health={name: run.stop_health for name, run in runs.items()},
         samples=systems,
         skipped=skipped,
-        comparison=compare(systems[TUNED], systems[BASELINE]) if len(systems) == 2 else None,
+        comparison=compare(systems[TUNED], systems[BASELINE]) if compared else None,
+        benchmark=benchmark,
     )
-    write_report(report, out)
-    if adapter is not None:  # the measured checkpoint's model card carries its latest figures
-        record_evaluation(resolve_checkpoint(adapter), card_figures(report))
-    return report
 
 
 def write_report(report: Report, out: Path) -> None:
