@@ -11,10 +11,13 @@ import typer
 from higgs_tune.cli.app import app
 from higgs_tune.cli.options import (
     LENGTH_LIMIT,
+    LONG_TEXT,
     SAMPLING,
     CheckpointOpt,
+    ContextChunksOpt,
     GreedyOpt,
     LengthLimitOpt,
+    MaxCharsPerChunkOpt,
     ModelOpt,
     RasWindowOpt,
     RunDeviceOpt,
@@ -26,6 +29,7 @@ from higgs_tune.cli.options import (
     run_device,
     sampling_config,
 )
+from higgs_tune.inference.settings import LongTextSettings
 from higgs_tune.serving.settings import API_KEY_ENV, ServeSettings
 
 log = logging.getLogger("higgs_tune")
@@ -57,6 +61,8 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = DEFAULTS.max_body_bytes,
     timeout_s: Annotated[float, typer.Option(help="Per-request time limit (504).")] = DEFAULTS.timeout_s,
     max_seconds: LengthLimitOpt = LENGTH_LIMIT.max_seconds,
+    max_chars_per_chunk: MaxCharsPerChunkOpt = LONG_TEXT.max_chars_per_chunk,
+    context_chunks: ContextChunksOpt = LONG_TEXT.context_chunks,
     greedy: GreedyOpt = SAMPLING.greedy,
     temperature: TemperatureOpt = SAMPLING.temperature,
     top_p: TopPOpt = SAMPLING.top_p,
@@ -72,21 +78,33 @@ def serve(
         timeout_s=timeout_s, max_seconds=max_seconds,
     )  # fmt: skip
     sampling = sampling_config(greedy, temperature, top_p, top_k, ras_window, seed)
+    long_text = LongTextSettings(max_chars_per_chunk=max_chars_per_chunk, context_chunks=context_chunks)
     if voices is not None and not voices.is_dir():
         raise typer.BadParameter(f"{voices} is not a folder", param_hint="--voices")
+
     import uvicorn
 
     from higgs_tune.serving.app import create_app
-    from higgs_tune.serving.audio_formats import check_formats
     from higgs_tune.serving.engine import Engine
-    from higgs_tune.serving.voices import Voices
 
-    engine = Engine(model, checkpoint_of(adapter, checkpoint), sampling, run_device(device), max_seconds)
-    check_formats(engine.sample_rate)
-    known = Voices(engine.encode_reference)
-    if voices is not None:
-        known.load_folder(voices)
+    engine = Engine(
+        model, checkpoint_of(adapter, checkpoint), sampling, run_device(device), max_seconds, long_text
+    )
+    known = _voices(engine, voices)
     if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without --api-key: anyone who reaches it can use it", host)
     log.info("serving %s on http://%s:%d (voices: %s)", model, host, port, ", ".join(known.names()) or "none")
     uvicorn.run(create_app(engine, known, settings), host=host, port=port, log_config=None)
+
+
+def _voices(engine, folder: Path | None):
+    """The voices of `--voices`, each encoded once, after checking the audio library writes every served
+    format at the model's rate."""
+    from higgs_tune.serving.audio_formats import check_formats
+    from higgs_tune.serving.voices import Voices
+
+    check_formats(engine.sample_rate)
+    known = Voices(engine.encode_reference)
+    if folder is not None:
+        known.load_folder(folder)
+    return known

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,19 +97,36 @@ def join_audio(pieces: list[np.ndarray], crossfade: int) -> np.ndarray:
     """The pieces one after the other, each join a linear crossfade over `crossfade` samples (fewer where a
     piece is shorter): the output is the pieces' total length minus the overlaps. Empty pieces (a chunk that
     gave no audio) are left out."""
-    pieces = [np.asarray(p, dtype=np.float32) for p in pieces if np.asarray(p).size]
-    if not pieces:
-        return np.zeros(0, dtype=np.float32)
-    out = pieces[0]
-    for piece in pieces[1:]:
-        n = min(crossfade, out.size, piece.size)
-        if n == 0:
-            out = np.concatenate([out, piece])
-            continue
-        fade_in = (np.arange(1, n + 1, dtype=np.float32) / (n + 1)).astype(np.float32)
-        mixed = out[-n:] * (1 - fade_in) + piece[:n] * fade_in
-        out = np.concatenate([out[:-n], mixed, piece[n:]])
-    return out
+    joiner = AudioJoiner(crossfade)
+    parts = [joiner.add(piece) for piece in pieces]
+    return np.concatenate([*parts, joiner.finish()])
+
+
+class AudioJoiner:
+    """`join_audio` piece by piece, for a stream that sends each chunk when it is done: `add` returns the
+    audio that is final (all but the last `crossfade` samples, which the next piece fades into), `finish`
+    the rest. What it returns, one after the other, is `join_audio` of the pieces, sample for sample."""
+
+    def __init__(self, crossfade: int) -> None:
+        self.crossfade = crossfade
+        self.held = np.zeros(0, dtype=np.float32)
+
+    def add(self, piece: np.ndarray) -> np.ndarray:
+        piece = np.asarray(piece, dtype=np.float32)
+        n = min(self.crossfade, self.held.size, piece.size)
+        if n:
+            fade_in = (np.arange(1, n + 1, dtype=np.float32) / (n + 1)).astype(np.float32)
+            mixed = self.held[-n:] * (1 - fade_in) + piece[:n] * fade_in
+            out = np.concatenate([self.held[:-n], mixed, piece[n:]])
+        else:
+            out = np.concatenate([self.held, piece])
+        keep = min(self.crossfade, out.size)
+        self.held = out[out.size - keep :]
+        return out[: out.size - keep]
+
+    def finish(self) -> np.ndarray:
+        held, self.held = self.held, np.zeros(0, dtype=np.float32)
+        return held
 
 
 @dataclass(frozen=True)
@@ -150,10 +168,12 @@ def clone_long_text(
     sampling: SamplingSettings,
     limit: LengthLimit,
     settings: LongTextSettings,
+    on_chunk: Callable[[int, Clone], None] | None = None,
 ) -> LongClone:
     """Clone `text` chunk by chunk (`split_text`) with the reference (`ref_codes` [K, T]) and the last
     `settings.context_chunks` chunks in context; each chunk's frames are capped by `limit` from its
-    text. A chunk whose prompt would run past the model's positions is a `SampleError` naming it."""
+    text. A chunk whose prompt would run past the model's positions is a `SampleError` naming it.
+    `on_chunk(index, clone)` is told of each chunk as it is done (a server streams it from there)."""
     chunks = split_text(text, settings.max_chars_per_chunk)
     rate = processor.audio_tokenizer.config.frame_rate
     context: list[tuple[str, np.ndarray]] = []
@@ -168,6 +188,8 @@ def clone_long_text(
             raise SampleError(name, f"{problem}, --context-chunks or --max-chars-per-chunk")
         clone = clone_samples(model, processor, [item], prompt, sampling, [frames])[0]
         clones.append(clone)
+        if on_chunk is not None:
+            on_chunk(i, clone)
         if clone.flags:
             log.warning("%s (%r): speech checks flagged %s", name, chunk, ", ".join(clone.flags))
         context.append((chunk, clone.codes))

@@ -1,6 +1,7 @@
 """The queue of requests and the one thread that generates: requests that arrive within `batch_wait_ms`
 of each other (at most `max_batch_size`) are generated as one batch; beyond `max_queue` waiting requests
-a new one is refused (429 with Retry-After) rather than kept waiting for ever."""
+a new one is refused (429 with Retry-After) rather than kept waiting for ever. A long text (a `long` job,
+spoken in chunks) waits in the same queue and is generated alone, as a batch of its own."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class Batcher:
         self.batch_wait = batch_wait_ms / 1000
         self.max_queue = max_queue
         self._queue: queue.Queue[Job] = queue.Queue()
+        self._held: list[Job] = []  # a long job met while gathering a batch: the next batch
         self._running = 0
         # The metrics' hooks: a batch of `size` took `seconds`; a batch stopped, all its requests cancelled.
         self.on_batch: Callable[[int, float], None] = lambda size, seconds: None
@@ -38,30 +40,35 @@ class Batcher:
 
     def depth(self) -> int:
         """Requests waiting for a batch."""
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._held)
 
     def submit(self, job: Job) -> None:
         """Queue a job, or refuse it with 429 when `max_queue` are waiting already."""
-        if self._queue.qsize() >= self.max_queue:
-            batches_ahead = self._queue.qsize() / self.max_batch_size + 1
+        if self.depth() >= self.max_queue:
+            batches_ahead = self.depth() / self.max_batch_size + 1
             retry = max(1, round(batches_ahead * self.seconds_per_batch))
             raise ApiError(
                 429,
-                f"the server is busy ({self._queue.qsize()} requests waiting, --max-queue "
+                f"the server is busy ({self.depth()} requests waiting, --max-queue "
                 f"{self.max_queue}): retry in {retry} s",
                 headers={"Retry-After": str(retry)},
             )
         self._queue.put(job)
 
     def _gather(self) -> list[Job]:
-        """The next batch: the first waiting job, and those that arrive within `batch_wait` of it."""
-        jobs = [self._queue.get()]
+        """The next batch: the first waiting job, and those that arrive within `batch_wait` of it; a long
+        job alone (one met while gathering is held for the next batch)."""
+        jobs = [self._held.pop() if self._held else self._queue.get()]
         deadline = time.monotonic() + self.batch_wait
-        while len(jobs) < self.max_batch_size:
+        while len(jobs) < self.max_batch_size and not jobs[0].long:
             try:
-                jobs.append(self._queue.get(timeout=max(deadline - time.monotonic(), 0)))
+                job = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
             except queue.Empty:
                 break
+            if job.long:
+                self._held.append(job)
+                break
+            jobs.append(job)
         return [job for job in jobs if not job.cancelled.is_set()]
 
     def _run(self) -> None:
@@ -71,7 +78,10 @@ class Batcher:
                 continue
             start, self._running = time.monotonic(), len(jobs)
             try:
-                self.engine.generate(jobs)
+                if jobs[0].long:
+                    self.engine.generate_long(jobs[0])
+                else:
+                    self.engine.generate(jobs)
             except Cancelled:
                 self.on_cancelled()
                 log.info("a batch of %d stopped: all its requests were cancelled", len(jobs))

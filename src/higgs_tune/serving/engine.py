@@ -24,6 +24,7 @@ import torch
 
 from higgs_tune.config import PromptSettings
 from higgs_tune.data.audio import AudioSource, load_audio
+from higgs_tune.data.samples import SampleError
 from higgs_tune.inference.clone import check_reference
 from higgs_tune.inference.generate import (
     GeneratedCodes,
@@ -33,7 +34,8 @@ from higgs_tune.inference.generate import (
     load_for_cloning,
     prompt_length,
 )
-from higgs_tune.inference.settings import SamplingSettings
+from higgs_tune.inference.long_text import clone_long_text, split_text
+from higgs_tune.inference.settings import LengthLimit, LongTextSettings, SamplingSettings
 from higgs_tune.model.codes import decode_codes, encode_waveform
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,9 @@ class Cancelled(Exception):
 @dataclass
 class Job:
     """One request's generation: its prompt item (`ref_text`, `ref_codes`, `text`), its frame limit, and
-    `on_frames` (a stream's decoder, called with the frames so far in the generation thread)."""
+    `on_frames` (a stream's decoder, called with the frames so far in the generation thread). A `long`
+    job (a text longer than `--max-chars-per-chunk`) is spoken in chunks, alone (`Engine.generate_long`),
+    and answered with a `LongClone`; `on_chunk` is told of each chunk as it is done."""
 
     item: dict
     frame_limit: int
@@ -55,6 +59,8 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     frames: list[torch.Tensor] = field(default_factory=list)
     early: bool = False  # answered before the rest of its batch ended
+    long: bool = False
+    on_chunk: Callable[[int, object], None] | None = None
 
     def finish(self, result: GeneratedCodes | BaseException) -> None:
         """Answer the request once (an early answer wins over the batch's end)."""
@@ -70,7 +76,13 @@ class Engine:
     """The model, its processor and prompt settings, and how codes are drawn."""
 
     def __init__(
-        self, model_id: str, adapter: Path | None, sampling: SamplingSettings, device: str, max_seconds: float
+        self,
+        model_id: str,
+        adapter: Path | None,
+        sampling: SamplingSettings,
+        device: str,
+        max_seconds: float,
+        long_text: LongTextSettings | None = None,
     ) -> None:
         model, processor, prompt = load_for_cloning(model_id, adapter)
         self.model = model.to(device)
@@ -81,6 +93,9 @@ class Engine:
         self.sample_rate: int = processor.feature_extractor.sampling_rate
         self.frame_rate: int = processor.audio_tokenizer.config.frame_rate
         self.frame_limit = int(max_seconds * self.frame_rate)  # as `clone --max-seconds`
+        self.limit = LengthLimit(max_seconds=max_seconds)  # a long text's chunks, as `clone`'s
+        self.long_text = long_text or LongTextSettings()
+        self.crossfade = round(self.long_text.crossfade_seconds * self.sample_rate)
         self.eos = processor.audio_stream_eos_id
 
     def encode_reference(self, source: AudioSource, name: str) -> np.ndarray:
@@ -96,6 +111,36 @@ class Engine:
         """Why `item`'s prompt and frame limit do not fit the model's positions, else None."""
         length = prompt_length(self.processor, item, self.prompt)
         return context_problem(self.model, length, self.frame_limit, item["ref_codes"].shape[0])
+
+    def chunks(self, text: str) -> int:
+        """How many chunks `text` is spoken in (1: in one go, batched)."""
+        return len(split_text(text, self.long_text.max_chars_per_chunk))
+
+    def generate_long(self, job: Job) -> None:
+        """Speak a long job's text chunk by chunk with `clone`'s own function (`clone_long_text`) and
+        answer it; once it is cancelled, the next forward pass stops it (`Cancelled`). A chunk whose prompt
+        is too long for the model is answered as its `SampleError`."""
+
+        def stop_if_cancelled(_module, _args) -> None:
+            if job.cancelled.is_set():
+                raise Cancelled("the long request was cancelled")
+
+        watch = self.model.register_forward_pre_hook(stop_if_cancelled)
+        item = job.item
+        try:
+            result = clone_long_text(
+                self.model, self.processor, item["ref_text"], item["ref_codes"], item["text"], self.prompt,
+                self.sampling, self.limit, self.long_text, on_chunk=job.on_chunk,
+            )  # fmt: skip
+        except SampleError as e:
+            job.finish(e)
+            return
+        except Exception as e:  # answered to the request (logged by the batcher); the server goes on
+            job.finish(e)
+            raise
+        finally:
+            watch.remove()
+        job.finish(result)
 
     def generate(self, jobs: list[Job]) -> None:
         """Generate a batch and answer each job: early when its frames end before the others', else when

@@ -3,6 +3,10 @@
 Everything refused is refused before the request is queued: a field OpenAI has that this server does not
 honour (`speed` other than 1, `instructions`), a format not served, a text too long or holding a control
 token, a reference that `clone` would refuse, a prompt too long for the model.
+
+A text longer than `--max-chars-per-chunk` is spoken in chunks by `clone`'s own function
+(`inference.long_text.clone_long_text`), as a job the batcher runs alone (`speak_long`): its answer says
+how many chunks (`X-Higgs-Tune-Chunks`) and which of them the speech checks flagged (`X-Higgs-Tune-Flags`).
 """
 
 from __future__ import annotations
@@ -10,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from higgs_tune.data.samples import SampleError
+from higgs_tune.inference.long_text import AudioJoiner
 from higgs_tune.serving.api_errors import ApiError
 from higgs_tune.serving.audio_formats import encode_audio, pcm16, wav_stream_header
 from higgs_tune.serving.batcher import Batcher
@@ -88,6 +94,9 @@ async def speak(server: Server, request: Request, req: SpeechRequest) -> Respons
     check_request(req, server.settings.max_chars)
     ref_text, codes = await reference(server, req)
     job = Job({"ref_text": ref_text, "ref_codes": codes, "text": req.input}, server.engine.frame_limit)
+    if server.engine.chunks(req.input) > 1:
+        job.long = True
+        return await speak_long(server, request, req, job)
     problem = server.engine.prompt_problem(job.item)
     if problem is not None:
         raise ApiError(400, problem.replace("--max-seconds", "the server's --max-seconds"), "input")
@@ -107,6 +116,30 @@ async def speak(server: Server, request: Request, req: SpeechRequest) -> Respons
         raise _late(timeout) from None
     body = await run_in_threadpool(encode_audio, audio, server.engine.sample_rate, req.response_format)
     headers = {"X-Stopped-By-Eos": str(result.stopped_by_eos).lower()}
+    return Response(body, media_type=CONTENT_TYPES[req.response_format], headers=headers)
+
+
+async def speak_long(server: Server, request: Request, req: SpeechRequest, job: Job) -> Response:
+    """Answer a long text, spoken in chunks (a chunk's prompt too long for the model is a 400 naming it);
+    the headers say how many chunks and which the speech checks flagged (e.g. `chunk 2: cut`)."""
+    chunks = server.engine.chunks(req.input)
+    if req.stream_format is not None:
+        return stream(server, job, req, {"X-Higgs-Tune-Chunks": str(chunks)})
+    server.batcher.submit(job)
+    try:
+        result = await wait_for(job, request, server.settings.timeout_s)
+    except SampleError as e:
+        raise ApiError(400, str(e).splitlines()[0], "input") from None
+    if result.audio.size == 0:
+        raise ApiError(500, "the model emitted its stream EOS at once in every chunk: no audio")
+    _count(server, job, result)
+    body = await run_in_threadpool(encode_audio, result.audio, server.engine.sample_rate, req.response_format)
+    flagged = [f"chunk {i + 1}: {', '.join(f)}" for i, f in enumerate(result.chunk_flags) if f]
+    headers = {
+        "X-Stopped-By-Eos": str(result.stopped_by_eos).lower(),
+        "X-Higgs-Tune-Chunks": str(len(result.chunks)),
+        "X-Higgs-Tune-Flags": "; ".join(flagged) or "none",
+    }
     return Response(body, media_type=CONTENT_TYPES[req.response_format], headers=headers)
 
 
@@ -139,21 +172,36 @@ def _late(timeout: float) -> ApiError:
     )
 
 
-def stream(server: Server, job: Job, req: SpeechRequest) -> StreamingResponse:
-    """The audio as it is generated: raw bytes (`stream_format: audio`) or server-sent events."""
+def stream(server: Server, job: Job, req: SpeechRequest, headers: dict | None = None) -> StreamingResponse:
+    """The audio as it is generated: raw bytes (`stream_format: audio`) or server-sent events. A long
+    job sends each chunk when it is done, joined as the whole answer is (`AudioJoiner`)."""
     queue, emit = thread_safe_queue(asyncio.get_running_loop())
-    decoder = StreamDecoder(server.engine.processor, server.engine.decode, emit)
-    job.on_frames = decoder.on_frames
+    if job.long:
+        joiner = AudioJoiner(server.engine.crossfade)
+        job.on_chunk = lambda _index, clone: emit(joiner.add(clone.audio))
+
+        def finish(_result) -> None:
+            emit(joiner.finish())
+            emit(None)
+    else:
+        decoder = StreamDecoder(server.engine.processor, server.engine.decode, emit)
+        job.on_frames = decoder.on_frames
+
+        def finish(result) -> None:
+            decoder.finish(result.codes)
+
     server.batcher.submit(job)
-    chunks = _stream_chunks(server, job, decoder, queue, emit)
+    chunks = _stream_chunks(server, job, finish, queue, emit)
     if req.stream_format == "sse":
-        return StreamingResponse(_events(chunks), media_type="text/event-stream")
+        return StreamingResponse(_events(chunks), media_type="text/event-stream", headers=headers)
     first = wav_stream_header(server.engine.sample_rate) if req.response_format == "wav" else b""
-    return StreamingResponse(_raw(first, chunks), media_type=CONTENT_TYPES[req.response_format])
+    return StreamingResponse(
+        _raw(first, chunks), media_type=CONTENT_TYPES[req.response_format], headers=headers
+    )
 
 
 async def _stream_chunks(
-    server: Server, job: Job, decoder: StreamDecoder, queue, emit
+    server: Server, job: Job, finish_stream: Callable, queue, emit
 ) -> AsyncIterator[bytes]:
     """The stream's 16-bit PCM pieces; the job is cancelled if the stream stops early (client gone)."""
 
@@ -161,7 +209,7 @@ async def _stream_chunks(
         try:
             result = await asyncio.wrap_future(job.done)
             _count(server, job, result)
-            await run_in_threadpool(decoder.finish, result.codes)
+            await run_in_threadpool(finish_stream, result)
         except Exception:  # the batch failed (logged by the batcher): the stream ends here
             emit(None)
 
@@ -170,7 +218,8 @@ async def _stream_chunks(
     deadline = loop.time() + server.settings.timeout_s
     try:
         while (piece := await asyncio.wait_for(queue.get(), max(deadline - loop.time(), 0))) is not None:
-            yield pcm16(piece)
+            if piece.size:
+                yield pcm16(piece)
     except TimeoutError:
         pass  # the status was sent with the first bytes: the stream ends short
     finally:
